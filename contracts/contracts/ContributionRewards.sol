@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+
+/// @notice The minting side of the governance token, as the rewards contract sees it.
+interface ICommonsMinter {
+    /// @notice Mints `amount` tokens to `to`.
+    function mint(address to, uint256 amount) external;
+}
+
+/// @title ContributionRewards
+/// @notice Pays contributors of accepted federated rounds in the governance token, so those who
+/// train gain a vote. Per round the coordinator posts a Merkle root of (index, account, amount)
+/// and the round's total; each contributor (or anyone on their behalf) claims with a proof and
+/// the tokens are minted to the contributor.
+/// @dev Leaves are OpenZeppelin StandardMerkleTree leaves of
+/// `abi.encode(uint256 index, address account, uint256 amount)` (double keccak256, sorted pairs).
+/// Invariants: a round's root and total never change once posted; a round's total never exceeds
+/// the round budget in force when it was posted; each leaf index is paid at most once; the sum
+/// paid for a round never exceeds its total (even if a posted tree is inconsistent).
+contract ContributionRewards is AccessControl {
+    /// @notice Role allowed to post round roots.
+    bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
+
+    /// @notice A posted round: its Merkle root, declared total and the amount claimed so far.
+    struct Round {
+        bytes32 root;
+        uint128 total;
+        uint128 claimed;
+    }
+
+    /// @notice The token minted to contributors.
+    ICommonsMinter public immutable token;
+
+    uint256 private _roundBudget;
+    mapping(uint256 roundId => Round) private _rounds;
+    mapping(uint256 roundId => mapping(uint256 word => uint256 bits)) private _claimedBitmap;
+
+    /// @notice Emitted when the coordinator posts a round's rewards.
+    event RewardRootPosted(uint256 indexed roundId, bytes32 root, uint256 total);
+    /// @notice Emitted when a contributor's reward is claimed (and minted).
+    event RewardClaimed(uint256 indexed roundId, uint256 indexed index, address indexed account, uint256 amount);
+    /// @notice Emitted when governance changes the per-round budget.
+    event RoundBudgetChanged(uint256 previous, uint256 next);
+
+    /// @notice The round's declared total is above the per-round budget.
+    error ContributionRewardsAboveBudget(uint256 total, uint256 budget);
+    /// @notice A root for this round was already posted.
+    error ContributionRewardsRoundAlreadyPosted(uint256 roundId);
+    /// @notice The posted root is zero.
+    error ContributionRewardsZeroRoot();
+    /// @notice No root was posted for this round.
+    error ContributionRewardsUnknownRound(uint256 roundId);
+    /// @notice This leaf of the round was already claimed.
+    error ContributionRewardsAlreadyClaimed(uint256 roundId, uint256 index);
+    /// @notice The proof does not prove the leaf against the round's root.
+    error ContributionRewardsInvalidProof(uint256 roundId, uint256 index, address account, uint256 amount);
+    /// @notice Paying this claim would exceed the round's declared total.
+    error ContributionRewardsExceedsRoundTotal(uint256 roundId, uint256 claimed, uint256 amount, uint256 total);
+
+    /// @param minter The governance token (this contract must hold its minter role).
+    /// @param admin Holder of DEFAULT_ADMIN_ROLE (sets the budget, manages coordinators).
+    /// @param coordinator Initial holder of COORDINATOR_ROLE (`address(0)` for none).
+    /// @param initialBudget Initial most tokens a single round may pay in total.
+    constructor(ICommonsMinter minter, address admin, address coordinator, uint256 initialBudget) {
+        token = minter;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        if (coordinator != address(0)) _grantRole(COORDINATOR_ROLE, coordinator);
+        _roundBudget = initialBudget;
+        emit RoundBudgetChanged(0, initialBudget);
+    }
+
+    /// @notice Posts the rewards of a round: the Merkle root of its leaves and their total.
+    /// @dev Only COORDINATOR_ROLE. Once per round; `total` must not exceed the round budget.
+    function postRoot(uint256 roundId, bytes32 root, uint256 total) external onlyRole(COORDINATOR_ROLE) {
+        if (root == bytes32(0)) revert ContributionRewardsZeroRoot();
+        if (_rounds[roundId].root != bytes32(0)) revert ContributionRewardsRoundAlreadyPosted(roundId);
+        if (total > _roundBudget) revert ContributionRewardsAboveBudget(total, _roundBudget);
+        // The budget is far below 2^128 in any sane deployment; the cast is checked anyway.
+        if (total > type(uint128).max) revert ContributionRewardsAboveBudget(total, type(uint128).max);
+        _rounds[roundId] = Round({root: root, total: uint128(total), claimed: 0});
+        emit RewardRootPosted(roundId, root, total);
+    }
+
+    /// @notice Claims leaf `index` of round `roundId`, minting `amount` tokens to `account`.
+    /// @dev Anyone may submit the claim; the tokens always go to `account`.
+    function claim(uint256 roundId, uint256 index, address account, uint256 amount, bytes32[] calldata proof) external {
+        Round storage round = _rounds[roundId];
+        bytes32 root = round.root;
+        if (root == bytes32(0)) revert ContributionRewardsUnknownRound(roundId);
+        uint256 word = index >> 8;
+        uint256 bit = 1 << (index & 0xff);
+        uint256 bits = _claimedBitmap[roundId][word];
+        if (bits & bit != 0) revert ContributionRewardsAlreadyClaimed(roundId, index);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, account, amount))));
+        if (!MerkleProof.verifyCalldata(proof, root, leaf)) {
+            revert ContributionRewardsInvalidProof(roundId, index, account, amount);
+        }
+        uint256 claimed = round.claimed;
+        if (claimed + amount > round.total) {
+            revert ContributionRewardsExceedsRoundTotal(roundId, claimed, amount, round.total);
+        }
+        _claimedBitmap[roundId][word] = bits | bit;
+        round.claimed = uint128(claimed + amount);
+        emit RewardClaimed(roundId, index, account, amount);
+        token.mint(account, amount);
+    }
+
+    /// @notice Sets the most tokens a single round may pay in total (for roots posted from now on).
+    /// @dev Only DEFAULT_ADMIN_ROLE (the timelock).
+    function setRoundBudget(uint256 budget) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        emit RoundBudgetChanged(_roundBudget, budget);
+        _roundBudget = budget;
+    }
+
+    /// @notice The most tokens a single round may pay in total.
+    function roundBudget() external view returns (uint256) {
+        return _roundBudget;
+    }
+
+    /// @notice A posted round (all zero if none was posted).
+    function getRound(uint256 roundId) external view returns (Round memory) {
+        return _rounds[roundId];
+    }
+
+    /// @notice Whether leaf `index` of round `roundId` was claimed.
+    function isClaimed(uint256 roundId, uint256 index) external view returns (bool) {
+        return _claimedBitmap[roundId][index >> 8] & (1 << (index & 0xff)) != 0;
+    }
+}

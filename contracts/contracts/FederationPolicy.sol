@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.30;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+
+/// @title FederationPolicy
+/// @notice The rules every federated training round obeys, versioned; the coordinator reads the
+/// current version at the start of each round and announces it to clients.
+/// @dev Invariants: version 1 is set at deployment, versions only grow, a stored version never
+/// changes, and every stored version passed the range checks in `_check`. Only the admin (the
+/// timelock, i.e. a passed governance proposal) sets a new version.
+/// Fixed-point fields end in their scale: `Micro` is ×1e6, `Wad` is ×1e18.
+contract FederationPolicy is AccessControl {
+    /// @notice Aggregation rules, in the order of the `aggregationRule` codes.
+    /// 0 FedAvg, 1 FedProx, 2 FedAdam, 3 FedMedian, 4 trimmed mean, 5 Krum.
+    uint8 public constant AGGREGATION_RULE_COUNT = 6;
+
+    /// @param clipNormMicro L2 norm each client update is clipped to, (0, 1000].
+    /// @param noiseMultiplierMicro Gaussian noise σ as a multiple of the clip norm, [0, 100].
+    /// @param minClients Fewest surviving clients for a round to count, [1, 100000] (≥ 2 with secure aggregation).
+    /// @param maxClients Most clients invited to a round, [minClients, 100000].
+    /// @param sampleRateMicro Fraction of eligible clients sampled per round, (0, 1].
+    /// @param localEpochs Passes over local data per round, [1, 100].
+    /// @param learningRateMicro Client learning rate, (0, 10].
+    /// @param aggregationRule Server rule code, see AGGREGATION_RULE_COUNT.
+    /// @param secureAggregation Whether updates must be masked (the server sees only the sum).
+    /// @param epsilonBudgetMicro Per-member lifetime ε budget, (0, 1000].
+    /// @param deltaWad The δ of every (ε, δ) guarantee, (0, 0.001].
+    /// @param roundDeadlineSeconds Seconds clients have to upload, [10, 7 days].
+    struct Policy {
+        uint64 clipNormMicro;
+        uint64 noiseMultiplierMicro;
+        uint32 minClients;
+        uint32 maxClients;
+        uint32 sampleRateMicro;
+        uint16 localEpochs;
+        uint64 learningRateMicro;
+        uint8 aggregationRule;
+        bool secureAggregation;
+        uint64 epsilonBudgetMicro;
+        uint64 deltaWad;
+        uint32 roundDeadlineSeconds;
+    }
+
+    Policy[] private _versions;
+
+    /// @notice Emitted when a new policy version takes effect.
+    event PolicyChanged(uint256 indexed version, Policy policy);
+
+    /// @notice A policy field is outside its allowed range [min, max].
+    error FederationPolicyOutOfRange(string field, uint256 value, uint256 min, uint256 max);
+    /// @notice No policy version with this number exists (versions are 1..latest).
+    error FederationPolicyUnknownVersion(uint256 version, uint256 latest);
+
+    /// @param admin Holder of DEFAULT_ADMIN_ROLE (sets new versions).
+    /// @param initial Version 1 of the policy.
+    constructor(address admin, Policy memory initial) {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _set(initial);
+    }
+
+    /// @notice Replaces the policy with a new version after range-checking every field.
+    /// @dev Only DEFAULT_ADMIN_ROLE (the timelock).
+    function setPolicy(Policy calldata next) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _set(next);
+    }
+
+    /// @notice The policy in force.
+    function policy() external view returns (Policy memory) {
+        return _versions[_versions.length - 1];
+    }
+
+    /// @notice The number of the policy version in force (the first is 1).
+    function currentVersion() external view returns (uint256) {
+        return _versions.length;
+    }
+
+    /// @notice A past or current policy version.
+    function policyAt(uint256 version) external view returns (Policy memory) {
+        if (version == 0 || version > _versions.length) {
+            revert FederationPolicyUnknownVersion(version, _versions.length);
+        }
+        return _versions[version - 1];
+    }
+
+    function _set(Policy memory next) private {
+        _check(next);
+        _versions.push(next);
+        emit PolicyChanged(_versions.length, next);
+    }
+
+    function _check(Policy memory p) private pure {
+        _range("clipNorm", p.clipNormMicro, 1, 1000e6);
+        _range("noiseMultiplier", p.noiseMultiplierMicro, 0, 100e6);
+        _range("minClients", p.minClients, p.secureAggregation ? 2 : 1, 100_000);
+        _range("maxClients", p.maxClients, p.minClients, 100_000);
+        _range("sampleRate", p.sampleRateMicro, 1, 1e6);
+        _range("localEpochs", p.localEpochs, 1, 100);
+        _range("learningRate", p.learningRateMicro, 1, 10e6);
+        _range("aggregationRule", p.aggregationRule, 0, AGGREGATION_RULE_COUNT - 1);
+        _range("epsilonBudget", p.epsilonBudgetMicro, 1, 1000e6);
+        _range("delta", p.deltaWad, 1, 1e15);
+        _range("roundDeadline", p.roundDeadlineSeconds, 10, 7 days);
+    }
+
+    function _range(string memory field, uint256 value, uint256 min, uint256 max) private pure {
+        if (value < min || value > max) revert FederationPolicyOutOfRange(field, value, min, max);
+    }
+}
