@@ -1,0 +1,135 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * The differentiable building blocks of the transformer, each with a hand-written
+ * gradient chosen for the wasm backend: there only 2-D, untransposed `matMul` is fast
+ * (XNNPACK), reductions over the first axis are slow and the gradient of `gather` is not
+ * registered at all. So gradients transpose explicitly, reduce over rows with a
+ * ones-vector matmul, and embeddings scatter their gradient with a one-hot matmul.
+ * Every function here is exact maths; only the way it is computed differs from tfjs's
+ * generic gradients (the tests compare both).
+ */
+
+type Saved = tf.Tensor[];
+type Forward = (...args: never[]) => {
+  value: tf.Tensor;
+  gradFunc: (dy: tf.Tensor, saved: Saved) => tf.Tensor | tf.Tensor[];
+};
+
+/** tf.customGrad with the argument types of the forward function kept. */
+function withGradient<Args extends tf.Tensor[], R extends tf.Tensor>(
+  forward: (...args: [...Args, tf.GradSaveFunc]) => ReturnType<Forward>,
+): (...args: Args) => R {
+  return tf.customGrad(forward as never) as unknown as (...args: Args) => R;
+}
+
+/** y = x · w for x (N, in), w (in, out); gradients dx = dy · wᵀ, dw = xᵀ · dy. */
+export const matmul = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w, save) => {
+  save([x, w]);
+  return {
+    value: tf.matMul(x, w),
+    gradFunc: (dy: tf.Tensor, saved: Saved) => {
+      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const dy2 = dy as tf.Tensor2D;
+      return [tf.matMul(dy2, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy2)];
+    },
+  };
+});
+
+/** y = x + b for x (N, out), b (out); db = 1ᵀ · dy (a matmul, not a slow axis-0 sum). */
+export const addBias = withGradient<[tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>((x, b) => ({
+  value: tf.add(x, b),
+  gradFunc: (dy: tf.Tensor) => [dy, columnSums(dy as tf.Tensor2D)],
+}));
+
+/** Column sums of a (N, M) matrix as (M), through XNNPACK's fast path. */
+export function columnSums(m: tf.Tensor2D): tf.Tensor1D {
+  const [n, cols] = m.shape;
+  return tf.reshape(tf.matMul(tf.ones([1, n]), m), [cols]);
+}
+
+const LN_EPS = 1e-5;
+
+/**
+ * Layer normalisation over the last axis of x (N, C), with gain g and optional bias b.
+ * Backward: dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)), where dx̂ = dy · g.
+ */
+export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D | null): tf.Tensor2D {
+  const f = withGradient<[tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>((xIn, gIn, save) => {
+    const mean = tf.mean(xIn, -1, true);
+    const xc = tf.sub(xIn, mean);
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), LN_EPS));
+    const xhat = tf.mul(xc, rstd);
+    save([xhat, rstd, gIn]);
+    return {
+      value: tf.mul(xhat, gIn),
+      gradFunc: (dy: tf.Tensor, saved: Saved) => {
+        const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const dxhat = tf.mul(dy, gs);
+        const dx = tf.mul(
+          rs,
+          tf.sub(
+            tf.sub(dxhat, tf.mean(dxhat, -1, true)),
+            tf.mul(xh, tf.mean(tf.mul(dxhat, xh), -1, true)),
+          ),
+        );
+        return [dx, columnSums(tf.mul(dy, xh) as tf.Tensor2D)];
+      },
+    };
+  });
+  const y = f(x, g);
+  return b ? addBias(y, b) : y;
+}
+
+/**
+ * GELU, tanh approximation (as GPT-2 and the PyTorch reference): 0.5·x·(1 + tanh(u)) with
+ * u = √(2/π)(x + 0.044715x³). Written as x·σ(2u), the same function, because wasm's sigmoid
+ * is ~8× faster than its tanh.
+ */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  const k = 2 * Math.sqrt(2 / Math.PI);
+  // x·x·x: wasm's pow is ~5× slower than two multiplies.
+  const u = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), k);
+  return tf.mul(x, tf.sigmoid(u));
+}
+
+/**
+ * Rows of `table` (V, C) picked by host-side ids → (N, C). The gradient scatters dy back
+ * into the table with a one-hot matmul built on the host: oneHotᵀ (V, N) · dy (N, C).
+ */
+export function embed(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
+  const [vocab] = table.shape;
+  const f = withGradient<[tf.Tensor2D], tf.Tensor2D>((t) => ({
+    value: tf.gather(t, tf.tensor1d(ids, 'int32')),
+    gradFunc: (dy: tf.Tensor) => tf.matMul(oneHotTransposed(ids, vocab), dy as tf.Tensor2D),
+  }));
+  return f(table);
+}
+
+function oneHotTransposed(ids: Int32Array, depth: number): tf.Tensor2D {
+  const n = ids.length;
+  const m = new Float32Array(depth * n);
+  for (let i = 0; i < n; i++) m[ids[i]! * n + i] = 1;
+  return tf.tensor2d(m, [depth, n]);
+}
+
+/**
+ * Mean cross-entropy of logits (N, V) against host-side targets, with the fused gradient
+ * (softmax − onehot) / N instead of differentiating through logSoftmax.
+ */
+export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scalar {
+  const [n, vocab] = logits.shape;
+  const f = withGradient<[tf.Tensor2D], tf.Scalar>((l, save) => {
+    const logp = tf.logSoftmax(l);
+    const onehot = tf.oneHot(tf.tensor1d(targets, 'int32'), vocab);
+    save([logp, onehot]);
+    return {
+      value: tf.div(tf.neg(tf.sum(tf.mul(logp, onehot))), n),
+      gradFunc: (dy: tf.Tensor, saved: Saved) => {
+        const [lp, oh] = saved as [tf.Tensor2D, tf.Tensor2D];
+        return tf.mul(tf.sub(tf.exp(lp), oh), tf.div(dy, n));
+      },
+    };
+  });
+  return f(logits);
+}

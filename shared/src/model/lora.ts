@@ -1,0 +1,141 @@
+import * as tf from '@tensorflow/tfjs';
+import type { LoraConfig, ModelConfig } from './config.ts';
+import { loraConfigSchema } from './config.ts';
+import { matmul } from './layers.ts';
+import { Rng } from './rng.ts';
+import type { GPT } from './transformer.ts';
+import { projectionShapes } from './transformer.ts';
+
+/**
+ * Low-rank adapters (Hu et al. 2021) on a model's block projections: a projection
+ * y = x·W becomes y = x·W + (α/r)·(x·A)·B with A (in, r) and B (r, out). B starts at zero,
+ * so a fresh adapter leaves the model unchanged; only A and B train, so a personal adapter
+ * is small to save and the shared weights stay untouched.
+ *
+ * Tensor names are `<projection>.lora_a` / `.lora_b`, e.g. `h.0.attn.qkv.lora_a`.
+ */
+export class LoraAdapter {
+  readonly config: LoraConfig;
+  readonly params: Map<string, tf.Variable>;
+  /** Off: the model runs as if no adapter were attached (chat's on/off switch). */
+  enabled = true;
+
+  private constructor(config: LoraConfig, params: Map<string, tf.Variable>) {
+    this.config = config;
+    this.params = params;
+  }
+
+  /** α / r: the scale of the low-rank product. */
+  get scale(): number {
+    return this.config.alpha / this.config.rank;
+  }
+
+  /** Names and shapes of the adapter tensors for a model config. */
+  static shapes(model: ModelConfig, lora: LoraConfig): Map<string, number[]> {
+    const shapes = new Map<string, number[]>();
+    const dims = projectionShapes(model);
+    for (let i = 0; i < model.nLayer; i++) {
+      for (const target of lora.targets) {
+        const [fanIn, fanOut] = dims[target];
+        shapes.set(`h.${i}.${target}.lora_a`, [fanIn, lora.rank]);
+        shapes.set(`h.${i}.${target}.lora_b`, [lora.rank, fanOut]);
+      }
+    }
+    return shapes;
+  }
+
+  /** A fresh adapter: A ~ N(0, 1/in) (Kaiming-like), B = 0. */
+  static create(model: ModelConfig, config: LoraConfig, seed: number): LoraAdapter {
+    const cfg = loraConfigSchema.parse(config);
+    const rng = new Rng(seed);
+    const params = new Map<string, tf.Variable>();
+    for (const [name, shape] of LoraAdapter.shapes(model, cfg)) {
+      const data = new Float32Array(shape[0]! * shape[1]!);
+      if (name.endsWith('lora_a')) {
+        const std = 1 / Math.sqrt(shape[0]!);
+        for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
+      }
+      params.set(name, tf.variable(tf.tensor2d(data, shape as [number, number]), true));
+    }
+    return new LoraAdapter(cfg, params);
+  }
+
+  static fromTensors(
+    model: ModelConfig,
+    config: LoraConfig,
+    tensors: Map<string, { shape: number[]; data: Float32Array }>,
+  ): LoraAdapter {
+    const cfg = loraConfigSchema.parse(config);
+    const expected = LoraAdapter.shapes(model, cfg);
+    for (const name of tensors.keys()) {
+      if (!expected.has(name)) throw new Error(`unexpected adapter tensor "${name}"`);
+    }
+    const params = new Map<string, tf.Variable>();
+    try {
+      for (const [name, shape] of expected) {
+        const t = tensors.get(name);
+        if (!t) throw new Error(`missing adapter tensor "${name}"`);
+        if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
+          throw new Error(`adapter tensor "${name}" has shape [${t.shape}], expected [${shape}]`);
+        }
+        params.set(name, tf.variable(tf.tensor2d(t.data, shape as [number, number]), true));
+      }
+    } catch (err) {
+      for (const v of params.values()) v.dispose();
+      throw err;
+    }
+    return new LoraAdapter(cfg, params);
+  }
+
+  toTensors(): Map<string, { shape: number[]; data: Float32Array }> {
+    const out = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [name, v] of this.params) {
+      out.set(name, { shape: [...v.shape], data: new Float32Array(v.dataSync()) });
+    }
+    return out;
+  }
+
+  /** The adapter's contribution (α/r)·(x·A)·B for projection `name`, or null if none. */
+  forward(name: string, x: tf.Tensor2D): tf.Tensor2D | null {
+    if (!this.enabled) return null;
+    const a = this.params.get(`${name}.lora_a`);
+    const b = this.params.get(`${name}.lora_b`);
+    if (!a || !b) return null;
+    const low = matmul(x, a as tf.Tensor2D); // (N, r)
+    return tf.mul(matmul(low, b as tf.Tensor2D), this.scale) as tf.Tensor2D; // (N, out)
+  }
+
+  /** W ← W + (α/r)·A·B for every adapted projection, and switch the adapter off. */
+  merge(model: GPT): void {
+    this.fold(model, +1);
+    this.enabled = false;
+  }
+
+  /** Undo `merge`: W ← W − (α/r)·A·B, and switch the adapter back on. */
+  unmerge(model: GPT): void {
+    this.fold(model, -1);
+    this.enabled = true;
+  }
+
+  private fold(model: GPT, sign: 1 | -1): void {
+    for (const name of this.params.keys()) {
+      if (!name.endsWith('.lora_a')) continue;
+      const base = name.slice(0, -'.lora_a'.length);
+      const w = model.params.get(`${base}.weight`);
+      if (!w) throw new Error(`model has no projection "${base}" to merge into`);
+      const a = this.params.get(`${base}.lora_a`)!;
+      const b = this.params.get(`${base}.lora_b`)!;
+      tf.tidy(() => w.assign(tf.add(w, tf.mul(tf.matMul(a, b), sign * this.scale))));
+    }
+  }
+
+  numParams(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += v.size;
+    return n;
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+  }
+}

@@ -1,0 +1,253 @@
+import * as tf from '@tensorflow/tfjs';
+import type { TokenSplit } from './dataset.ts';
+import { sampleBatch } from './dataset.ts';
+import type { Evaluation } from './evaluate.ts';
+import { evaluate } from './evaluate.ts';
+import type { LoraAdapter } from './lora.ts';
+import { AdamW, clipByGlobalNorm, learningRate } from './optimizer.ts';
+import { Rng } from './rng.ts';
+import type { GPT } from './transformer.ts';
+
+/**
+ * The training loop, kept apart from the network (nanoGPT's train.py): sample batches,
+ * accumulate gradients, clip, AdamW with warmup + cosine, evaluate, report progress.
+ * With an adapter, only the adapter's factors train and the base weights stay fixed.
+ * Deterministic given the seed and backend; cancellable between steps; resumable from
+ * `snapshot()` (weights, optimizer moments, step and RNG state).
+ */
+export interface TrainConfig {
+  steps: number;
+  batchSize: number;
+  /** Micro-batches per optimiser step (effective batch = batchSize · gradAccum). */
+  gradAccum: number;
+  maxLr: number;
+  minLr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  /** Global-norm gradient clip; 0 disables. */
+  gradClip: number;
+  /** Evaluate every N steps (and at the end) when a validation split is given; 0: only at the end. */
+  evalEvery: number;
+  seed: number;
+}
+
+export const DEFAULT_TRAIN: TrainConfig = {
+  steps: 200,
+  batchSize: 16,
+  gradAccum: 1,
+  maxLr: 1e-3,
+  minLr: 1e-4,
+  warmupSteps: 20,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  gradClip: 1,
+  evalEvery: 0,
+  seed: 1,
+};
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSec: number;
+  etaSec: number;
+  /** Present on steps where validation ran. */
+  val?: Evaluation;
+}
+
+export interface TrainResult {
+  steps: number;
+  finalLoss: number;
+  val: Evaluation | null;
+  tokensPerSec: number;
+  seconds: number;
+  cancelled: boolean;
+}
+
+/** Everything needed to continue a run exactly where it stopped. */
+export interface TrainerSnapshot {
+  step: number;
+  rngState: number[];
+  optimizerStep: number;
+  optimizer: Map<string, { shape: number[]; data: Float32Array }>;
+}
+
+export class Trainer {
+  readonly config: TrainConfig;
+  private readonly model: GPT;
+  private readonly params: Map<string, tf.Variable>;
+  private readonly optimizer: AdamW;
+  private rng: Rng;
+  private step = 0;
+
+  /** Train `model`, or only `adapter` (which must be attached to the model) when given. */
+  constructor(model: GPT, config: Partial<TrainConfig> = {}, adapter: LoraAdapter | null = null) {
+    this.config = { ...DEFAULT_TRAIN, ...config };
+    this.model = model;
+    if (adapter && model.adapter !== adapter)
+      throw new Error('attach the adapter to the model first');
+    this.params = adapter ? adapter.params : model.params;
+    this.optimizer = new AdamW(this.params, adapter ? () => false : (name) => model.decayed(name), {
+      beta1: this.config.beta1,
+      beta2: this.config.beta2,
+      eps: 1e-8,
+      weightDecay: this.config.weightDecay,
+    });
+    this.rng = new Rng(this.config.seed);
+  }
+
+  get completedSteps(): number {
+    return this.step;
+  }
+
+  /**
+   * Run until `config.steps` optimiser steps are done (counting steps restored from a
+   * snapshot), `signal` aborts, or an error. Yields to the event loop between steps.
+   */
+  async run(
+    train: TokenSplit,
+    options: {
+      val?: TokenSplit;
+      signal?: AbortSignal;
+      onProgress?: (p: TrainProgress) => void;
+    } = {},
+  ): Promise<TrainResult> {
+    const { steps, batchSize, gradAccum, evalEvery } = this.config;
+    const T = this.model.config.blockSize;
+    const started = performance.now();
+    const startStep = this.step;
+    let finalLoss = NaN;
+    let val: Evaluation | null = null;
+    let cancelled = false;
+    const vars = [...this.params.values()];
+    const names = [...this.params.keys()];
+
+    while (this.step < steps) {
+      if (options.signal?.aborted) {
+        cancelled = true;
+        break;
+      }
+      const lr = learningRate(this.step, {
+        maxLr: this.config.maxLr,
+        minLr: this.config.minLr,
+        warmupSteps: this.config.warmupSteps,
+        totalSteps: steps,
+      });
+      const { loss, gradNorm } = this.trainStep(
+        train.tokens,
+        batchSize,
+        T,
+        gradAccum,
+        lr,
+        vars,
+        names,
+      );
+      this.step += 1;
+      finalLoss = loss;
+
+      const last = this.step === steps;
+      const evalNow = options.val && (last || (evalEvery > 0 && this.step % evalEvery === 0));
+      if (evalNow && options.val) val = evaluate(this.model, options.val);
+
+      const seconds = (performance.now() - started) / 1000;
+      const done = this.step - startStep;
+      const tokensPerSec = (done * batchSize * gradAccum * T) / Math.max(seconds, 1e-9);
+      options.onProgress?.({
+        step: this.step,
+        totalSteps: steps,
+        loss,
+        lr,
+        gradNorm,
+        tokensPerSec,
+        etaSec: ((steps - this.step) * seconds) / done,
+        ...(evalNow && val ? { val } : {}),
+      });
+      // Let cancellation and UI events in between steps.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const done = this.step - startStep;
+    return {
+      steps: this.step,
+      finalLoss,
+      val,
+      tokensPerSec: (done * batchSize * gradAccum * T) / Math.max(seconds, 1e-9),
+      seconds,
+      cancelled,
+    };
+  }
+
+  private trainStep(
+    tokens: Int32Array,
+    B: number,
+    T: number,
+    accum: number,
+    lr: number,
+    vars: tf.Variable[],
+    names: string[],
+  ): { loss: number; gradNorm: number } {
+    let lossSum = 0;
+    const summed = new Map<string, tf.Tensor>();
+    try {
+      for (let micro = 0; micro < accum; micro++) {
+        const { batch, targets } = sampleBatch(tokens, B, T, this.rng);
+        const dropoutSeed = this.rng.nextU32();
+        const { value, grads } = tf.variableGrads(
+          () => this.model.loss(batch, targets, { training: true, dropoutSeed }),
+          vars,
+        );
+        lossSum += value.dataSync()[0]!;
+        value.dispose();
+        vars.forEach((v, i) => {
+          const g = grads[v.name]!;
+          const name = names[i]!;
+          const prev = summed.get(name);
+          if (prev) {
+            summed.set(name, tf.add(prev, g));
+            prev.dispose();
+            g.dispose();
+          } else {
+            summed.set(name, g);
+          }
+        });
+      }
+      if (accum > 1) {
+        for (const [name, g] of summed) {
+          summed.set(name, tf.div(g, accum));
+          g.dispose();
+        }
+      }
+      const { grads, norm } = clipByGlobalNorm(summed, this.config.gradClip);
+      this.optimizer.apply(grads, lr);
+      if (grads !== summed) for (const g of grads.values()) g.dispose();
+      return { loss: lossSum / accum, gradNorm: norm };
+    } finally {
+      for (const g of summed.values()) g.dispose();
+    }
+  }
+
+  snapshot(): TrainerSnapshot {
+    return {
+      step: this.step,
+      rngState: this.rng.state,
+      optimizerStep: this.optimizer.step,
+      optimizer: this.optimizer.stateTensors(),
+    };
+  }
+
+  /** Continue from a snapshot taken by `snapshot()` on a trainer with the same parameters. */
+  restore(s: TrainerSnapshot): void {
+    this.optimizer.restore(s.optimizerStep, s.optimizer);
+    this.rng = Rng.fromState(s.rngState);
+    this.step = s.step;
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}
