@@ -1,0 +1,116 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { addBias, crossEntropy, embed, gelu, layerNorm, matmul } from '../src/model/layers.ts';
+import { Rng } from '../src/model/rng.ts';
+
+// The hand-written gradients must be the same maths as tfjs's generic ones. Compared on the
+// cpu backend, where every generic gradient (including gather's) is registered.
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+function rand(shape: number[], seed: number): tf.Tensor {
+  const rng = new Rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(
+    Float32Array.from({ length: n }, () => rng.normal()),
+    shape,
+  );
+}
+
+function expectClose(a: tf.Tensor, b: tf.Tensor, tol = 1e-4): void {
+  expect(a.shape).toEqual(b.shape);
+  const x = a.dataSync();
+  const y = b.dataSync();
+  let worst = 0;
+  for (let i = 0; i < x.length; i++)
+    worst = Math.max(worst, Math.abs(x[i]! - y[i]!) / (1 + Math.abs(y[i]!)));
+  expect(worst).toBeLessThan(tol);
+}
+
+/** Gradients of sum(f(inputs) · probe) for the custom and the reference implementation. */
+function compare(
+  custom: (...xs: tf.Tensor[]) => tf.Tensor,
+  reference: (...xs: tf.Tensor[]) => tf.Tensor,
+  inputs: tf.Tensor[],
+): void {
+  const out = reference(...inputs);
+  const probe = rand(out.shape, 99);
+  const loss =
+    (f: typeof custom) =>
+    (...xs: tf.Tensor[]) =>
+      tf.sum(tf.mul(f(...xs), probe));
+  expectClose(custom(...inputs), out);
+  const gc = tf.grads(loss(custom))(inputs);
+  const gr = tf.grads(loss(reference))(inputs);
+  gc.forEach((g, i) => expectClose(g, gr[i]!));
+}
+
+describe('custom gradients equal generic autodiff', () => {
+  it('matmul', () => {
+    compare(
+      (x, w) => matmul(x as tf.Tensor2D, w as tf.Tensor2D),
+      (x, w) => tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
+      [rand([6, 5], 1), rand([5, 7], 2)],
+    );
+  });
+
+  it('addBias', () => {
+    compare(
+      (x, b) => addBias(x as tf.Tensor2D, b as tf.Tensor1D),
+      (x, b) => tf.add(x, b),
+      [rand([6, 5], 3), rand([5], 4)],
+    );
+  });
+
+  it('layerNorm with and without bias', () => {
+    const reference = (x: tf.Tensor, g: tf.Tensor, b?: tf.Tensor) => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      const y = tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), g);
+      return b ? tf.add(y, b) : y;
+    };
+    compare(
+      (x, g, b) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D),
+      reference,
+      [rand([5, 8], 5), rand([8], 6), rand([8], 7)],
+    );
+    compare(
+      (x, g) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, null),
+      (x, g) => reference(x, g),
+      [rand([5, 8], 8), rand([8], 9)],
+    );
+  });
+
+  it('gelu equals the tanh form used by GPT-2 and the PyTorch reference', () => {
+    compare(
+      (x) => gelu(x),
+      (x) =>
+        tf.mul(
+          tf.mul(x, 0.5),
+          tf.add(
+            1,
+            tf.tanh(tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)))),
+          ),
+        ),
+      [tf.mul(rand([4, 9], 10), 3)],
+    );
+  });
+
+  it('embedding lookup', () => {
+    const ids = Int32Array.from([3, 0, 3, 1, 4]);
+    compare(
+      (t) => embed(t as tf.Tensor2D, ids),
+      (t) => tf.gather(t, tf.tensor1d(ids, 'int32')),
+      [rand([5, 4], 11)],
+    );
+  });
+
+  it('cross-entropy', () => {
+    const targets = Int32Array.from([1, 0, 4, 2]);
+    compare(
+      (l) => crossEntropy(l as tf.Tensor2D, targets),
+      (l) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(targets, 'int32'), 5), l),
+      [rand([4, 5], 12)],
+    );
+  });
+});
