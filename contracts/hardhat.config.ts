@@ -14,6 +14,8 @@ const compiler = {
   },
 };
 
+const simulated = { type: 'edr-simulated', chainType: 'l1', hardfork: 'cancun' } as const;
+
 export default defineConfig({
   plugins: [hardhatEthers],
   solidity: {
@@ -21,8 +23,11 @@ export default defineConfig({
     // exported bytecode is the same whichever profile built it.
     profiles: { default: compiler, production: compiler },
   },
+  // The simulated chain must run the hardfork the compiler targets. `default` is the in-process
+  // chain of tests and bench (`hre.network.create()`); `node` is the one `hardhat node` serves.
   networks: {
-    hardhat: { type: 'edr-simulated', chainType: 'l1', hardfork: 'cancun' },
+    default: simulated,
+    node: simulated,
     localhost: { type: 'http', chainType: 'l1', url: 'http://127.0.0.1:8545' },
   },
 });

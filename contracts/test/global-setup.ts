@@ -1,0 +1,5 @@
+import { compile } from '../src/hardhat.ts';
+
+export default async function setup(): Promise<void> {
+  await compile();
+}
