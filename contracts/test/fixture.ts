@@ -74,9 +74,28 @@ export async function deployFixture() {
     return as(outsider).execute(proposalId);
   };
 
+  /** Unix time of the latest block. */
+  const now = async () => (await ethers.provider.getBlock('latest'))?.timestamp ?? 0;
+
+  /** The timelock as a signer, to exercise the governed contracts directly (range checks). */
+  const impersonateTimelock = async () => {
+    await ethers.provider.send('hardhat_setBalance', [addresses.contracts.timelock, '0x56bc75e2d63100000']);
+    return ethers.getImpersonatedSigner(addresses.contracts.timelock);
+  };
+
+  // Every test starts from the state right after deployment and delegation.
+  let snapshot: string = await ethers.provider.send('evm_snapshot', []);
+  const reset = async () => {
+    await ethers.provider.send('evm_revert', [snapshot]);
+    snapshot = await ethers.provider.send('evm_snapshot', []);
+  };
+
   return {
     hre,
     ethers,
+    now,
+    reset,
+    impersonateTimelock,
     addresses,
     client,
     as,

@@ -93,3 +93,36 @@ export function decodePolicy(raw: PolicyStruct): FederationPolicy {
     roundDeadlineSeconds: Number(raw.roundDeadlineSeconds),
   };
 }
+
+/** A field outside its range, as FederationPolicy reports it (FederationPolicyOutOfRange). */
+export interface PolicyViolation {
+  field: string;
+  value: bigint;
+  min: bigint;
+  max: bigint;
+}
+
+/**
+ * The first range violation of a policy, checked in the contract's order, or null when the
+ * contract will accept it: lets a UI or the coordinator reject a policy before proposing it.
+ * FederationPolicy on chain stays the authority; a test keeps the two in agreement.
+ */
+export function policyViolation(p: PolicyStruct): PolicyViolation | null {
+  const checks: [string, bigint, bigint, bigint][] = [
+    ['clipNorm', p.clipNormMicro, 1n, 1000_000000n],
+    ['noiseMultiplier', p.noiseMultiplierMicro, 0n, 100_000000n],
+    ['minClients', p.minClients, p.secureAggregation ? 2n : 1n, 100_000n],
+    ['maxClients', p.maxClients, p.minClients, 100_000n],
+    ['sampleRate', p.sampleRateMicro, 1n, 1_000000n],
+    ['localEpochs', p.localEpochs, 1n, 100n],
+    ['learningRate', p.learningRateMicro, 1n, 10_000000n],
+    ['aggregationRule', p.aggregationRule, 0n, BigInt(AGGREGATION_RULES.length - 1)],
+    ['epsilonBudget', p.epsilonBudgetMicro, 1n, 1000_000000n],
+    ['delta', p.deltaWad, 1n, 10n ** 15n],
+    ['roundDeadline', p.roundDeadlineSeconds, 10n, 7n * 86_400n],
+  ];
+  for (const [field, value, min, max] of checks) {
+    if (value < min || value > max) return { field, value, min, max };
+  }
+  return null;
+}
