@@ -79,7 +79,10 @@ export async function deployFixture() {
 
   /** The timelock as a signer, to exercise the governed contracts directly (range checks). */
   const impersonateTimelock = async () => {
-    await ethers.provider.send('hardhat_setBalance', [addresses.contracts.timelock, '0x56bc75e2d63100000']);
+    await ethers.provider.send('hardhat_setBalance', [
+      addresses.contracts.timelock,
+      '0x56bc75e2d63100000',
+    ]);
     return ethers.getImpersonatedSigner(addresses.contracts.timelock);
   };
 

@@ -106,7 +106,12 @@ describe('model upgrade', () => {
 
 describe('policy change', () => {
   it('takes effect as a new policy version after a passed vote', async () => {
-    const next = { ...DEFAULT_POLICY, clipNorm: 0.5, noiseMultiplier: 1.3, aggregationRule: 'krum' as const };
+    const next = {
+      ...DEFAULT_POLICY,
+      clipNorm: 0.5,
+      noiseMultiplier: 1.3,
+      aggregationRule: 'krum' as const,
+    };
     const id = await f.as(f.accounts.alice).proposePolicy(next, 'Tighter clipping, Krum');
     await f.pass(id);
     expect(await f.client.policy()).toEqual({ version: 2, policy: next });
@@ -168,8 +173,12 @@ describe('voting power', () => {
     await advance(TEST_GOVERNANCE.votingDelay + 1);
     // After the snapshot: eve buys in and delegates, alice receives more.
     const token = client.contracts.token;
-    await (await token.connect(deployer).getFunction('transfer')(eve.address, parseEther('100000'))).wait();
-    await (await token.connect(deployer).getFunction('transfer')(alice.address, parseEther('50000'))).wait();
+    await (
+      await token.connect(deployer).getFunction('transfer')(eve.address, parseEther('100000'))
+    ).wait();
+    await (
+      await token.connect(deployer).getFunction('transfer')(alice.address, parseEther('50000'))
+    ).wait();
     await as(eve).delegate();
     expect(await client.votes(eve.address)).toBe(parseEther('100000'));
 
@@ -185,11 +194,11 @@ describe('voting power', () => {
 
   it('proposing needs the proposal threshold', async () => {
     const { eve } = f.accounts;
-    await expectRevert(f.as(eve).proposeActivateModel(GENESIS_HASH), 'GovernorInsufficientProposerVotes', [
-      eve.address,
-      0n,
-      TEST_GOVERNANCE.proposalThreshold,
-    ]);
+    await expectRevert(
+      f.as(eve).proposeActivateModel(GENESIS_HASH),
+      'GovernorInsufficientProposerVotes',
+      [eve.address, 0n, TEST_GOVERNANCE.proposalThreshold],
+    );
   });
 });
 

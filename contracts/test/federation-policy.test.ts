@@ -1,0 +1,152 @@
+// FederationPolicy: versioning and range checks, including a property test against the client's
+// mirror of the ranges (policyViolation) over random policies.
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Contract } from 'ethers';
+import {
+  AGGREGATION_RULES,
+  encodePolicy,
+  policyViolation,
+  type PolicyStruct,
+} from '@commons/shared/chain/policy';
+import { DEFAULT_POLICY } from '../src/deploy.ts';
+import { deployFixture, expectRevert, type Fixture } from './fixture.ts';
+import { random } from './random.ts';
+
+let f: Fixture;
+let policy: Contract;
+beforeAll(async () => {
+  f = await deployFixture();
+});
+beforeEach(async () => {
+  await f.reset();
+  // Range checks are exercised directly as the timelock; governance.test.ts covers the vote path.
+  policy = f.client.contracts.federationPolicy.connect(await f.impersonateTimelock()) as Contract;
+});
+
+const base = encodePolicy(DEFAULT_POLICY);
+
+describe('FederationPolicy', () => {
+  it('starts at version 1 with the deployment policy', async () => {
+    expect(await f.client.policy()).toEqual({ version: 1, policy: DEFAULT_POLICY });
+    await expectRevert(f.client.policyAt(0), 'FederationPolicyUnknownVersion', [0n, 1n]);
+    await expectRevert(f.client.policyAt(2), 'FederationPolicyUnknownVersion', [2n, 1n]);
+  });
+
+  it('keeps every version and emits PolicyChanged', async () => {
+    const next = { ...base, minClients: 10n, maxClients: 20n };
+    const receipt = await (await policy.getFunction('setPolicy').send(next)).wait();
+    const event = receipt?.logs
+      .map((log: { topics: string[]; data: string }) => policy.interface.parseLog(log))
+      .find((parsed: { name: string } | null) => parsed?.name === 'PolicyChanged');
+    expect(event?.args[0]).toBe(2n);
+    expect((await f.client.policy()).policy.minClients).toBe(10);
+    expect((await f.client.policyAt(1)).minClients).toBe(DEFAULT_POLICY.minClients);
+  });
+
+  const edges: [string, Partial<PolicyStruct>, bigint, bigint, bigint][] = [
+    ['clipNorm', { clipNormMicro: 0n }, 0n, 1n, 1000_000000n],
+    ['clipNorm', { clipNormMicro: 1000_000001n }, 1000_000001n, 1n, 1000_000000n],
+    ['noiseMultiplier', { noiseMultiplierMicro: 100_000001n }, 100_000001n, 0n, 100_000000n],
+    ['minClients', { minClients: 0n, secureAggregation: false }, 0n, 1n, 100_000n],
+    ['minClients', { minClients: 1n, secureAggregation: true }, 1n, 2n, 100_000n],
+    ['maxClients', { minClients: 5n, maxClients: 4n }, 4n, 5n, 100_000n],
+    ['maxClients', { maxClients: 100_001n }, 100_001n, 3n, 100_000n],
+    ['sampleRate', { sampleRateMicro: 0n }, 0n, 1n, 1_000000n],
+    ['sampleRate', { sampleRateMicro: 1_000001n }, 1_000001n, 1n, 1_000000n],
+    ['localEpochs', { localEpochs: 101n }, 101n, 1n, 100n],
+    ['learningRate', { learningRateMicro: 0n }, 0n, 1n, 10_000000n],
+    ['aggregationRule', { aggregationRule: 6n }, 6n, 0n, 5n],
+    ['epsilonBudget', { epsilonBudgetMicro: 0n }, 0n, 1n, 1000_000000n],
+    ['delta', { deltaWad: 0n }, 0n, 1n, 10n ** 15n],
+    ['delta', { deltaWad: 10n ** 15n + 1n }, 10n ** 15n + 1n, 1n, 10n ** 15n],
+    ['roundDeadline', { roundDeadlineSeconds: 9n }, 9n, 10n, 604_800n],
+    ['roundDeadline', { roundDeadlineSeconds: 604_801n }, 604_801n, 10n, 604_800n],
+  ];
+
+  it.each(edges)('rejects %s out of range (%o)', async (field, patch, value, min, max) => {
+    await expectRevert(
+      policy.getFunction('setPolicy').send({ ...base, ...patch }),
+      'FederationPolicyOutOfRange',
+      [field, value, min, max],
+    );
+  });
+
+  it('accepts the boundary values', async () => {
+    const lowest = {
+      ...base,
+      clipNormMicro: 1n,
+      noiseMultiplierMicro: 0n,
+      minClients: 1n,
+      maxClients: 1n,
+      secureAggregation: false,
+      sampleRateMicro: 1n,
+      localEpochs: 1n,
+      learningRateMicro: 1n,
+      aggregationRule: 0n,
+      epsilonBudgetMicro: 1n,
+      deltaWad: 1n,
+      roundDeadlineSeconds: 10n,
+    };
+    const highest = {
+      ...base,
+      clipNormMicro: 1000_000000n,
+      noiseMultiplierMicro: 100_000000n,
+      minClients: 100_000n,
+      maxClients: 100_000n,
+      sampleRateMicro: 1_000000n,
+      localEpochs: 100n,
+      learningRateMicro: 10_000000n,
+      aggregationRule: BigInt(AGGREGATION_RULES.length - 1),
+      epsilonBudgetMicro: 1000_000000n,
+      deltaWad: 10n ** 15n,
+      roundDeadlineSeconds: 604_800n,
+    };
+    for (const p of [lowest, highest]) await (await policy.getFunction('setPolicy').send(p)).wait();
+    expect((await f.client.policy()).version).toBe(3);
+  });
+
+  it('property: the contract accepts exactly the policies policyViolation accepts', async () => {
+    const rng = random(0xc0ffee);
+    // Each field is drawn around its range so that about half of the policies are valid.
+    const around = (min: bigint, max: bigint): bigint => {
+      const roll = rng.next();
+      if (roll < 0.1) return min === 0n ? 0n : min - 1n;
+      if (roll < 0.2) return max + 1n;
+      return min + rng.bigint(max - min + 1n);
+    };
+    let accepted = 0;
+    for (let i = 0; i < 150; i++) {
+      const p: PolicyStruct = {
+        clipNormMicro: rng.next() < 0.9 ? base.clipNormMicro : around(1n, 1000_000000n),
+        noiseMultiplierMicro:
+          rng.next() < 0.9 ? base.noiseMultiplierMicro : around(0n, 100_000000n),
+        minClients: rng.next() < 0.8 ? base.minClients : around(1n, 100_000n),
+        maxClients: rng.next() < 0.8 ? base.maxClients : around(1n, 100_000n),
+        sampleRateMicro: rng.next() < 0.9 ? base.sampleRateMicro : around(1n, 1_000000n),
+        localEpochs: rng.next() < 0.9 ? base.localEpochs : around(1n, 100n),
+        learningRateMicro: rng.next() < 0.9 ? base.learningRateMicro : around(1n, 10_000000n),
+        aggregationRule: rng.next() < 0.8 ? base.aggregationRule : around(0n, 5n),
+        secureAggregation: rng.next() < 0.5,
+        epsilonBudgetMicro: rng.next() < 0.9 ? base.epsilonBudgetMicro : around(1n, 1000_000000n),
+        deltaWad: rng.next() < 0.9 ? base.deltaWad : around(1n, 10n ** 15n),
+        roundDeadlineSeconds: rng.next() < 0.9 ? base.roundDeadlineSeconds : around(10n, 604_800n),
+      };
+      const violation = policyViolation(p);
+      const call = policy.getFunction('setPolicy').staticCall(p);
+      if (violation) {
+        await expectRevert(call, 'FederationPolicyOutOfRange', [
+          violation.field,
+          violation.value,
+          violation.min,
+          violation.max,
+        ]);
+      } else {
+        await call;
+        accepted++;
+      }
+    }
+    // Both outcomes were exercised.
+    expect(accepted).toBeGreaterThan(20);
+    expect(accepted).toBeLessThan(130);
+  });
+});
