@@ -1,0 +1,91 @@
+import { createInterface } from 'node:readline/promises';
+import { selectBackend } from '../backend/select.ts';
+import { loadAdapter, loadModel } from '../model/checkpoint.ts';
+import { generate } from '../model/generate.ts';
+import { GENESIS_DIR, numberFlag, parse } from './options.ts';
+
+/**
+ * A terminal chat: each line you type is continued by the model, streamed token by token.
+ * Ctrl-C stops a reply; Ctrl-C at the prompt (or Ctrl-D, or /exit) leaves.
+ * Without a terminal (piped input) each line is answered in turn.
+ */
+export async function chat(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    model: { type: 'string', default: GENESIS_DIR },
+    adapter: { type: 'string' },
+    temperature: { type: 'string' },
+    'max-tokens': { type: 'string' },
+    seed: { type: 'string' },
+  });
+  const temperature = numberFlag('temperature', values.temperature, 0.8, (n) => n >= 0);
+  const maxTokens = numberFlag(
+    'max-tokens',
+    values['max-tokens'],
+    200,
+    (n) => Number.isInteger(n) && n > 0,
+  );
+  let seed = numberFlag('seed', values.seed, Date.now() % 1e9, Number.isInteger);
+
+  const backend = await selectBackend();
+  const loaded = await loadModel(values.model);
+  const { model, tokenizer, hash } = loaded;
+  if (values.adapter) {
+    const { adapter } = await loadAdapter(values.adapter, loaded);
+    model.adapter = adapter;
+  }
+  const tty = process.stdin.isTTY === true;
+  const err = (s: string) => process.stderr.write(s);
+  err(
+    `model ${hash.slice(0, 12)} (${model.numParams().toLocaleString('en-US')} parameters) on ${backend.backend}` +
+      `${model.adapter ? ', personal adapter on' : ''}\n`,
+  );
+  if (tty)
+    err('type a line and press enter; Ctrl-C stops a reply; /adapter on|off; /exit to leave\n');
+
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: tty });
+  let current: AbortController | null = null;
+  rl.on('SIGINT', () => {
+    if (current) current.abort();
+    else rl.close();
+  });
+  try {
+    while (true) {
+      let line: string;
+      try {
+        line = await rl.question(tty ? 'you> ' : '');
+      } catch {
+        break; // closed (Ctrl-C / Ctrl-D / end of input)
+      }
+      const prompt = line.trim();
+      if (prompt === '/exit') break;
+      if (prompt === '/adapter on' || prompt === '/adapter off') {
+        if (model.adapter) model.adapter.enabled = prompt.endsWith('on');
+        err(
+          model.adapter
+            ? `adapter ${prompt.slice(9)}\n`
+            : 'no adapter loaded (use --adapter DIR)\n',
+        );
+        continue;
+      }
+      if (!prompt) continue;
+      current = new AbortController();
+      if (tty) process.stdout.write('model> ');
+      process.stdout.write(prompt);
+      for await (const chunk of generate(model, tokenizer, prompt, {
+        temperature,
+        maxTokens,
+        seed: seed++,
+        stop: ['\n\n'],
+        signal: current.signal,
+      })) {
+        process.stdout.write(chunk.text);
+      }
+      process.stdout.write('\n');
+      current = null;
+    }
+  } finally {
+    rl.close();
+    model.dispose();
+  }
+  return 0;
+}

@@ -1,0 +1,64 @@
+import { CheckpointError } from '../checkpoint/index.ts';
+import { TokenizerError } from '../model/tokenizer.ts';
+import { chat } from './chat.ts';
+import { doctor } from './doctor.ts';
+import { UsageError } from './errors.ts';
+import { modelCommand } from './model.ts';
+import { train } from './train.ts';
+
+export const USAGE = `usage: commons <command> [options]
+
+  doctor [--json]                          which tfjs backend runs here, and why not a faster one
+  chat [--model DIR] [--adapter DIR]       chat with a model in the terminal (streams tokens)
+       [--temperature T] [--max-tokens N] [--seed S]
+  train --data PATH... [--model DIR]       fine-tune on local .txt/.md files (folders walked)
+        [--out DIR] [--steps N] [--lora]   --lora writes a small personal adapter
+  model verify DIR [--expect HASH]         check a checkpoint's hash (exit 1 if tampered)
+  model eval DIR --data FILE [--json]      loss and bits per character on a text file
+  model info DIR                           what a checkpoint holds
+
+The default model is the genesis checkpoint shipped in shared/genesis.`;
+
+/** Runs a command line; returns the process exit code. */
+export async function run(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'doctor':
+        return await doctor(rest);
+      case 'chat':
+        return await chat(rest);
+      case 'train':
+        return await train(rest);
+      case 'model':
+        return await modelCommand(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command "${command}" (try: commons help)`);
+    }
+  } catch (err) {
+    if (process.env.COMMONS_DEBUG) console.error(err);
+    console.error(`commons: ${describe(err)}`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
+
+function describe(err: unknown): string {
+  if (
+    err instanceof UsageError ||
+    err instanceof CheckpointError ||
+    err instanceof TokenizerError
+  ) {
+    return err.message;
+  }
+  // node:util parseArgs errors are usage errors with a code.
+  const code = (err as { code?: string }).code;
+  if (code?.startsWith('ERR_PARSE_ARGS')) return (err as Error).message;
+  if (code === 'ENOENT') return `no such file or folder: ${(err as { path?: string }).path ?? ''}`;
+  return err instanceof Error ? err.message.split('\n')[0]! : String(err);
+}
