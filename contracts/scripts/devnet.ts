@@ -16,11 +16,12 @@ try {
     const url = new URL(options.rpcUrl);
     if ((await probeChain(options.rpcUrl)) === null) {
       if (url.hostname !== '127.0.0.1' && url.hostname !== 'localhost') {
-        throw new Error(`Nothing answers at ${options.rpcUrl}, and a devnet can only start locally`);
+        throw new Error(
+          `Nothing answers at ${options.rpcUrl}, and a devnet can only start locally`,
+        );
       }
       console.log(`starting hardhat node on ${options.rpcUrl} ...`);
       node = await startHardhatNode(Number(url.port || 8545));
-      node.stdout?.resume();
     } else {
       console.log(`a chain already answers at ${options.rpcUrl}`);
     }

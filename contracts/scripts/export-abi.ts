@@ -2,11 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { compile } from '../src/hardhat.ts';
-import {
-  ABI_MODULE_PATH,
-  BYTECODE_MODULE_PATH,
-  renderGeneratedModules,
-} from '../src/generated.ts';
+import { ABI_MODULE_PATH, BYTECODE_MODULE_PATH, renderGeneratedModules } from '../src/generated.ts';
 
 const hre = await compile();
 const { abiModule, bytecodeModule } = await renderGeneratedModules(hre);

@@ -59,7 +59,8 @@ export async function parseDeployArgs(
   if (values.help) return null;
   const integer = (flag: string, text: string | undefined): number | undefined => {
     if (text === undefined) return undefined;
-    if (!/^\d+$/.test(text)) throw new Error(`--${flag} must be a non-negative integer, got ${text}`);
+    if (!/^\d+$/.test(text))
+      throw new Error(`--${flag} must be a non-negative integer, got ${text}`);
     return Number(text);
   };
   const preset: GovernanceOptions | undefined =
@@ -109,7 +110,10 @@ export async function parseDeployArgs(
       account: string;
       amount: string;
     }[];
-    result.distribution = holders.map((h) => ({ account: h.account, amount: parseEther(h.amount) }));
+    result.distribution = holders.map((h) => ({
+      account: h.account,
+      amount: parseEther(h.amount),
+    }));
   }
   return result;
 }

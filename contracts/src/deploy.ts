@@ -82,7 +82,10 @@ export interface DeployOptions {
  * rewards, hands every admin role to the timelock and renounces the deployer's, then verifies
  * the final roles. Returns what the addresses file holds.
  */
-export async function deployCommons(signer: Signer, options: DeployOptions): Promise<CommonsAddresses> {
+export async function deployCommons(
+  signer: Signer,
+  options: DeployOptions,
+): Promise<CommonsAddresses> {
   const provider = signer.provider;
   if (!provider) throw new Error('deployCommons: the signer has no provider');
   const log = options.log ?? (() => {});
@@ -90,7 +93,9 @@ export async function deployCommons(signer: Signer, options: DeployOptions): Pro
   const governance = { ...PRODUCTION_GOVERNANCE, ...options.governance };
   const deployer = await signer.getAddress();
   const coordinator = options.coordinator ?? deployer;
-  const distribution = options.distribution ?? [{ account: deployer, amount: parseEther('1000000') }];
+  const distribution = options.distribution ?? [
+    { account: deployer, amount: parseEther('1000000') },
+  ];
   const genesisHash = hashToBytes32(options.genesis.hash);
   const { chainId } = await provider.getNetwork();
   const deployBlock = await provider.getBlockNumber();
@@ -104,7 +109,12 @@ export async function deployCommons(signer: Signer, options: DeployOptions): Pro
     return address;
   };
 
-  const timelock = await deploy('timelock', [governance.timelockDelay, [], [ZeroAddress], deployer]);
+  const timelock = await deploy('timelock', [
+    governance.timelockDelay,
+    [],
+    [ZeroAddress],
+    deployer,
+  ]);
   const token = await deploy('token', [
     deployer,
     distribution.map((d) => d.account),
@@ -172,7 +182,9 @@ export async function deployCommons(signer: Signer, options: DeployOptions): Pro
   };
   const timelockContract = client.contracts.timelock;
   const proposerRole = (await timelockContract.getFunction('PROPOSER_ROLE').staticCall()) as string;
-  const cancellerRole = (await timelockContract.getFunction('CANCELLER_ROLE').staticCall()) as string;
+  const cancellerRole = (await timelockContract
+    .getFunction('CANCELLER_ROLE')
+    .staticCall()) as string;
   await tx('token', 'grantRole', [MINTER_ROLE, contributionRewards]);
   await tx('token', 'grantRole', [adminRole, timelock]);
   await tx('token', 'renounceRole', [adminRole, deployer]);
@@ -198,9 +210,18 @@ async function verifyRoles(client: CommonsClient, deployer: string, coordinator:
     ['governor proposes', await hasRole('timelock', proposerRole, contracts.governor)],
     ['rewards mint', await hasRole('token', MINTER_ROLE, contracts.contributionRewards)],
     ['timelock administers token', await hasRole('token', adminRole, contracts.timelock)],
-    ['timelock administers registry', await hasRole('modelRegistry', adminRole, contracts.timelock)],
-    ['timelock administers policy', await hasRole('federationPolicy', adminRole, contracts.timelock)],
-    ['timelock administers rewards', await hasRole('contributionRewards', adminRole, contracts.timelock)],
+    [
+      'timelock administers registry',
+      await hasRole('modelRegistry', adminRole, contracts.timelock),
+    ],
+    [
+      'timelock administers policy',
+      await hasRole('federationPolicy', adminRole, contracts.timelock),
+    ],
+    [
+      'timelock administers rewards',
+      await hasRole('contributionRewards', adminRole, contracts.timelock),
+    ],
     ['coordinator registers', await hasRole('modelRegistry', COORDINATOR_ROLE, coordinator)],
   ];
   const failed = checks.filter(([, ok]) => !ok).map(([name]) => name);

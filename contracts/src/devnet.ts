@@ -32,14 +32,24 @@ export async function probeChain(rpcUrl: string): Promise<number | null> {
   }
 }
 
-/** Starts `hardhat node` (this package's config) and resolves once it answers JSON-RPC. */
-export async function startHardhatNode(port = 8545): Promise<ChildProcess> {
+/**
+ * Starts `hardhat node` (this package's config) and resolves once it answers JSON-RPC. Its
+ * output (accounts, then one line per RPC call) is shown only with `output: 'inherit'`.
+ */
+export async function startHardhatNode(
+  port = 8545,
+  output: 'inherit' | 'ignore' = 'ignore',
+): Promise<ChildProcess> {
   const require = createRequire(import.meta.url);
   const cli = path.join(path.dirname(require.resolve('hardhat/package.json')), 'dist/src/cli.js');
-  const child = spawn(process.execPath, [cli, 'node', '--hostname', '127.0.0.1', '--port', String(port)], {
-    cwd: contractsRootDir,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [cli, 'node', '--hostname', '127.0.0.1', '--port', String(port)],
+    {
+      cwd: contractsRootDir,
+      stdio: ['ignore', output, 'inherit'],
+    },
+  );
   const rpcUrl = `http://127.0.0.1:${port}`;
   const started = Date.now();
   while (Date.now() - started < 120_000) {

@@ -47,6 +47,7 @@ export async function resolveGenesis(options: {
     throw new Error(`Genesis manifest ${manifestPath} has no "hash" field (sha256, 64 hex)`);
   }
   const hash = hashToBytes32(manifest.hash);
-  const uri = options.uri ?? (typeof manifest.uri === 'string' ? manifest.uri : defaultGenesisUri(hash));
+  const uri =
+    options.uri ?? (typeof manifest.uri === 'string' ? manifest.uri : defaultGenesisUri(hash));
   return { hash, uri };
 }
