@@ -1,5 +1,5 @@
-// ContributionRewards: Merkle claims mint governance tokens once per leaf, within the round's
-// total and the governed per-round budget; a property test over random trees.
+// ContributionRewards: a posted round mints its total; Merkle claims pay each leaf once, within
+// the round's total and the governed per-round budget; a property test over random trees.
 import { Wallet, parseEther } from 'ethers';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards';
@@ -28,17 +28,20 @@ function entries(): RewardEntry[] {
 }
 
 describe('ContributionRewards', () => {
-  it('valid claims mint to the contributor, whoever sends them', async () => {
+  it('posting mints the round total; valid claims pay the contributor, whoever sends them', async () => {
     const { as, client, accounts } = f;
     const tree = buildRewardTree(entries());
+    const supplyBefore = await client.totalSupply();
     await as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total);
     expect(await client.rewardRound(1)).toEqual({
       root: tree.root,
       total: tree.total,
       claimed: 0n,
     });
+    expect(await client.totalSupply()).toBe(supplyBefore + tree.total);
+    const pool = f.addresses.contracts.contributionRewards;
+    expect(await client.balanceOf(pool)).toBe(tree.total);
 
-    const supplyBefore = await client.totalSupply();
     const aliceBefore = await client.balanceOf(accounts.alice.address);
     const [aliceClaim, bobClaim, eveClaim, , eveSecond] = tree.claims;
     await as(accounts.alice).claimReward(1, aliceClaim!);
@@ -48,12 +51,15 @@ describe('ContributionRewards', () => {
 
     expect(await client.balanceOf(accounts.alice.address)).toBe(aliceBefore + parseEther('100'));
     expect(await client.balanceOf(accounts.eve.address)).toBe(parseEther('52'));
-    expect(await client.totalSupply()).toBe(supplyBefore + parseEther('402'));
+    expect(await client.balanceOf(pool)).toBe(tree.total - parseEther('402'));
+    expect(await client.totalSupply()).toBe(supplyBefore + tree.total);
     expect(await client.isClaimed(1, 0)).toBe(true);
     expect(await client.isClaimed(1, 3)).toBe(false);
     expect((await client.rewardRound(1)).claimed).toBe(parseEther('402'));
     // Those who train gain a vote: alice delegated to herself, so her votes grew.
     expect(await client.votes(accounts.alice.address)).toBe(aliceBefore + parseEther('100'));
+    // Unclaimed rewards do not vote: the pool never delegates.
+    expect(await client.votes(pool)).toBe(0n);
   });
 
   it('a second claim of the same leaf reverts', async () => {

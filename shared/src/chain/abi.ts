@@ -2224,7 +2224,11 @@ export const commonsAbis = {
   contributionRewards: [
     {
       inputs: [
-        { internalType: 'contract ICommonsMinter', name: 'minter', type: 'address' },
+        {
+          internalType: 'contract ICommonsMintableToken',
+          name: 'governanceToken',
+          type: 'address',
+        },
         { internalType: 'address', name: 'admin', type: 'address' },
         { internalType: 'address', name: 'coordinator', type: 'address' },
         { internalType: 'uint256', name: 'initialBudget', type: 'uint256' },
@@ -2288,6 +2292,11 @@ export const commonsAbis = {
       type: 'error',
     },
     { inputs: [], name: 'ContributionRewardsZeroRoot', type: 'error' },
+    {
+      inputs: [{ internalType: 'address', name: 'token', type: 'address' }],
+      name: 'SafeERC20FailedOperation',
+      type: 'error',
+    },
     {
       anonymous: false,
       inputs: [
@@ -2485,7 +2494,7 @@ export const commonsAbis = {
     {
       inputs: [],
       name: 'token',
-      outputs: [{ internalType: 'contract ICommonsMinter', name: '', type: 'address' }],
+      outputs: [{ internalType: 'contract ICommonsMintableToken', name: '', type: 'address' }],
       stateMutability: 'view',
       type: 'function',
     },
