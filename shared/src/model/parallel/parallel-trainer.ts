@@ -101,16 +101,12 @@ export class ParallelTrainer {
       onProgress?: (p: TrainProgress) => void;
     } = {},
   ): Promise<TrainResult> {
-    await this.start();
-    for (const t of this.threads) t.ref();
     try {
+      await this.start();
       return await this.loop(train, options);
     } catch (err) {
       await this.fail(err instanceof Error ? err : new Error(String(err)));
       throw err;
-    } finally {
-      // An idle, undisposed trainer must not keep the process alive.
-      for (const t of this.threads) t.unref();
     }
   }
 
@@ -217,6 +213,16 @@ export class ParallelTrainer {
     this.model.assign(unpackTensors(this.layout, weights));
   }
 
+  /**
+   * Every worker's own copy of the weights, flat in checkpoint order: they are identical
+   * after every step (the tests check it), since each applies the same update.
+   */
+  async replicaWeights(): Promise<Float32Array[]> {
+    await this.start();
+    const replies = await this.request(() => ({ type: 'getWeights' }));
+    return replies.map((r) => (r as Extract<WorkerReply, { type: 'weights' }>).weights);
+  }
+
   snapshot(): TrainerSnapshot {
     const n = this.layout.total;
     return {
@@ -319,19 +325,30 @@ export class ParallelTrainer {
    */
   private async request(make: (rank: number) => WorkerRequest): Promise<WorkerReply[]> {
     if (this.broken) throw this.broken;
-    const replies = await Promise.all(
-      this.threads.map(
-        (t, rank) =>
-          new Promise<WorkerReply>((resolve) => {
-            this.pending[rank]!.push({ resolve });
-            t.postMessage(make(rank));
-          }),
-      ),
-    );
+    const threads = this.threads;
+    // Threads keep the process alive only while a reply is awaited: an idle trainer that
+    // was never disposed must not stop the process from exiting.
+    for (const t of threads) t.ref();
+    let replies: WorkerReply[];
+    try {
+      replies = await Promise.all(
+        threads.map(
+          (t, rank) =>
+            new Promise<WorkerReply>((resolve) => {
+              this.pending[rank]!.push({ resolve });
+              t.postMessage(make(rank));
+            }),
+        ),
+      );
+    } finally {
+      for (const t of threads) t.unref();
+    }
     const errors = replies.filter((r) => r.type === 'error');
     if (errors.length > 0) {
       const cause = errors.find((e) => !e.peer) ?? errors[0]!;
-      throw new Error(cause.message);
+      const err = new Error(cause.message);
+      await this.fail(err);
+      throw err;
     }
     return replies;
   }

@@ -63,11 +63,17 @@ export interface SetStateRequest {
   optimizerStep: number;
 }
 
-export type WorkerRequest = InitRequest | StepRequest | SetStateRequest;
+/** A copy of this worker's weights (to check that the replicas agree). */
+export interface GetWeightsRequest {
+  type: 'getWeights';
+}
+
+export type WorkerRequest = InitRequest | StepRequest | SetStateRequest | GetWeightsRequest;
 
 export type WorkerReply =
   | { type: 'ready' }
   | { type: 'stepped'; loss: number; gradNorm: number }
   | { type: 'stateSet' }
+  | { type: 'weights'; weights: Float32Array }
   /** `peer`: this worker stopped because another one failed (not the root cause). */
   | { type: 'error'; message: string; peer: boolean };

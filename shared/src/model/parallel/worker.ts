@@ -134,6 +134,10 @@ class TrainingWorker {
     });
   }
 
+  weightsCopy(): Float32Array {
+    return this.weights.slice();
+  }
+
   setState(weights: Float32Array, m: Float32Array, v: Float32Array, step: number): void {
     this.weights.set(weights);
     this.optimizer.m.set(m);
@@ -169,6 +173,8 @@ async function handle(req: WorkerRequest): Promise<WorkerReply> {
       case 'setState':
         ready().setState(req.weights, req.m, req.v, req.optimizerStep);
         return { type: 'stateSet' };
+      case 'getWeights':
+        return { type: 'weights', weights: ready().weightsCopy() };
     }
   } catch (err) {
     const peer = err instanceof PeerFailure;
