@@ -14,9 +14,8 @@ const json = process.argv.includes('--json');
 const hre = await compile();
 const { ethers } = await hre.network.create();
 const signers = await ethers.getSigners();
-const [deployer, coordinator, alice, bob, carol, dave, relayer] = signers as [Signer, ...Signer[]] &
-  Signer[];
-if (!coordinator || !alice || !bob || !carol || !dave || !relayer) {
+const [deployer, coordinator, alice, bob, carol, dave, relayer] = signers;
+if (!deployer || !coordinator || !alice || !bob || !carol || !dave || !relayer) {
   throw new Error('need 7 accounts');
 }
 const governance = {
@@ -82,15 +81,16 @@ record(
 );
 
 // A model upgrade: propose, vote three ways, queue, execute (the execute runs activate()).
+const proposer = as(alice);
 async function proposeAndMeasure(
   kind: string,
   action: ReturnType<typeof client.activateModelAction>,
 ) {
-  const proposeTx = await as(alice)
-    .contracts.governor.getFunction('propose')
+  const proposeTx = await proposer.contracts.governor
+    .getFunction('propose')
     .send([action.target], [action.value], [action.calldata], `bench ${kind}`);
   const proposeReceipt = (await proposeTx.wait()) as ContractTransactionReceipt;
-  const id = (await as(alice).listProposals()).at(-1)!.id;
+  const id = (await proposer.listProposals()).at(-1)!.id;
   return { id, proposeReceipt };
 }
 const upgrade = await proposeAndMeasure('upgrade', client.activateModelAction('11'.repeat(32)));

@@ -36,8 +36,8 @@ describe('FederationPolicy', () => {
     const next = { ...base, minClients: 10n, maxClients: 20n };
     const receipt = await (await policy.getFunction('setPolicy').send(next)).wait();
     const event = receipt?.logs
-      .map((log: { topics: string[]; data: string }) => policy.interface.parseLog(log))
-      .find((parsed: { name: string } | null) => parsed?.name === 'PolicyChanged');
+      .map((log) => policy.interface.parseLog(log))
+      .find((parsed) => parsed?.name === 'PolicyChanged');
     expect(event?.args[0]).toBe(2n);
     expect((await f.client.policy()).policy.minClients).toBe(10);
     expect((await f.client.policyAt(1)).minClients).toBe(DEFAULT_POLICY.minClients);
