@@ -54,9 +54,12 @@ export async function readAddressesFile(
   try {
     text = await readFile(file, 'utf8');
   } catch (cause) {
-    throw new Error(`No Commons addresses file at ${file} (deploy first: npm run deploy -w contracts)`, {
-      cause,
-    });
+    throw new Error(
+      `No Commons addresses file at ${file} (deploy first: npm run deploy -w contracts)`,
+      {
+        cause,
+      },
+    );
   }
   return parseAddresses(JSON.parse(text), file);
 }

@@ -337,15 +337,15 @@ export class CommonsClient {
   /** Proposes activating a registered model version. */
   async proposeActivateModel(contentHash: string, description?: string): Promise<bigint> {
     const hash = hashToBytes32(contentHash);
-    return this.propose(
-      [this.activateModelAction(hash)],
-      description ?? `Activate model ${hash}`,
-    );
+    return this.propose([this.activateModelAction(hash)], description ?? `Activate model ${hash}`);
   }
 
   /** Proposes a new federation policy. */
   async proposePolicy(policy: FederationPolicy, description?: string): Promise<bigint> {
-    return this.propose([this.setPolicyAction(policy)], description ?? 'Change the federation policy');
+    return this.propose(
+      [this.setPolicyAction(policy)],
+      description ?? 'Change the federation policy',
+    );
   }
 
   /** Votes as the signer, with an optional public reason. */
@@ -459,9 +459,9 @@ export class CommonsClient {
     args: unknown[],
   ): Promise<ContractTransactionReceipt> {
     this.requireSigner();
-    const response = (await this.contracts[key].getFunction(method).send(
-      ...args,
-    )) as ContractTransactionResponse;
+    const response = (await this.contracts[key]
+      .getFunction(method)
+      .send(...args)) as ContractTransactionResponse;
     const receipt = await response.wait();
     if (!receipt) throw new Error(`${key}.${method}: the transaction was dropped`);
     return receipt;
@@ -491,7 +491,9 @@ export class CommonsClient {
     created: Map<bigint, { description: string }>,
   ): Promise<Proposal> {
     const [details, proposer, state, snapshot, deadline, eta, votes, clock] = await Promise.all([
-      this.call<[string[], bigint[], string[], string]>('governor', 'proposalDetails', [proposalId]),
+      this.call<[string[], bigint[], string[], string]>('governor', 'proposalDetails', [
+        proposalId,
+      ]),
       this.call<string>('governor', 'proposalProposer', [proposalId]),
       this.call<bigint>('governor', 'state', [proposalId]),
       this.call<bigint>('governor', 'proposalSnapshot', [proposalId]),
