@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelConfig } from './config.ts';
 import { modelConfigSchema } from './config.ts';
-import { addBias, crossEntropy, embed, gelu, layerNorm, matmul } from './layers.ts';
+import { addBias, attention, crossEntropy, embed, gelu, layerNorm, matmul } from './layers.ts';
 import type { LoraAdapter } from './lora.ts';
 import { Rng } from './rng.ts';
 
@@ -203,6 +203,16 @@ export class GPT {
     return tf.dropout(x, rate, undefined, (opts.dropoutSeed ?? 0) * 7919 + salt);
   }
 
+  /** What `dropout` multiplies by, for a tensor of `shape` (null when dropout is off). */
+  private dropoutMultiplier(
+    shape: [number, number, number],
+    opts: ForwardOptions,
+    salt: number,
+  ): tf.Tensor3D | null {
+    if (!opts.training || this.config.dropout === 0) return null;
+    return this.dropout(tf.ones(shape), opts, salt) as tf.Tensor3D;
+  }
+
   /**
    * Additive causal mask (T, past + T): query i sees keys j ≤ past + i (0), not later ones
    * (−1e9). The training shape (past = 0) is built once and kept.
@@ -258,10 +268,9 @@ export class GPT {
       pastK?.dispose();
       pastV?.dispose();
     }
-    let att = tf.mul(tf.matMul(q!, k, false, true), 1 / Math.sqrt(hs)); // (B·nh, T, t)
-    if (mask) att = tf.add(att, mask);
-    att = this.dropout(tf.softmax(att), opts, 2 * layer);
-    const y = tf.matMul(att, v); // (B·nh, T, hs)
+    // softmax(q·kᵀ/√hs + mask) (B·nh, T, t), dropped out, times v → (B·nh, T, hs).
+    const drop = this.dropoutMultiplier([B * nh, T, k.shape[1]], opts, 2 * layer);
+    const y = attention(q!, k, v, mask, 1 / Math.sqrt(hs), drop);
     const merged = tf.reshape(tf.transpose(tf.reshape(y, [B, nh, T, hs]), [0, 2, 1, 3]), [
       B * T,
       C,
