@@ -241,3 +241,40 @@ describe('generate', () => {
     m.dispose();
   });
 });
+
+describe('training state on disk', () => {
+  it('resumes bit-identically from a saved state and refuses a tampered optimizer file', async () => {
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { loadTrainingState, saveTrainingState } = await import('../src/model/training-state.ts');
+    const dir = join(mkdtempSync(join(tmpdir(), 'commons-state-')), 'run');
+    const cfg = { steps: 4, batchSize: 4, warmupSteps: 1, seed: 5 };
+
+    const config = { ...SMALL, vocabSize: tokenizer.vocabSize };
+    const straight = GPT.create(config, 9);
+    const t1 = new Trainer(straight, cfg);
+    await t1.run(split());
+
+    const first = GPT.create(config, 9);
+    const t2 = new Trainer(first, { ...cfg, steps: 2 });
+    await t2.run(split());
+    await saveTrainingState(dir, first, tokenizer, t2);
+    await saveTrainingState(dir, first, tokenizer, t2); // overwriting a state is fine
+
+    const { loaded, snapshot } = await loadTrainingState(dir);
+    expect(snapshot.step).toBe(2);
+    const t3 = new Trainer(loaded.model, cfg);
+    t3.restore(snapshot);
+    await t3.run(split());
+    expect(weights(loaded.model)).toEqual(weights(straight));
+
+    const opt = join(dir, 'optimizer.bin');
+    const bytes = readFileSync(opt);
+    bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
+    writeFileSync(opt, bytes);
+    await expect(loadTrainingState(dir)).rejects.toThrow(/HASH_MISMATCH: optimizer.bin/);
+    for (const x of [t1, t2, t3]) x.dispose();
+    for (const m of [straight, first, loaded.model]) m.dispose();
+  });
+});
