@@ -87,11 +87,31 @@ export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D | null)
  * is ~8× faster than its tanh.
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  const k = 2 * Math.sqrt(2 / Math.PI);
-  // x·x·x: wasm's pow is ~5× slower than two multiplies.
-  const u = tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), k);
-  return tf.mul(x, tf.sigmoid(u));
+  return geluWithGradient(x);
 }
+
+const GELU_K = 2 * Math.sqrt(2 / Math.PI);
+const GELU_A = 0.044715;
+
+/**
+ * Backward by hand: with s = σ(k(x + a·x³)), d(x·s)/dx = s + x·s·(1 − s)·k(1 + 3a·x²) —
+ * half the kernels of differentiating through the forward ops one by one.
+ */
+const geluWithGradient = withGradient<[tf.Tensor], tf.Tensor>((x, save) => {
+  // x·x·x: wasm's pow is ~5× slower than two multiplies.
+  const x2 = tf.mul(x, x);
+  const s = tf.sigmoid(tf.mul(tf.add(x, tf.mul(tf.mul(x2, x), GELU_A)), GELU_K));
+  save([x, x2, s]);
+  return {
+    value: tf.mul(x, s),
+    gradFunc: (dy: tf.Tensor, saved: Saved) => {
+      const [xs, xx, ss] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+      const du = tf.add(tf.mul(xx, 3 * GELU_A * GELU_K), GELU_K); // k(1 + 3a·x²)
+      const ds = tf.mul(tf.mul(ss, tf.sub(1, ss)), tf.mul(xs, du)); // x·s(1 − s)·du
+      return tf.mul(dy, tf.add(ss, ds));
+    },
+  };
+});
 
 /**
  * Rows of `table` (V, C) picked by host-side ids → (N, C). The gradient scatters dy back
