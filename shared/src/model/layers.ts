@@ -207,12 +207,18 @@ function transposeInner(x: tf.Tensor3D): tf.Tensor3D {
   return tf.transpose(x, [0, 2, 1]);
 }
 
+const PER_SLICE_MIN_MACS = 16_384;
+
 /**
  * Batched product a (N, m, k) · b (N, k, n) → (N, m, n), as N 2-D matmuls. The slices are
  * cut on the host: one read of each operand and N tensor uploads cost far less than N
  * `tf.slice` kernels (~0.1 ms each on wasm).
  */
 function perSlice(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  const [, m, k] = a.shape;
+  // Tiny products (one query while decoding) cost less in one batched kernel than in
+  // N uploads and kernel calls.
+  if (m * k * b.shape[2] < PER_SLICE_MIN_MACS) return tf.matMul(a, b);
   const as = hostSlices(a);
   const bs = hostSlices(b);
   return tf.stack(as.map((x, i) => tf.matMul(x, bs[i]!))) as tf.Tensor3D;
