@@ -4,10 +4,11 @@ import type { FlatLayout } from './layout.ts';
 /**
  * AdamW and global-norm clipping over one flat buffer, in plain JavaScript: the same
  * maths as `optimizer.ts` (decoupled decay on matrices only, bias-corrected moments,
- * clip to `maxNorm` when the L2 norm exceeds it), in one pass per buffer instead of a
- * dozen tensor ops per parameter. Plain JS arithmetic is IEEE-exact and the loops run in
- * a fixed order, so every worker that applies the same gradients to the same weights gets
- * bit-identical results.
+ * clip to `maxNorm` when the L2 norm exceeds it), in one pass instead of a dozen tensor
+ * ops per parameter. Intermediates are float64 (stored as float32), so results agree with
+ * `optimizer.ts` to float32 rounding, not bit for bit. Plain JS arithmetic is IEEE-exact
+ * and the loops run in a fixed order, so every worker that applies the same gradients to
+ * the same weights gets bit-identical results.
  */
 export class FlatAdamW {
   readonly config: AdamWConfig;
@@ -15,8 +16,7 @@ export class FlatAdamW {
   step = 0;
   readonly m: Float32Array;
   readonly v: Float32Array;
-  /** 1 − lr·wd is applied only where this is 1 (decayed parameters). */
-  private readonly decayMask: Uint8Array;
+  private readonly slots: FlatLayout['slots'];
 
   constructor(
     layout: FlatLayout,
@@ -26,9 +26,7 @@ export class FlatAdamW {
     this.config = config;
     this.m = moments?.m ?? new Float32Array(layout.total);
     this.v = moments?.v ?? new Float32Array(layout.total);
-    this.decayMask = new Uint8Array(layout.total);
-    for (const s of layout.slots)
-      if (s.decayed) this.decayMask.fill(1, s.offset, s.offset + s.size);
+    this.slots = layout.slots;
   }
 
   /**
@@ -38,25 +36,20 @@ export class FlatAdamW {
   apply(params: Float32Array, g: Float32Array, lr: number, gradScale = 1): void {
     this.step += 1;
     const { beta1, beta2, eps, weightDecay } = this.config;
-    const bc1 = 1 - beta1 ** this.step;
-    const bc2 = 1 - beta2 ** this.step;
-    const decay = 1 - lr * weightDecay;
-    const { m, v, decayMask } = this;
-    // Float32 rounding at every step where optimizer.ts has a float32 tensor.
-    const f = Math.fround;
-    const b1 = f(beta1);
-    const b2 = f(beta2);
-    const c1 = f(1 - beta1);
-    const c2 = f(1 - beta2);
-    for (let i = 0; i < params.length; i++) {
-      const gi = f(g[i]! * gradScale);
-      const mi = f(f(m[i]! * b1) + f(gi * c1));
-      const vi = f(f(v[i]! * b2) + f(f(gi * gi) * c2));
-      m[i] = mi;
-      v[i] = vi;
-      const update = f(f(mi / bc1) / f(f(Math.sqrt(f(vi / bc2))) + eps));
-      const p = decayMask[i] === 1 ? f(params[i]! * decay) : params[i]!;
-      params[i] = p - f(update * lr);
+    // Folded constants: m̂ = m/bc1, √v̂ = √v/√bc2; float64 in between, float32 stored.
+    const stepSize = lr / (1 - beta1 ** this.step);
+    const rootBc2 = Math.sqrt(1 - beta2 ** this.step);
+    const { m, v } = this;
+    for (const { offset, size, decayed } of this.slots) {
+      const decay = decayed ? 1 - lr * weightDecay : 1;
+      for (let i = offset, end = offset + size; i < end; i++) {
+        const gi = g[i]! * gradScale;
+        const mi = beta1 * m[i]! + (1 - beta1) * gi;
+        const vi = beta2 * v[i]! + (1 - beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        params[i] = params[i]! * decay - (stepSize * mi) / (Math.sqrt(vi) / rootBc2 + eps);
+      }
     }
   }
 }
