@@ -120,10 +120,24 @@ const geluWithGradient = withGradient<[tf.Tensor], tf.Tensor>((x, save) => {
 export function embed(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const [vocab] = table.shape;
   const f = withGradient<[tf.Tensor2D], tf.Tensor2D>((t) => ({
-    value: tf.gather(t, tf.tensor1d(ids, 'int32')),
+    // wasm's Gather is ~5× slower than XNNPACK's one-hot · table (exact: one 1, rest 0s)
+    // while the one-hot stays small.
+    value:
+      ids.length * vocab <= ONE_HOT_MAX
+        ? tf.matMul(oneHot(ids, vocab), t)
+        : tf.gather(t, tf.tensor1d(ids, 'int32')),
     gradFunc: (dy: tf.Tensor) => tf.matMul(oneHotTransposed(ids, vocab), dy as tf.Tensor2D),
   }));
   return f(table);
+}
+
+/** Largest one-hot (ids × vocabulary) the embedding forward builds: 4 MB. */
+const ONE_HOT_MAX = 1 << 20;
+
+function oneHot(ids: Int32Array, depth: number): tf.Tensor2D {
+  const m = new Float32Array(ids.length * depth);
+  for (let i = 0; i < ids.length; i++) m[i * depth + ids[i]!] = 1;
+  return tf.tensor2d(m, [ids.length, depth]);
 }
 
 function oneHotTransposed(ids: Int32Array, depth: number): tf.Tensor2D {
