@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { spawn } from 'node:child_process';
+import { availableParallelism, loadavg } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +17,7 @@ import type { ModelConfig } from '../src/model/config.ts';
 import { REFERENCE_CONFIG } from '../src/model/config.ts';
 import type { TokenSplit } from '../src/model/dataset.ts';
 import { generate } from '../src/model/generate.ts';
-import { ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
+import { MAX_DEFAULT_WORKERS, ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
 import { BpeTokenizer } from '../src/model/tokenizer.ts';
 import type { TrainConfig } from '../src/model/trainer.ts';
 import { Trainer } from '../src/model/trainer.ts';
@@ -61,6 +62,9 @@ const train: TokenSplit = {
 };
 const trainConfig = { ...REFERENCE_CONFIG, vocabSize: chars.length };
 
+// Other work on the machine skews every figure: record how busy it was.
+const loadBefore = loadavg()[0]!;
+
 // ---------------------------------------------------------------- PyTorch first, alone
 // Both thread counts, best kept: on a busy 2-core machine PyTorch's 2 intra-op threads
 // spin against other processes and can run several times slower than 1 thread.
@@ -81,8 +85,9 @@ const pytorch = pytorchRuns.reduce((a, b) =>
 const report = await selectBackend({ force: 'wasm' });
 const rows: TrainRow[] = [];
 rows.push(await measureTraining('wasm', 1, BATCH, 3, 8));
-const workers = Math.min(2, BATCH);
-rows.push(await measureTraining('wasm', Math.max(2, workers), BATCH, 3, 8));
+// One worker per core (wasm is single-threaded in Node), at least two to show the split.
+const workers = Math.max(2, Math.min(availableParallelism(), MAX_DEFAULT_WORKERS, BATCH));
+rows.push(await measureTraining('wasm', workers, BATCH, 3, 8));
 // cpu is ~30× slower than wasm: a few rows, two steps, tokens/s barely depends on batch.
 rows.push(await measureTraining('cpu', 1, 4, 1, 2));
 await selectBackend({ force: 'wasm' });
@@ -98,6 +103,9 @@ const result = {
   node: process.version,
   tfjs: tf.version.tfjs,
   wasmSimd: report.simd,
+  cores: availableParallelism(),
+  /** 1-minute load average before and after: above 0 means other work shared the cores. */
+  loadAverage: [round(loadBefore, 2), round(loadavg()[0]!, 2)],
   config: { ...trainConfig, batch: BATCH },
   trainBackend: label(best),
   trainTokensPerSec: round(best.tokensPerSec),
@@ -306,6 +314,9 @@ function printTable(): void {
   console.log(
     `Reference model: vocab ${trainConfig.vocabSize}, context ${trainConfig.blockSize}, width ${trainConfig.nEmbd}, ` +
       `${trainConfig.nLayer} layers, ${trainConfig.nHead} heads · Node ${process.version}, tfjs ${tf.version.tfjs}, wasm SIMD ${report.simd}`,
+  );
+  console.log(
+    `${result.cores} cores; load average ${result.loadAverage[0]} → ${result.loadAverage[1]} (other work on the machine slows every row)`,
   );
   console.log('');
   console.log(`${pad('Training (fwd+bwd+AdamW)', 30)}${pad('batch', 7)}tokens/s   per-step range`);

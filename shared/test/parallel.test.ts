@@ -105,6 +105,7 @@ describe('ParallelTrainer', () => {
     const stop = new AbortController();
     const before = new ParallelTrainer(model, config, { workers: 2 });
     let snap;
+    let at12;
     try {
       const r = await before.run(data, {
         signal: stop.signal,
@@ -112,6 +113,7 @@ describe('ParallelTrainer', () => {
       });
       expect(r).toMatchObject({ steps: 12, cancelled: true });
       snap = before.snapshot();
+      at12 = model.toTensors();
     } finally {
       await before.dispose();
     }
@@ -123,6 +125,17 @@ describe('ParallelTrainer', () => {
       await after.dispose();
     }
     expect(Buffer.from(flat(model).buffer).equals(Buffer.from(flat(straight).buffer))).toBe(true);
+
+    // The snapshot is in Trainer's format: a single-thread Trainer continues from it too.
+    const single = GPT.fromTensors(SMALL, at12!);
+    const trainer = new Trainer(single, { ...config, steps: 32 });
+    trainer.restore(snap);
+    expect(trainer.completedSteps).toBe(12);
+    const r = await trainer.run(data);
+    expect(r.steps).toBe(32);
+    expect(r.finalLoss).toBeLessThan(first);
+    trainer.dispose();
+    single.dispose();
     model.dispose();
     straight.dispose();
   });

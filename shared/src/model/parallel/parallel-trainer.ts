@@ -63,6 +63,9 @@ export class ParallelTrainer {
   private started: Promise<void> | null = null;
   /** Set once a worker failed or the trainer was disposed; every later call rejects with it. */
   private broken: Error | null = null;
+  /** Moments from `restore`, sent to the workers when the next `run` starts. */
+  private restored: { m: Float32Array; v: Float32Array; optimizerStep: number } | null = null;
+  private running = false;
   private rng: Rng;
   private step = 0;
   private optimizerStep = 0;
@@ -101,12 +104,16 @@ export class ParallelTrainer {
       onProgress?: (p: TrainProgress) => void;
     } = {},
   ): Promise<TrainResult> {
+    if (this.running) throw new Error('ParallelTrainer.run is already running');
+    this.running = true;
     try {
       await this.start();
       return await this.loop(train, options);
     } catch (err) {
       await this.fail(err instanceof Error ? err : new Error(String(err)));
       throw err;
+    } finally {
+      this.running = false;
     }
   }
 
@@ -209,6 +216,7 @@ export class ParallelTrainer {
 
   /** Bring `model` up to date with the workers' weights (between steps only). */
   syncModel(): void {
+    if (!this.started) return; // the workers have no weights yet
     const weights = new Float32Array(this.state, 0, this.layout.total);
     this.model.assign(unpackTensors(this.layout, weights));
   }
@@ -223,15 +231,18 @@ export class ParallelTrainer {
     return replies.map((r) => (r as Extract<WorkerReply, { type: 'weights' }>).weights);
   }
 
+  /** Everything to continue exactly here, in `Trainer`'s format (between runs only). */
   snapshot(): TrainerSnapshot {
     const n = this.layout.total;
+    const m = this.restored?.m ?? new Float32Array(this.state, n * 4, n);
+    const v = this.restored?.v ?? new Float32Array(this.state, 2 * n * 4, n);
     return {
       step: this.step,
       rngState: this.rng.state,
       optimizerStep: this.optimizerStep,
       optimizer: new Map([
-        ...unpackTensors(this.layout, new Float32Array(this.state, n * 4, n), 'm.'),
-        ...unpackTensors(this.layout, new Float32Array(this.state, 2 * n * 4, n), 'v.'),
+        ...unpackTensors(this.layout, m, 'm.'),
+        ...unpackTensors(this.layout, v, 'v.'),
       ]),
     };
   }
@@ -259,9 +270,6 @@ export class ParallelTrainer {
     this.step = s.step;
     this.optimizerStep = s.optimizerStep;
   }
-
-  /** Moments waiting to be sent to the workers by the next `run`. */
-  private restored: { m: Float32Array; v: Float32Array; optimizerStep: number } | null = null;
 
   /** Ends every worker; the trainer cannot run again. */
   async dispose(): Promise<void> {
