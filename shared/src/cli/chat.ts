@@ -48,30 +48,29 @@ export async function chat(args: string[]): Promise<number> {
     if (current) current.abort();
     else rl.close();
   });
+  // The async iterator buffers lines, so piped input that arrives while a reply is being
+  // generated is answered in turn rather than dropped.
+  const prompt = () => tty && rl.prompt();
+  rl.setPrompt('you> ');
+  prompt();
   try {
-    while (true) {
-      let line: string;
-      try {
-        line = await rl.question(tty ? 'you> ' : '');
-      } catch {
-        break; // closed (Ctrl-C / Ctrl-D / end of input)
-      }
-      const prompt = line.trim();
-      if (prompt === '/exit') break;
-      if (prompt === '/adapter on' || prompt === '/adapter off') {
-        if (model.adapter) model.adapter.enabled = prompt.endsWith('on');
+    for await (const line of rl) {
+      const text = line.trim();
+      if (text === '/exit') break;
+      if (text === '/adapter on' || text === '/adapter off') {
+        if (model.adapter) model.adapter.enabled = text.endsWith('on');
         err(
-          model.adapter
-            ? `adapter ${prompt.slice(9)}\n`
-            : 'no adapter loaded (use --adapter DIR)\n',
+          model.adapter ? `adapter ${text.slice(9)}\n` : 'no adapter loaded (use --adapter DIR)\n',
         );
+      }
+      if (!text || text.startsWith('/adapter ')) {
+        prompt();
         continue;
       }
-      if (!prompt) continue;
       current = new AbortController();
       if (tty) process.stdout.write('model> ');
-      process.stdout.write(prompt);
-      for await (const chunk of generate(model, tokenizer, prompt, {
+      process.stdout.write(text);
+      for await (const chunk of generate(model, tokenizer, text, {
         temperature,
         maxTokens,
         seed: seed++,
@@ -82,6 +81,7 @@ export async function chat(args: string[]): Promise<number> {
       }
       process.stdout.write('\n');
       current = null;
+      prompt();
     }
   } finally {
     rl.close();
