@@ -4,7 +4,9 @@ import { sampleBatch } from './dataset.ts';
 import type { Evaluation } from './evaluate.ts';
 import { evaluate } from './evaluate.ts';
 import type { LoraAdapter } from './lora.ts';
-import { AdamW, clipByGlobalNorm, learningRate } from './optimizer.ts';
+import { AdamW, clipByGlobalNorm } from './optimizer.ts';
+import type { RunOptions } from './training-loop.ts';
+import { runTrainingLoop } from './training-loop.ts';
 import { Rng } from './rng.ts';
 import type { GPT } from './transformer.ts';
 
@@ -109,77 +111,26 @@ export class Trainer {
    * Run until `config.steps` optimiser steps are done (counting steps restored from a
    * snapshot), `signal` aborts, or an error. Yields to the event loop between steps.
    */
-  async run(
-    train: TokenSplit,
-    options: {
-      val?: TokenSplit;
-      signal?: AbortSignal;
-      onProgress?: (p: TrainProgress) => void;
-    } = {},
-  ): Promise<TrainResult> {
-    const { steps, batchSize, gradAccum, evalEvery } = this.config;
-    const T = this.model.config.blockSize;
-    const started = performance.now();
-    const startStep = this.step;
-    let finalLoss = NaN;
-    let val: Evaluation | null = null;
-    let cancelled = false;
+  async run(train: TokenSplit, options: RunOptions = {}): Promise<TrainResult> {
     const vars = [...this.params.values()];
     const names = [...this.params.keys()];
-
-    while (this.step < steps) {
-      if (options.signal?.aborted) {
-        cancelled = true;
-        break;
-      }
-      const lr = learningRate(this.step, {
-        maxLr: this.config.maxLr,
-        minLr: this.config.minLr,
-        warmupSteps: this.config.warmupSteps,
-        totalSteps: steps,
-      });
-      const { loss, gradNorm } = this.trainStep(
-        train.tokens,
-        batchSize,
-        T,
-        gradAccum,
-        lr,
-        vars,
-        names,
-      );
-      this.step += 1;
-      finalLoss = loss;
-
-      const last = this.step === steps;
-      const evalNow = options.val && (last || (evalEvery > 0 && this.step % evalEvery === 0));
-      if (evalNow && options.val) val = evaluate(this.model, options.val);
-
-      const seconds = (performance.now() - started) / 1000;
-      const done = this.step - startStep;
-      const tokensPerSec = (done * batchSize * gradAccum * T) / Math.max(seconds, 1e-9);
-      options.onProgress?.({
-        step: this.step,
-        totalSteps: steps,
-        loss,
-        lr,
-        gradNorm,
-        tokensPerSec,
-        etaSec: ((steps - this.step) * seconds) / done,
-        ...(evalNow && val ? { val } : {}),
-      });
-      // Let cancellation and UI events in between steps.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    const seconds = (performance.now() - started) / 1000;
-    const done = this.step - startStep;
-    return {
-      steps: this.step,
-      finalLoss,
-      val,
-      tokensPerSec: (done * batchSize * gradAccum * T) / Math.max(seconds, 1e-9),
-      seconds,
-      cancelled,
-    };
+    const { batchSize, gradAccum } = this.config;
+    const T = this.model.config.blockSize;
+    return runTrainingLoop(
+      {
+        config: this.config,
+        blockSize: T,
+        completed: () => this.step,
+        step: async (split, lr) => {
+          const r = this.trainStep(split.tokens, batchSize, T, gradAccum, lr, vars, names);
+          this.step += 1;
+          return r;
+        },
+        evaluate: (val) => evaluate(this.model, val),
+      },
+      train,
+      options,
+    );
   }
 
   private trainStep(

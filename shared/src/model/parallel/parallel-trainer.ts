@@ -3,11 +3,11 @@ import { Worker } from 'node:worker_threads';
 import type { BackendName } from '../../backend/select.ts';
 import type { TokenSplit } from '../dataset.ts';
 import { sampleBatch } from '../dataset.ts';
-import type { Evaluation } from '../evaluate.ts';
 import { evaluate } from '../evaluate.ts';
-import { learningRate } from '../optimizer.ts';
 import { Rng } from '../rng.ts';
-import type { TrainConfig, TrainerSnapshot, TrainProgress, TrainResult } from '../trainer.ts';
+import type { TrainConfig, TrainerSnapshot, TrainResult } from '../trainer.ts';
+import type { LoopHost, RunOptions } from '../training-loop.ts';
+import { runTrainingLoop } from '../training-loop.ts';
 import { DEFAULT_TRAIN } from '../trainer.ts';
 import type { GPT } from '../transformer.ts';
 import type { FlatLayout } from './layout.ts';
@@ -96,14 +96,7 @@ export class ParallelTrainer {
    * Run until `config.steps` optimiser steps are done (counting restored ones), `signal`
    * aborts, or an error; a worker's error rejects with its message and ends every worker.
    */
-  async run(
-    train: TokenSplit,
-    options: {
-      val?: TokenSplit;
-      signal?: AbortSignal;
-      onProgress?: (p: TrainProgress) => void;
-    } = {},
-  ): Promise<TrainResult> {
+  async run(train: TokenSplit, options: RunOptions = {}): Promise<TrainResult> {
     if (this.running) throw new Error('ParallelTrainer.run is already running');
     this.running = true;
     try {
@@ -117,74 +110,39 @@ export class ParallelTrainer {
     }
   }
 
-  private async loop(
-    train: TokenSplit,
-    options: { val?: TokenSplit; signal?: AbortSignal; onProgress?: (p: TrainProgress) => void },
-  ): Promise<TrainResult> {
-    const { steps, batchSize, gradAccum, evalEvery } = this.config;
-    const T = this.model.config.blockSize;
-    const started = performance.now();
-    const startStep = this.step;
-    let finalLoss = NaN;
-    let val: Evaluation | null = null;
-    let cancelled = false;
-
-    while (this.step < steps) {
-      if (options.signal?.aborted) {
-        cancelled = true;
-        break;
-      }
-      const lr = learningRate(this.step, {
-        maxLr: this.config.maxLr,
-        minLr: this.config.minLr,
-        warmupSteps: this.config.warmupSteps,
-        totalSteps: steps,
-      });
-      const micro = this.sample(train.tokens);
-      const replies = await this.request((rank) => ({
-        type: 'step',
-        lr,
-        micro: this.share(micro, rank),
-      }));
-      const stepped = replies.map((r) => r as Extract<WorkerReply, { type: 'stepped' }>);
-      const loss = stepped.reduce((a, r) => a + r.loss, 0);
-      const gradNorm = stepped[0]!.gradNorm;
-      this.step += 1;
-      this.optimizerStep += 1;
-      finalLoss = loss;
-
-      const last = this.step === steps;
-      const evalNow = options.val && (last || (evalEvery > 0 && this.step % evalEvery === 0));
-      if (evalNow && options.val) {
-        this.syncModel();
-        val = evaluate(this.model, options.val);
-      }
-
-      const seconds = (performance.now() - started) / 1000;
-      const done = this.step - startStep;
-      const tokensPerSec = (done * batchSize * gradAccum * T) / Math.max(seconds, 1e-9);
-      options.onProgress?.({
-        step: this.step,
-        totalSteps: steps,
-        loss,
-        lr,
-        gradNorm,
-        tokensPerSec,
-        etaSec: ((steps - this.step) * seconds) / done,
-        ...(evalNow && val ? { val } : {}),
-      });
-    }
+  private async loop(train: TokenSplit, options: RunOptions): Promise<TrainResult> {
+    const result = await runTrainingLoop(
+      {
+        config: this.config,
+        blockSize: this.model.config.blockSize,
+        completed: () => this.step,
+        step: (split, lr) => this.optimiserStep(split, lr),
+        evaluate: (val) => {
+          this.syncModel();
+          return evaluate(this.model, val);
+        },
+      } satisfies LoopHost,
+      train,
+      options,
+    );
     this.syncModel();
-    const seconds = (performance.now() - started) / 1000;
-    const done = this.step - startStep;
-    return {
-      steps: this.step,
-      finalLoss,
-      val,
-      tokensPerSec: (done * batchSize * gradAccum * T) / Math.max(seconds, 1e-9),
-      seconds,
-      cancelled,
-    };
+    return result;
+  }
+
+  private async optimiserStep(
+    train: TokenSplit,
+    lr: number,
+  ): Promise<{ loss: number; gradNorm: number }> {
+    const micro = this.sample(train.tokens);
+    const replies = await this.request((rank) => ({
+      type: 'step',
+      lr,
+      micro: this.share(micro, rank),
+    }));
+    const stepped = replies.map((r) => r as Extract<WorkerReply, { type: 'stepped' }>);
+    this.step += 1;
+    this.optimizerStep += 1;
+    return { loss: stepped.reduce((a, r) => a + r.loss, 0), gradNorm: stepped[0]!.gradNorm };
   }
 
   /** The step's micro-batches, sampled exactly as `Trainer` samples them. */
