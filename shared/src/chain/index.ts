@@ -6,3 +6,4 @@ export * from './governance.ts';
 export * from './policy.ts';
 export * from './registry.ts';
 export * from './rewards.ts';
+export * from './merkle.ts';

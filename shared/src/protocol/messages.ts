@@ -1,0 +1,186 @@
+// Every message of the federation protocol, as a zod schema next to its type. Both ends
+// validate at the edge: the coordinator every client message, the client every server message.
+// Numbers of floats never travel here: updates are binary frames (see upload.ts).
+import { z } from 'zod';
+import { REJECT_CODES } from './errors.ts';
+
+/** Bumped on any incompatible change; the challenge carries it and the login must match. */
+export const PROTOCOL_VERSION = 1;
+
+/** A sha256 digest as the checkpoint codec writes it: 64 lowercase hex, no 0x. */
+export const sha256Schema = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/, 'a sha256 digest (64 lowercase hex)');
+const signatureSchema = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{130}$/, 'a 65-byte signature (0x + 130 hex)');
+const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'an address (0x + 40 hex)');
+const roundIdSchema = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const epochMsSchema = z.number().int().nonnegative();
+
+export const UPDATE_ENCODINGS = ['fp32', 'fp16', 'int8'] as const;
+export const encodingSchema = z.enum(UPDATE_ENCODINGS);
+
+/** The explicit states of a round, in the order a successful round passes through them. */
+export const ROUND_STATES = [
+  'waiting',
+  'configuring',
+  'training',
+  'aggregating',
+  'evaluating',
+  'published',
+  'failed',
+] as const;
+export type RoundState = (typeof ROUND_STATES)[number];
+
+export const rejectionSchema = z.strictObject({
+  code: z.enum(REJECT_CODES),
+  message: z.string().max(1000),
+});
+
+/** What an acknowledgement carries: the result, or why it was refused. */
+export type Ack<T extends object = object> =
+  ({ ok: true } & T) | { ok: false; error: z.infer<typeof rejectionSchema> };
+
+// ---- authentication (EIP-4361 Sign-In with Ethereum) -----------------------------------------
+
+/** Sent by the server on connect: what the client must sign to prove its address. */
+export const challengeSchema = z.strictObject({
+  protocolVersion: z.number().int().positive(),
+  domain: z.string().min(1).max(255),
+  uri: z.string().url(),
+  chainId: z.number().int().positive(),
+  nonce: z.string().regex(/^[A-Za-z0-9]{8,64}$/),
+  statement: z.string().max(500),
+  issuedAt: z.string(),
+  expirationTime: z.string(),
+});
+export type Challenge = z.infer<typeof challengeSchema>;
+
+export const loginSchema = z.strictObject({
+  protocolVersion: z.number().int().positive(),
+  /** The full EIP-4361 message text the client signed. */
+  message: z.string().min(1).max(4000),
+  signature: signatureSchema,
+});
+export type Login = z.infer<typeof loginSchema>;
+
+export interface LoginResult {
+  address: string;
+}
+
+// ---- rounds ----------------------------------------------------------------------------------
+
+/** How a client trains for a round: the strategy's configureRound output plus policy. */
+export const trainingTaskSchema = z.strictObject({
+  localEpochs: z.number().int().min(1).max(100),
+  learningRate: z.number().positive().max(10),
+  batchSize: z.number().int().min(1).max(4096),
+  /** Upper bound on local optimiser steps, whatever the epochs ask for (keeps rounds short). */
+  maxSteps: z.number().int().min(1).max(1_000_000),
+  /** FedProx proximal term μ; 0 is plain local SGD/AdamW (FedAvg). */
+  proxMu: z.number().min(0).max(100),
+  seed: z.number().int().nonnegative(),
+});
+export type TrainingTask = z.infer<typeof trainingTaskSchema>;
+
+export const roundTaskSchema = z.strictObject({
+  protocolVersion: z.number().int().positive(),
+  roundId: roundIdSchema,
+  strategy: z.string().min(1).max(64),
+  /** The model to train from: its checkpoint hash and where to fetch it (relative to the server). */
+  baseModel: z.strictObject({ hash: sha256Schema, path: z.string().startsWith('/') }),
+  /** Version of the on-chain federation policy the round obeys. */
+  policyVersion: z.number().int().nonnegative(),
+  train: trainingTaskSchema,
+  /** Every update must have an L2 norm of at most this (clients clip to it). */
+  clipNorm: z.number().positive(),
+  encoding: encodingSchema,
+  upload: z.strictObject({
+    /** Exact size of a well-formed update frame for this model and encoding. */
+    frameBytes: z.number().int().positive(),
+    /** Largest chunk the server takes in one message. */
+    chunkBytes: z.number().int().positive(),
+  }),
+  /** Unix milliseconds after which uploads are refused. */
+  deadline: epochMsSchema,
+});
+export type RoundTask = z.infer<typeof roundTaskSchema>;
+
+export const inviteReplySchema = z.strictObject({
+  accept: z.boolean(),
+  reason: z.string().max(500).optional(),
+});
+export type InviteReply = z.infer<typeof inviteReplySchema>;
+
+export const roundStatusSchema = z.strictObject({
+  roundId: roundIdSchema,
+  state: z.enum(ROUND_STATES),
+  baseModel: sha256Schema,
+  invited: z.number().int().nonnegative(),
+  accepted: z.number().int().nonnegative(),
+  minClients: z.number().int().nonnegative(),
+  deadline: epochMsSchema,
+});
+export type RoundStatus = z.infer<typeof roundStatusSchema>;
+
+export const roundResultSchema = z.strictObject({
+  roundId: roundIdSchema,
+  outcome: z.enum(['published', 'failed']),
+  /** Why the round failed, or notes on publication. */
+  reason: z.string().max(1000).optional(),
+  accepted: z.number().int().nonnegative(),
+  candidate: z
+    .strictObject({
+      hash: sha256Schema,
+      parentHash: sha256Schema,
+      valLoss: z.number(),
+      valBpc: z.number(),
+    })
+    .optional(),
+});
+export type RoundResult = z.infer<typeof roundResultSchema>;
+
+export const progressSchema = z.strictObject({
+  roundId: roundIdSchema,
+  phase: z.enum(['downloading', 'training', 'uploading']),
+  done: z.number().nonnegative(),
+  total: z.number().nonnegative(),
+});
+export type Progress = z.infer<typeof progressSchema>;
+
+// ---- uploads ---------------------------------------------------------------------------------
+
+/** Opens an upload: what the frame is, and the client's signature binding it to the round. */
+export const uploadBeginSchema = z.strictObject({
+  roundId: roundIdSchema,
+  baseModel: sha256Schema,
+  contributor: addressSchema,
+  encoding: encodingSchema,
+  byteLength: z.number().int().positive(),
+  sha256: sha256Schema,
+  /** Training examples behind the update (FedAvg's weight). */
+  numExamples: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  /** EIP-712 signature of the UpdateCommitment (see commitment.ts). */
+  signature: signatureSchema,
+});
+export type UploadBegin = z.infer<typeof uploadBeginSchema>;
+
+export const uploadIdSchema = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/);
+export const chunkIndexSchema = z.number().int().nonnegative().max(1_000_000);
+/** A chunk arrives as a Node Buffer (a Uint8Array) on the server, an ArrayBuffer in browsers. */
+export const chunkDataSchema = z.union([z.instanceof(Uint8Array), z.instanceof(ArrayBuffer)]);
+
+export interface UploadAccepted {
+  /** The EIP-712 digest of the update commitment: a leaf of the round's commitment tree. */
+  commitment: string;
+  norm: number;
+}
+
+/** The first schema issue of a failed parse, as one readable line. */
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid message';
+  const where = issue.path.length > 0 ? issue.path.join('.') : 'message';
+  return `${where}: ${issue.message}`;
+}
