@@ -110,6 +110,11 @@ export class CommonsClient {
     return new CommonsClient(runner, addresses);
   }
 
+  /** Stops the provider's polling and sockets so the process can exit (the client is then unusable). */
+  destroy(): void {
+    this.provider.destroy();
+  }
+
   /** The same deployment, with transactions sent by `signer`. */
   withSigner(signer: Signer): CommonsClient {
     return new CommonsClient(signer, this.addresses);
