@@ -1,6 +1,7 @@
 import { CheckpointError } from '../checkpoint/index.ts';
 import { TokenizerError } from '../model/tokenizer.ts';
 import { chat } from './chat.ts';
+import { contribute } from './contribute.ts';
 import { doctor } from './doctor.ts';
 import { UsageError } from './errors.ts';
 import { modelCommand } from './model.ts';
@@ -13,11 +14,17 @@ export const USAGE = `usage: commons <command> [options]
        [--temperature T] [--max-tokens N] [--seed S]
   train --data PATH... [--model DIR]       fine-tune on local .txt/.md files (folders walked)
         [--out DIR] [--steps N] [--lora]   --lora writes a small personal adapter
+  contribute --coordinator URL             federated training: train on your notes here,
+             --data PATH... --key KEYFILE  upload only a clipped, signed model update
+             [--rounds N] [--yes]          (--rpc: join only rounds that train the
+             [--rpc URL] [--addresses F]   model active on chain)
   model verify DIR [--expect HASH]         check a checkpoint's hash (exit 1 if tampered)
   model eval DIR --data FILE [--json]      loss and bits per character on a text file
   model info DIR                           what a checkpoint holds
 
-The default model is the genesis checkpoint shipped in shared/genesis.`;
+The default model is the genesis checkpoint shipped in shared/genesis. KEYFILE is a 0x private
+key only you can read (chmod 600) or an encrypted JSON keystore (passphrase in
+COMMONS_KEY_PASSPHRASE).`;
 
 /** Runs a command line; returns the process exit code. */
 export async function run(argv: string[]): Promise<number> {
@@ -30,6 +37,8 @@ export async function run(argv: string[]): Promise<number> {
         return await chat(rest);
       case 'train':
         return await train(rest);
+      case 'contribute':
+        return await contribute(rest);
       case 'model':
         return await modelCommand(rest);
       case undefined:

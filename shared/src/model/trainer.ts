@@ -15,7 +15,8 @@ import type { GPT } from './transformer.ts';
  * accumulate gradients, clip, AdamW with warmup + cosine, evaluate, report progress.
  * With an adapter, only the adapter's factors train and the base weights stay fixed.
  * Deterministic given the seed and backend; cancellable between steps; resumable from
- * `snapshot()` (weights, optimizer moments, step and RNG state).
+ * `snapshot()` (weights, optimizer moments, step and RNG state). Federated rounds may add
+ * FedProx's proximal term (TrainerOptions.proximal).
  */
 export interface TrainConfig {
   steps: number;
@@ -49,6 +50,22 @@ export const DEFAULT_TRAIN: TrainConfig = {
   evalEvery: 0,
   seed: 1,
 };
+
+/**
+ * FedProx's proximal term (Li et al. 2020): μ/2 · ‖w − w_anchor‖² is added to the loss, so
+ * μ · (w − w_anchor) is added to every gradient before clipping. It keeps a client's local
+ * model near the round's global model when clients' data differ. The anchor holds one host
+ * tensor per trained parameter, by name (e.g. the base model's `toTensors()`).
+ */
+export interface ProximalTerm {
+  mu: number;
+  anchor: Map<string, { shape: number[]; data: Float32Array }>;
+}
+
+export interface TrainerOptions {
+  /** Add a FedProx proximal term; absent (or μ = 0) trains exactly as without it. */
+  proximal?: ProximalTerm;
+}
 
 export interface TrainProgress {
   step: number;
@@ -86,14 +103,23 @@ export class Trainer {
   private readonly optimizer: AdamW;
   private rng: Rng;
   private step = 0;
+  private readonly proximal: { mu: number; anchor: Map<string, tf.Tensor> } | null;
 
   /** Train `model`, or only `adapter` (which must be attached to the model) when given. */
-  constructor(model: GPT, config: Partial<TrainConfig> = {}, adapter: LoraAdapter | null = null) {
+  constructor(
+    model: GPT,
+    config: Partial<TrainConfig> = {},
+    adapter: LoraAdapter | null = null,
+    options: TrainerOptions = {},
+  ) {
     this.config = { ...DEFAULT_TRAIN, ...config };
     this.model = model;
     if (adapter && model.adapter !== adapter)
       throw new Error('attach the adapter to the model first');
     this.params = adapter ? adapter.params : model.params;
+    // Before the optimizer, so a bad anchor leaves nothing allocated.
+    this.proximal =
+      options.proximal && options.proximal.mu > 0 ? this.anchor(options.proximal) : null;
     this.optimizer = new AdamW(this.params, adapter ? () => false : (name) => model.decayed(name), {
       beta1: this.config.beta1,
       beta2: this.config.beta2,
@@ -101,6 +127,20 @@ export class Trainer {
       weightDecay: this.config.weightDecay,
     });
     this.rng = new Rng(this.config.seed);
+  }
+
+  private anchor({ mu, anchor }: ProximalTerm): { mu: number; anchor: Map<string, tf.Tensor> } {
+    if (!Number.isFinite(mu)) throw new Error(`proximal mu must be finite, got ${mu}`);
+    const tensors = new Map<string, tf.Tensor>();
+    for (const [name, p] of this.params) {
+      const a = anchor.get(name);
+      if (!a || a.data.length !== p.size) {
+        for (const t of tensors.values()) t.dispose();
+        throw new Error(`the proximal anchor is missing or misshapen for "${name}"`);
+      }
+      tensors.set(name, tf.tensor(a.data, p.shape));
+    }
+    return { mu, anchor: tensors };
   }
 
   get completedSteps(): number {
@@ -173,6 +213,18 @@ export class Trainer {
           g.dispose();
         }
       }
+      if (this.proximal) {
+        const { mu, anchor } = this.proximal;
+        for (const [name, g] of summed) {
+          const w = this.params.get(name)!;
+          // ∇ μ/2‖w − w₀‖² = μ(w − w₀)
+          summed.set(
+            name,
+            tf.tidy(() => tf.add(g, tf.mul(tf.sub(w, anchor.get(name)!), mu))),
+          );
+          g.dispose();
+        }
+      }
       const { grads, norm } = clipByGlobalNorm(summed, this.config.gradClip);
       this.optimizer.apply(grads, lr);
       if (grads !== summed) for (const g of grads.values()) g.dispose();
@@ -200,5 +252,6 @@ export class Trainer {
 
   dispose(): void {
     this.optimizer.dispose();
+    for (const t of this.proximal?.anchor.values() ?? []) t.dispose();
   }
 }

@@ -1,0 +1,716 @@
+import type { Signer } from 'ethers';
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
+import { z } from 'zod';
+import type { CommonsClient } from '../chain/client.ts';
+import type { UpdateEncoding } from '../checkpoint/index.ts';
+import { commitmentDigest, signCommitment } from '../protocol/commitment.ts';
+import { ProtocolError } from '../protocol/errors.ts';
+import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/events.ts';
+import {
+  challengeSchema,
+  describeIssue,
+  PROTOCOL_VERSION,
+  rejectionSchema,
+  roundResultSchema,
+  roundStatusSchema,
+  roundTaskSchema,
+  uploadIdSchema,
+  type Ack,
+  type Challenge,
+  type InviteReply,
+  type Progress,
+  type RoundResult,
+  type RoundStatus,
+  type RoundTask,
+  type UploadAccepted,
+  type UploadBegin,
+} from '../protocol/messages.ts';
+import { signChallenge } from '../protocol/siwe.ts';
+import { chunksOf } from '../protocol/upload.ts';
+import { fetchBaseModel, MemoryModelCache, type BaseModel, type ModelCache } from './base-model.ts';
+import {
+  tokenize,
+  trainLocalUpdate,
+  type ContributorData,
+  type LocalUpdate,
+} from './local-update.ts';
+import { TypedEmitter } from './typed-emitter.ts';
+
+/**
+ * The contributor's side of federated training. It signs in to a coordinator with
+ * Sign-In with Ethereum, answers round invitations, and for each round it joins: downloads
+ * and verifies the base model, trains it locally on the contributor's data, clips and encodes
+ * the delta, signs the EIP-712 commitment and uploads the frame in acknowledged chunks.
+ *
+ * No file system and no Node-only module: the same class runs in the CLI, the desktop core,
+ * a browser or a worker (choose the tfjs backend first, e.g. with backend/select.ts). Every
+ * server message is validated with the protocol's schemas; a malformed one is reported as an
+ * `error` event (a ProtocolError with code MALFORMED_MESSAGE) and ignored.
+ *
+ * One round at a time: an invitation that arrives during a round is declined as busy.
+ */
+
+/** Whether consent was given, or how to ask for it per round (asked before accepting). */
+export type Consent = boolean | ((task: RoundTask) => boolean | Promise<boolean>);
+
+export interface FederatedClientOptions {
+  /** The coordinator's base URL, e.g. `http://127.0.0.1:7070` (Socket.IO and the model store). */
+  coordinator: string;
+  /** Signs the login and every update commitment (an ethers Wallet, or any Signer). */
+  signer: Signer;
+  /**
+   * Chain of the EIP-712 commitment domain. When given, a challenge for another chain is
+   * refused; otherwise the challenge's chain id is used.
+   */
+  chainId?: number;
+  /** The contributor's training data; see setData to change it later. */
+  data: ContributorData;
+  /** No round is joined without it. */
+  consent: Consent;
+  /** When given, a round whose base model is not ModelRegistry.activeModel() is declined. */
+  chain?: Pick<CommonsClient, 'activeModel'>;
+  /**
+   * Encode updates in this instead of the round's encoding. The coordinator refuses a frame
+   * that is not in the round's encoding (BAD_FRAME), so this is for coordinators that accept
+   * several, and for tests.
+   */
+  encoding?: UpdateEncoding;
+  /** Verified base models by hash; default: the last one, in memory. */
+  cache?: ModelCache;
+  /** Aborting it closes the client. */
+  signal?: AbortSignal;
+  /** How long to wait for each acknowledgement (login, each chunk, ...). Default 60 s. */
+  ackTimeoutMs?: number;
+  /** Overrides of the Socket.IO options below (SOCKET_DEFAULTS), e.g. shorter delays in tests. */
+  socket?: Partial<ManagerOptions & SocketOptions>;
+  /** Used to download base models; default: the global fetch. */
+  fetch?: typeof fetch;
+}
+
+/**
+ * Reconnection is on, forever, with exponential back-off from 1 s doubling to at most 60 s,
+ * each delay randomised by ±50% (jitter) so that clients dropped together by a coordinator
+ * restart do not all come back in the same instant. WebSocket only: no HTTP long-polling, so
+ * several coordinators behind a load balancer need no sticky sessions.
+ */
+export const SOCKET_DEFAULTS: Partial<ManagerOptions & SocketOptions> = {
+  autoConnect: false,
+  transports: ['websocket'],
+  reconnection: true,
+  reconnectionAttempts: Infinity,
+  reconnectionDelay: 1_000,
+  reconnectionDelayMax: 60_000,
+  randomizationFactor: 0.5,
+  timeout: 20_000,
+};
+
+export type Connection =
+  | 'idle' // not connected yet (call connect())
+  | 'connecting'
+  | 'authenticating' // connected; signing in
+  | 'online' // signed in: invitations are answered
+  | 'offline' // lost; reconnecting
+  | 'closed';
+
+export type Activity = 'idle' | 'downloading' | 'training' | 'uploading';
+
+export interface ClientState {
+  connection: Connection;
+  activity: Activity;
+  /** The round being worked on, when activity is not idle. */
+  roundId: number | null;
+  /** Why the connection is offline, when it is. */
+  detail?: string;
+}
+
+/** A round's update, accepted by the coordinator. */
+export interface UploadReceipt {
+  roundId: number;
+  baseModel: string;
+  /** The EIP-712 commitment digest (a leaf of the round's commitment tree). */
+  commitment: string;
+  /** The norm the coordinator measured. */
+  norm: number;
+  /** Norm of the delta before clipping. */
+  rawNorm: number;
+  encoding: UpdateEncoding;
+  byteLength: number;
+  sha256: string;
+  numExamples: number;
+  steps: number;
+  plannedSteps: number;
+  finalLoss: number;
+  /** Training stopped before plannedSteps to meet the deadline. */
+  stoppedEarly: boolean;
+}
+
+/** Which request the coordinator refused. */
+export type RequestName = 'auth:login' | 'upload:begin' | 'upload:chunk' | 'upload:end';
+
+export interface FederatedClientEvents {
+  state: ClientState;
+  /** Signed in (again, after each reconnection). */
+  login: { address: string; chainId: number };
+  /** An invitation and how it was answered. */
+  invite: { task: RoundTask; accepted: boolean; reason?: string };
+  /** Local progress (also sent to the coordinator as round:progress). */
+  progress: Progress;
+  uploaded: UploadReceipt;
+  /** A round that was joined but ends without an update from us, and why. */
+  dropped: { roundId: number; reason: string };
+  /** The coordinator's round:status. */
+  status: RoundStatus;
+  /** The coordinator's round:result. */
+  result: RoundResult;
+  /** The coordinator refused a request: its {code, message} as a ProtocolError. */
+  rejected: { error: ProtocolError; during: RequestName; roundId?: number };
+  /** A malformed server message (ProtocolError MALFORMED_MESSAGE), or local work that failed. */
+  error: Error;
+}
+
+type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+type TimeoutSocket = ReturnType<ClientSocket['timeout']>;
+
+const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/);
+
+/** An acknowledgement: the result fields, or a refusal. */
+function ackSchema<S extends z.ZodRawShape>(shape: S) {
+  return z.discriminatedUnion('ok', [
+    z.object({ ok: z.literal(true), ...shape }),
+    z.object({ ok: z.literal(false), error: rejectionSchema }),
+  ]);
+}
+const loginAck = ackSchema({ address: addressSchema });
+const beginAck = ackSchema({ uploadId: uploadIdSchema });
+const chunkAck = ackSchema({ received: z.number().int().nonnegative() });
+const endAck = ackSchema({
+  commitment: z.string().regex(/^0x[0-9a-fA-F]{64}$/),
+  norm: z.number().nonnegative(),
+});
+
+/** Progress is sent at most this often per phase (plus each phase's first and last). */
+const PROGRESS_INTERVAL_MS = 500;
+
+/** Round states after which a round takes no more updates. */
+const CLOSED_ROUND_STATES: ReadonlySet<RoundStatus['state']> = new Set([
+  'aggregating',
+  'evaluating',
+  'published',
+  'failed',
+]);
+
+/** The coordinator refused a request. */
+class Refused extends Error {
+  readonly error: ProtocolError;
+  readonly during: RequestName;
+
+  constructor(error: ProtocolError, during: RequestName) {
+    super(error.message);
+    this.error = error;
+    this.during = during;
+  }
+}
+
+/** A request got no answer (timeout, or the connection dropped): worth retrying. */
+class NoAnswer extends Error {}
+
+interface ActiveRound {
+  task: RoundTask;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
+  readonly coordinator: string;
+  readonly #options: FederatedClientOptions;
+  readonly #cache: ModelCache;
+  readonly #ackTimeoutMs: number;
+  #socket: ClientSocket | null = null;
+  #data: ContributorData;
+  #tokens: { hash: string; tokens: Int32Array } | null = null;
+  #state: ClientState = { connection: 'idle', activity: 'idle', roundId: null };
+  #address: string | null = null;
+  #chainId: number | null = null;
+  /** Set from an invitation's arrival until it is declined or its round ends. */
+  #round: ActiveRound | 'deciding' | null = null;
+  #lastProgress = { key: '', at: 0 };
+  #closing: Promise<void> | null = null;
+
+  constructor(options: FederatedClientOptions) {
+    super((err) =>
+      console.error('a FederatedClient listener threw:', err instanceof Error ? err.message : err),
+    );
+    this.coordinator = options.coordinator;
+    this.#options = options;
+    this.#data = options.data;
+    this.#cache = options.cache ?? new MemoryModelCache();
+    this.#ackTimeoutMs = options.ackTimeoutMs ?? 60_000;
+    options.signal?.addEventListener('abort', () => void this.close(), { once: true });
+  }
+
+  get state(): ClientState {
+    return { ...this.#state };
+  }
+
+  /** The signed-in address, or null before the first login. */
+  get address(): string | null {
+    return this.#address;
+  }
+
+  /** Train on this from the next round on. */
+  setData(data: ContributorData): void {
+    this.#data = data;
+    this.#tokens = null;
+  }
+
+  /** Connects (once) and keeps reconnecting until close(). */
+  connect(): void {
+    if (this.#closing) throw new Error('this FederatedClient is closed');
+    if (this.#options.signal?.aborted) {
+      void this.close();
+      return;
+    }
+    if (this.#socket) return;
+    const socket: ClientSocket = io(this.coordinator, {
+      ...SOCKET_DEFAULTS,
+      ...this.#options.socket,
+    });
+    this.#socket = socket;
+    socket.on('connect', () => this.#setConnection('authenticating'));
+    socket.on('disconnect', (reason) => {
+      if (this.#closing) return;
+      if (reason === 'io server disconnect') {
+        // The server ended the session on purpose; Socket.IO does not reconnect after that.
+        return this.#fatal(new Error('the coordinator closed the connection'));
+      }
+      this.#setConnection('offline', reason);
+    });
+    socket.on('connect_error', (err) => {
+      if (this.#closing) return;
+      if (!socket.active) {
+        // Refused by the server's middleware: no automatic retry follows.
+        return this.#fatal(new Error(`the coordinator refused the connection: ${err.message}`));
+      }
+      this.#setConnection('offline', err.message);
+    });
+    socket.io.on('reconnect_attempt', () => this.#setConnection('connecting'));
+    socket.on('auth:challenge', (challenge: unknown) => void this.#login(challenge));
+    socket.on('round:invite', (task: unknown, ack: unknown) => void this.#onInvite(task, ack));
+    socket.on('round:status', (status: unknown) => this.#onStatus(status));
+    socket.on('round:result', (result: unknown) => this.#onResult(result));
+    this.#setConnection('connecting');
+    socket.connect();
+  }
+
+  /** Stops any round in progress (no upload), disconnects, and resolves once work has stopped. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const round = this.#round;
+      if (round && round !== 'deciding') {
+        round.abort.abort(new Error('the client was closed'));
+        await round.done;
+      }
+      this.#socket?.disconnect();
+      this.#setConnection('closed');
+    })();
+    return this.#closing;
+  }
+
+  // ---- signing in ------------------------------------------------------------------------------
+
+  async #login(raw: unknown): Promise<void> {
+    const parsed = challengeSchema.safeParse(raw);
+    if (!parsed.success) return this.#malformed('auth:challenge', parsed.error);
+    const challenge: Challenge = parsed.data;
+    if (challenge.protocolVersion !== PROTOCOL_VERSION) {
+      return this.#fatal(
+        new ProtocolError(
+          'PROTOCOL_VERSION',
+          `the coordinator speaks protocol ${challenge.protocolVersion}; this client speaks ${PROTOCOL_VERSION}`,
+        ),
+      );
+    }
+    const wanted = this.#options.chainId;
+    if (wanted !== undefined && challenge.chainId !== wanted) {
+      return this.#fatal(
+        new Error(`the coordinator is on chain ${challenge.chainId}, this client on ${wanted}`),
+      );
+    }
+    try {
+      const signed = await signChallenge(challenge, this.#options.signer);
+      const result = await this.#request('auth:login', loginAck, (s) =>
+        s.emitWithAck('auth:login', { protocolVersion: PROTOCOL_VERSION, ...signed }),
+      );
+      const address = await this.#options.signer.getAddress();
+      if (result.address.toLowerCase() !== address.toLowerCase()) {
+        throw new Error(`the coordinator signed us in as ${result.address}, not ${address}`);
+      }
+      this.#address = address;
+      this.#chainId = challenge.chainId;
+      this.#setConnection('online');
+      this.emit('login', { address, chainId: challenge.chainId });
+    } catch (err) {
+      this.#report(err);
+    }
+  }
+
+  // ---- rounds ----------------------------------------------------------------------------------
+
+  async #onInvite(raw: unknown, ack: unknown): Promise<void> {
+    const reply = (answer: InviteReply) => {
+      if (typeof ack === 'function') (ack as (answer: InviteReply) => void)(answer);
+    };
+    const parsed = roundTaskSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.#malformed('round:invite', parsed.error);
+      reply({ accept: false, reason: `malformed task: ${describeIssue(parsed.error)}` });
+      return;
+    }
+    const task = parsed.data;
+    // Taken synchronously, so a second invitation arriving while we decide is declined as busy.
+    const busy = this.#round !== null;
+    if (!busy) this.#round = 'deciding';
+    const reason = busy ? 'busy with another round' : await this.#declineReason(task);
+    if (reason !== null) {
+      if (!busy) this.#round = null;
+      reply({ accept: false, reason });
+      this.emit('invite', { task, accepted: false, reason });
+      return;
+    }
+    const abort = new AbortController();
+    const round: ActiveRound = { task, abort, done: Promise.resolve() };
+    this.#round = round;
+    reply({ accept: true });
+    this.emit('invite', { task, accepted: true });
+    round.done = this.#runRound(task, abort.signal);
+  }
+
+  /** Why not to take part in this round, or null to accept. */
+  async #declineReason(task: RoundTask): Promise<string | null> {
+    if (this.#closing) return 'the client is closing';
+    if (task.protocolVersion !== PROTOCOL_VERSION) {
+      return `protocol ${task.protocolVersion} is not supported (this client speaks ${PROTOCOL_VERSION})`;
+    }
+    if (this.#state.connection !== 'online') return 'not signed in';
+    if (task.deadline <= Date.now()) return 'the deadline has passed';
+    if (!hasData(this.#data)) return 'no training data';
+    const consent = this.#options.consent;
+    try {
+      if (!(typeof consent === 'function' ? await consent(task) : consent)) {
+        return 'the contributor has not consented to training';
+      }
+    } catch (err) {
+      return `could not ask for consent: ${message(err)}`;
+    }
+    if (this.#options.chain) {
+      try {
+        const active = await this.#options.chain.activeModel();
+        const hash = active.contentHash.toLowerCase().replace(/^0x/, '');
+        if (hash !== task.baseModel.hash) {
+          return `base model ${task.baseModel.hash} is not the active model on chain (${hash})`;
+        }
+      } catch (err) {
+        return `could not read the active model from chain: ${message(err)}`;
+      }
+    }
+    if (this.#closing) return 'the client is closing';
+    return null;
+  }
+
+  async #runRound(task: RoundTask, signal: AbortSignal): Promise<void> {
+    const { roundId } = task;
+    try {
+      this.#setActivity('downloading', roundId);
+      const base = await fetchBaseModel(this.coordinator, task.baseModel, {
+        cache: this.#cache,
+        signal,
+        ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
+        onProgress: (done, total) => this.#progress({ roundId, phase: 'downloading', done, total }),
+      });
+      const tokens = this.#tokensFor(base);
+
+      // Train until shortly before the deadline at the latest, leaving time to upload; what
+      // was trained by then is still a useful update.
+      const remaining = task.deadline - Date.now();
+      const uploadAllowance = Math.min(60_000, Math.max(1_000, remaining * 0.2));
+      if (remaining <= uploadAllowance) {
+        return this.#drop(roundId, 'too close to the deadline to train');
+      }
+      this.#setActivity('training', roundId);
+      const update = await trainLocalUpdate({
+        base,
+        tokens,
+        task: task.train,
+        clipNorm: task.clipNorm,
+        encoding: this.#options.encoding ?? task.encoding,
+        signal: AbortSignal.any([signal, AbortSignal.timeout(remaining - uploadAllowance)]),
+        onProgress: (p) =>
+          this.#progress({ roundId, phase: 'training', done: p.step, total: p.totalSteps }),
+      });
+      if (signal.aborted) return;
+      if (!update) return this.#drop(roundId, 'the deadline came before the first training step');
+      if (update.encoding === task.encoding && update.frame.byteLength !== task.upload.frameBytes) {
+        throw new Error(
+          `the update is ${update.frame.byteLength} bytes but round ${roundId} expects ${task.upload.frameBytes}: ` +
+            `the base model's layout differs from the coordinator's`,
+        );
+      }
+      this.#setActivity('uploading', roundId);
+      this.emit('uploaded', await this.#upload(task, update, signal));
+    } catch (err) {
+      if (!signal.aborted) this.#report(err, roundId);
+    } finally {
+      this.#round = null;
+      this.#setActivity('idle', null);
+    }
+  }
+
+  #tokensFor(base: BaseModel): Int32Array {
+    if (this.#tokens?.hash !== base.hash) {
+      this.#tokens = { hash: base.hash, tokens: tokenize(this.#data, base) };
+    }
+    return this.#tokens.tokens;
+  }
+
+  /**
+   * Signs the commitment and uploads the frame. If the connection drops midway, the upload
+   * starts again from the beginning once signed in again, until the deadline; a refusal is
+   * final.
+   */
+  async #upload(task: RoundTask, update: LocalUpdate, signal: AbortSignal): Promise<UploadReceipt> {
+    const chainId = this.#chainId!;
+    const unsigned: Omit<UploadBegin, 'signature'> = {
+      roundId: task.roundId,
+      baseModel: task.baseModel.hash,
+      contributor: this.#address!,
+      encoding: update.encoding,
+      byteLength: update.frame.byteLength,
+      sha256: update.sha256,
+      numExamples: update.numExamples,
+    };
+    const begin: UploadBegin = {
+      ...unsigned,
+      signature: await signCommitment(unsigned, this.#options.signer, chainId),
+    };
+    const expected = commitmentDigest(unsigned, chainId);
+    const receipt = (accepted: UploadAccepted): UploadReceipt => ({
+      roundId: task.roundId,
+      baseModel: task.baseModel.hash,
+      commitment: accepted.commitment,
+      norm: accepted.norm,
+      rawNorm: update.rawNorm,
+      encoding: update.encoding,
+      byteLength: update.frame.byteLength,
+      sha256: update.sha256,
+      numExamples: update.numExamples,
+      steps: update.steps,
+      plannedSteps: update.plannedSteps,
+      finalLoss: update.finalLoss,
+      stoppedEarly: update.stoppedEarly,
+    });
+    for (let attempt = 0; ; attempt++) {
+      await this.#whenOnline(signal, task.deadline);
+      try {
+        const accepted = await this.#sendFrame(task, begin, update.frame, signal);
+        if (accepted.commitment.toLowerCase() !== expected.toLowerCase()) {
+          this.emit(
+            'error',
+            new Error(
+              `round ${task.roundId}: the coordinator's commitment ${accepted.commitment} is not ours (${expected})`,
+            ),
+          );
+        }
+        return receipt(accepted);
+      } catch (err) {
+        // The previous attempt's last acknowledgement was lost, but the update arrived.
+        if (attempt > 0 && err instanceof Refused && err.error.code === 'DUPLICATE_UPLOAD') {
+          return receipt({ commitment: expected, norm: update.norm });
+        }
+        if (!(err instanceof NoAnswer) || Date.now() >= task.deadline) throw err;
+      }
+    }
+  }
+
+  async #sendFrame(
+    task: RoundTask,
+    begin: UploadBegin,
+    frame: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<UploadAccepted> {
+    const { roundId } = task;
+    const { uploadId } = await this.#request('upload:begin', beginAck, (s) =>
+      s.emitWithAck('upload:begin', begin),
+    );
+    let sent = 0;
+    let index = 0;
+    this.#progress({ roundId, phase: 'uploading', done: 0, total: frame.byteLength });
+    // One chunk in flight at a time: the next goes when the last is acknowledged.
+    for (const chunk of chunksOf(frame, task.upload.chunkBytes)) {
+      signal.throwIfAborted();
+      const i = index++;
+      await this.#request('upload:chunk', chunkAck, (s) =>
+        s.emitWithAck('upload:chunk', uploadId, i, chunk),
+      );
+      sent += chunk.byteLength;
+      this.#progress({ roundId, phase: 'uploading', done: sent, total: frame.byteLength });
+    }
+    const { commitment, norm } = await this.#request('upload:end', endAck, (s) =>
+      s.emitWithAck('upload:end', uploadId),
+    );
+    return { commitment, norm };
+  }
+
+  #onStatus(raw: unknown): void {
+    const parsed = roundStatusSchema.safeParse(raw);
+    if (!parsed.success) return this.#malformed('round:status', parsed.error);
+    this.emit('status', parsed.data);
+    if (CLOSED_ROUND_STATES.has(parsed.data.state)) {
+      this.#abandon(parsed.data.roundId, `the round moved on to ${parsed.data.state}`);
+    }
+  }
+
+  #onResult(raw: unknown): void {
+    const parsed = roundResultSchema.safeParse(raw);
+    if (!parsed.success) return this.#malformed('round:result', parsed.error);
+    this.#abandon(parsed.data.roundId, `the round ended (${parsed.data.outcome})`);
+    this.emit('result', parsed.data);
+  }
+
+  /** Stops our work on a round the coordinator no longer takes updates for. */
+  #abandon(roundId: number, reason: string): void {
+    const round = this.#round;
+    if (round === null || round === 'deciding' || round.task.roundId !== roundId) return;
+    if (this.#state.activity === 'uploading' || round.abort.signal.aborted) return;
+    round.abort.abort(new Error(reason));
+    this.#drop(roundId, reason);
+  }
+
+  // ---- plumbing --------------------------------------------------------------------------------
+
+  /**
+   * Sends a request and validates its acknowledgement: the result, or Refused with the
+   * coordinator's {code, message}, or NoAnswer (timed out, or not connected).
+   */
+  async #request<S extends z.ZodRawShape>(
+    during: RequestName,
+    schema: ReturnType<typeof ackSchema<S>>,
+    send: (socket: TimeoutSocket) => Promise<unknown>,
+  ): Promise<Extract<z.infer<typeof schema>, { ok: true }>> {
+    const socket = this.#socket;
+    // A packet emitted while disconnected would be buffered and sent on the next connection,
+    // before that session signs in: never let that happen.
+    const ready = during === 'auth:login' || this.#state.connection === 'online';
+    if (!socket?.connected || !ready) throw new NoAnswer(`${during}: not connected`);
+    let raw: unknown;
+    try {
+      raw = await send(socket.timeout(this.#ackTimeoutMs));
+    } catch (err) {
+      throw new NoAnswer(`${during}: ${message(err)}`);
+    }
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      throw new ProtocolError(
+        'MALFORMED_MESSAGE',
+        `the coordinator's answer to ${during} is malformed: ${describeIssue(parsed.error)}`,
+      );
+    }
+    const ack = parsed.data as Ack<object>;
+    if (!ack.ok) throw new Refused(ProtocolError.from(ack.error), during);
+    return parsed.data as Extract<z.infer<typeof schema>, { ok: true }>;
+  }
+
+  /** Resolves once signed in; rejects when `signal` aborts or `until` (Unix ms) passes first. */
+  #whenOnline(signal: AbortSignal, until: number): Promise<void> {
+    signal.throwIfAborted();
+    if (this.#state.connection === 'online') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const finish = (err?: unknown) => {
+        clearTimeout(timer);
+        stop();
+        signal.removeEventListener('abort', onAbort);
+        if (err === undefined) resolve();
+        else reject(err instanceof Error ? err : new Error(String(err)));
+      };
+      const timer = setTimeout(
+        () => finish(new Error('the connection did not come back before the deadline')),
+        Math.max(0, until - Date.now()),
+      );
+      const stop = this.on('state', (s) => {
+        if (s.connection === 'online') finish();
+      });
+      const onAbort = () => finish(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #progress(p: Progress): void {
+    const key = `${p.roundId}:${p.phase}`;
+    const now = Date.now();
+    const edge = key !== this.#lastProgress.key || p.done === 0 || p.done >= p.total;
+    if (!edge && now - this.#lastProgress.at < PROGRESS_INTERVAL_MS) return;
+    this.#lastProgress = { key, at: now };
+    this.emit('progress', p);
+    // Volatile: progress is dropped, not buffered, while disconnected.
+    if (this.#state.connection === 'online') this.#socket?.volatile.emit('round:progress', p);
+  }
+
+  #drop(roundId: number, reason: string): void {
+    this.emit('dropped', { roundId, reason });
+  }
+
+  #malformed(event: keyof ServerToClientEvents, error: z.ZodError): void {
+    this.emit(
+      'error',
+      new ProtocolError(
+        'MALFORMED_MESSAGE',
+        `ignored a malformed ${event} from the coordinator: ${describeIssue(error)}`,
+      ),
+    );
+  }
+
+  #report(err: unknown, roundId?: number): void {
+    if (err instanceof Refused) {
+      this.emit('rejected', {
+        error: err.error,
+        during: err.during,
+        ...(roundId === undefined ? {} : { roundId }),
+      });
+    } else {
+      this.emit('error', err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** A condition no reconnection can cure: reported, then the client closes. */
+  #fatal(err: Error): void {
+    this.emit('error', err);
+    void this.close();
+  }
+
+  #setConnection(connection: Connection, detail?: string): void {
+    if (this.#state.connection === 'closed') return;
+    if (this.#state.connection === connection && this.#state.detail === detail) return;
+    this.#state = {
+      connection,
+      activity: this.#state.activity,
+      roundId: this.#state.roundId,
+      ...(detail === undefined ? {} : { detail }),
+    };
+    this.emit('state', this.state);
+  }
+
+  #setActivity(activity: Activity, roundId: number | null): void {
+    const { connection, detail } = this.#state;
+    this.#state = { connection, activity, roundId, ...(detail === undefined ? {} : { detail }) };
+    this.emit('state', this.state);
+  }
+}
+
+function hasData(data: ContributorData): boolean {
+  if (typeof data === 'string') return data.length > 0;
+  if (data instanceof Int32Array) return data.length > 0;
+  return data.some((text) => text.length > 0);
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

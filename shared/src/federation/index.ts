@@ -1,0 +1,7 @@
+// The contributor's side of federated training: the Socket.IO client, the verified base-model
+// download and the local update (train, delta, clip, encode). No file system: runs in Node,
+// a browser or a worker.
+export * from './client.ts';
+export * from './base-model.ts';
+export * from './local-update.ts';
+export { TypedEmitter } from './typed-emitter.ts';
