@@ -1,0 +1,125 @@
+/**
+ * Just enough of the WebAssembly binary format to write a few SIMD loops by hand: a module
+ * that imports its memory and exports functions, and named encoders for the instructions
+ * those loops use. Keeping the encoder here lets fold-kernels.ts read as a list of
+ * instructions (the way a .wat file would), with no toolchain or binary blob in the repo.
+ *
+ * Reference: WebAssembly Core Specification 2.0, chapter 5 (binary format), and the fixed
+ * SIMD opcode table (0xfd prefix, LEB128 sub-opcode).
+ */
+
+/** Value types. */
+export const I32 = 0x7f;
+export const F32 = 0x7d;
+export const F64 = 0x7c;
+export const V128 = 0x7b;
+export type ValueType = typeof I32 | typeof F32 | typeof F64 | typeof V128;
+
+export interface WasmFunction {
+  /** Exported under this name. */
+  name: string;
+  params: ValueType[];
+  /** Locals after the params (indices continue from params.length). */
+  locals: ValueType[];
+  /** The instructions, without the final `end`. */
+  body: number[];
+}
+
+/** Unsigned LEB128. */
+function uleb(value: number): number[] {
+  const out: number[] = [];
+  let rest = value >>> 0;
+  do {
+    let byte = rest & 0x7f;
+    rest >>>= 7;
+    if (rest !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (rest !== 0);
+  return out;
+}
+
+/** Signed LEB128 of a 32-bit integer. */
+function sleb(value: number): number[] {
+  const out: number[] = [];
+  let rest = value | 0;
+  for (;;) {
+    const byte = rest & 0x7f;
+    rest >>= 7;
+    const done = (rest === 0 && (byte & 0x40) === 0) || (rest === -1 && (byte & 0x40) !== 0);
+    out.push(done ? byte : byte | 0x80);
+    if (done) return out;
+  }
+}
+
+function vec(items: number[][]): number[] {
+  return [...uleb(items.length), ...items.flat()];
+}
+
+function name(text: string): number[] {
+  const bytes = [...new TextEncoder().encode(text)];
+  return [...uleb(bytes.length), ...bytes];
+}
+
+function section(id: number, content: number[]): number[] {
+  return [id, ...uleb(content.length), ...content];
+}
+
+/** A module importing `env.memory` (at least one page) and exporting `functions`. */
+export function wasmModule(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
+  const signature = (f: WasmFunction) => [0x60, ...vec(f.params.map((t) => [t])), 0x00];
+  const types = functions.map(signature);
+  const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)];
+  const exports = functions.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]);
+  const bodies = functions.map((f) => {
+    const locals = vec(f.locals.map((t) => [1, t]));
+    const code = [...locals, ...f.body, 0x0b];
+    return [...uleb(code.length), ...code];
+  });
+  return new Uint8Array([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, vec(types)),
+    ...section(2, vec([memoryImport])),
+    ...section(3, vec(functions.map((_, i) => uleb(i)))),
+    ...section(7, vec(exports)),
+    ...section(10, vec(bodies)),
+  ]);
+}
+
+const simd = (opcode: number, ...immediates: number[]) => [0xfd, ...uleb(opcode), ...immediates];
+/** memarg with no alignment promise (always valid) and a constant byte offset. */
+const memarg = (offset: number) => [0x00, ...uleb(offset)];
+
+/** The instructions the kernels use, each returning its encoding. */
+export const op = {
+  block: () => [0x02, 0x40],
+  loop: () => [0x03, 0x40],
+  end: () => [0x0b],
+  brIf: (depth: number) => [0x0d, ...uleb(depth)],
+  localGet: (index: number) => [0x20, ...uleb(index)],
+  localSet: (index: number) => [0x21, ...uleb(index)],
+  localTee: (index: number) => [0x22, ...uleb(index)],
+  i32Const: (value: number) => [0x41, ...sleb(value)],
+  i32Eqz: () => [0x45],
+  i32LtU: () => [0x49],
+  i32Add: () => [0x6a],
+  i32Shl: () => [0x74],
+  v128Load: (offset = 0) => simd(0x00, ...memarg(offset)),
+  v128Load16x4U: (offset = 0) => simd(0x04, ...memarg(offset)),
+  v128Store: (offset = 0) => simd(0x0b, ...memarg(offset)),
+  v128Load32Zero: (offset = 0) => simd(0x5c, ...memarg(offset)),
+  i8x16Shuffle: (lanes: readonly number[]) => simd(0x0d, ...lanes),
+  i32x4Splat: () => simd(0x11),
+  f32x4Splat: () => simd(0x13),
+  f64x2Splat: () => simd(0x14),
+  v128And: () => simd(0x4e),
+  v128Or: () => simd(0x50),
+  i16x8ExtendLowI8x16S: () => simd(0x87),
+  i32x4ExtendLowI16x8S: () => simd(0xa7),
+  i32x4Shl: () => simd(0xab),
+  f32x4Add: () => simd(0xe4),
+  f32x4Mul: () => simd(0xe6),
+  f64x2Add: () => simd(0xf0),
+  f64x2Mul: () => simd(0xf2),
+  f32x4ConvertI32x4S: () => simd(0xfa),
+  f64x2PromoteLowF32x4: () => simd(0x5f),
+} as const;
