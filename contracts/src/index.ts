@@ -9,5 +9,11 @@ export {
   type GovernanceOptions,
 } from './deploy.ts';
 export { GENESIS_MANIFEST_PATH, defaultGenesisUri, resolveGenesis } from './genesis.ts';
-export { DEV_ACCOUNT_KEYS, DEVNET_CHAIN_ID, DEVNET_RPC_URL } from './devnet.ts';
+export {
+  DEV_ACCOUNT_KEYS,
+  DEVNET_CHAIN_ID,
+  DEVNET_RPC_URL,
+  probeChain,
+  startHardhatNode,
+} from './devnet.ts';
 export { deployToRpc, type RpcDeployOptions } from './deploy-rpc.ts';

@@ -1,0 +1,158 @@
+// The coordinator's configuration: every knob with its default, from flags and environment
+// (flags win). One schema, so the CLI, `npm start` and tests configure it the same way.
+import { parseArgs } from 'node:util';
+import { DEFAULT_ADDRESSES_FILE } from '@commons/shared/chain/addresses';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+export const GENESIS_DIR = fileURLToPath(new URL('../../shared/genesis', import.meta.url));
+
+export const coordinatorConfigSchema = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  /** 0 picks a free port. */
+  port: z.number().int().min(0).max(65535).default(4000),
+  /** Base URL clients and the registry use; defaults to http://host:port. */
+  publicUrl: z.string().url().optional(),
+  dataDir: z.string().default('.commons/coordinator'),
+  rpcUrl: z.string().url().default('http://127.0.0.1:8545'),
+  addressesFile: z.string().default(DEFAULT_ADDRESSES_FILE),
+  /** Key with COORDINATOR_ROLE (registers candidates, posts reward roots). Never logged. */
+  privateKey: z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'a 32-byte hex private key'),
+  /** 'anyone', or the least token balance (whole tokens) a contributor must hold. */
+  eligibility: z.union([z.literal('anyone'), z.number().nonnegative()]).default('anyone'),
+  /** Strategy name; default: the policy's aggregation rule. */
+  strategy: z.string().optional(),
+  encoding: z.enum(['fp32', 'fp16', 'int8']).default('int8'),
+  batchSize: z.number().int().min(1).default(8),
+  maxSteps: z.number().int().min(1).default(20),
+  maxRoundSeconds: z.number().int().min(0).default(0),
+  inviteTimeoutMs: z.number().int().positive().default(10_000),
+  reconnectGraceMs: z.number().int().nonnegative().default(5_000),
+  roundIntervalMs: z.number().int().nonnegative().default(2_000),
+  publishMarginBpc: z.number().nonnegative().default(0.02),
+  proposeActivation: z.boolean().default(false),
+  seed: z.number().int().nonnegative().default(1),
+  maxRounds: z.number().int().nonnegative().default(0),
+  /** Characters of the held-out text to evaluate on (0: all ~111k). */
+  evalChars: z.number().int().nonnegative().default(0),
+  /** Checkpoint folders imported into the model store at start (the genesis model). */
+  seedModels: z.array(z.string()).default([GENESIS_DIR]),
+  /** Origins allowed to open Socket.IO connections from a browser (the desktop's web mode). */
+  corsOrigins: z.array(z.string()).default([]),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type CoordinatorConfig = z.output<typeof coordinatorConfigSchema>;
+export type CoordinatorConfigInput = z.input<typeof coordinatorConfigSchema>;
+
+export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
+
+  --host HOST              listen address (COMMONS_COORDINATOR_HOST, default 127.0.0.1)
+  --port N                 port, 0 for any free one (COMMONS_COORDINATOR_PORT, default 4000)
+  --public-url URL         URL clients reach it at (COMMONS_COORDINATOR_URL)
+  --data-dir DIR           SQLite database and blobs (COMMONS_COORDINATOR_DATA, default .commons/coordinator)
+  --rpc URL                EVM JSON-RPC endpoint (COMMONS_RPC_URL, default http://127.0.0.1:8545)
+  --addresses FILE         deployment addresses file (COMMONS_ADDRESSES)
+  --key-file FILE          file holding the coordinator's private key (or COMMONS_COORDINATOR_KEY)
+  --eligibility RULE       'anyone' or the least whole tokens a contributor holds (default anyone)
+  --strategy NAME          fedavg, fedprox, fedadam, fedyogi, fedadagrad, fedmedian, trimmed-mean,
+                           krum, multi-krum (default: the on-chain policy's rule)
+  --encoding E             fp32, fp16 or int8 updates (default int8)
+  --batch-size N --max-steps N     local training per round (default 8, 20)
+  --max-round-seconds N    cap on the policy's round deadline
+  --rounds N               stop after N rounds (default: run until stopped)
+  --eval-chars N           held-out characters to score candidates on (default all)
+  --propose                open a Governor proposal for each published candidate
+  --cors ORIGIN            allow browser clients from ORIGIN (repeatable)
+  --log-level L            pino level (COMMONS_LOG_LEVEL, default info)`;
+
+/** Thrown for bad flags: the CLI prints it with the usage and exits 2. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function int(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new ConfigError(`${flag} must be a whole number, got "${value}"`);
+  return Number(value);
+}
+
+/** Configuration from argv and env; the key comes from --key-file or COMMONS_COORDINATOR_KEY. */
+export async function configFromArgs(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  readKeyFile: (file: string) => Promise<string>,
+): Promise<CoordinatorConfig> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'public-url': { type: 'string' },
+        'data-dir': { type: 'string' },
+        rpc: { type: 'string' },
+        addresses: { type: 'string' },
+        'key-file': { type: 'string' },
+        eligibility: { type: 'string' },
+        strategy: { type: 'string' },
+        encoding: { type: 'string' },
+        'batch-size': { type: 'string' },
+        'max-steps': { type: 'string' },
+        'max-round-seconds': { type: 'string' },
+        rounds: { type: 'string' },
+        'eval-chars': { type: 'string' },
+        propose: { type: 'boolean' },
+        cors: { type: 'string', multiple: true },
+        'log-level': { type: 'string' },
+      },
+    }));
+  } catch (error) {
+    throw new ConfigError(error instanceof Error ? error.message : String(error));
+  }
+  const keyFile = values['key-file'];
+  const privateKey = keyFile
+    ? (await readKeyFile(keyFile)).trim()
+    : env['COMMONS_COORDINATOR_KEY']?.trim();
+  if (!privateKey) {
+    throw new ConfigError(
+      'a coordinator key is needed: --key-file FILE or COMMONS_COORDINATOR_KEY',
+    );
+  }
+  const eligibility = values.eligibility ?? env['COMMONS_ELIGIBILITY'];
+  const raw = {
+    host: values.host ?? env['COMMONS_COORDINATOR_HOST'],
+    port: int(values.port ?? env['COMMONS_COORDINATOR_PORT'], '--port'),
+    publicUrl: values['public-url'] ?? env['COMMONS_COORDINATOR_URL'],
+    dataDir: values['data-dir'] ?? env['COMMONS_COORDINATOR_DATA'],
+    rpcUrl: values.rpc ?? env['COMMONS_RPC_URL'],
+    addressesFile: values.addresses ?? env['COMMONS_ADDRESSES'],
+    privateKey,
+    eligibility:
+      eligibility === undefined || eligibility === 'anyone'
+        ? eligibility
+        : Number.isFinite(Number(eligibility))
+          ? Number(eligibility)
+          : eligibility,
+    strategy: values.strategy,
+    encoding: values.encoding,
+    batchSize: int(values['batch-size'], '--batch-size'),
+    maxSteps: int(values['max-steps'], '--max-steps'),
+    maxRoundSeconds: int(values['max-round-seconds'], '--max-round-seconds'),
+    maxRounds: int(values.rounds, '--rounds'),
+    evalChars: int(values['eval-chars'], '--eval-chars'),
+    proposeActivation: values.propose,
+    corsOrigins: values.cors,
+    logLevel: values['log-level'] ?? env['COMMONS_LOG_LEVEL'],
+  };
+  const defined = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
+  const parsed = coordinatorConfigSchema.safeParse(defined);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    // Never echo the key back: name the field only.
+    throw new ConfigError(`${issue?.path.join('.') ?? 'config'}: ${issue?.message ?? 'invalid'}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,221 @@
+// Assembles a coordinator: chain client, SQLite + blob + model stores, the HTTP routes (model
+// store, health, metrics), the Socket.IO federation edge and the round engine — on one port.
+import { createServer, type Server as HttpServer } from 'node:http';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Wallet } from 'ethers';
+import { Server } from 'socket.io';
+import { selectBackend, type BackendReport } from '@commons/shared/backend/select';
+import { readAddressesFile } from '@commons/shared/chain/addresses';
+import { CommonsClient } from '@commons/shared/chain/client';
+import { readCheckpoint } from '@commons/shared/checkpoint/folder';
+import { DEFAULT_CHUNK_BYTES, MESSAGE_OVERHEAD_BYTES } from '@commons/shared/protocol/upload';
+import type { Logger } from 'pino';
+import {
+  coordinatorConfigSchema,
+  type CoordinatorConfig,
+  type CoordinatorConfigInput,
+} from './config.ts';
+import { createHttpHandler } from './http/routes.ts';
+import { createLogger } from './observability/logger.ts';
+import { createMetrics, type CoordinatorMetrics } from './observability/metrics.ts';
+import { CandidateEvaluator } from './rounds/evaluator.ts';
+import { RoundEngine } from './rounds/engine.ts';
+import { FederationHub, type FederationServer } from './server/federation-hub.ts';
+import { BlobStore } from './store/blobs.ts';
+import { CoordinatorDatabase } from './store/database.ts';
+import { ModelStore } from './store/models.ts';
+
+export interface Coordinator {
+  /** Base URL, e.g. http://127.0.0.1:4000 */
+  url: string;
+  port: number;
+  engine: RoundEngine;
+  db: CoordinatorDatabase;
+  chain: CommonsClient;
+  metrics: CoordinatorMetrics;
+  log: Logger;
+  backend: BackendReport;
+  /** Graceful shutdown: stops taking rounds, closes sockets, the server and the database. */
+  close(): Promise<void>;
+}
+
+/** Starts a coordinator; resolves once it listens. */
+export async function startCoordinator(input: CoordinatorConfigInput): Promise<Coordinator> {
+  const config: CoordinatorConfig = coordinatorConfigSchema.parse(input);
+  const log = createLogger({ level: config.logLevel, name: 'coordinator' });
+  const metrics = createMetrics();
+  const backend = await selectBackend();
+  log.info({ backend: backend.backend }, 'model backend');
+
+  const addresses = await readAddressesFile(config.addressesFile);
+  const chain = await CommonsClient.connect({
+    rpcUrl: config.rpcUrl,
+    addresses,
+    privateKey: config.privateKey,
+  });
+  await chain.assertDeployed();
+  const coordinatorAddress = new Wallet(config.privateKey).address;
+
+  const dataDir = path.resolve(config.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const db = CoordinatorDatabase.open(path.join(dataDir, 'coordinator.db'));
+  try {
+    bindDeployment(db, `${addresses.chainId}:${addresses.contracts.modelRegistry.toLowerCase()}`);
+    const blobs = await BlobStore.open(path.join(dataDir, 'blobs'));
+    const models = await ModelStore.open(path.join(dataDir, 'models'));
+    for (const dir of config.seedModels) {
+      const { manifest, tensors, hash } = await readCheckpoint(dir);
+      if (!(await models.has(hash))) {
+        await models.publish({
+          kind: manifest.kind,
+          config: manifest.config,
+          tokenizer: manifest.tokenizer,
+          tensors,
+          provenance: manifest.provenance,
+        });
+        log.info({ hash, from: dir }, 'seeded model store');
+      }
+    }
+
+    // The HTTP routes are attached before Socket.IO: engine.io wraps the request listeners that
+    // exist when it attaches and answers its own path first.
+    let health: () => object = () => ({ status: 'starting' });
+    const handler = createHttpHandler({
+      models,
+      metrics: metrics.registry,
+      health: () => health(),
+      log,
+    });
+    const httpServer = createServer((req, res) => {
+      if (!handler(req, res)) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: `no route for ${req.method} ${req.url}` }));
+      }
+    });
+    const io: FederationServer = new Server(httpServer, {
+      serveClient: false,
+      // Just above one upload chunk: a bigger message is refused by Socket.IO before it is
+      // buffered, so no client can make the coordinator hold more than this per message.
+      maxHttpBufferSize: DEFAULT_CHUNK_BYTES + MESSAGE_OVERHEAD_BYTES,
+      cors: config.corsOrigins.length > 0 ? { origin: config.corsOrigins } : undefined,
+    });
+    const port = await listen(httpServer, config.host, config.port);
+    const url = config.publicUrl ?? `http://${config.host}:${port}`;
+
+    const hub = new FederationHub(
+      io,
+      chain,
+      {
+        publicUrl: url,
+        chainId: addresses.chainId,
+        eligibility:
+          config.eligibility === 'anyone'
+            ? { kind: 'anyone' }
+            : {
+                kind: 'token-holders',
+                minTokens: BigInt(Math.round(config.eligibility * 1e6)) * 10n ** 12n,
+              },
+      },
+      metrics,
+      log,
+    );
+    const engine = new RoundEngine({
+      db,
+      blobs,
+      models,
+      chain,
+      evaluator: new CandidateEvaluator({ maxChars: config.evalChars }),
+      hub,
+      metrics,
+      log,
+      options: {
+        publicUrl: url,
+        chainId: addresses.chainId,
+        strategy: config.strategy,
+        encoding: config.encoding,
+        batchSize: config.batchSize,
+        maxSteps: config.maxSteps,
+        maxRoundSeconds: config.maxRoundSeconds,
+        inviteTimeoutMs: config.inviteTimeoutMs,
+        reconnectGraceMs: config.reconnectGraceMs,
+        roundIntervalMs: config.roundIntervalMs,
+        publishMarginBpc: config.publishMarginBpc,
+        proposeActivation: config.proposeActivation,
+        seed: config.seed,
+        maxRounds: config.maxRounds,
+      },
+    });
+    hub.attach(engine);
+    health = () => ({
+      status: 'ok',
+      coordinator: coordinatorAddress,
+      chainId: addresses.chainId,
+      backend: backend.backend,
+      clients: hub.connected().length,
+      round: engine.status(),
+    });
+    engine.start();
+    log.info(
+      { url, dataDir, chainId: addresses.chainId, coordinator: coordinatorAddress },
+      'listening',
+    );
+
+    let closing: Promise<void> | null = null;
+    return {
+      url,
+      port,
+      engine,
+      db,
+      chain,
+      metrics,
+      log,
+      backend,
+      close: () =>
+        (closing ??= (async () => {
+          await engine.stop();
+          await io.close();
+          httpServer.closeAllConnections();
+          await new Promise<void>((resolve) => httpServer.close(() => resolve()));
+          chain.destroy();
+          db.close();
+          log.info('stopped');
+        })()),
+    };
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/**
+ * A data folder belongs to one deployment: its round ids are the reward rounds on that chain,
+ * so pointing it at another deployment would collide. Refuse rather than corrupt.
+ */
+function bindDeployment(db: CoordinatorDatabase, deployment: string): void {
+  const bound = db.getMeta('deployment');
+  if (bound === undefined) db.setMeta('deployment', deployment);
+  else if (bound !== deployment) {
+    throw new Error(
+      `this data folder belongs to deployment ${bound}, not ${deployment}; use another --data-dir`,
+    );
+  }
+}
+
+function listen(server: HttpServer, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new Error(`port ${port} on ${host} is in use; choose another with --port`)
+          : error,
+      );
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const address = server.address();
+      resolve(typeof address === 'object' && address ? address.port : port);
+    });
+  });
+}

@@ -1,0 +1,791 @@
+// The round state machine. One round at a time moves through explicit states:
+//
+//   waiting ─▶ configuring ─▶ training ─▶ aggregating ─▶ evaluating ─▶ published
+//      (any state but the last two) ──────────────────────────────────▶ failed
+//
+// waiting: until the policy's minimum of eligible clients is connected. configuring: read the
+// policy and active model from chain, sample clients, invite them. training: accept uploads
+// until every participant has uploaded or dropped, or the deadline passes. aggregating: the
+// strategy's running aggregate becomes the candidate. evaluating: score it on the held-out set
+// against its parent. published: stored, registered on chain, rewards posted.
+//
+// Crash safety: an update counts only once its frame is durable in the blob store and its
+// submission row is committed; the running aggregate is never the source of truth. After a
+// restart a training round resumes (aggregate rebuilt from the rows, in acceptance order),
+// a round past training is re-aggregated and re-published idempotently, and a round that had
+// not begun training is failed and a fresh one started.
+import { EventEmitter } from 'node:events';
+import type { CommonsClient } from '@commons/shared/chain/client';
+import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { Manifest } from '@commons/shared/checkpoint/manifest';
+import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
+import { commitmentDigest, verifyCommitment } from '@commons/shared/protocol/commitment';
+import { ProtocolError } from '@commons/shared/protocol/errors';
+import {
+  PROTOCOL_VERSION,
+  type InviteReply,
+  type RoundResult,
+  type RoundState,
+  type RoundStatus,
+  type RoundTask,
+  type UploadAccepted,
+  type UploadBegin,
+} from '@commons/shared/protocol/messages';
+import { frameByteLength, type LayoutEntry } from '@commons/shared/protocol/upload';
+import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
+import type { Logger } from 'pino';
+import { flatten, layoutOf, unflatten, type ParameterLayout } from '../aggregation/layout.ts';
+import type { CoordinatorMetrics } from '../observability/metrics.ts';
+import type { BlobStore } from '../store/blobs.ts';
+import type { CoordinatorDatabase, Round } from '../store/database.ts';
+import { StoreError } from '../store/errors.ts';
+import type { ModelStore } from '../store/models.ts';
+import { createStrategy, type Aggregator, type Strategy } from '../strategy/index.ts';
+import { validateUpdate } from '../uploads/validate-update.ts';
+import type { CandidateEvaluator } from './evaluator.ts';
+import { publishCandidate } from './publisher.ts';
+import { sampleClients } from './sampling.ts';
+
+/** What the engine needs from the socket layer: the clients it can reach. */
+export interface ClientHub {
+  /** Addresses of signed-in, eligible clients connected now. */
+  connected(): string[];
+  isConnected(address: string): boolean;
+  /** Sends a round invitation; null when the client does not answer in time. */
+  invite(address: string, task: RoundTask, timeoutMs: number): Promise<InviteReply | null>;
+  broadcastStatus(status: RoundStatus): void;
+  broadcastResult(result: RoundResult): void;
+}
+
+export interface RoundOptions {
+  /** Public base URL clients and the registry use for the model store. */
+  publicUrl: string;
+  /** Chain id that update signatures are bound to. */
+  chainId: number;
+  /** Strategy name; defaults to the policy's aggregation rule. */
+  strategy?: string;
+  encoding: UpdateEncoding;
+  batchSize: number;
+  maxSteps: number;
+  /** Caps the policy's deadline (seconds); 0 leaves the policy's. */
+  maxRoundSeconds: number;
+  inviteTimeoutMs: number;
+  /** How long a participant may stay disconnected before the round stops waiting for it. */
+  reconnectGraceMs: number;
+  /** Pause between rounds. */
+  roundIntervalMs: number;
+  /** A candidate is published only if its bits/char ≤ parent's + this margin. */
+  publishMarginBpc: number;
+  proposeActivation: boolean;
+  /** Base seed for client sampling and training seeds. */
+  seed: number;
+  /** Stop after this many rounds (0: run until stopped). */
+  maxRounds: number;
+}
+
+export interface EngineDeps {
+  db: CoordinatorDatabase;
+  blobs: BlobStore;
+  models: ModelStore;
+  chain: CommonsClient;
+  evaluator: CandidateEvaluator;
+  hub: ClientHub;
+  metrics: CoordinatorMetrics;
+  log: Logger;
+  options: RoundOptions;
+}
+
+interface BaseModel {
+  hash: string;
+  manifest: Manifest;
+  tensors: NamedTensors;
+  layout: ParameterLayout;
+  entries: LayoutEntry[];
+}
+
+/** The round in memory while it runs (the database row is its durable twin). */
+interface ActiveRound {
+  id: number;
+  state: RoundState;
+  task: RoundTask;
+  policy: FederationPolicy;
+  base: BaseModel;
+  strategy: Strategy;
+  aggregator: Aggregator;
+  participants: Set<string>;
+  uploaded: Set<string>;
+  /** When each disconnected participant went away (ms). */
+  awaySince: Map<string, number>;
+  startedMs: number;
+  /** Resolves when training may end early (everyone uploaded or dropped). */
+  wake: () => void;
+}
+
+export interface EngineEvents {
+  status: [RoundStatus];
+  result: [RoundResult];
+}
+
+export class RoundEngine extends EventEmitter<EngineEvents> {
+  private readonly deps: EngineDeps;
+  private readonly strategies = new Map<string, Strategy>();
+  private active: ActiveRound | null = null;
+  private waitingStatus: RoundStatus | null = null;
+  /** Uploads and state changes run one at a time, in arrival order. */
+  private serial: Promise<unknown> = Promise.resolve();
+  private stopping = false;
+  private loop: Promise<void> | null = null;
+  private nudge: (() => void) | null = null;
+  private roundsRun = 0;
+
+  constructor(deps: EngineDeps) {
+    super();
+    this.deps = deps;
+  }
+
+  /** Starts the round loop (resuming an interrupted round first). */
+  start(): void {
+    if (this.loop) return;
+    this.loop = this.run().catch((error: unknown) => {
+      this.deps.log.error({ err: message(error) }, 'round loop stopped on an error');
+    });
+  }
+
+  /** Stops after the current step; a round in progress stays in the database to resume. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.nudge?.();
+    this.active?.wake();
+    await this.loop;
+  }
+
+  /** Status of the round now running or waiting, if any. */
+  status(): RoundStatus | null {
+    return this.active ? this.statusOf(this.active) : this.waitingStatus;
+  }
+
+  /** The socket layer calls this when a client signs in or reconnects. */
+  clientReady(address: string): void {
+    const round = this.active;
+    if (round && round.state === 'training' && round.participants.has(address)) {
+      round.awaySince.delete(address);
+      if (!round.uploaded.has(address)) {
+        // A participant that reconnects (or whose coordinator restarted) gets its task again.
+        void this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
+      }
+    }
+    this.nudge?.();
+  }
+
+  clientGone(address: string): void {
+    const round = this.active;
+    if (round && round.participants.has(address) && !round.uploaded.has(address)) {
+      round.awaySince.set(address, Date.now());
+      setTimeout(() => round.wake(), this.deps.options.reconnectGraceMs + 10).unref();
+    }
+  }
+
+  /**
+   * Checks an upload's declaration before any byte is taken: the round, the session's address,
+   * the base model, the encoding, the exact frame size and the signature.
+   */
+  checkUploadBegin(address: string, begin: UploadBegin): void {
+    const round = this.active;
+    if (!round || round.id !== begin.roundId) {
+      throw new ProtocolError(
+        'WRONG_ROUND',
+        round
+          ? `round ${begin.roundId} is not open; round ${round.id} is`
+          : `round ${begin.roundId} is not open; no round is`,
+      );
+    }
+    if (round.state !== 'training' || Date.now() > round.task.deadline) {
+      throw new ProtocolError('DEADLINE_PASSED', `round ${round.id} no longer takes uploads`);
+    }
+    if (begin.contributor.toLowerCase() !== address.toLowerCase()) {
+      throw new ProtocolError(
+        'BAD_SIGNATURE',
+        `the upload names ${begin.contributor} but this session is ${address}`,
+      );
+    }
+    if (!round.participants.has(address)) {
+      throw new ProtocolError(
+        'NOT_INVITED',
+        `${address} is not a participant of round ${round.id}`,
+      );
+    }
+    if (round.uploaded.has(address)) {
+      throw new ProtocolError(
+        'DUPLICATE_UPLOAD',
+        `${address} already has an update in round ${round.id}`,
+      );
+    }
+    if (begin.baseModel !== round.base.hash) {
+      throw new ProtocolError(
+        'WRONG_BASE_MODEL',
+        `round ${round.id} trains ${round.base.hash}, not ${begin.baseModel}`,
+      );
+    }
+    if (begin.encoding !== round.task.encoding) {
+      throw new ProtocolError(
+        'BAD_FRAME',
+        `round ${round.id} takes ${round.task.encoding} updates, not ${begin.encoding}`,
+      );
+    }
+    const expected = round.task.upload.frameBytes;
+    if (begin.byteLength > expected) {
+      throw new ProtocolError(
+        'UPLOAD_TOO_LARGE',
+        `${begin.byteLength} bytes declared; a ${begin.encoding} update of this model is ${expected}`,
+      );
+    }
+    if (begin.byteLength !== expected) {
+      throw new ProtocolError(
+        'WRONG_SHAPE',
+        `${begin.byteLength} bytes declared; a ${begin.encoding} update of this model is ${expected}`,
+      );
+    }
+    verifyCommitment(begin, this.deps.options.chainId);
+  }
+
+  /** Validates a complete frame and, if it passes, makes it count (durably) in the round. */
+  acceptUpload(address: string, begin: UploadBegin, frame: Uint8Array): Promise<UploadAccepted> {
+    return this.serialize(async () => {
+      this.checkUploadBegin(address, begin);
+      const round = this.active as ActiveRound;
+      const norm = validateUpdate(frame, round.base.entries, round.task.clipNorm);
+      const commitment = commitmentDigest(begin, this.deps.options.chainId);
+      // Durable first: the blob (fsynced), then the row. Only then does it count.
+      const blob = await this.deps.blobs.put(frame);
+      this.recordSubmission({
+        roundId: round.id,
+        address,
+        sha256: blob,
+        numExamples: begin.numExamples,
+        byteLength: begin.byteLength,
+        encoding: begin.encoding,
+        norm,
+        commitment,
+      });
+      round.aggregator.add(frame, begin.numExamples);
+      round.uploaded.add(address);
+      this.deps.metrics.updatesAccepted.inc();
+      this.deps.log.info(
+        { round: round.id, address, norm, bytes: frame.byteLength },
+        'update accepted',
+      );
+      this.publishStatus(round);
+      round.wake();
+      return { commitment, norm };
+    });
+  }
+
+  // ------------------------------------------------------------------------------ the loop
+
+  private async run(): Promise<void> {
+    await this.recover();
+    while (!this.stopping) {
+      const { maxRounds, roundIntervalMs } = this.deps.options;
+      if (maxRounds > 0 && this.roundsRun >= maxRounds) break;
+      await this.runRound();
+      this.roundsRun++;
+      if (!this.stopping) await this.sleep(roundIntervalMs);
+    }
+  }
+
+  /** Picks up a round the last process left unfinished. */
+  private async recover(): Promise<void> {
+    const row = this.deps.db.currentRound();
+    if (!row) return;
+    const { log } = this.deps;
+    if (row.state === 'waiting' || row.state === 'configuring') {
+      this.deps.db.setRoundState(row.id, 'failed', {
+        failureReason: 'the coordinator restarted before training began',
+      });
+      log.warn({ round: row.id }, 'round had not begun training; failed and starting afresh');
+      return;
+    }
+    log.warn({ round: row.id, state: row.state }, 'resuming interrupted round');
+    const round = await this.restore(row);
+    this.active = round;
+    this.roundsRun++;
+    await this.finishRound(round, row.state === 'training');
+  }
+
+  private async runRound(): Promise<void> {
+    const { db, chain, hub, options, log } = this.deps;
+    // waiting: until enough eligible clients are connected.
+    let policyRead = await chain.policy();
+    const nextId = db.lastRoundId() + 1;
+    while (!this.stopping && hub.connected().length < policyRead.policy.minClients) {
+      this.setWaiting(nextId, policyRead.policy.minClients);
+      await this.sleep(1000);
+      policyRead = await chain.policy();
+    }
+    this.waitingStatus = null;
+    if (this.stopping) return;
+
+    // configuring: the policy and base model in force now, the sample, the invitations.
+    const { version: policyVersion, policy } = policyRead;
+    const active = await chain.activeModel();
+    const baseHash = active.contentHash.replace(/^0x/, '');
+    const strategy = this.strategyFor(options.strategy ?? policy.aggregationRule);
+    const fit = strategy.configureRound({ roundId: nextId, policy });
+    let base: BaseModel;
+    try {
+      base = await this.loadBase(baseHash);
+    } catch (error) {
+      const row = db.createRound({
+        id: nextId,
+        baseModel: baseHash,
+        policyVersion,
+        strategy: strategy.name,
+        task: null,
+        minClients: policy.minClients,
+        deadlineMs: Date.now(),
+      });
+      this.fail(row.id, `the active model ${baseHash} cannot be loaded: ${message(error)}`, 0);
+      return;
+    }
+    const deadlineSeconds =
+      options.maxRoundSeconds > 0
+        ? Math.min(options.maxRoundSeconds, policy.roundDeadlineSeconds)
+        : policy.roundDeadlineSeconds;
+    const task: RoundTask = {
+      protocolVersion: PROTOCOL_VERSION,
+      roundId: nextId,
+      strategy: strategy.name,
+      baseModel: { hash: baseHash, path: `/models/${baseHash}/` },
+      policyVersion,
+      train: {
+        localEpochs: fit.localEpochs,
+        learningRate: fit.learningRate,
+        batchSize: options.batchSize,
+        maxSteps: options.maxSteps,
+        proxMu: fit.proxMu,
+        seed: (options.seed + nextId) >>> 0,
+      },
+      clipNorm: policy.clipNorm,
+      encoding: options.encoding,
+      upload: {
+        frameBytes: frameByteLength(base.entries, options.encoding),
+        chunkBytes: 256 * 1024,
+      },
+      // Set once invitations are out (below), so invite latency does not eat training time.
+      deadline: Date.now() + deadlineSeconds * 1000,
+    };
+    const row = db.createRound({
+      id: nextId,
+      baseModel: baseHash,
+      policyVersion,
+      strategy: strategy.name,
+      task,
+      minClients: policy.minClients,
+      deadlineMs: task.deadline,
+    });
+    if (row.id !== nextId) throw new Error(`round id ${row.id} is not the expected ${nextId}`);
+    db.setRoundState(row.id, 'configuring');
+    const round: ActiveRound = {
+      id: row.id,
+      state: 'configuring',
+      task,
+      policy,
+      base,
+      strategy,
+      aggregator: strategy.createAggregator(base.layout),
+      participants: new Set(),
+      uploaded: new Set(),
+      awaySince: new Map(),
+      startedMs: Date.now(),
+      wake: () => undefined,
+    };
+    this.active = round;
+    this.publishStatus(round);
+    if (policy.secureAggregation || policy.noiseMultiplier > 0) {
+      log.warn(
+        { round: round.id },
+        'the policy asks for secure aggregation / DP noise; this coordinator applies neither yet',
+      );
+    }
+
+    const sample = sampleClients(hub.connected(), policy, task.train.seed);
+    for (const address of sample) db.inviteParticipant(round.id, address);
+    const replies = await Promise.all(
+      sample.map(async (address) => ({
+        address,
+        reply: await hub.invite(address, task, options.inviteTimeoutMs),
+      })),
+    );
+    for (const { address, reply } of replies) {
+      const accepted = reply?.accept === true;
+      db.setParticipantStatus(round.id, address, accepted ? 'accepted' : 'declined');
+      if (accepted) round.participants.add(address);
+      else log.info({ round: round.id, address, reason: reply?.reason ?? 'no answer' }, 'declined');
+    }
+    if (round.participants.size < policy.minClients) {
+      this.fail(
+        round.id,
+        `only ${round.participants.size} of ${sample.length} invited clients accepted; the policy needs ${policy.minClients}`,
+        0,
+      );
+      return;
+    }
+    await this.transition(round, 'training');
+    await this.finishRound(round, true);
+  }
+
+  /** training (optionally) → aggregating → evaluating → published | failed. */
+  private async finishRound(round: ActiveRound, train: boolean): Promise<void> {
+    try {
+      if (train) {
+        await this.waitForUploads(round);
+        if (this.stopping) return;
+        await this.transition(round, 'aggregating');
+      }
+      await this.aggregateAndPublish(round);
+    } catch (error) {
+      this.deps.log.error({ round: round.id, err: message(error) }, 'round failed');
+      this.fail(round.id, message(error), round.uploaded.size);
+    } finally {
+      if (!this.stopping || this.isTerminal(round.id)) {
+        this.deps.metrics.roundDuration.observe(
+          { outcome: this.deps.db.getRound(round.id)?.state ?? 'failed' },
+          (Date.now() - round.startedMs) / 1000,
+        );
+        this.active = null;
+      }
+    }
+  }
+
+  private async waitForUploads(round: ActiveRound): Promise<void> {
+    const { reconnectGraceMs } = this.deps.options;
+    while (!this.stopping) {
+      const now = Date.now();
+      if (now >= round.task.deadline) break;
+      const pending = [...round.participants].filter((a) => !round.uploaded.has(a));
+      const waitingFor = pending.filter((address) => {
+        const away = round.awaySince.get(address);
+        return away === undefined || now - away < reconnectGraceMs;
+      });
+      if (waitingFor.length === 0) break;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(1000, round.task.deadline - now));
+        round.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    // Serialize with in-flight acceptances: nothing is accepted after this point.
+    await this.serialize(async () => undefined);
+  }
+
+  private async aggregateAndPublish(round: ActiveRound): Promise<void> {
+    const { db, models, evaluator, options, chain, hub, log } = this.deps;
+    const dropped = [...round.participants].filter((a) => !round.uploaded.has(a));
+    for (const address of dropped) db.setParticipantStatus(round.id, address, 'dropped');
+    const submissions = db.submissions(round.id);
+    if (submissions.length < round.policy.minClients) {
+      this.fail(
+        round.id,
+        `only ${submissions.length} updates arrived; the policy needs ${round.policy.minClients}`,
+        submissions.length,
+      );
+      return;
+    }
+    const delta = round.aggregator.result();
+    if (delta === null) {
+      this.fail(
+        round.id,
+        `${round.strategy.name} produced no viable aggregate`,
+        submissions.length,
+      );
+      return;
+    }
+    const baseFlat = flatten(round.base.tensors, round.base.layout);
+    const nextFlat = round.strategy.applyUpdate(baseFlat, delta, round.id);
+    const tensors = unflatten(nextFlat, round.base.layout);
+
+    await this.transition(round, 'evaluating');
+    const parentScore = evaluator.evaluate(
+      round.base.manifest,
+      round.base.tensors,
+      round.base.hash,
+    );
+    const score = evaluator.evaluate(round.base.manifest, tensors);
+    log.info(
+      { round: round.id, parentBpc: parentScore.bitsPerChar, bpc: score.bitsPerChar },
+      'candidate evaluated',
+    );
+    if (score.bitsPerChar > parentScore.bitsPerChar + options.publishMarginBpc) {
+      this.fail(
+        round.id,
+        `the candidate scores ${score.bitsPerChar.toFixed(4)} bits/char, worse than its parent's ${parentScore.bitsPerChar.toFixed(4)} by more than ${options.publishMarginBpc}`,
+        submissions.length,
+      );
+      return;
+    }
+    const hash = await models.publish({
+      kind: 'model',
+      config: round.base.manifest.config,
+      tokenizer: round.base.manifest.tokenizer,
+      tensors,
+      provenance: {
+        parent: round.base.hash,
+        roundId: round.id,
+        strategy: round.strategy.name,
+        contributors: submissions.length,
+      },
+    });
+    const receipt = await publishCandidate(
+      chain,
+      {
+        roundId: round.id,
+        hash,
+        parentHash: round.base.hash,
+        publicUrl: options.publicUrl,
+        commitments: submissions.map((s) => s.commitment),
+        contributors: submissions.map((s) => s.address),
+        valBpc: score.bitsPerChar,
+        epsilon: 0,
+        delta: round.policy.delta,
+        proposeActivation: options.proposeActivation,
+      },
+      log,
+    );
+    db.recordModel({
+      hash,
+      parentHash: round.base.hash,
+      roundId: round.id,
+      valLoss: score.loss,
+      valBpc: score.bitsPerChar,
+      epsilon: 0,
+      delta: round.policy.delta,
+      registerTx: receipt.registerTx,
+      proposalId: receipt.proposalId === null ? null : receipt.proposalId.toString(),
+    });
+    if (receipt.rewardRoot !== null) {
+      db.recordRewards({
+        roundId: round.id,
+        root: receipt.rewardRoot,
+        total: receipt.rewardTotal,
+        entries: receipt.rewards,
+        postTx: receipt.rewardTx,
+      });
+    }
+    const state = round.strategy.exportState();
+    if (state) await this.saveStrategyState(round.strategy.name, round.id, state);
+    db.setRoundState(round.id, 'published', { candidateHash: hash });
+    round.state = 'published';
+    this.publishStatus(round);
+    // Accepted frames are folded into the published model; keeping them serves nobody.
+    for (const s of submissions) await this.deps.blobs.delete(s.sha256);
+    const result: RoundResult = {
+      roundId: round.id,
+      outcome: 'published',
+      accepted: submissions.length,
+      candidate: {
+        hash,
+        parentHash: round.base.hash,
+        valLoss: score.loss,
+        valBpc: score.bitsPerChar,
+      },
+    };
+    this.deps.metrics.roundsTotal.inc({ outcome: 'published' });
+    hub.broadcastResult(result);
+    this.emit('result', result);
+  }
+
+  // ------------------------------------------------------------------------------ helpers
+
+  /** The submission row; the store's ROUND_CLOSED / DUPLICATE become the wire codes. */
+  private recordSubmission(input: Parameters<CoordinatorDatabase['acceptSubmission']>[0]): void {
+    try {
+      this.deps.db.acceptSubmission(input);
+    } catch (error) {
+      if (error instanceof StoreError && error.code === 'ROUND_CLOSED') {
+        throw new ProtocolError(
+          'DEADLINE_PASSED',
+          `round ${input.roundId} no longer takes uploads`,
+        );
+      }
+      if (error instanceof StoreError && error.code === 'DUPLICATE') {
+        throw new ProtocolError(
+          'DUPLICATE_UPLOAD',
+          `${input.address} already has an update in round ${input.roundId}`,
+        );
+      }
+      throw error;
+    }
+  }
+
+  private async restore(row: Round): Promise<ActiveRound> {
+    const { db, blobs } = this.deps;
+    const task = row.task as RoundTask;
+    const policy = (await this.deps.chain.policyAt(row.policyVersion)) as FederationPolicy;
+    const strategy = this.strategyFor(row.strategy);
+    const base = await this.loadBase(row.baseModel);
+    const round: ActiveRound = {
+      id: row.id,
+      state: row.state,
+      task,
+      policy,
+      base,
+      strategy,
+      aggregator: strategy.createAggregator(base.layout),
+      participants: new Set(
+        db
+          .participants(row.id)
+          .filter((p) => p.status === 'accepted')
+          .map((p) => p.address),
+      ),
+      uploaded: new Set(),
+      awaySince: new Map(),
+      startedMs: Date.now(),
+      wake: () => undefined,
+    };
+    // Rebuild the aggregate from what was durably accepted, in the order it was accepted.
+    for (const submission of db.submissions(row.id)) {
+      round.aggregator.add(await blobs.read(submission.sha256), submission.numExamples);
+      round.uploaded.add(submission.address);
+    }
+    // Nobody is connected yet: every missing participant gets the grace period to come back.
+    for (const address of round.participants) {
+      if (!round.uploaded.has(address)) round.awaySince.set(address, Date.now());
+    }
+    return round;
+  }
+
+  private async loadBase(hash: string): Promise<BaseModel> {
+    const { manifest, tensors } = await this.deps.models.load(hash);
+    const layout = layoutOf(tensors);
+    const entries = layout.entries.map(({ name, shape }) => ({ name, shape }));
+    return { hash, manifest, tensors, layout, entries };
+  }
+
+  private strategyFor(name: string): Strategy {
+    let strategy = this.strategies.get(name);
+    if (!strategy) {
+      strategy = createStrategy(name);
+      const saved = this.deps.db.loadStrategyState(strategy.name);
+      if (saved) strategy.importState(this.readStrategyState(saved.state));
+      this.strategies.set(name, strategy);
+    }
+    return strategy;
+  }
+
+  private async transition(round: ActiveRound, state: RoundState): Promise<void> {
+    await this.serialize(async () => {
+      // A resumed round may already be in this state.
+      if (round.state !== state) this.deps.db.setRoundState(round.id, state);
+      round.state = state;
+      this.publishStatus(round);
+    });
+  }
+
+  private fail(roundId: number, reason: string, accepted: number): void {
+    const { db, hub, log, metrics } = this.deps;
+    if (!this.isTerminal(roundId)) db.setRoundState(roundId, 'failed', { failureReason: reason });
+    if (this.active?.id === roundId) {
+      this.active.state = 'failed';
+      this.publishStatus(this.active);
+    }
+    log.warn({ round: roundId, reason }, 'round failed');
+    metrics.roundsTotal.inc({ outcome: 'failed' });
+    const result: RoundResult = {
+      roundId,
+      outcome: 'failed',
+      reason: reason.slice(0, 1000),
+      accepted,
+    };
+    hub.broadcastResult(result);
+    this.emit('result', result);
+  }
+
+  private isTerminal(roundId: number): boolean {
+    const state = this.deps.db.getRound(roundId)?.state;
+    return state === 'published' || state === 'failed';
+  }
+
+  private statusOf(round: ActiveRound): RoundStatus {
+    return {
+      roundId: round.id,
+      state: round.state,
+      baseModel: round.base.hash,
+      invited: round.participants.size,
+      accepted: round.uploaded.size,
+      minClients: round.policy.minClients,
+      deadline: round.task.deadline,
+    };
+  }
+
+  private setWaiting(roundId: number, minClients: number): void {
+    const previous = this.waitingStatus;
+    if (previous?.roundId === roundId && previous.minClients === minClients) return;
+    this.waitingStatus = {
+      roundId,
+      state: 'waiting',
+      baseModel: previous?.baseModel ?? '0'.repeat(64),
+      invited: 0,
+      accepted: 0,
+      minClients,
+      deadline: 0,
+    };
+    this.deps.metrics.setRoundState('waiting');
+    this.deps.hub.broadcastStatus(this.waitingStatus);
+    this.emit('status', this.waitingStatus);
+  }
+
+  private publishStatus(round: ActiveRound): void {
+    const status = this.statusOf(round);
+    this.deps.metrics.setRoundState(round.state);
+    this.deps.hub.broadcastStatus(status);
+    this.emit('status', status);
+  }
+
+  private serialize<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.serial.then(work);
+    this.serial = next.catch(() => undefined);
+    return next;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.nudge = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async saveStrategyState(
+    name: string,
+    roundId: number,
+    state: NonNullable<ReturnType<Strategy['exportState']>>,
+  ): Promise<void> {
+    const tensors: Record<string, string> = {};
+    for (const [key, values] of Object.entries(state.tensors)) {
+      tensors[key] = await this.deps.blobs.put(
+        new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+      );
+    }
+    this.deps.db.saveStrategyState(name, { roundId, state: { json: state.json, tensors } });
+  }
+
+  private readStrategyState(saved: unknown): NonNullable<ReturnType<Strategy['exportState']>> {
+    const parsed = saved as { json: Record<string, unknown>; tensors: Record<string, string> };
+    const tensors: Record<string, Float32Array> = {};
+    for (const [key, hash] of Object.entries(parsed.tensors)) {
+      const bytes = this.deps.blobs.readSync(hash);
+      tensors[key] = new Float32Array(
+        bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+      );
+    }
+    return { json: parsed.json, tensors };
+  }
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,239 @@
+// Every way an upload can be wrong is refused with its named code, and none of them touches
+// the aggregate: after the bad uploads, two good ones produce exactly their weighted mean.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Wallet } from 'ethers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readCheckpoint } from '@commons/shared/checkpoint/folder';
+import { decodeCheckpoint } from '@commons/shared/checkpoint/codec';
+import { sha256Hex } from '@commons/shared/checkpoint/hash';
+import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
+import { decodeTensors, encodeTensors } from '@commons/shared/checkpoint/update-codec';
+import { signCommitment } from '@commons/shared/protocol/commitment';
+import { chunksOf } from '@commons/shared/protocol/upload';
+import type { RoundResult, RoundTask, UploadBegin } from '@commons/shared/protocol/messages';
+import { Rng } from '@commons/shared/model/rng';
+import { GENESIS_DIR } from '../src/config.ts';
+import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
+import { startDevnet, type Devnet } from './fixtures/devnet.ts';
+import { connectRaw, type RawClient } from './fixtures/protocol-client.ts';
+
+let dir: string;
+let devnet: Devnet;
+let coordinator: Coordinator;
+let base: NamedTensors;
+let alice: RawClient;
+let bob: RawClient;
+let task: RoundTask;
+const wallets: Wallet[] = [];
+const result = { value: null as RoundResult | null };
+
+function randomUpdate(
+  seed: number,
+  norm: number,
+  tamper?: (t: NamedTensors) => void,
+): NamedTensors {
+  const rng = new Rng(seed);
+  const update: NamedTensors = new Map();
+  let sumSq = 0;
+  for (const [name, { shape, data }] of base) {
+    const values = Float32Array.from(data, () => rng.normal());
+    for (const v of values) sumSq += v * v;
+    update.set(name, { shape: [...shape], data: values });
+  }
+  const scale = norm / Math.sqrt(sumSq);
+  for (const { data } of update.values()) for (let i = 0; i < data.length; i++) data[i]! *= scale;
+  tamper?.(update);
+  return update;
+}
+
+async function upload(
+  client: RawClient,
+  wallet: Wallet,
+  frame: Uint8Array,
+  overrides: Partial<UploadBegin> = {},
+  options: { signer?: Wallet; dropLastChunk?: boolean } = {},
+) {
+  const unsigned = {
+    roundId: task.roundId,
+    baseModel: task.baseModel.hash,
+    contributor: wallet.address,
+    encoding: task.encoding,
+    byteLength: frame.byteLength,
+    sha256: sha256Hex(frame),
+    numExamples: 100,
+    ...overrides,
+  };
+  const signature = await signCommitment(
+    unsigned,
+    options.signer ?? wallet,
+    devnet.addresses.chainId,
+  );
+  const begin = await client.socket.emitWithAck('upload:begin', { ...unsigned, signature });
+  if (!begin.ok) return begin;
+  const chunks = [...chunksOf(frame, task.upload.chunkBytes)];
+  if (options.dropLastChunk) chunks.pop();
+  for (const [index, chunk] of chunks.entries()) {
+    const ack = await client.socket.emitWithAck('upload:chunk', begin.uploadId, index, chunk);
+    if (!ack.ok) return ack;
+  }
+  return client.socket.emitWithAck('upload:end', begin.uploadId);
+}
+
+function codeOf(ack: { ok: boolean; error?: { code: string } }): string {
+  return ack.ok ? 'ok' : (ack.error?.code ?? '?');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'commons-uploads-'));
+  devnet = await startDevnet(dir, {
+    minClients: 2,
+    maxClients: 10,
+    sampleRate: 1,
+    clipNorm: 1,
+    noiseMultiplier: 0,
+    secureAggregation: false,
+    aggregationRule: 'fedavg',
+    roundDeadlineSeconds: 300,
+  });
+  base = (await readCheckpoint(GENESIS_DIR)).tensors;
+  coordinator = await startCoordinator({
+    port: 0,
+    dataDir: path.join(dir, 'coordinator'),
+    rpcUrl: devnet.rpcUrl,
+    addressesFile: devnet.addressesFile,
+    privateKey: devnet.keys[0]!,
+    encoding: 'fp32',
+    evalChars: 2000,
+    publishMarginBpc: 1,
+    maxRounds: 1,
+    logLevel: 'silent',
+  });
+  coordinator.engine.on('result', (r) => (result.value = r));
+  for (const key of devnet.keys.slice(1, 4)) wallets.push(new Wallet(key));
+  alice = await connectRaw(coordinator.url, wallets[0]!);
+  bob = await connectRaw(coordinator.url, wallets[1]!);
+  task = await alice.nextInvite();
+  await bob.nextInvite();
+});
+
+afterAll(async () => {
+  alice?.close();
+  bob?.close();
+  await coordinator?.close();
+  await devnet?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('upload refusals', () => {
+  it('invites the signed-in clients with the active model and the policy clip bound', () => {
+    expect(task.roundId).toBe(1);
+    expect(task.baseModel.hash).toBe(devnet.addresses.genesis.hash.slice(2));
+    expect(task.clipNorm).toBe(1);
+    expect(task.upload.frameBytes).toBe(encodeTensors(base, 'fp32').byteLength);
+  });
+
+  it('refuses a message before sign-in and a malformed one', async () => {
+    const stranger = await connectRaw(coordinator.url, wallets[2]!, { signIn: false });
+    const ack = await stranger.socket.emitWithAck('upload:begin', {} as UploadBegin);
+    expect(codeOf(ack)).toBe('UNAUTHENTICATED');
+    stranger.close();
+    const bad = await alice.socket.emitWithAck('upload:begin', { roundId: 'one' } as never);
+    expect(codeOf(bad)).toBe('MALFORMED_MESSAGE');
+  });
+
+  it('refuses a client that was not sampled into the round', async () => {
+    const late = await connectRaw(coordinator.url, wallets[2]!);
+    const frame = encodeTensors(randomUpdate(9, 0.5), 'fp32');
+    expect(codeOf(await upload(late, wallets[2]!, frame))).toBe('NOT_INVITED');
+    late.close();
+  });
+
+  it('refuses replays, wrong models, forged signatures and wrong sizes before any byte', async () => {
+    const frame = encodeTensors(randomUpdate(1, 0.5), 'fp32');
+    const w = wallets[0]!;
+    expect(codeOf(await upload(alice, w, frame, { roundId: 2 }))).toBe('WRONG_ROUND');
+    expect(codeOf(await upload(alice, w, frame, { baseModel: 'ab'.repeat(32) }))).toBe(
+      'WRONG_BASE_MODEL',
+    );
+    expect(codeOf(await upload(alice, w, frame, {}, { signer: wallets[2]! }))).toBe(
+      'BAD_SIGNATURE',
+    );
+    expect(codeOf(await upload(alice, w, frame, { contributor: wallets[1]!.address }))).toBe(
+      'BAD_SIGNATURE',
+    );
+    expect(codeOf(await upload(alice, w, frame, { byteLength: frame.byteLength + 4 }))).toBe(
+      'UPLOAD_TOO_LARGE',
+    );
+    expect(codeOf(await upload(alice, w, frame, { encoding: 'int8' }))).toBe('BAD_FRAME');
+  });
+
+  it('refuses truncated, mis-hashed, mis-shaped, non-finite and over-norm frames', async () => {
+    const w = wallets[0]!;
+    const good = encodeTensors(randomUpdate(1, 0.5), 'fp32');
+    expect(codeOf(await upload(alice, w, good, {}, { dropLastChunk: true }))).toBe('TRUNCATED');
+    expect(codeOf(await upload(alice, w, good, { sha256: 'cd'.repeat(32) }))).toBe('HASH_MISMATCH');
+    // Same byte size, transposed shape: only the shape check can catch it.
+    const transposed = randomUpdate(2, 0.5, (t) => {
+      const qkv = t.get('h.0.attn.qkv.weight')!;
+      qkv.shape = [qkv.shape[1]!, qkv.shape[0]!];
+    });
+    expect(codeOf(await upload(alice, w, encodeTensors(transposed, 'fp32')))).toBe('WRONG_SHAPE');
+    const nan = encodeTensors(randomUpdate(3, 0.5), 'fp32');
+    new DataView(nan.buffer).setFloat32(nan.byteLength - 4, Number.NaN, true);
+    expect(codeOf(await upload(alice, w, nan))).toBe('NON_FINITE');
+    expect(codeOf(await upload(alice, w, encodeTensors(randomUpdate(4, 1.5), 'fp32')))).toBe(
+      'NORM_EXCEEDED',
+    );
+  });
+
+  it('accepts good updates once each, and the published model is exactly their weighted mean', async () => {
+    const updates = [randomUpdate(10, 0.8), randomUpdate(11, 0.3)];
+    const frames = updates.map((u) => encodeTensors(u, 'fp32'));
+    const first = await upload(alice, wallets[0]!, frames[0]!, { numExamples: 300 });
+    expect(first.ok).toBe(true);
+    expect(codeOf(await upload(alice, wallets[0]!, frames[0]!, { numExamples: 300 }))).toBe(
+      'DUPLICATE_UPLOAD',
+    );
+    expect((await upload(bob, wallets[1]!, frames[1]!, { numExamples: 100 })).ok).toBe(true);
+
+    const published = await new Promise<RoundResult>((resolve) => {
+      if (result.value) resolve(result.value);
+      else coordinator.engine.once('result', resolve);
+    });
+    expect(published.outcome).toBe('published');
+    expect(published.accepted).toBe(2);
+    const hash = published.candidate!.hash;
+    expect(await coordinator.chain.isRegistered(hash)).toBe(true);
+
+    // Fetch the candidate over HTTP as a client would and compare with base + weighted mean.
+    const fetchBytes = async (file: string) => {
+      const response = await fetch(`${coordinator.url}/models/${hash}/${file}`);
+      expect(response.status).toBe(200);
+      return new Uint8Array(await response.arrayBuffer());
+    };
+    const candidate = decodeCheckpoint(
+      await fetchBytes('manifest.json'),
+      await fetchBytes('weights.bin'),
+      { expectedHash: hash },
+    ).tensors;
+    const decoded = frames.map((f) => decodeTensors(f));
+    let worst = 0;
+    for (const [name, { data }] of base) {
+      const a = decoded[0]!.get(name)!.data;
+      const b = decoded[1]!.get(name)!.data;
+      const got = candidate.get(name)!.data;
+      for (let i = 0; i < data.length; i++) {
+        const expected = data[i]! + (300 * a[i]! + 100 * b[i]!) / 400;
+        worst = Math.max(worst, Math.abs(got[i]! - expected));
+      }
+    }
+    expect(worst).toBeLessThan(1e-6);
+
+    const metrics = await (await fetch(`${coordinator.url}/metrics`)).text();
+    for (const code of ['WRONG_ROUND', 'BAD_SIGNATURE', 'NORM_EXCEEDED', 'TRUNCATED']) {
+      expect(metrics).toMatch(new RegExp(`commons_rejections_total\\{code="${code}"\\} [1-9]`));
+    }
+  });
+});
