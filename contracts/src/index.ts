@@ -17,3 +17,4 @@ export {
   startHardhatNode,
 } from './devnet.ts';
 export { deployToRpc, type RpcDeployOptions } from './deploy-rpc.ts';
+export { freePort, startDevnet, type Devnet } from './local-devnet.ts';

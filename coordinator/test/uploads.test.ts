@@ -16,7 +16,7 @@ import type { RoundResult, RoundTask, UploadBegin } from '@commons/shared/protoc
 import { Rng } from '@commons/shared/model/rng';
 import { GENESIS_DIR } from '../src/config.ts';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
-import { startDevnet, type Devnet } from './fixtures/devnet.ts';
+import { startDevnet, type Devnet } from '@commons/contracts';
 import { connectRaw, type RawClient } from './fixtures/protocol-client.ts';
 
 let dir: string;
