@@ -58,7 +58,7 @@ export async function contribute(args: string[]): Promise<number> {
       ...(chain ? { chain } : {}),
     });
   } finally {
-    chain?.provider.destroy();
+    chain?.destroy();
   }
 }
 

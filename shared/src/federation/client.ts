@@ -234,6 +234,9 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
   /** Set from an invitation's arrival until it is declined or its round ends. */
   #round: ActiveRound | 'deciding' | null = null;
   #lastProgress = { key: '', at: 0 };
+  /** Rounds our update was accepted in: an invitation repeated after a reconnection is declined. */
+  readonly #contributed = new Set<number>();
+  #closed = false;
   #closing: Promise<void> | null = null;
 
   constructor(options: FederatedClientOptions) {
@@ -265,7 +268,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
 
   /** Connects (once) and keeps reconnecting until close(). */
   connect(): void {
-    if (this.#closing) throw new Error('this FederatedClient is closed');
+    if (this.#closed) throw new Error('this FederatedClient is closed');
     if (this.#options.signal?.aborted) {
       void this.close();
       return;
@@ -278,7 +281,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     this.#socket = socket;
     socket.on('connect', () => this.#setConnection('authenticating'));
     socket.on('disconnect', (reason) => {
-      if (this.#closing) return;
+      if (this.#closed) return;
       if (reason === 'io server disconnect') {
         // The server ended the session on purpose; Socket.IO does not reconnect after that.
         return this.#fatal(new Error('the coordinator closed the connection'));
@@ -286,7 +289,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
       this.#setConnection('offline', reason);
     });
     socket.on('connect_error', (err) => {
-      if (this.#closing) return;
+      if (this.#closed) return;
       if (!socket.active) {
         // Refused by the server's middleware: no automatic retry follows.
         return this.#fatal(new Error(`the coordinator refused the connection: ${err.message}`));
@@ -304,7 +307,10 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
 
   /** Stops any round in progress (no upload), disconnects, and resolves once work has stopped. */
   close(): Promise<void> {
-    this.#closing ??= (async () => {
+    if (this.#closing) return this.#closing;
+    // Set before anything below runs: the disconnect it causes must see the client closing.
+    this.#closed = true;
+    this.#closing = (async () => {
       const round = this.#round;
       if (round && round !== 'deciding') {
         round.abort.abort(new Error('the client was closed'));
@@ -387,11 +393,12 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
 
   /** Why not to take part in this round, or null to accept. */
   async #declineReason(task: RoundTask): Promise<string | null> {
-    if (this.#closing) return 'the client is closing';
+    if (this.#closed) return 'the client is closing';
     if (task.protocolVersion !== PROTOCOL_VERSION) {
       return `protocol ${task.protocolVersion} is not supported (this client speaks ${PROTOCOL_VERSION})`;
     }
     if (this.#state.connection !== 'online') return 'not signed in';
+    if (this.#contributed.has(task.roundId)) return 'already contributed to this round';
     if (task.deadline <= Date.now()) return 'the deadline has passed';
     if (!hasData(this.#data)) return 'no training data';
     const consent = this.#options.consent;
@@ -413,7 +420,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         return `could not read the active model from chain: ${message(err)}`;
       }
     }
-    if (this.#closing) return 'the client is closing';
+    if (this.#closed) return 'the client is closing';
     return null;
   }
 
@@ -443,7 +450,10 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         task: task.train,
         clipNorm: task.clipNorm,
         encoding: this.#options.encoding ?? task.encoding,
-        signal: AbortSignal.any([signal, AbortSignal.timeout(remaining - uploadAllowance)]),
+        signal: AbortSignal.any([
+          signal,
+          AbortSignal.timeout(Math.floor(remaining - uploadAllowance)),
+        ]),
         onProgress: (p) =>
           this.#progress({ roundId, phase: 'training', done: p.step, total: p.totalSteps }),
       });
@@ -456,7 +466,9 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         );
       }
       this.#setActivity('uploading', roundId);
-      this.emit('uploaded', await this.#upload(task, update, signal));
+      const receipt = await this.#upload(task, update, signal);
+      this.#contributed.add(roundId);
+      this.emit('uploaded', receipt);
     } catch (err) {
       if (!signal.aborted) this.#report(err, roundId);
     } finally {
