@@ -280,5 +280,5 @@ function short(hash: string): string {
 }
 
 function kilobytes(bytes: number): string {
-  return `${(bytes / 1024).toFixed(bytes < 10_240 ? 1 : 0)} KiB`;
+  return `${(bytes / 1024).toFixed(bytes > 0 && bytes < 10_240 ? 1 : 0)} KiB`;
 }
