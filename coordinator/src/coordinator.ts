@@ -155,7 +155,7 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
       clients: hub.connected().length,
       round: engine.status(),
     });
-    engine.start();
+    await engine.start();
     log.info(
       { url, dataDir, chainId: addresses.chainId, coordinator: coordinatorAddress },
       'listening',

@@ -143,10 +143,14 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     this.deps = deps;
   }
 
-  /** Starts the round loop (resuming an interrupted round first). */
-  start(): void {
+  /**
+   * Restores an interrupted round (so status and reconnecting clients see it at once), then
+   * starts the round loop, which finishes that round first.
+   */
+  async start(): Promise<void> {
     if (this.loop) return;
-    this.loop = this.run().catch((error: unknown) => {
+    const resumed = await this.recover();
+    this.loop = this.run(resumed).catch((error: unknown) => {
       this.deps.log.error({ err: message(error) }, 'round loop stopped on an error');
     });
   }
@@ -282,8 +286,11 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
 
   // ------------------------------------------------------------------------------ the loop
 
-  private async run(): Promise<void> {
-    await this.recover();
+  private async run(resumed: { round: ActiveRound; train: boolean } | null): Promise<void> {
+    if (resumed) {
+      this.roundsRun++;
+      await this.finishRound(resumed.round, resumed.train);
+    }
     while (!this.stopping) {
       const { maxRounds, roundIntervalMs } = this.deps.options;
       if (maxRounds > 0 && this.roundsRun >= maxRounds) break;
@@ -294,22 +301,20 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   }
 
   /** Picks up a round the last process left unfinished. */
-  private async recover(): Promise<void> {
+  private async recover(): Promise<{ round: ActiveRound; train: boolean } | null> {
     const row = this.deps.db.currentRound();
-    if (!row) return;
+    if (!row) return null;
     const { log } = this.deps;
     if (row.state === 'waiting' || row.state === 'configuring') {
       this.deps.db.setRoundState(row.id, 'failed', {
         failureReason: 'the coordinator restarted before training began',
       });
       log.warn({ round: row.id }, 'round had not begun training; failed and starting afresh');
-      return;
+      return null;
     }
     log.warn({ round: row.id, state: row.state }, 'resuming interrupted round');
     const round = await this.restore(row);
-    this.active = round;
-    this.roundsRun++;
-    await this.finishRound(round, row.state === 'training');
+    return { round, train: row.state === 'training' };
   }
 
   private async runRound(): Promise<void> {
@@ -649,9 +654,16 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       round.aggregator.add(await blobs.read(submission.sha256), submission.numExamples);
       round.uploaded.add(submission.address);
     }
-    // Nobody is connected yet: every missing participant gets the grace period to come back.
+    // No await from here on: a client signing in from now sees the active round (clientReady),
+    // and one that signed in while we restored is invited below.
+    this.active = round;
     for (const address of round.participants) {
-      if (!round.uploaded.has(address)) round.awaySince.set(address, Date.now());
+      if (round.uploaded.has(address)) continue;
+      if (this.deps.hub.isConnected(address)) {
+        void this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
+      } else {
+        round.awaySince.set(address, Date.now());
+      }
     }
     return round;
   }
