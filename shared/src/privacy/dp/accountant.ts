@@ -1,0 +1,132 @@
+/**
+ * A running RDP accountant: composes sampled-Gaussian steps (RDP adds, order by order) and
+ * reports (ε, δ) at any time. The coordinator keeps one per training run to report the
+ * privacy of every published model; it serialises to JSON so it survives restarts.
+ */
+import { z } from 'zod';
+import { PrivacyError } from './errors.ts';
+import type { PrivacySpent, SampledGaussian } from './rdp.ts';
+import { DEFAULT_ORDERS, computeRdp, rdpToEpsilon } from './rdp.ts';
+
+export interface AccountantStep extends SampledGaussian {
+  /** Steps run with these parameters; 1 when absent. */
+  steps?: number;
+}
+
+/** One run of identical steps, as kept in the history. */
+export interface AccountantHistoryEntry extends SampledGaussian {
+  steps: number;
+}
+
+const FORMAT = 'commons-rdp-accountant';
+const VERSION = 1;
+/** Stored RDP may differ from a recomputation by float rounding of the sums, no more. */
+const CONSISTENCY_TOLERANCE = 1e-9;
+
+const stateSchema = z.strictObject({
+  format: z.literal(FORMAT),
+  version: z.literal(VERSION),
+  orders: z.array(z.number().gt(1)).min(1),
+  rdp: z.array(z.number().nonnegative()),
+  history: z.array(
+    z.strictObject({
+      sampleRate: z.number().min(0).max(1),
+      noiseMultiplier: z.number().nonnegative(),
+      steps: z.number().int().nonnegative(),
+    }),
+  ),
+});
+
+export type RdpAccountantState = z.infer<typeof stateSchema>;
+
+export class RdpAccountant {
+  readonly orders: readonly number[];
+  private readonly total: Float64Array;
+  private readonly runs: AccountantHistoryEntry[] = [];
+
+  constructor(orders: readonly number[] = DEFAULT_ORDERS) {
+    this.orders = Object.freeze([...orders]);
+    // Validates the orders once, here, rather than at the first step.
+    this.total = computeRdp({ sampleRate: 0, noiseMultiplier: 1, steps: 0, orders: this.orders });
+  }
+
+  /** Composes `steps` (default 1) runs of the sampled Gaussian mechanism. */
+  step({ sampleRate, noiseMultiplier, steps = 1 }: AccountantStep): void {
+    const rdp = computeRdp({ sampleRate, noiseMultiplier, steps, orders: this.orders });
+    for (let k = 0; k < rdp.length; k++) this.total[k]! += rdp[k]!;
+    // Consecutive identical steps share one history entry, as Opacus's accountant does.
+    const last = this.runs.at(-1);
+    if (last && last.sampleRate === sampleRate && last.noiseMultiplier === noiseMultiplier) {
+      last.steps += steps;
+    } else {
+      this.runs.push({ sampleRate, noiseMultiplier, steps });
+    }
+  }
+
+  /** The composed RDP at each order (a copy). */
+  get rdp(): Float64Array {
+    return this.total.slice();
+  }
+
+  get history(): readonly AccountantHistoryEntry[] {
+    return this.runs.map((run) => ({ ...run }));
+  }
+
+  /** ε and the order that achieves it, at this δ. */
+  privacySpent(delta: number): PrivacySpent {
+    return rdpToEpsilon(this.total, this.orders, delta);
+  }
+
+  epsilon(delta: number): number {
+    return this.privacySpent(delta).epsilon;
+  }
+
+  toJSON(): RdpAccountantState {
+    return {
+      format: FORMAT,
+      version: VERSION,
+      orders: [...this.orders],
+      rdp: Array.from(this.total),
+      history: this.history.map((run) => ({ ...run })),
+    };
+  }
+
+  /**
+   * Restores an accountant. The stored RDP is checked against a recomputation from the
+   * history, so a hand-edited or truncated state is refused rather than under-reported.
+   */
+  static fromJSON(value: unknown): RdpAccountant {
+    const format = (value as { format?: unknown } | null)?.format;
+    const version = (value as { version?: unknown } | null)?.version;
+    if (format !== FORMAT || version !== VERSION) {
+      throw new PrivacyError(
+        'UNSUPPORTED_VERSION',
+        `not a ${FORMAT} version ${VERSION} state (format ${String(format)}, version ${String(version)})`,
+      );
+    }
+    const parsed = stateSchema.safeParse(value);
+    if (!parsed.success) {
+      throw new PrivacyError('CORRUPT_STATE', `accountant state: ${z.prettifyError(parsed.error)}`);
+    }
+    const state = parsed.data;
+    if (state.rdp.length !== state.orders.length) {
+      throw new PrivacyError(
+        'CORRUPT_STATE',
+        `accountant state has ${state.rdp.length} RDP values for ${state.orders.length} orders`,
+      );
+    }
+    const restored = new RdpAccountant(state.orders);
+    for (const run of state.history) restored.step(run);
+    for (let k = 0; k < state.orders.length; k++) {
+      const stored = state.rdp[k]!;
+      const recomputed = restored.total[k]!;
+      if (Math.abs(stored - recomputed) > CONSISTENCY_TOLERANCE * Math.max(1, recomputed)) {
+        throw new PrivacyError(
+          'CORRUPT_STATE',
+          `accountant state's RDP at order ${state.orders[k]} is ${stored}, but its history gives ${recomputed}`,
+        );
+      }
+    }
+    return restored;
+  }
+}
