@@ -43,6 +43,7 @@ export class RdpAccountant {
   readonly orders: readonly number[];
   private readonly total: Float64Array;
   private readonly runs: AccountantHistoryEntry[] = [];
+  private cache: (SampledGaussian & { rdp: Float64Array }) | undefined;
 
   constructor(orders: readonly number[] = DEFAULT_ORDERS) {
     this.orders = Object.freeze([...orders]);
@@ -52,8 +53,11 @@ export class RdpAccountant {
 
   /** Composes `steps` (default 1) runs of the sampled Gaussian mechanism. */
   step({ sampleRate, noiseMultiplier, steps = 1 }: AccountantStep): void {
-    const rdp = computeRdp({ sampleRate, noiseMultiplier, steps, orders: this.orders });
-    for (let k = 0; k < rdp.length; k++) this.total[k]! += rdp[k]!;
+    const perStep = this.perStep(sampleRate, noiseMultiplier);
+    if (!Number.isInteger(steps) || steps < 0) {
+      throw new PrivacyError('INVALID_ARGUMENT', `steps must be an integer ≥ 0, got ${steps}`);
+    }
+    for (let k = 0; k < perStep.length; k++) this.total[k]! += perStep[k]! * steps;
     // Consecutive identical steps share one history entry, as Opacus's accountant does.
     const last = this.runs.at(-1);
     if (last && last.sampleRate === sampleRate && last.noiseMultiplier === noiseMultiplier) {
@@ -61,6 +65,17 @@ export class RdpAccountant {
     } else {
       this.runs.push({ sampleRate, noiseMultiplier, steps });
     }
+  }
+
+  /** One step's RDP, kept for the last parameters: a training loop steps with the same q, σ. */
+  private perStep(sampleRate: number, noiseMultiplier: number): Float64Array {
+    const cached = this.cache;
+    if (cached && cached.sampleRate === sampleRate && cached.noiseMultiplier === noiseMultiplier) {
+      return cached.rdp;
+    }
+    const rdp = computeRdp({ sampleRate, noiseMultiplier, steps: 1, orders: this.orders });
+    this.cache = { sampleRate, noiseMultiplier, rdp };
+    return rdp;
   }
 
   /** The composed RDP at each order (a copy). */
