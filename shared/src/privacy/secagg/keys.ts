@@ -1,0 +1,149 @@
+// The key material of one client in one round, and what binds it to the client's Ethereum
+// identity. Two X25519 key pairs, as in Bonawitz et al.: (c_pk, c_sk) for encrypting shares
+// to neighbours, (s_pk, s_sk) for pairwise masks. The client signs both public keys and a
+// commitment to its self-mask seed b (EIP-191 personal_sign), so the server and neighbours
+// check them against its address, and a reconstructed b or s_sk can be checked against what
+// the client committed to before anyone held a share.
+import { x25519 } from '@noble/curves/ed25519.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { equalBytes } from '@noble/ciphers/utils.js';
+import { concatBytes, utf8ToBytes } from '@noble/hashes/utils.js';
+import { getAddress, getBytes, hexlify, verifyMessage } from 'ethers';
+import { randomFieldSecret } from './shamir.ts';
+
+/** The label under which every derivation of this protocol version is domain-separated. */
+export const SECAGG_DOMAIN = 'commons/secagg/v1';
+
+export interface X25519KeyPair {
+  secretKey: Uint8Array;
+  publicKey: Uint8Array;
+}
+
+/** A key pair whose secret is below the Shamir field prime, so it can be secret-shared as is. */
+export function generateKeyPair(): X25519KeyPair {
+  const secretKey = randomFieldSecret();
+  return { secretKey, publicKey: x25519.getPublicKey(secretKey) };
+}
+
+export function publicKeyOf(secretKey: Uint8Array): Uint8Array {
+  return x25519.getPublicKey(secretKey);
+}
+
+function u32be(v: number): Uint8Array {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, v);
+  return out;
+}
+
+function u64be(v: number): Uint8Array {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(v));
+  return out;
+}
+
+/** The bytes every round-bound derivation and associated data starts with. */
+export function roundContext(label: string, roundId: number): Uint8Array {
+  return concatBytes(utf8ToBytes(`${SECAGG_DOMAIN}/${label}`), u64be(roundId));
+}
+
+/** The commitment to a self-mask seed b: a hash, so it reveals nothing of b (32 random bytes). */
+export function selfMaskCommitment(b: Uint8Array): Uint8Array {
+  return sha256(concatBytes(utf8ToBytes(`${SECAGG_DOMAIN}/self-mask-commitment`), b));
+}
+
+export function checkSelfMaskCommitment(b: Uint8Array, commitment: Uint8Array): boolean {
+  return equalBytes(selfMaskCommitment(b), commitment);
+}
+
+/** What a client signs: the round, its node id and address, both public keys and its b commitment. */
+export interface AdvertisedKeys {
+  roundId: number;
+  nodeId: number;
+  address: string;
+  encryptionKey: Uint8Array;
+  maskingKey: Uint8Array;
+  selfMaskCommitment: Uint8Array;
+}
+
+export function advertisementDigest(keys: AdvertisedKeys): Uint8Array {
+  return sha256(
+    concatBytes(
+      roundContext('keys', keys.roundId),
+      u32be(keys.nodeId),
+      getBytes(getAddress(keys.address)),
+      keys.encryptionKey,
+      keys.maskingKey,
+      keys.selfMaskCommitment,
+    ),
+  );
+}
+
+/** The part of an ethers Signer the client needs (a Wallet, a browser wallet, a hardware signer). */
+export interface SecAggSigner {
+  getAddress(): Promise<string>;
+  signMessage(message: Uint8Array | string): Promise<string>;
+}
+
+export async function signAdvertisement(
+  keys: AdvertisedKeys,
+  signer: SecAggSigner,
+): Promise<Uint8Array> {
+  return getBytes(await signer.signMessage(advertisementDigest(keys)));
+}
+
+/** True when the signature over these keys recovers to `keys.address`. */
+export function verifyAdvertisement(keys: AdvertisedKeys, signature: Uint8Array): boolean {
+  try {
+    const signer = verifyMessage(advertisementDigest(keys), hexlify(signature));
+    return signer === getAddress(keys.address);
+  } catch {
+    return false;
+  }
+}
+
+function agree(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+  // noble rejects low-order public keys (an all-zero shared secret) by throwing.
+  return x25519.getSharedSecret(secretKey, publicKey);
+}
+
+/** The ChaCha20-Poly1305 key for shares between two nodes (symmetric in the pair). */
+export function shareEncryptionKey(
+  secretKey: Uint8Array,
+  peerPublicKey: Uint8Array,
+  roundId: number,
+): Uint8Array {
+  return hkdf(
+    sha256,
+    agree(secretKey, peerPublicKey),
+    roundContext('salt', roundId),
+    utf8ToBytes(`${SECAGG_DOMAIN}/share-key`),
+    32,
+  );
+}
+
+/** The PRG seed of the pairwise mask between two nodes (symmetric in the pair). */
+export function pairwiseMaskSeed(
+  secretKey: Uint8Array,
+  peerPublicKey: Uint8Array,
+  roundId: number,
+): Uint8Array {
+  return hkdf(
+    sha256,
+    agree(secretKey, peerPublicKey),
+    roundContext('salt', roundId),
+    utf8ToBytes(`${SECAGG_DOMAIN}/pairwise-mask`),
+    32,
+  );
+}
+
+/** The PRG seed of a node's self mask, from its secret-shared b. */
+export function selfMaskSeed(b: Uint8Array, roundId: number): Uint8Array {
+  return hkdf(
+    sha256,
+    b,
+    roundContext('salt', roundId),
+    utf8ToBytes(`${SECAGG_DOMAIN}/self-mask`),
+    32,
+  );
+}

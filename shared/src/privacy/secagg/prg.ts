@@ -1,0 +1,119 @@
+// Mask expansion: a 32-byte seed becomes one pseudo-random ring element per coordinate, the
+// ChaCha20 keystream (RFC 8439, zero nonce, block counter from 0) read as little-endian 32-bit
+// words. OpenSSL's ChaCha20 (node:crypto) is used where it exists because it is an order of
+// magnitude faster than portable JavaScript; @noble/ciphers produces the identical stream
+// elsewhere (a browser renderer), and a test holds the two to the same bytes.
+import { chacha20 } from '@noble/ciphers/chacha.js';
+import { isLE } from '@noble/ciphers/utils.js';
+
+type CreateCipheriv = (
+  algorithm: string,
+  key: Uint8Array,
+  iv: Uint8Array,
+) => { update(data: Uint8Array): Uint8Array; final(): Uint8Array };
+
+// getBuiltinModule resolves synchronously in Node ≥ 22 and is absent in browsers, so this
+// file imports nowhere that lacks node:crypto.
+const nodeCrypto = (
+  globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
+).process?.getBuiltinModule?.('node:crypto') as { createCipheriv: CreateCipheriv } | undefined;
+
+export type ChaChaImplementation = 'openssl' | 'noble';
+
+/** Which implementation {@link addMaskInto} uses here. */
+export const defaultChaCha: ChaChaImplementation = nodeCrypto ? 'openssl' : 'noble';
+
+/** Words per keystream chunk: 64 KiB keeps scratch memory flat whatever the vector length. */
+const CHUNK_WORDS = 16384;
+const CHUNK_BYTES = CHUNK_WORDS * 4;
+const BLOCK_BYTES = 64;
+const ZERO_NONCE = new Uint8Array(12);
+const ZEROS = new Uint8Array(CHUNK_BYTES);
+
+function checkSeed(seed: Uint8Array): void {
+  if (seed.length !== 32) throw new Error(`a mask seed is 32 bytes, got ${seed.length}`);
+  if (!isLE) throw new Error('secure aggregation reads keystream words little-endian only');
+}
+
+/**
+ * Calls `sink` with successive keystream chunks as Uint32 words (each a view of one scratch
+ * buffer, valid only during the call) until `words` words have been produced.
+ */
+function keystreamChunks(
+  seed: Uint8Array,
+  words: number,
+  impl: ChaChaImplementation,
+  sink: (chunk: Uint32Array, offset: number) => void,
+): void {
+  checkSeed(seed);
+  const scratch = new Uint8Array(CHUNK_BYTES);
+  const view = new Uint32Array(scratch.buffer);
+  if (impl === 'openssl') {
+    if (!nodeCrypto) throw new Error('OpenSSL ChaCha20 needs node:crypto, which is absent here');
+    // OpenSSL's 16-byte IV is the 32-bit little-endian block counter followed by the nonce.
+    const cipher = nodeCrypto.createCipheriv('chacha20', seed, new Uint8Array(16));
+    for (let offset = 0; offset < words; offset += CHUNK_WORDS) {
+      const n = Math.min(CHUNK_WORDS, words - offset);
+      scratch.set(cipher.update(n === CHUNK_WORDS ? ZEROS : ZEROS.subarray(0, n * 4)));
+      sink(view.subarray(0, n), offset);
+    }
+    return;
+  }
+  for (let offset = 0; offset < words; offset += CHUNK_WORDS) {
+    const n = Math.min(CHUNK_WORDS, words - offset);
+    const counter = (offset * 4) / BLOCK_BYTES; // chunks are whole blocks, so no block splits
+    chacha20(seed, ZERO_NONCE, ZEROS.subarray(0, n * 4), scratch.subarray(0, n * 4), counter);
+    sink(view.subarray(0, n), offset);
+  }
+}
+
+/** The first `byteLength` keystream bytes (for tests and cross-checks). */
+export function chachaKeystream(
+  seed: Uint8Array,
+  byteLength: number,
+  impl: ChaChaImplementation = defaultChaCha,
+): Uint8Array {
+  const words = Math.ceil(byteLength / 4);
+  const out = new Uint8Array(words * 4);
+  keystreamChunks(seed, words, impl, (chunk, offset) => {
+    out.set(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length * 4), offset * 4);
+  });
+  return out.subarray(0, byteLength);
+}
+
+/**
+ * acc ← acc + sign · PRG(seed) (mod modulusRange), word by word, without materialising the
+ * mask. The modulus is a power of two ≤ 2^32, so a bitwise AND reduces and storing into a
+ * Uint32Array wraps the 2^32 case.
+ */
+export function addMaskInto(
+  acc: Uint32Array,
+  seed: Uint8Array,
+  sign: 1 | -1,
+  modulusRange: number,
+  impl: ChaChaImplementation = defaultChaCha,
+): void {
+  const m = modulusRange - 1;
+  keystreamChunks(seed, acc.length, impl, (chunk, offset) => {
+    const n = chunk.length;
+    if (sign === 1) {
+      for (let i = 0; i < n; i++)
+        acc[offset + i] = ((acc[offset + i] as number) + (chunk[i] as number)) & m;
+    } else {
+      for (let i = 0; i < n; i++)
+        acc[offset + i] = ((acc[offset + i] as number) - (chunk[i] as number)) & m;
+    }
+  });
+}
+
+/** A fresh mask vector PRG(seed) (mod modulusRange) of `length` words. */
+export function expandMask(
+  seed: Uint8Array,
+  length: number,
+  modulusRange: number,
+  impl: ChaChaImplementation = defaultChaCha,
+): Uint32Array {
+  const out = new Uint32Array(length);
+  addMaskInto(out, seed, 1, modulusRange, impl);
+  return out;
+}
