@@ -39,6 +39,3 @@ export type WsServerFrame = z.infer<typeof wsServerFrameSchema>;
 export const WS_PROTOCOL = 'commons.v1';
 /** The path the bridge accepts WebSocket upgrades on. */
 export const WS_PATH = '/api';
-/** Electron IPC channels. */
-export const IPC_CALL_CHANNEL = 'commons:call';
-export const IPC_EVENT_CHANNEL = 'commons:event';

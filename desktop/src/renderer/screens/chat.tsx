@@ -1,0 +1,289 @@
+// Chat: conversations on the left; the open conversation with a streamed reply, stop and
+// regenerate; which model version, backend and adapter answer.
+import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from 'react';
+import type { ChatMessage } from '../../api/vault.ts';
+import { useApi, useEvent } from '../api.tsx';
+import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
+import { VaultGate } from '../components/vault-gate.tsx';
+import { formatDate, formatNumber, shortHash } from '../format.ts';
+import { Markdown } from '../markdown.tsx';
+import { useCall } from '../use-call.ts';
+
+export function ChatScreen() {
+  return (
+    <VaultGate>
+      <Chat />
+    </VaultGate>
+  );
+}
+
+interface Streaming {
+  requestId: string;
+  chatId: string;
+  /** The message being answered (shown until the stored chat is reloaded); null on regenerate. */
+  prompt: string | null;
+  text: string;
+}
+
+function Chat() {
+  const api = useApi();
+  const chats = useCall(() => api['vault.listChats']({}), [api]);
+  const [selected, setSelected] = useState<string | null>(null);
+  const chatId = selected ?? chats.data?.[0]?.id ?? null;
+  const chat = useCall(
+    () => (chatId ? api['vault.readChat']({ id: chatId }) : Promise.resolve(null)),
+    [api, chatId],
+  );
+  const runtime = useCall(() => api['chat.status']({}), [api]);
+  const [streaming, setStreaming] = useState<Streaming | null>(null);
+  const [draft, setDraft] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  const [loadingModel, setLoadingModel] = useState(false);
+  const log = useRef<HTMLOListElement>(null);
+
+  useEvent('vault.changed', (e) => {
+    if (e.what === 'chats') chats.reload();
+  });
+  useEvent('models.activated', () => runtime.reload());
+  useEvent('chat.token', (t) => {
+    setStreaming((s) => (s && s.requestId === t.requestId ? { ...s, text: s.text + t.text } : s));
+  });
+
+  useEffect(() => {
+    log.current?.lastElementChild?.scrollIntoView({ block: 'end' });
+  }, [chat.data, streaming?.text]);
+
+  async function generate(kind: 'send' | 'regenerate', text: string) {
+    setError(null);
+    let id = chatId;
+    try {
+      if (!id) {
+        const created = await api['vault.createChat']({ title: text.slice(0, 60) || undefined });
+        id = created.id;
+        setSelected(id);
+      }
+      const requestId = crypto.randomUUID();
+      setStreaming({ requestId, chatId: id, prompt: kind === 'send' ? text : null, text: '' });
+      if (kind === 'send') {
+        setDraft('');
+        await api['chat.send']({ requestId, chatId: id, text });
+      } else {
+        await api['chat.regenerate']({ requestId, chatId: id });
+      }
+    } catch (e) {
+      setError(e);
+      if (kind === 'send') setDraft(text);
+    } finally {
+      setStreaming(null);
+      chat.reload();
+      chats.reload();
+      runtime.reload();
+    }
+  }
+
+  function onSubmit(event: FormEvent) {
+    event.preventDefault();
+    const text = draft.trim();
+    if (text && !streaming) void generate('send', text);
+  }
+
+  function onComposerKey(event: KeyboardEvent<HTMLTextAreaElement>) {
+    if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) {
+      onSubmit(event);
+    }
+  }
+
+  async function newChat() {
+    try {
+      const created = await api['vault.createChat']({});
+      setSelected(created.id);
+      chats.reload();
+    } catch (e) {
+      setError(e);
+    }
+  }
+
+  async function loadModel() {
+    setLoadingModel(true);
+    setError(null);
+    try {
+      await api['chat.load']({});
+    } catch (e) {
+      setError(e);
+    } finally {
+      setLoadingModel(false);
+      runtime.reload();
+    }
+  }
+
+  async function toggleAdapter(enabled: boolean) {
+    try {
+      await api['training.useAdapter']({ enabled });
+    } catch (e) {
+      setError(e);
+    }
+    runtime.reload();
+  }
+
+  const history = chat.data?.history ?? [];
+  const regenerating = streaming && streaming.prompt === null;
+  const shown: ChatMessage[] =
+    regenerating && history.at(-1)?.role === 'assistant' ? history.slice(0, -1) : history;
+  const model = runtime.data?.model ?? null;
+
+  return (
+    <div className="chat-layout">
+      <aside className="chat-list" aria-label="Conversations">
+        <button type="button" className="primary" onClick={() => void newChat()}>
+          New chat
+        </button>
+        {chats.loading && !chats.data ? <Loading what="conversations" /> : null}
+        <ErrorNotice error={chats.error} retry={chats.reload} />
+        {chats.data && chats.data.length === 0 ? (
+          <p className="hint">No conversations yet. Type below to start one.</p>
+        ) : null}
+        <ul>
+          {chats.data?.map((c) => (
+            <li key={c.id}>
+              <button
+                type="button"
+                className="chat-item"
+                aria-current={c.id === chatId ? 'true' : undefined}
+                onClick={() => setSelected(c.id)}
+              >
+                <span className="chat-title">{c.title || 'Untitled'}</span>
+                <span className="meta">
+                  {c.messages} messages · {formatDate(c.updatedAt)}
+                </span>
+              </button>
+            </li>
+          ))}
+        </ul>
+      </aside>
+      <section className="chat-main" aria-label="Conversation">
+        <header className="model-bar">
+          {model ? (
+            <>
+              <span title={model.hash}>
+                Model <code>{shortHash(model.hash)}</code>
+              </span>
+              <span className="badge">{model.backend}</span>
+              <span>{formatNumber(model.parameters / 1000, 3)}k parameters</span>
+              {model.adapter ? (
+                <label className="inline">
+                  <input
+                    type="checkbox"
+                    checked={model.adapter.enabled}
+                    onChange={(e) => void toggleAdapter(e.target.checked)}
+                  />
+                  Personal adapter
+                </label>
+              ) : (
+                <span className="hint">No personal adapter (see Personalise)</span>
+              )}
+            </>
+          ) : (
+            <>
+              <span>The model loads with your first message.</span>
+              <button type="button" onClick={() => void loadModel()} disabled={loadingModel}>
+                {loadingModel ? 'Loading model…' : 'Load now'}
+              </button>
+            </>
+          )}
+        </header>
+        <ol className="messages" ref={log} aria-live="polite">
+          {shown.length === 0 && !streaming ? (
+            <li className="empty-chat">
+              <Empty title="Ask anything">
+                <p className="hint">
+                  Replies are generated on this machine. Nothing you type leaves it.
+                </p>
+              </Empty>
+            </li>
+          ) : null}
+          {shown.map((m, i) => (
+            <Message
+              key={i}
+              message={m}
+              canRegenerate={!streaming && i === shown.length - 1 && m.role === 'assistant'}
+              onRegenerate={() => void generate('regenerate', '')}
+            />
+          ))}
+          {streaming?.prompt ? (
+            <Message message={{ role: 'user', text: streaming.prompt, at: '' }} />
+          ) : null}
+          {streaming ? (
+            <li className="message assistant streaming" aria-busy="true">
+              <div className="role">Commons</div>
+              {streaming.text ? (
+                <Markdown source={streaming.text} />
+              ) : (
+                <p className="hint">Thinking…</p>
+              )}
+            </li>
+          ) : null}
+        </ol>
+        <ErrorNotice error={error ?? chat.error} />
+        <form className="composer" onSubmit={onSubmit}>
+          <label className="sr-only" htmlFor="composer">
+            Message
+          </label>
+          <textarea
+            id="composer"
+            value={draft}
+            onChange={(e) => setDraft(e.target.value)}
+            onKeyDown={onComposerKey}
+            placeholder="Write a message (Enter to send, Shift+Enter for a new line)"
+            rows={3}
+            autoFocus
+          />
+          {streaming ? (
+            <button
+              type="button"
+              className="danger"
+              onClick={() => void api['chat.cancel']({ requestId: streaming.requestId })}
+            >
+              Stop
+            </button>
+          ) : (
+            <button type="submit" className="primary" disabled={!draft.trim()}>
+              Send
+            </button>
+          )}
+        </form>
+      </section>
+    </div>
+  );
+}
+
+function Message(props: {
+  message: ChatMessage;
+  canRegenerate?: boolean;
+  onRegenerate?: () => void;
+}) {
+  const { message } = props;
+  return (
+    <li className={`message ${message.role}`}>
+      <div className="role">
+        {message.role === 'user' ? 'You' : 'Commons'}
+        {message.model ? (
+          <span className="meta" title={message.model.hash}>
+            {' '}
+            · {shortHash(message.model.hash)}
+            {message.model.adapter ? ' + adapter' : ''}
+          </span>
+        ) : null}
+      </div>
+      {message.role === 'assistant' ? (
+        <Markdown source={message.text} />
+      ) : (
+        <p className="user-text">{message.text}</p>
+      )}
+      {props.canRegenerate ? (
+        <button type="button" className="link" onClick={props.onRegenerate}>
+          Regenerate
+        </button>
+      ) : null}
+    </li>
+  );
+}

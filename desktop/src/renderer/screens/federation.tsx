@@ -1,0 +1,411 @@
+// Federation: the consent screen (the on-chain policy, the ε budget, exactly what is shared),
+// then the contributor client's live status, rounds joined, ε spent against the budget and
+// rewards to claim.
+import { useState } from 'react';
+import type { FederationPolicy } from '../../api/governance.ts';
+import { useApi, useEvent } from '../api.tsx';
+import { LineChart } from '../components/line-chart.tsx';
+import { ProgressBar } from '../components/progress-bar.tsx';
+import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
+import { formatDate, formatNumber, formatTokens, shortHash } from '../format.ts';
+import { useCall } from '../use-call.ts';
+
+export function FederationScreen() {
+  const api = useApi();
+  const consent = useCall(() => api['federation.consent']({}), [api]);
+  const policy = useCall(() => api['governance.policy']({}), [api]);
+  return (
+    <>
+      <h1>Federation</h1>
+      <p className="lead">
+        Help improve the shared model without sharing your data: your machine trains on your
+        documents and sends only a clipped, noised update.
+      </p>
+      <PolicyCard
+        policy={policy.data?.policy}
+        version={policy.data?.version}
+        error={policy.error}
+        retry={policy.reload}
+      />
+      {consent.data ? (
+        <ConsentCard consent={consent.data} onChange={consent.reload} />
+      ) : consent.error ? (
+        <ErrorNotice error={consent.error} retry={consent.reload} />
+      ) : (
+        <Loading what="your consent" />
+      )}
+      {consent.data?.granted ? <Contributor /> : null}
+      <Privacy />
+      <Rewards />
+    </>
+  );
+}
+
+const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explain: string }[] = [
+  {
+    key: 'epsilonBudget',
+    label: 'ε budget',
+    explain: 'the most privacy loss you can ever be charged',
+  },
+  { key: 'delta', label: 'δ', explain: 'the chance the ε guarantee does not hold' },
+  { key: 'clipNorm', label: 'Clip norm', explain: 'how much any one update can move the model' },
+  {
+    key: 'noiseMultiplier',
+    label: 'Noise multiplier',
+    explain: 'noise added to the sum, × clip norm',
+  },
+  {
+    key: 'secureAggregation',
+    label: 'Secure aggregation',
+    explain: 'the coordinator only sees the sum',
+  },
+  { key: 'minClients', label: 'Minimum clients', explain: 'a round needs at least this many' },
+  { key: 'maxClients', label: 'Maximum clients', explain: 'invited per round' },
+  { key: 'sampleRate', label: 'Sample rate', explain: 'share of members invited per round' },
+  { key: 'aggregationRule', label: 'Aggregation', explain: 'how updates are combined' },
+  { key: 'localEpochs', label: 'Local epochs', explain: 'passes over your data per round' },
+  { key: 'learningRate', label: 'Learning rate', explain: 'step size of local training' },
+  { key: 'roundDeadlineSeconds', label: 'Round deadline', explain: 'seconds to upload' },
+];
+
+export function policyValue(value: FederationPolicy[keyof FederationPolicy]): string {
+  if (typeof value === 'boolean') return value ? 'on' : 'off';
+  if (typeof value === 'number') return formatNumber(value, 4);
+  return String(value);
+}
+
+function PolicyCard(props: {
+  policy: FederationPolicy | undefined;
+  version: number | undefined;
+  error: unknown;
+  retry: () => void;
+}) {
+  return (
+    <section className="card" aria-labelledby="policy-title">
+      <h2 id="policy-title">
+        The policy in force{' '}
+        {props.version !== undefined ? (
+          <span className="meta">version {props.version}, on chain</span>
+        ) : null}
+      </h2>
+      <ErrorNotice error={props.error} retry={props.retry} />
+      {props.policy ? (
+        <dl className="facts policy">
+          {POLICY_FIELDS.map((f) => (
+            <div key={f.key}>
+              <dt>{f.label}</dt>
+              <dd>
+                {policyValue(props.policy![f.key])} <span className="meta">{f.explain}</span>
+              </dd>
+            </div>
+          ))}
+        </dl>
+      ) : !props.error ? (
+        <Loading what="the policy from the chain" />
+      ) : null}
+    </section>
+  );
+}
+
+function ConsentCard(props: {
+  consent: { granted: boolean; changedAt: string | null; documentIds: string[]; shares: string[] };
+  onChange: () => void;
+}) {
+  const api = useApi();
+  const docs = useCall(() => api['vault.listDocuments']({}).catch(() => null), [api]);
+  const [chosen, setChosen] = useState<Set<string>>(new Set(props.consent.documentIds));
+  const [error, setError] = useState<unknown>(null);
+
+  async function set(granted: boolean) {
+    setError(null);
+    try {
+      await api['federation.setConsent']({ granted, documentIds: granted ? [...chosen] : [] });
+      props.onChange();
+    } catch (e) {
+      setError(e);
+    }
+  }
+
+  return (
+    <section className="card consent" aria-labelledby="consent-title">
+      <h2 id="consent-title">Your consent</h2>
+      <p>If you join, this is everything that leaves your machine:</p>
+      <ul>
+        {props.consent.shares.map((s) => (
+          <li key={s}>{s}</li>
+        ))}
+      </ul>
+      <p>
+        Your documents and chats are never sent. You can withdraw at any time; that stops at once.
+      </p>
+      {props.consent.granted ? (
+        <>
+          <p>
+            <strong>You agreed</strong>
+            {props.consent.changedAt ? ` on ${formatDate(props.consent.changedAt)}` : ''}, training
+            on {props.consent.documentIds.length} documents.
+          </p>
+          <button type="button" className="danger" onClick={() => void set(false)}>
+            Withdraw consent
+          </button>
+        </>
+      ) : (
+        <>
+          {docs.data === null ? (
+            <p className="hint">Unlock your vault (My data) to choose documents to train on.</p>
+          ) : docs.data && docs.data.length === 0 ? (
+            <p className="hint">
+              Import documents on My data first; training uses only those you pick.
+            </p>
+          ) : (
+            <fieldset className="choices">
+              <legend>Documents training may use</legend>
+              {docs.data?.map((d) => (
+                <label key={d.id} className="inline">
+                  <input
+                    type="checkbox"
+                    checked={chosen.has(d.id)}
+                    onChange={() =>
+                      setChosen((s) => {
+                        const next = new Set(s);
+                        if (!next.delete(d.id)) next.add(d.id);
+                        return next;
+                      })
+                    }
+                  />
+                  {d.name}
+                </label>
+              ))}
+            </fieldset>
+          )}
+          <button
+            type="button"
+            className="primary"
+            disabled={chosen.size === 0}
+            onClick={() => void set(true)}
+          >
+            I agree: join federated training
+          </button>
+        </>
+      )}
+      <ErrorNotice error={error} />
+    </section>
+  );
+}
+
+function Contributor() {
+  const api = useApi();
+  const status = useCall(() => api['federation.status']({}), [api]);
+  const rounds = useCall(() => api['federation.rounds']({}), [api]);
+  const [phase, setPhase] = useState<{ phase: string; done: number; total: number } | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  useEvent('federation.status', () => status.reload());
+  useEvent('federation.progress', (p) => setPhase(p));
+  useEvent('federation.round', () => {
+    setPhase(null);
+    rounds.reload();
+    status.reload();
+  });
+
+  async function toggle(start: boolean) {
+    setError(null);
+    try {
+      await (start ? api['federation.start']({}) : api['federation.stop']({}));
+    } catch (e) {
+      setError(e);
+    }
+    status.reload();
+  }
+
+  const s = status.data;
+  return (
+    <section className="card" aria-labelledby="contrib-title">
+      <h2 id="contrib-title">Contributing</h2>
+      <ErrorNotice error={error ?? status.error} retry={status.reload} />
+      {s ? (
+        <>
+          <dl className="facts">
+            <div>
+              <dt>Connection</dt>
+              <dd>
+                <span className={`badge conn-${s.connection}`}>{s.connection}</span>
+              </dd>
+            </div>
+            <div>
+              <dt>Now</dt>
+              <dd>
+                {s.activity}
+                {s.roundId !== null ? ` (round ${s.roundId})` : ''}
+              </dd>
+            </div>
+            <div>
+              <dt>Rounds joined</dt>
+              <dd>{s.roundsJoined}</dd>
+            </div>
+            <div>
+              <dt>Signed in as</dt>
+              <dd>{s.address ? <code title={s.address}>{shortHash(s.address, 4)}</code> : '—'}</dd>
+            </div>
+          </dl>
+          {s.detail ? <p className="hint">{s.detail}</p> : null}
+          {phase ? (
+            <ProgressBar value={phase.done} max={phase.total} label={`Round ${phase.phase}`} />
+          ) : null}
+          <button
+            type="button"
+            className={s.running ? 'danger' : 'primary'}
+            onClick={() => void toggle(!s.running)}
+          >
+            {s.running ? 'Stop contributing' : 'Start contributing'}
+          </button>
+        </>
+      ) : !status.error ? (
+        <Loading what="the contributor status" />
+      ) : null}
+      <h3>Rounds joined</h3>
+      {rounds.data && rounds.data.length === 0 ? <p className="hint">None yet.</p> : null}
+      {rounds.data && rounds.data.length > 0 ? (
+        <table className="table">
+          <thead>
+            <tr>
+              <th scope="col">Round</th>
+              <th scope="col">Outcome</th>
+              <th scope="col">ε</th>
+              <th scope="col">When</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rounds.data.map((r) => (
+              <tr key={`${r.roundId}-${r.at}`}>
+                <td>{r.roundId}</td>
+                <td title={r.detail}>{r.outcome}</td>
+                <td>{r.epsilon === null ? '—' : formatNumber(r.epsilon, 3)}</td>
+                <td>{formatDate(r.at)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+    </section>
+  );
+}
+
+function Privacy() {
+  const api = useApi();
+  const ledger = useCall(() => api['federation.privacy']({}), [api]);
+  useEvent('federation.round', () => ledger.reload());
+  const l = ledger.data;
+  let cumulative = 0;
+  const points = (l?.entries ?? [])
+    .slice()
+    .sort((a, b) => a.at.localeCompare(b.at))
+    .map((e, i) => ({ x: i + 1, y: (cumulative += e.epsilon) }));
+  return (
+    <section className="card" aria-labelledby="privacy-title">
+      <h2 id="privacy-title">Your privacy budget</h2>
+      <ErrorNotice error={ledger.error} retry={ledger.reload} />
+      {l ? (
+        <>
+          <p>
+            Spent <strong>ε = {formatNumber(l.spent, 3)}</strong> of {formatNumber(l.budget, 3)} (δ
+            = {l.delta.toExponential(0)}); {formatNumber(l.remaining, 3)} left.
+          </p>
+          <ProgressBar value={l.spent} max={l.budget} label="ε spent of budget" />
+          {points.length ? (
+            <LineChart
+              title="ε spent"
+              xLabel="round joined"
+              yLabel="ε"
+              series={[
+                { name: 'spent', className: 'epsilon', points: [{ x: 0, y: 0 }, ...points] },
+              ]}
+              limit={{ y: l.budget, label: `budget ${formatNumber(l.budget, 3)}` }}
+            />
+          ) : (
+            <p className="hint">Nothing spent yet: you have not contributed to a round.</p>
+          )}
+        </>
+      ) : !ledger.error ? (
+        <Loading what="the privacy ledger" />
+      ) : null}
+    </section>
+  );
+}
+
+function Rewards() {
+  const api = useApi();
+  const rewards = useCall(() => api['federation.rewards']({}), [api]);
+  const [claimText, setClaimText] = useState('');
+  const [error, setError] = useState<unknown>(null);
+  const [done, setDone] = useState<string | null>(null);
+
+  async function claim() {
+    setError(null);
+    setDone(null);
+    try {
+      const parsed: unknown = JSON.parse(claimText);
+      const tx = await api['federation.claim']({ claim: parsed as never });
+      setDone(`Claimed in block ${tx.blockNumber}.`);
+      setClaimText('');
+      rewards.reload();
+    } catch (e) {
+      setError(
+        e instanceof SyntaxError
+          ? new Error('That is not a claim: paste the JSON the coordinator gave you.')
+          : e,
+      );
+    }
+  }
+
+  return (
+    <section className="card" aria-labelledby="rewards-title">
+      <h2 id="rewards-title">Rewards</h2>
+      <ErrorNotice error={rewards.error} retry={rewards.reload} />
+      {rewards.data && rewards.data.length === 0 ? (
+        <Empty title="No rewards yet">
+          <p className="hint">
+            Each accepted round earns governance tokens, so contributors gain a voice.
+          </p>
+        </Empty>
+      ) : null}
+      {rewards.data && rewards.data.length > 0 ? (
+        <table className="table">
+          <thead>
+            <tr>
+              <th scope="col">Round</th>
+              <th scope="col">Amount</th>
+              <th scope="col">State</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rewards.data.map((r) => (
+              <tr key={r.roundId}>
+                <td>{r.roundId}</td>
+                <td>{r.amount ? `${formatTokens(r.amount)} CMNS` : '—'}</td>
+                <td>
+                  {r.claimed
+                    ? 'claimed'
+                    : r.posted
+                      ? 'ready to claim'
+                      : 'waiting for the coordinator'}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      <details>
+        <summary>Claim a reward</summary>
+        <label>
+          Claim (JSON from the coordinator)
+          <textarea rows={4} value={claimText} onChange={(e) => setClaimText(e.target.value)} />
+        </label>
+        <button type="button" disabled={!claimText.trim()} onClick={() => void claim()}>
+          Claim
+        </button>
+        {done ? <p role="status">{done}</p> : null}
+        <ErrorNotice error={error} />
+      </details>
+    </section>
+  );
+}
