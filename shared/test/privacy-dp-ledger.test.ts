@@ -57,10 +57,10 @@ describe('PrivacyLedger', () => {
     const closedForm = DEFAULT_ORDERS.map((a) => (3 * a) / (2 * 9) + a / (2 * 2.25));
     expect(reopened.spent(1e-5)).toEqual(rdpToEpsilon(closedForm, DEFAULT_ORDERS, 1e-5));
     // Conservative next to the amplified accounting of the same rounds at q = 0.01.
+    const atThree = computeRdp({ sampleRate: 0.01, noiseMultiplier: 3, steps: 3 });
+    const atOneHalf = computeRdp({ sampleRate: 0.01, noiseMultiplier: 1.5, steps: 1 });
     const amplified = rdpToEpsilon(
-      computeRdp({ sampleRate: 0.01, noiseMultiplier: 3, steps: 3 }).map(
-        (r, k) => r + computeRdp({ sampleRate: 0.01, noiseMultiplier: 1.5, steps: 1 })[k]!,
-      ),
+      atThree.map((r, k) => r + atOneHalf[k]!),
       DEFAULT_ORDERS,
       1e-5,
     );

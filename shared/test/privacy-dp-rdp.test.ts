@@ -194,6 +194,18 @@ describe('RdpAccountant', () => {
     ]);
   });
 
+  it('ignores zero steps, even without noise, and refuses fractional ones', () => {
+    const accountant = new RdpAccountant();
+    accountant.step({ sampleRate: 0.5, noiseMultiplier: 0, steps: 0 });
+    expect(accountant.history).toEqual([]);
+    expect(accountant.epsilon(1e-5)).toBe(0);
+    accountant.step({ sampleRate: 0.5, noiseMultiplier: 0 });
+    expect(accountant.epsilon(1e-5)).toBe(Infinity);
+    expect(() => accountant.step({ sampleRate: 0.5, noiseMultiplier: 1, steps: 0.5 })).toThrow(
+      /steps must be an integer/,
+    );
+  });
+
   it('survives JSON and refuses a tampered or foreign state', () => {
     const accountant = new RdpAccountant();
     accountant.step({ sampleRate: 0.02, noiseMultiplier: 0.9, steps: 400 });

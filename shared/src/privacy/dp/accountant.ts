@@ -57,6 +57,8 @@ export class RdpAccountant {
     if (!Number.isInteger(steps) || steps < 0) {
       throw new PrivacyError('INVALID_ARGUMENT', `steps must be an integer ≥ 0, got ${steps}`);
     }
+    // Nothing ran; and 0·∞ (σ = 0) would poison the total with NaN.
+    if (steps === 0) return;
     for (let k = 0; k < perStep.length; k++) this.total[k]! += perStep[k]! * steps;
     // Consecutive identical steps share one history entry, as Opacus's accountant does.
     const last = this.runs.at(-1);
