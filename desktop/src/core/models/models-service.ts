@@ -1,0 +1,183 @@
+// models.*: the registry's versions and verified local copies. The hash a copy must have always
+// comes from the chain (ModelRegistry), never from the store that serves the files.
+import { getAddress } from 'ethers';
+import type { ModelVersion } from '@commons/shared/chain/registry';
+import {
+  fetchBaseModel,
+  verifyBaseModel,
+  type BaseModel,
+} from '@commons/shared/federation/base-model';
+import { ApiError, type Handlers } from '../../api/define.ts';
+import type { modelsMethods, ModelVersionView } from '../../api/models.ts';
+import type { ChainConnection } from '../chain/chain-connection.ts';
+import { chainError, checkpointError } from '../errors.ts';
+import type { CoreEvents } from '../events.ts';
+import type { SettingsService } from '../settings/settings-service.ts';
+import { ModelFiles, plainHash } from './model-files.ts';
+
+export class ModelsService {
+  readonly files: ModelFiles;
+  readonly #chain: ChainConnection;
+  readonly #settings: SettingsService;
+  readonly #events: CoreEvents;
+  /** Hashes whose copy verified in this session (a copy is re-verified on every load anyway). */
+  readonly #verified = new Set<string>();
+  /** One download per hash at a time; a second caller waits for the first. */
+  readonly #downloads = new Map<string, Promise<BaseModel>>();
+  /** What chat has loaded: its copy is not removed from under it. */
+  inUse: string | null = null;
+
+  constructor(
+    dataDir: string,
+    chain: ChainConnection,
+    settings: SettingsService,
+    events: CoreEvents,
+  ) {
+    this.files = new ModelFiles(dataDir);
+    this.#chain = chain;
+    this.#settings = settings;
+    this.#events = events;
+  }
+
+  async #version(hash: string): Promise<ModelVersion> {
+    const chain = await this.#chain.reader();
+    try {
+      if (!(await chain.isRegistered(hash))) {
+        throw new ApiError('not-found', `model ${hash} is not registered in ModelRegistry`);
+      }
+      return await chain.modelVersion(hash);
+    } catch (err) {
+      throw chainError(err, `reading model ${hash}`);
+    }
+  }
+
+  async activeHash(): Promise<string> {
+    const chain = await this.#chain.reader();
+    try {
+      return (await chain.activeModel()).contentHash;
+    } catch (err) {
+      throw chainError(err, 'reading the active model');
+    }
+  }
+
+  async #view(v: ModelVersion, active: string, all: ModelVersion[]): Promise<ModelVersionView> {
+    const bytes = await this.files.size(v.contentHash);
+    return {
+      ...v,
+      registrant: getAddress(v.registrant),
+      children: all.filter((c) => c.parentHash === v.contentHash).map((c) => c.contentHash),
+      active: v.contentHash === active,
+      local: {
+        downloaded: bytes > 0,
+        verified: bytes > 0 && this.#verified.has(plainHash(v.contentHash)),
+        bytes,
+      },
+    };
+  }
+
+  async #viewOf(hash: string): Promise<ModelVersionView> {
+    const chain = await this.#chain.reader();
+    const [all, active] = await Promise.all([
+      chain.listModels().catch((err: unknown) => Promise.reject(chainError(err, 'listing models'))),
+      this.activeHash(),
+    ]);
+    const v = all.find((m) => plainHash(m.contentHash) === plainHash(hash));
+    if (!v) throw new ApiError('not-found', `model ${hash} is not registered in ModelRegistry`);
+    return this.#view(v, active, all);
+  }
+
+  /**
+   * The verified model `hash` (registered on chain), from the local copy or downloaded from the
+   * coordinator. Integrity error if the bytes do not hash to the registered value; a local copy
+   * that fails is removed so the next attempt downloads a good one.
+   */
+  async load(hash: string): Promise<BaseModel> {
+    const version = await this.#version(hash);
+    const key = plainHash(version.contentHash);
+    const running = this.#downloads.get(key);
+    if (running) return running;
+    const task = this.#load(key).finally(() => this.#downloads.delete(key));
+    this.#downloads.set(key, task);
+    return task;
+  }
+
+  async #load(hash: string): Promise<BaseModel> {
+    const local = await this.files.get(hash);
+    if (local) {
+      try {
+        const model = verifyBaseModel(local, hash);
+        this.#verified.add(hash);
+        return model;
+      } catch (err) {
+        this.#verified.delete(hash);
+        await this.files.remove(hash);
+        throw checkpointError(err, `the local copy of model ${hash} (removed)`);
+      }
+    }
+    let last = 0;
+    try {
+      const model = await fetchBaseModel(
+        this.#settings.current.coordinatorUrl,
+        { hash, path: `/models/${hash}/` },
+        {
+          cache: this.files,
+          onProgress: (done, total) => {
+            // Every whole percent, not every network chunk.
+            const percent = Math.floor((100 * done) / Math.max(total, 1));
+            if (done === 0 || done === total || percent > last) {
+              last = percent;
+              this.#events.emit('models.progress', { hash, done, total });
+            }
+          },
+        },
+      );
+      this.#verified.add(hash);
+      return model;
+    } catch (err) {
+      throw checkpointError(err, `downloading model ${hash}`);
+    }
+  }
+
+  handlers(): Handlers<typeof modelsMethods> {
+    return {
+      'models.list': async () => {
+        const chain = await this.#chain.reader();
+        let all: ModelVersion[];
+        try {
+          all = await chain.listModels();
+        } catch (err) {
+          throw chainError(err, 'listing models');
+        }
+        const active = await this.activeHash();
+        return {
+          active,
+          versions: await Promise.all(all.map((v) => this.#view(v, active, all))),
+        };
+      },
+      'models.lineage': async ({ hash }) => {
+        await this.#version(hash);
+        const chain = await this.#chain.reader();
+        return chain.lineage(hash);
+      },
+      'models.download': async ({ hash }) => {
+        await this.load(hash);
+        return this.#viewOf(hash);
+      },
+      'models.verify': async ({ hash }) => {
+        if ((await this.files.size(hash)) === 0) {
+          throw new ApiError('not-found', `there is no local copy of model ${hash}`);
+        }
+        await this.load(hash);
+        return this.#viewOf(hash);
+      },
+      'models.remove': async ({ hash }) => {
+        if (this.inUse === plainHash(hash)) {
+          throw new ApiError('conflict', `model ${hash} is loaded for chat`);
+        }
+        await this.files.remove(hash);
+        this.#verified.delete(plainHash(hash));
+        return this.#viewOf(hash);
+      },
+    };
+  }
+}
