@@ -42,7 +42,9 @@ describe('SecAgg+ configuration', () => {
 
   it('refuses a sum of n quantised updates that could wrap the modulus, naming the numbers', () => {
     // 1025 · (2^22 − 1) = 4299160575 ≥ 2^32; 1024 clients fit.
-    expect(() => validateSecAggConfig({ ...base, numShares: 21, reconstructionThreshold: 11 }, 1024, 10)).not.toThrow();
+    expect(() =>
+      validateSecAggConfig({ ...base, numShares: 21, reconstructionThreshold: 11 }, 1024, 10),
+    ).not.toThrow();
     const err = refusal({ numShares: 21, reconstructionThreshold: 11 }, 1025);
     expect(err.message).toContain('1025 × (4194304 − 1) = 4299160575');
     expect(err.message).toContain('modulusRange 4294967296');
@@ -52,7 +54,9 @@ describe('SecAgg+ configuration', () => {
 
   it('refuses a threshold that lets the server collect both secrets of a node', () => {
     const err = refusal({ numShares: 7, reconstructionThreshold: 3 });
-    expect(err.message).toMatch(/reconstructionThreshold 3 is not more than half of numShares 7.*at least 4/);
+    expect(err.message).toMatch(
+      /reconstructionThreshold 3 is not more than half of numShares 7.*at least 4/,
+    );
     expect(refusal({ reconstructionThreshold: 6 }).message).toMatch(/≤ numShares \(5\), got 6/);
   });
 
@@ -62,10 +66,14 @@ describe('SecAgg+ configuration', () => {
     expect(refusal({ modulusRange: 3 * 2 ** 20 }).message).toMatch(/power of two/);
     expect(refusal({ clippingRange: 0 }).message).toMatch(/clippingRange must be a positive/);
     expect(refusal({ minClients: 2 }).message).toMatch(/minClients must be an integer ≥ 3/);
-    expect(refusal({ minClients: 11 }).message).toMatch(/10 clients were sampled but minClients is 11/);
+    expect(refusal({ minClients: 11 }).message).toMatch(
+      /10 clients were sampled but minClients is 11/,
+    );
     expect(refusal({ timeout: -1 }).message).toMatch(/timeout/);
     // A complete graph may be even: it is plain SecAgg.
-    expect(() => validateSecAggConfig({ ...base, numShares: 10, reconstructionThreshold: 6 }, 10, 1)).not.toThrow();
+    expect(() =>
+      validateSecAggConfig({ ...base, numShares: 10, reconstructionThreshold: 6 }, 10, 1),
+    ).not.toThrow();
   });
 
   it('chooses numShares growing as O(log n), odd, and complete for small rounds', () => {
@@ -74,7 +82,9 @@ describe('SecAgg+ configuration', () => {
     for (const k of ks.slice(1)) expect(k % 2).toBe(1);
     for (let i = 1; i < ks.length; i++) expect(ks[i]).toBeGreaterThanOrEqual(ks[i - 1] as number);
     // Each 10× in n adds a roughly constant number of neighbours (logarithmic growth).
-    expect((ks[4] as number) - (ks[3] as number)).toBeLessThanOrEqual((ks[2] as number) - (ks[1] as number) + 2);
+    expect((ks[4] as number) - (ks[3] as number)).toBeLessThanOrEqual(
+      (ks[2] as number) - (ks[1] as number) + 2,
+    );
     expect(ks[4]).toBeLessThan(100);
     // More expected dropout needs bigger neighbourhoods.
     expect(chooseNumShares(1000, 0.3)).toBeGreaterThan(chooseNumShares(1000, 0.1));
@@ -106,10 +116,16 @@ describe('quantisation', () => {
   it('sums weighted updates within the stated bound and recovers the total weight', () => {
     const n = 6;
     const L = 2000;
-    const updates = Array.from({ length: n }, (_, i) => Float32Array.from({ length: L }, (_, k) => Math.sin(i + k)));
+    const updates = Array.from({ length: n }, (_, i) =>
+      Float32Array.from({ length: L }, (_, k) => Math.sin(i + k)),
+    );
     const weights = [1, 2, 3, 4, 5, 10];
     const sum = new Uint32Array(L + 1);
-    updates.forEach((u, i) => quantizeWeighted(u, weights[i] as number, q).forEach((v, k) => (sum[k] = (sum[k] as number) + v)));
+    updates.forEach((u, i) =>
+      quantizeWeighted(u, weights[i] as number, q).forEach(
+        (v, k) => (sum[k] = (sum[k] as number) + v),
+      ),
+    );
     const { weightedSum, totalWeight } = dequantizeSum(sum, q);
     expect(totalWeight).toBeCloseTo(25, 3);
     const bound = quantizationErrorBound(q, n) + 1e-5;
@@ -135,7 +151,9 @@ describe('quantisation', () => {
 
   it('refuses non-finite coordinates and out-of-range weights, naming them', () => {
     expect(() => quantizeWeighted(Float32Array.of(0, NaN), 1, q)).toThrow(/coordinate 1 is NaN/);
-    expect(() => quantizeWeighted(Float32Array.of(0), 11, q)).toThrow(/\(0, maxWeight = 10\], got 11/);
+    expect(() => quantizeWeighted(Float32Array.of(0), 11, q)).toThrow(
+      /\(0, maxWeight = 10\], got 11/,
+    );
     expect(() => quantizeWeighted(Float32Array.of(0), 0, q)).toThrow(/got 0/);
   });
 });

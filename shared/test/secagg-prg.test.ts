@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { hexToBytes } from '@noble/hashes/utils.js';
-import { addMaskInto, chachaKeystream, defaultChaCha, expandMask } from '../src/privacy/secagg/prg.ts';
+import {
+  addMaskInto,
+  chachaKeystream,
+  defaultChaCha,
+  expandMask,
+} from '../src/privacy/secagg/prg.ts';
 
 describe('ChaCha20 mask PRG', () => {
   it('matches the RFC 8439 keystream (appendix A.1, test vector 1: zero key, zero nonce)', () => {
@@ -16,8 +21,12 @@ describe('ChaCha20 mask PRG', () => {
     const seed = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff);
     // 2.5 chunks of 64 KiB plus an odd tail, so partial blocks and counters past one chunk are covered.
     const length = 2 * 65536 + 32768 + 13;
-    expect(chachaKeystream(seed, length, 'openssl')).toEqual(chachaKeystream(seed, length, 'noble'));
-    expect(expandMask(seed, 40000, 2 ** 32, 'openssl')).toEqual(expandMask(seed, 40000, 2 ** 32, 'noble'));
+    expect(chachaKeystream(seed, length, 'openssl')).toEqual(
+      chachaKeystream(seed, length, 'noble'),
+    );
+    expect(expandMask(seed, 40000, 2 ** 32, 'openssl')).toEqual(
+      expandMask(seed, 40000, 2 ** 32, 'noble'),
+    );
   });
 
   it('adding then subtracting a mask restores the vector, and masks stay inside the ring', () => {

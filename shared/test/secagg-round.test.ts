@@ -18,17 +18,26 @@ let signers: Wallet[];
 let updates: Float32Array[];
 
 beforeAll(() => {
-  signers = Array.from({ length: N }, (_, i) => new Wallet('0x' + (i + 1).toString(16).padStart(64, '0')));
-  updates = Array.from({ length: N }, (_, i) => Float32Array.from({ length: L }, (_, k) => Math.sin(i * 7 + k) * 0.9));
+  signers = Array.from(
+    { length: N },
+    (_, i) => new Wallet('0x' + (i + 1).toString(16).padStart(64, '0')),
+  );
+  updates = Array.from({ length: N }, (_, i) =>
+    Float32Array.from({ length: L }, (_, k) => Math.sin(i * 7 + k) * 0.9),
+  );
 });
 
 function expectSumOf(result: SecAggResult, contributors: number[], weights?: number[]): void {
   expect(result.contributors.map((c) => c.nodeId)).toEqual(contributors);
   expect(result.count).toBe(contributors.length);
   const w = (id: number) => weights?.[id - 1] ?? 1;
-  expect(result.totalWeight).toBeCloseTo(contributors.reduce((s, id) => s + w(id), 0), 4);
+  expect(result.totalWeight).toBeCloseTo(
+    contributors.reduce((s, id) => s + w(id), 0),
+    4,
+  );
   const maxW = Math.max(...contributors.map(w));
-  const bound = quantizationErrorBound({ ...settings, maxWeight: maxW }, contributors.length) + 1e-4;
+  const bound =
+    quantizationErrorBound({ ...settings, maxWeight: maxW }, contributors.length) + 1e-4;
   let worst = 0;
   for (let k = 0; k < L; k++) {
     const exact = contributors.reduce((s, id) => s + w(id) * (updates[id - 1]?.[k] as number), 0);
@@ -47,14 +56,20 @@ describe('SecAgg+ round: the unmasked sum equals the plaintext sum of contributo
       if (label === '0%' && stage !== 'advertise-keys') continue; // one no-dropout round suffices
       it(`${label} of clients dropped at ${label === '0%' ? 'no stage' : stage}`, async () => {
         const { result, refusals } = await runLocalRound({
-          roundId: 1, signers, updates, settings, roundSeed, dropouts: { [stage]: dropped },
+          roundId: 1,
+          signers,
+          updates,
+          settings,
+          roundSeed,
+          dropouts: { [stage]: dropped },
         });
         expect(refusals).toEqual([]);
         // A client gone at unmask already uploaded: it is in the sum, its b rebuilt by neighbours.
         const contributors = stage === 'unmask' ? all : all.filter((id) => !dropped.includes(id));
         expectSumOf(result, contributors);
         expect(result.dropped.map((d) => d.nodeId)).toEqual(stage === 'unmask' ? [] : dropped);
-        if (stage === 'collect-masked-input') expect(result.reconstructed.maskKeys).toEqual(dropped);
+        if (stage === 'collect-masked-input')
+          expect(result.reconstructed.maskKeys).toEqual(dropped);
         else expect(result.reconstructed.maskKeys).toEqual([]);
       });
     }
@@ -63,21 +78,41 @@ describe('SecAgg+ round: the unmasked sum equals the plaintext sum of contributo
   it('weights: returns Σw·x and Σw, so the weighted mean is their ratio', async () => {
     const weights = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
     const { result } = await runLocalRound({
-      roundId: 2, signers, updates, weights, settings: { ...settings, maxWeight: 10 }, roundSeed,
+      roundId: 2,
+      signers,
+      updates,
+      weights,
+      settings: { ...settings, maxWeight: 10 },
+      roundSeed,
       dropouts: { 'collect-masked-input': [3] },
     });
-    expectSumOf(result, all.filter((id) => id !== 3), weights);
+    expectSumOf(
+      result,
+      all.filter((id) => id !== 3),
+      weights,
+    );
   });
 
   it('a sparse graph: neighbourhoods of 5 among 12 clients', async () => {
-    const many = Array.from({ length: 12 }, (_, i) => new Wallet('0x' + (i + 100).toString(16).padStart(64, '0')));
-    const ups = Array.from({ length: 12 }, (_, i) => Float32Array.from({ length: 200 }, (_, k) => Math.cos(i + k)));
+    const many = Array.from(
+      { length: 12 },
+      (_, i) => new Wallet('0x' + (i + 100).toString(16).padStart(64, '0')),
+    );
+    const ups = Array.from({ length: 12 }, (_, i) =>
+      Float32Array.from({ length: 200 }, (_, k) => Math.cos(i + k)),
+    );
     const { result, server } = await runLocalRound({
-      roundId: 3, signers: many, updates: ups, settings: { numShares: 5, clippingRange: 1 }, roundSeed,
+      roundId: 3,
+      signers: many,
+      updates: ups,
+      settings: { numShares: 5, clippingRange: 1 },
+      roundSeed,
       dropouts: { 'share-keys': [1], 'collect-masked-input': [7] },
     });
     expect(server.neighboursOf(2)).toHaveLength(5);
-    const contributors = Array.from({ length: 12 }, (_, i) => i + 1).filter((id) => id !== 1 && id !== 7);
+    const contributors = Array.from({ length: 12 }, (_, i) => i + 1).filter(
+      (id) => id !== 1 && id !== 7,
+    );
     for (let k = 0; k < 200; k++) {
       const exact = contributors.reduce((s, id) => s + (ups[id - 1]?.[k] as number), 0);
       expect(Math.abs((result.weightedSum[k] as number) - exact)).toBeLessThan(1e-4);
@@ -86,7 +121,9 @@ describe('SecAgg+ round: the unmasked sum equals the plaintext sum of contributo
 });
 
 describe('SecAgg+ round: aborts', () => {
-  async function abortCode(options: Partial<Parameters<typeof runLocalRound>[0]>): Promise<SecAggError> {
+  async function abortCode(
+    options: Partial<Parameters<typeof runLocalRound>[0]>,
+  ): Promise<SecAggError> {
     try {
       await runLocalRound({ roundId: 1, signers, updates, settings, roundSeed, ...options });
     } catch (err) {
@@ -101,14 +138,19 @@ describe('SecAgg+ round: aborts', () => {
     const victims = hood.filter((id) => id !== 1).slice(0, 4); // 7 − 4 = 3 < threshold 4
     const err = await abortCode({ dropouts: { 'collect-masked-input': victims } });
     expect(err.code).toBe('BELOW_THRESHOLD');
-    expect(err.message).toMatch(/has 3 of its 7 neighbourhood left after masked input; 4 are needed/);
+    expect(err.message).toMatch(
+      /has 3 of its 7 neighbourhood left after masked input; 4 are needed/,
+    );
     const unmaskErr = await abortCode({ dropouts: { unmask: victims } });
     expect(unmaskErr.code).toBe('BELOW_THRESHOLD');
     expect(unmaskErr.message).toMatch(/shares of node \d+ .* arrived at unmask; 4 are needed/);
   });
 
   it('aborts below the minimum number of clients', async () => {
-    const err = await abortCode({ settings: { ...settings, minClients: 8 }, dropouts: { 'share-keys': [1, 2, 3] } });
+    const err = await abortCode({
+      settings: { ...settings, minClients: 8 },
+      dropouts: { 'share-keys': [1, 2, 3] },
+    });
     expect(err.code).toBe('TOO_FEW_CLIENTS');
     expect(err.message).toMatch(/7 clients remain after share keys; the minimum is 8/);
   });
@@ -118,7 +160,11 @@ describe('SecAgg+ round: misbehaving clients are named', () => {
   it('a bad key signature names and excludes the client; the others still aggregate', async () => {
     const impostor = Wallet.createRandom();
     const { result } = await runLocalRound({
-      roundId: 1, signers, updates, settings, roundSeed,
+      roundId: 1,
+      signers,
+      updates,
+      settings,
+      roundSeed,
       tamper: (stage, nodeId, reply) => {
         if (stage !== 'advertise-keys' || nodeId !== 6) return reply;
         const ad = reply as KeyAdvertisement;
@@ -128,16 +174,25 @@ describe('SecAgg+ round: misbehaving clients are named', () => {
     expect(result.faults).toEqual([
       expect.objectContaining({ nodeId: 6, address: signers[5]?.address, reason: 'bad-signature' }),
     ]);
-    expectSumOf(result, all.filter((id) => id !== 6));
+    expectSumOf(
+      result,
+      all.filter((id) => id !== 6),
+    );
   });
 
   it('an inconsistent revealed share names the holder; the secret is rebuilt from the rest', async () => {
     const { result } = await runLocalRound({
-      roundId: 1, signers, updates, settings, roundSeed,
+      roundId: 1,
+      signers,
+      updates,
+      settings,
+      roundSeed,
       tamper: (stage, nodeId, reply) => {
         if (stage !== 'unmask' || nodeId !== 3) return reply;
         const res = reply as UnmaskResponse;
-        const shares = res.shares.map((s, i) => (i === 0 ? { ...s, share: s.share.map((b, j) => (j === 31 ? b ^ 1 : b)) } : s));
+        const shares = res.shares.map((s, i) =>
+          i === 0 ? { ...s, share: s.share.map((b, j) => (j === 31 ? b ^ 1 : b)) } : s,
+        );
         return { ...res, shares };
       },
     });
@@ -148,13 +203,24 @@ describe('SecAgg+ round: misbehaving clients are named', () => {
 
   it('a share packet its receiver cannot open names the sender; the round still completes', async () => {
     const { result } = await runLocalRound({
-      roundId: 1, signers, updates, settings, roundSeed,
+      roundId: 1,
+      signers,
+      updates,
+      settings,
+      roundSeed,
       tamper: (stage, nodeId, reply) => {
         if (stage !== 'share-keys' || nodeId !== 8) return reply;
         const res = reply as { shares: { to: number; ciphertext: Uint8Array }[] };
         // Re-address packet 0 to packet 1's receiver: the associated data (sender, receiver) no longer matches.
         const [a, b, ...rest] = res.shares;
-        return { ...res, shares: [{ to: a!.to, ciphertext: b!.ciphertext }, { to: b!.to, ciphertext: a!.ciphertext }, ...rest] };
+        return {
+          ...res,
+          shares: [
+            { to: a!.to, ciphertext: b!.ciphertext },
+            { to: b!.to, ciphertext: a!.ciphertext },
+            ...rest,
+          ],
+        };
       },
     });
     expect(result.faults.map((f) => [f.nodeId, f.reason])).toEqual([
@@ -169,11 +235,20 @@ describe('SecAgg+ round: misbehaving clients are named', () => {
     const err = await (async () => {
       try {
         await runLocalRound({
-          roundId: 1, signers, updates, settings, roundSeed,
+          roundId: 1,
+          signers,
+          updates,
+          settings,
+          roundSeed,
           tamper: (stage, _nodeId, reply) => {
             if (stage !== 'unmask') return reply;
             const res = reply as UnmaskResponse;
-            return { ...res, shares: res.shares.map((s) => (s.owner === 5 ? { ...s, share: new Uint8Array(32).fill(res.nodeId) } : s)) };
+            return {
+              ...res,
+              shares: res.shares.map((s) =>
+                s.owner === 5 ? { ...s, share: new Uint8Array(32).fill(res.nodeId) } : s,
+              ),
+            };
           },
         });
       } catch (e) {

@@ -45,7 +45,9 @@ function isProbablePrime(n: bigint): boolean {
 
 function subsets<T>(items: readonly T[], size: number): T[][] {
   if (size === 0) return [[]];
-  return items.flatMap((item, i) => subsets(items.slice(i + 1), size - 1).map((rest) => [item, ...rest]));
+  return items.flatMap((item, i) =>
+    subsets(items.slice(i + 1), size - 1).map((rest) => [item, ...rest]),
+  );
 }
 
 describe('Shamir over GF(2^256 − 189)', () => {
@@ -76,12 +78,16 @@ describe('Shamir over GF(2^256 − 189)', () => {
     const secret = randomFieldSecret();
     const shares = splitSecret(secret, [1, 2, 3, 4], 3);
     expect(combineShares(shares.slice(0, 2), 2)).not.toEqual(secret);
-    expect(() => combineShares(shares.slice(0, 2), 3)).toThrow(/2 shares cannot reconstruct a 3-of-n/);
+    expect(() => combineShares(shares.slice(0, 2), 3)).toThrow(
+      /2 shares cannot reconstruct a 3-of-n/,
+    );
   });
 
   it('names the holder whose extra share disagrees with the polynomial', () => {
     const shares = splitSecret(randomFieldSecret(), [1, 2, 3, 4, 5], 3);
-    const bad = shares.map((s) => (s.x === 5 ? { x: 5, y: fieldToBytes(bytesToField(s.y) ^ 1n) } : s));
+    const bad = shares.map((s) =>
+      s.x === 5 ? { x: 5, y: fieldToBytes(bytesToField(s.y) ^ 1n) } : s,
+    );
     expect(() => combineShares(bad, 3)).toThrow(ShamirError);
     try {
       combineShares(bad, 3);
@@ -93,7 +99,10 @@ describe('Shamir over GF(2^256 − 189)', () => {
   it('finds the secret matching the commitment and names the lying holders, even among the first t', () => {
     const secret = randomFieldSecret();
     const shares = splitSecret(secret, [1, 2, 3, 4, 5, 6, 7], 4);
-    const corrupt = (s: Share) => ({ x: s.x, y: fieldToBytes((bytesToField(s.y) + 1n) % FIELD_PRIME) });
+    const corrupt = (s: Share) => ({
+      x: s.x,
+      y: fieldToBytes((bytesToField(s.y) + 1n) % FIELD_PRIME),
+    });
     const bad = shares.map((s) => (s.x === 1 || s.x === 6 ? corrupt(s) : s));
     const out = reconstructVerified(bad, 4, (v) => v.every((b, i) => b === secret[i]));
     expect(out.secret).toEqual(secret);
@@ -102,7 +111,9 @@ describe('Shamir over GF(2^256 − 189)', () => {
 
   it('refuses when no threshold-subset reconstructs the committed secret', () => {
     const shares = splitSecret(randomFieldSecret(), [1, 2, 3, 4], 3);
-    expect(() => reconstructVerified(shares, 3, () => false)).toThrow(/do not|no 3 of the 4 shares/);
+    expect(() => reconstructVerified(shares, 3, () => false)).toThrow(
+      /do not|no 3 of the 4 shares/,
+    );
   });
 
   it('refuses malformed input with a message naming the problem', () => {
