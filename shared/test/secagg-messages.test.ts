@@ -1,6 +1,6 @@
 import { Wallet } from 'ethers';
 import { describe, expect, it } from 'vitest';
-import { SecAggError } from '../src/privacy/secagg/errors.ts';
+import type { SecAggError } from '../src/privacy/secagg/errors.ts';
 import {
   keyAdvertisementSchema,
   maskedInputSchema,

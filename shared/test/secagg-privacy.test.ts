@@ -1,7 +1,7 @@
 import { Wallet } from 'ethers';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SecAggClient } from '../src/privacy/secagg/client.ts';
-import { SecAggError } from '../src/privacy/secagg/errors.ts';
+import type { SecAggError } from '../src/privacy/secagg/errors.ts';
 import { runLocalRound } from '../src/privacy/secagg/local-round.ts';
 import type {
   MaskedInput,
