@@ -1,9 +1,9 @@
-// Three builds from one config, chosen by --mode:
+// Two builds from one config, chosen by --mode:
 //   (default)         the renderer: React app → dist/renderer (served by Electron and web mode)
-//   electron-main     the Electron main process → dist/electron/main.mjs (workspace TypeScript
-//                     inlined, because Electron's Node does not strip types; npm deps external)
 //   electron-preload  the sandboxed preload → dist/electron/preload.cjs (a sandboxed preload may
 //                     only require 'electron', so everything else is inlined)
+// The Electron main process is not built: Electron's Node runs src/main/main.ts by stripping
+// types, as Node 24 does for the rest of the project (and the core's worker files need that).
 import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,18 +14,6 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
 export default defineConfig(({ mode }) => {
-  if (mode === 'electron-main') {
-    return {
-      build: {
-        ssr: path.join(here, 'src/main/main.ts'),
-        outDir: path.join(here, 'dist/electron'),
-        emptyOutDir: false,
-        target: 'node22',
-        rollupOptions: { output: { format: 'es', entryFileNames: 'main.mjs' } },
-      },
-      ssr: { noExternal: [/^@commons\//], external: ['electron'] },
-    };
-  }
   if (mode === 'electron-preload') {
     return {
       build: {
