@@ -4,7 +4,7 @@
 import { apiMethods } from '../api/contract.ts';
 import { ApiError, type Handlers } from '../api/define.ts';
 import type { AppMode } from '../api/system.ts';
-import { createCore } from '../core/core.ts';
+import { createCore, type CoreOptions } from '../core/core.ts';
 import type { KeyProvider } from '../core/vault/key-provider.ts';
 import { createDispatcher, type Dispatcher } from '../transport/dispatcher.ts';
 import type { EventTap } from '../transport/events.ts';
@@ -31,9 +31,12 @@ export async function startHost(options: {
   mode: AppMode;
   keyProvider?: KeyProvider;
   dialogs?: ShellDialogs;
+  /** Passed to the core as is (tests lower the scrypt cost to its floor). */
+  core?: Pick<CoreOptions, 'scrypt' | 'initialSettings' | 'app'>;
 }): Promise<Host> {
   const { launch, dialogs } = options;
   const core = await createCore({
+    ...options.core,
     dataDir: launch.dataDir,
     mode: options.mode,
     ...(options.keyProvider ? { keyProvider: options.keyProvider } : {}),
