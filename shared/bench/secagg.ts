@@ -94,13 +94,19 @@ async function measureClient(k: number, params: number, setupBytesForN: number) 
   for (const [i, c] of clients.entries()) {
     const t = performance.now();
     const ad = await c.onSetup(setup);
-    if (i === 0) ((busy += seconds(t)), (bytes += wireBytes(ad)));
+    if (i === 0) {
+      busy += seconds(t);
+      bytes += wireBytes(ad);
+    }
     server.receiveKeyAdvertisement(ad);
   }
   for (const r of server.closeKeyAdvertisement()) {
     const t = performance.now();
     const res = (clients[r.nodeId - 1] as SecAggClient).onShareKeys(r);
-    if (r.nodeId === 1) ((busy += seconds(t)), (bytes += wireBytes(r) + wireBytes(res)));
+    if (r.nodeId === 1) {
+      busy += seconds(t);
+      bytes += wireBytes(r) + wireBytes(res);
+    }
     server.receiveShareKeys(res);
   }
   const request = server.closeShareKeys().find((r) => r.nodeId === 1);
