@@ -38,19 +38,19 @@ describe('vault', () => {
   });
 
   it('is locked until set up, then imports a folder and keeps no plaintext on disk', async () => {
-    const h = core.handlers;
-    expect(await h['vault.status'](undefined)).toMatchObject({
+    const h = core.invoke;
+    expect(await h('vault.status')).toMatchObject({
       initialized: false,
       unlocked: false,
     });
-    expect((await rejection(h['vault.listDocuments'](undefined))).code).toBe('locked');
+    expect((await rejection(h('vault.listDocuments'))).code).toBe('locked');
     // Headless: no keychain, so keychain protection is refused with a reason.
-    expect((await rejection(h['vault.setup']({ protection: 'keychain' }))).code).toBe(
+    expect((await rejection(h('vault.setup', { protection: 'keychain' }))).code).toBe(
       'unavailable',
     );
 
-    await h['vault.setup']({ protection: 'passphrase', passphrase: PASSPHRASE });
-    const result = await h['vault.importFiles']({ paths: [join(dir, 'notes')] });
+    await h('vault.setup', { protection: 'passphrase', passphrase: PASSPHRASE });
+    const result = await h('vault.importFiles', { paths: [join(dir, 'notes')] });
     expect(result.imported.map((d) => d.path).sort()).toEqual(['deep/plan.md', 'secret.txt']);
     const reasons = Object.fromEntries(
       result.skipped.map((s) => [s.path.split('/').pop(), s.reason]),
@@ -60,16 +60,16 @@ describe('vault', () => {
 
     const secret = result.imported.find((d) => d.name === 'secret.txt')!;
     expect(secret).toMatchObject({ size: SECRET_LINE.length + 2, chars: SECRET_LINE.length + 2 });
-    expect((await h['vault.readDocument']({ id: secret.id })).text).toBe(`${SECRET_LINE}.\n`);
+    expect((await h('vault.readDocument', { id: secret.id })).text).toBe(`${SECRET_LINE}.\n`);
 
     // The same text again is skipped, not duplicated.
-    const again = await h['vault.importFiles']({ paths: [join(dir, 'notes', 'secret.txt')] });
+    const again = await h('vault.importFiles', { paths: [join(dir, 'notes', 'secret.txt')] });
     expect(again.imported).toEqual([]);
     expect(again.skipped[0]?.reason).toMatch(/already in the vault/);
 
-    const chat = await h['vault.createChat']({});
-    await h['vault.appendMessage']({ chatId: chat.id, role: 'user', text: 'olive harvest dates?' });
-    const info = (await h['vault.listChats'](undefined))[0]!;
+    const chat = await h('vault.createChat', {});
+    await h('vault.appendMessage', { chatId: chat.id, role: 'user', text: 'olive harvest dates?' });
+    const info = (await h('vault.listChats'))[0]!;
     expect(info).toMatchObject({ id: chat.id, messages: 1, title: 'olive harvest dates?' });
 
     // Nothing the member wrote appears in any file of the data folder.
@@ -86,31 +86,31 @@ describe('vault', () => {
   });
 
   it('refuses a wrong passphrase and opens with the right one', async () => {
-    const h = core.handlers;
-    await h['vault.lock'](undefined);
-    expect((await rejection(h['vault.listDocuments'](undefined))).code).toBe('locked');
+    const h = core.invoke;
+    await h('vault.lock');
+    expect((await rejection(h('vault.listDocuments'))).code).toBe('locked');
     const wrong = await rejection(
-      h['vault.unlock']({ passphrase: 'correct horse battery stapler' }),
+      h('vault.unlock', { passphrase: 'correct horse battery stapler' }),
     );
     expect(wrong.code).toBe('wrong-passphrase');
     expect(wrong.message).not.toContain('stapler');
-    expect(await h['vault.status'](undefined)).toMatchObject({ unlocked: false });
+    expect(await h('vault.status')).toMatchObject({ unlocked: false });
 
     // A fresh core over the same folder (an app restart) unlocks with the right passphrase.
     const restarted = await createCore({ dataDir: join(dir, 'data') });
     try {
-      await restarted.handlers['vault.unlock']({ passphrase: PASSPHRASE });
-      const docs = await restarted.handlers['vault.listDocuments'](undefined);
+      await restarted.invoke('vault.unlock', { passphrase: PASSPHRASE });
+      const docs = await restarted.invoke('vault.listDocuments');
       expect(docs).toHaveLength(2);
     } finally {
       await restarted.close();
     }
-    await h['vault.unlock']({ passphrase: PASSPHRASE });
+    await h('vault.unlock', { passphrase: PASSPHRASE });
   });
 
   it('detects a record altered on disk or swapped for another, and exports without overwriting', async () => {
-    const h = core.handlers;
-    const docs = await h['vault.listDocuments'](undefined);
+    const h = core.invoke;
+    const docs = await h('vault.listDocuments');
     const [a, b] = docs as [(typeof docs)[0], (typeof docs)[0]];
     const fileOf = (id: string) => join(dir, 'data', 'vault', 'records', `${id}.bin`);
 
@@ -118,23 +118,23 @@ describe('vault', () => {
     const flipped = Buffer.from(original);
     flipped[flipped.length - 20]! ^= 0x01;
     await writeFile(fileOf(a.id), flipped);
-    expect((await rejection(h['vault.readDocument']({ id: a.id }))).code).toBe('integrity');
+    expect((await rejection(h('vault.readDocument', { id: a.id }))).code).toBe('integrity');
 
     // A valid record of another document under this id fails too (id is associated data).
     await writeFile(fileOf(a.id), await readFile(fileOf(b.id)));
-    expect((await rejection(h['vault.readDocument']({ id: a.id }))).code).toBe('integrity');
+    expect((await rejection(h('vault.readDocument', { id: a.id }))).code).toBe('integrity');
 
     await writeFile(fileOf(a.id), original);
     const out = join(dir, 'export');
     await mkdir(out);
-    const first = await h['vault.exportDocuments']({ ids: [a.id], folder: out });
-    const second = await h['vault.exportDocuments']({ ids: [a.id], folder: out });
+    const first = await h('vault.exportDocuments', { ids: [a.id], folder: out });
+    const second = await h('vault.exportDocuments', { ids: [a.id], folder: out });
     expect(first.written[0]).not.toBe(second.written[0]);
     expect(await readFile(second.written[0]!, 'utf8')).toBe(
-      (await h['vault.readDocument']({ id: a.id })).text,
+      (await h('vault.readDocument', { id: a.id })).text,
     );
 
-    await h['vault.deleteDocument']({ id: a.id });
-    expect((await rejection(h['vault.readDocument']({ id: a.id }))).code).toBe('not-found');
+    await h('vault.deleteDocument', { id: a.id });
+    expect((await rejection(h('vault.readDocument', { id: a.id }))).code).toBe('not-found');
   });
 });

@@ -3,7 +3,13 @@
 // thing. The shell supplies the data folder and, where it has one, the OS keychain.
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import type { CommonsHandlers } from '../api/contract.ts';
+import {
+  apiMethods,
+  type ApiMethods,
+  type CommonsHandlers,
+  type MethodName,
+} from '../api/contract.ts';
+import { ApiError, type InputOf, type OutputOf } from '../api/define.ts';
 import type { Settings } from '../api/settings.ts';
 import type { AppMode } from '../api/system.ts';
 import { ChainConnection } from './chain/chain-connection.ts';
@@ -40,7 +46,16 @@ export interface CoreOptions {
 }
 
 export interface Core {
+  /** The handlers; each expects its argument already validated (transports use `invoke`). */
   handlers: CommonsHandlers;
+  /**
+   * Validates the argument against the method's schema (applying its defaults), then calls the
+   * handler: what every transport does, and what headless callers and tests use.
+   */
+  invoke<K extends MethodName>(
+    method: K,
+    input?: InputOf<ApiMethods[K]>,
+  ): Promise<OutputOf<ApiMethods[K]>>;
   events: CoreEvents;
   /** Stops federation and training, unloads the model and drops chain connections. */
   close(): Promise<void>;
@@ -91,6 +106,20 @@ export async function createCore(options: CoreOptions): Promise<Core> {
   return {
     handlers,
     events,
+    invoke: async (method, input) => {
+      const spec = (apiMethods as Record<string, (typeof apiMethods)[MethodName]>)[method];
+      if (!spec) throw new ApiError('unknown-method', `no method ${String(method)}`);
+      const parsed = spec.input.safeParse(input);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const where = issue?.path.length ? ` at ${issue.path.join('.')}` : '';
+        throw new ApiError('invalid-argument', `${method}: ${issue?.message ?? 'invalid'}${where}`);
+      }
+      const handler = handlers[method] as (
+        input: unknown,
+      ) => Promise<OutputOf<ApiMethods[typeof method]>>;
+      return handler(parsed.data);
+    },
     close: () =>
       (closing ??= (async () => {
         await federation.stop();

@@ -4,6 +4,7 @@
 // that calls governance.relayVote, and it pays the gas.
 import { isError } from 'ethers';
 import type { CommonsClient } from '@commons/shared/chain/client';
+import { PROPOSAL_STATES } from '@commons/shared/chain/governance';
 import { encodePolicy, policyViolation, type FederationPolicy } from '@commons/shared/chain/policy';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { governanceMethods } from '../../api/governance.ts';
@@ -61,6 +62,19 @@ export class GovernanceService {
     return proposalView(chain, await chain.proposal(id), policy, this.#wallet.address);
   }
 
+  async #assertCanVote(chain: CommonsClient, id: bigint, voter: string): Promise<void> {
+    const state = await chain.contracts.governor.getFunction('state').staticCall(id);
+    if (Number(state) !== 1) {
+      throw new ApiError(
+        'conflict',
+        `proposal ${id} is not open for voting (${String(PROPOSAL_STATES[Number(state)])})`,
+      );
+    }
+    if (await chain.hasVoted(id, voter)) {
+      throw new ApiError('conflict', `${voter} has already voted on proposal ${id}`);
+    }
+  }
+
   #announce(id: bigint | string, state: string): void {
     this.#events.emit('governance.proposal', { id: id.toString(), state });
   }
@@ -88,6 +102,8 @@ export class GovernanceService {
         this.#read(`reading proposal ${id}`, (chain) => this.#proposal(chain, BigInt(id))),
       'governance.vote': ({ id, support, reason }) =>
         this.#write(`voting on proposal ${id}`, async (chain) => {
+          // Checked first so the member hears why, not an opaque revert.
+          await this.#assertCanVote(chain, BigInt(id), this.#wallet.signer().address);
           const receipt = await chain.castVote(BigInt(id), support, reason);
           this.#announce(id, 'voted');
           return { txHash: receipt.hash, blockNumber: receipt.blockNumber };
