@@ -7,17 +7,14 @@ import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import { decodeCheckpoint } from '@commons/shared/checkpoint/codec';
-import { sha256Hex } from '@commons/shared/checkpoint/hash';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { decodeTensors, encodeTensors } from '@commons/shared/checkpoint/update-codec';
-import { signCommitment } from '@commons/shared/protocol/commitment';
-import { chunksOf } from '@commons/shared/protocol/upload';
 import type { RoundResult, RoundTask, UploadBegin } from '@commons/shared/protocol/messages';
-import { Rng } from '@commons/shared/model/rng';
 import { GENESIS_DIR } from '../src/config.ts';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
 import { startDevnet, type Devnet } from '@commons/contracts';
 import { connectRaw, type RawClient } from './fixtures/protocol-client.ts';
+import { randomUpdate as randomUpdateOf, uploadFrame } from './fixtures/updates.ts';
 
 let dir: string;
 let devnet: Devnet;
@@ -29,56 +26,18 @@ let task: RoundTask;
 const wallets: Wallet[] = [];
 const result = { value: null as RoundResult | null };
 
-function randomUpdate(
-  seed: number,
-  norm: number,
-  tamper?: (t: NamedTensors) => void,
-): NamedTensors {
-  const rng = new Rng(seed);
-  const update: NamedTensors = new Map();
-  let sumSq = 0;
-  for (const [name, { shape, data }] of base) {
-    const values = Float32Array.from(data, () => rng.normal());
-    for (const v of values) sumSq += v * v;
-    update.set(name, { shape: [...shape], data: values });
-  }
-  const scale = norm / Math.sqrt(sumSq);
-  for (const { data } of update.values()) for (let i = 0; i < data.length; i++) data[i]! *= scale;
-  tamper?.(update);
-  return update;
+function randomUpdate(seed: number, norm: number, tamper?: (t: NamedTensors) => void) {
+  return randomUpdateOf(base, seed, norm, tamper);
 }
 
-async function upload(
+function upload(
   client: RawClient,
   wallet: Wallet,
   frame: Uint8Array,
   overrides: Partial<UploadBegin> = {},
   options: { signer?: Wallet; dropLastChunk?: boolean } = {},
 ) {
-  const unsigned = {
-    roundId: task.roundId,
-    baseModel: task.baseModel.hash,
-    contributor: wallet.address,
-    encoding: task.encoding,
-    byteLength: frame.byteLength,
-    sha256: sha256Hex(frame),
-    numExamples: 100,
-    ...overrides,
-  };
-  const signature = await signCommitment(
-    unsigned,
-    options.signer ?? wallet,
-    devnet.addresses.chainId,
-  );
-  const begin = await client.socket.emitWithAck('upload:begin', { ...unsigned, signature });
-  if (!begin.ok) return begin;
-  const chunks = [...chunksOf(frame, task.upload.chunkBytes)];
-  if (options.dropLastChunk) chunks.pop();
-  for (const [index, chunk] of chunks.entries()) {
-    const ack = await client.socket.emitWithAck('upload:chunk', begin.uploadId, index, chunk);
-    if (!ack.ok) return ack;
-  }
-  return client.socket.emitWithAck('upload:end', begin.uploadId);
+  return uploadFrame(client, wallet, task, devnet.addresses.chainId, frame, overrides, options);
 }
 
 function codeOf(ack: { ok: boolean; error?: { code: string } }): string {

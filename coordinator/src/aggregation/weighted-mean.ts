@@ -45,6 +45,9 @@ export class WeightedMeanAggregator implements Aggregator {
     this.#kernels = foldKernels(this.#memory);
     this.#scratch = new Uint8Array(this.#memory.buffer, 0, SCRATCH_BYTES);
     this.#sum = new Float64Array(this.#memory.buffer, ACC_BASE, layout.size);
+    // Fresh memory is mapped lazily: touch every page now, when the round opens (a few ms for
+    // 8 MB on a VM), rather than inside the first upload's fold.
+    new Uint8Array(this.#memory.buffer).fill(0);
   }
 
   get count(): number {

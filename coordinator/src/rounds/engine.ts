@@ -46,13 +46,22 @@ import type { CandidateEvaluator } from './evaluator.ts';
 import { publishCandidate } from './publisher.ts';
 import { sampleClients } from './sampling.ts';
 
+/** A running round's progress (accepted counts) is broadcast at most once per this many ms. */
+const STATUS_COALESCE_MS = 5000;
+
 /** What the engine needs from the socket layer: the clients it can reach. */
 export interface ClientHub {
   /** Addresses of signed-in, eligible clients connected now. */
   connected(): string[];
   isConnected(address: string): boolean;
   /** Sends a round invitation; null when the client does not answer in time. */
-  invite(address: string, task: RoundTask, timeoutMs: number): Promise<InviteReply | null>;
+  /** Sends the invitation; `onReply` runs when the client answers (null: no answer in time). */
+  invite(
+    address: string,
+    task: RoundTask,
+    timeoutMs: number,
+    onReply?: (reply: InviteReply | null) => void,
+  ): void;
   broadcastStatus(status: RoundStatus): void;
   broadcastResult(result: RoundResult): void;
 }
@@ -136,6 +145,9 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   private stopping = false;
   private loop: Promise<void> | null = null;
   private nudge: (() => void) | null = null;
+  /** `${roundId}:${state}` of the last status broadcast, and the pending coalesced one. */
+  private broadcastKey = '';
+  private statusTimer: NodeJS.Timeout | null = null;
   private roundsRun = 0;
 
   constructor(deps: EngineDeps) {
@@ -161,6 +173,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     this.nudge?.();
     this.active?.wake();
     await this.loop;
+    if (this.statusTimer) clearTimeout(this.statusTimer);
   }
 
   /** Status of the round now running or waiting, if any. */
@@ -175,7 +188,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       round.awaySince.delete(address);
       if (!round.uploaded.has(address)) {
         // A participant that reconnects (or whose coordinator restarted) gets its task again.
-        void this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
+        this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
       }
     }
     this.nudge?.();
@@ -376,7 +389,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         frameBytes: frameByteLength(base.entries, options.encoding),
         chunkBytes: 256 * 1024,
       },
-      // Set once invitations are out (below), so invite latency does not eat training time.
+      // Invitations go out right after this; the deadline covers answering, training and uploading.
       deadline: Date.now() + deadlineSeconds * 1000,
     };
     const row = db.createRound({
@@ -415,18 +428,26 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
 
     const sample = sampleClients(hub.connected(), policy, task.train.seed);
     for (const address of sample) db.inviteParticipant(round.id, address);
-    const replies = await Promise.all(
-      sample.map(async (address) => ({
-        address,
-        reply: await hub.invite(address, task, options.inviteTimeoutMs),
-      })),
+    // Training begins as the invitations go out, and each acceptance counts as it arrives: a
+    // fast client may upload before a slow one has even answered its invitation.
+    await this.transition(round, 'training');
+    await Promise.all(
+      sample.map(
+        (address) =>
+          new Promise<void>((resolve) =>
+            hub.invite(address, task, options.inviteTimeoutMs, (reply) => {
+              const accepted = reply?.accept === true;
+              db.setParticipantStatus(round.id, address, accepted ? 'accepted' : 'declined');
+              if (accepted) round.participants.add(address);
+              else {
+                const reason = reply?.reason ?? 'no answer';
+                log.info({ round: round.id, address, reason }, 'declined');
+              }
+              resolve();
+            }),
+          ),
+      ),
     );
-    for (const { address, reply } of replies) {
-      const accepted = reply?.accept === true;
-      db.setParticipantStatus(round.id, address, accepted ? 'accepted' : 'declined');
-      if (accepted) round.participants.add(address);
-      else log.info({ round: round.id, address, reason: reply?.reason ?? 'no answer' }, 'declined');
-    }
     if (round.participants.size < policy.minClients) {
       this.fail(
         round.id,
@@ -435,7 +456,6 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       );
       return;
     }
-    await this.transition(round, 'training');
     await this.finishRound(round, true);
   }
 
@@ -660,7 +680,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     for (const address of round.participants) {
       if (round.uploaded.has(address)) continue;
       if (this.deps.hub.isConnected(address)) {
-        void this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
+        this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
       } else {
         round.awaySince.set(address, Date.now());
       }
@@ -751,8 +771,28 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   private publishStatus(round: ActiveRound): void {
     const status = this.statusOf(round);
     this.deps.metrics.setRoundState(round.state);
-    this.deps.hub.broadcastStatus(status);
     this.emit('status', status);
+    const key = `${round.id}:${round.state}`;
+    if (key !== this.broadcastKey) {
+      // A new state goes out at once.
+      if (this.statusTimer) clearTimeout(this.statusTimer);
+      this.statusTimer = null;
+      this.broadcastKey = key;
+      this.deps.hub.broadcastStatus(status);
+      return;
+    }
+    // Same state, new counts (an upload accepted): coalesced to one broadcast per 5 s.
+    // Broadcasting every acceptance to every client is O(N²) messages a round — a million at
+    // 1,000 clients, enough to stall the event loop past the clients' heartbeat timeout.
+    if (this.statusTimer) return;
+    this.statusTimer = setTimeout(() => {
+      this.statusTimer = null;
+      const current = this.active;
+      if (current && `${current.id}:${current.state}` === this.broadcastKey) {
+        this.deps.hub.broadcastStatus(this.statusOf(current));
+      }
+    }, STATUS_COALESCE_MS);
+    this.statusTimer.unref();
   }
 
   private serialize<T>(work: () => Promise<T>): Promise<T> {

@@ -98,16 +98,22 @@ export class FederationHub implements ClientHub {
     return this.sessions.has(address);
   }
 
-  async invite(address: string, task: RoundTask, timeoutMs: number): Promise<InviteReply | null> {
+  invite(
+    address: string,
+    task: RoundTask,
+    timeoutMs: number,
+    onReply: (reply: InviteReply | null) => void = () => undefined,
+  ): void {
     const socket = this.sessions.get(address);
-    if (!socket) return null;
-    try {
-      const reply: unknown = await socket.timeout(timeoutMs).emitWithAck('round:invite', task);
+    if (!socket) return onReply(null);
+    // The callback form, not emitWithAck: the reply is handled synchronously as its packet is
+    // read, so an upload the client sends right after its answer always finds the acceptance
+    // recorded (with a promise, both packets can be read in one tick, the upload first).
+    socket.timeout(timeoutMs).emit('round:invite', task, (error: Error | null, reply: unknown) => {
+      if (error) return onReply(null);
       const parsed = inviteReplySchema.safeParse(reply);
-      return parsed.success ? parsed.data : { accept: false, reason: 'malformed invite reply' };
-    } catch {
-      return null;
-    }
+      onReply(parsed.success ? parsed.data : { accept: false, reason: 'malformed invite reply' });
+    });
   }
 
   broadcastStatus(status: RoundStatus): void {

@@ -1,8 +1,7 @@
 // One client's upload in flight: chunks arrive in order, each acknowledged before the next is
 // sent; the bytes are hashed as they come and never exceed the declared size. The bytes are
 // held in memory until the upload ends (one upload per socket, at most one frame's size).
-import { sha256 } from '@noble/hashes/sha2.js';
-import { bytesToHex } from '@noble/hashes/utils.js';
+import { sha256Stream } from '@commons/shared/checkpoint/hash';
 import { ProtocolError } from '@commons/shared/protocol/errors';
 import type { UploadBegin } from '@commons/shared/protocol/messages';
 
@@ -11,7 +10,7 @@ export class UploadSession {
   readonly begin: UploadBegin;
   readonly address: string;
   private readonly buffer: Uint8Array;
-  private readonly hasher = sha256.create();
+  private readonly hasher = sha256Stream();
   private received = 0;
   private nextIndex = 0;
 
@@ -19,7 +18,8 @@ export class UploadSession {
     this.id = id;
     this.begin = begin;
     this.address = address;
-    this.buffer = new Uint8Array(begin.byteLength);
+    // Not zero-filled: every byte is written by a chunk before finish() hands the buffer out.
+    this.buffer = Buffer.allocUnsafeSlow(begin.byteLength);
   }
 
   get bytesReceived(): number {
@@ -55,7 +55,7 @@ export class UploadSession {
         `the upload ended after ${this.received} of ${this.begin.byteLength} declared bytes`,
       );
     }
-    const digest = bytesToHex(this.hasher.digest());
+    const digest = this.hasher.hex();
     if (digest !== this.begin.sha256) {
       throw new ProtocolError(
         'HASH_MISMATCH',

@@ -4,12 +4,34 @@ import { bytesToHex } from '@noble/hashes/utils.js';
 import { canonicalJson } from './canonical-json.ts';
 import type { Manifest } from './manifest.ts';
 
-/**
- * The one hashing function of Commons: sha256 as 64 lowercase hex digits. @noble/hashes is
- * pure JavaScript, so the coordinator, the desktop and the browser compute the same thing.
- */
+// Under Node, OpenSSL's sha256 (node:crypto) is ~40× faster than pure JavaScript (measured here:
+// ~1.5 GB/s against ~37 MB/s, the coordinator's top cost when 1,000 uploads arrive); browsers have
+// no synchronous native sha256, so they use @noble/hashes. Same function, same digest. Looked up
+// at run time so that bundling this module for a browser pulls in no Node built-in.
+const nodeCrypto = (
+  globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
+).process?.getBuiltinModule?.('node:crypto') as typeof import('node:crypto') | undefined;
+
+/** The one hashing function of Commons: sha256 as 64 lowercase hex digits. */
 export function sha256Hex(bytes: Uint8Array): string {
+  if (nodeCrypto) return nodeCrypto.createHash('sha256').update(bytes).digest('hex');
   return bytesToHex(sha256(bytes));
+}
+
+/** Incremental sha256, for bytes that arrive in pieces (uploads, downloads). */
+export interface Sha256Stream {
+  update(bytes: Uint8Array): void;
+  /** The digest as 64 lowercase hex digits; the stream cannot be used afterwards. */
+  hex(): string;
+}
+
+export function sha256Stream(): Sha256Stream {
+  if (nodeCrypto) {
+    const hash = nodeCrypto.createHash('sha256');
+    return { update: (bytes) => void hash.update(bytes), hex: () => hash.digest('hex') };
+  }
+  const hash = sha256.create();
+  return { update: (bytes) => void hash.update(bytes), hex: () => bytesToHex(hash.digest()) };
 }
 
 /** The part of a manifest that names the content: everything but provenance and the hash. */

@@ -1,0 +1,315 @@
+// Capacity of one coordinator process on loopback: how many signed-in contributors it holds, and
+// how long a 1,000-client round of 1M-parameter int8 updates takes from invitation to a
+// published candidate. The coordinator runs in this process (the real startCoordinator against a
+// real Hardhat devnet); the contributors are light clients in forked load-generator processes
+// (load-generator.ts), so that client-side work does not share this event loop. Every load loop
+// is bounded in count and in time and targets 127.0.0.1 only.
+//
+// Targets (issue 4): ≥ 10,000 connected; the 1,000-client round in ≤ 60 s.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
+import type { RoundResult } from '@commons/shared/protocol/messages';
+import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
+import { ONE_MILLION_MODEL, writeInitialModel } from '../src/simulation/init-model.ts';
+import type { GeneratorInput, GeneratorMessage } from './load-generator.ts';
+
+const GENERATOR = fileURLToPath(new URL('./load-generator.ts', import.meta.url));
+
+export interface ConnectionsRow {
+  target: number;
+  /** Signed-in contributors the coordinator reported holding at once. */
+  connected: number;
+  failed: number;
+  /** From the first connection attempt to the last sign-in. */
+  seconds: number;
+  /** Peak RSS of the process hosting the coordinator. */
+  peakRssMb: number;
+}
+
+export interface RoundRow {
+  clients: number;
+  params: number;
+  outcome: string;
+  accepted: number;
+  /** From the round being configured to its published result (the target's measure). */
+  seconds: number;
+  /** From the first invitation a client saw to the last upload acknowledged. */
+  uploadSeconds: number;
+  bytesIn: number;
+  peakRssMb: number;
+}
+
+interface Options {
+  log: (line: string) => void;
+}
+
+interface Generators {
+  children: ChildProcess[];
+  /** Resolves when every generator has reported its sign-ins (or the time limit passes). */
+  signedIn: Promise<{ count: number; failed: number; seconds: number }>;
+  uploads(): { count: number; failed: number; firstInviteMs: number; lastAckMs: number };
+  stop(): void;
+}
+
+function startGenerators(
+  base: Omit<GeneratorInput, 'from' | 'count'>,
+  total: number,
+  processes: number,
+  timeLimitMs: number,
+  log: (line: string) => void,
+): Generators {
+  const children: ChildProcess[] = [];
+  const signed: { count: number; failed: number; seconds: number }[] = [];
+  const uploads = new Map<number, Extract<GeneratorMessage, { type: 'uploaded' }>>();
+  let errors = 0;
+  const signedIn = new Promise<{ count: number; failed: number; seconds: number }>((resolve) => {
+    const finish = () => {
+      clearTimeout(timer);
+      resolve({
+        count: signed.reduce((n, s) => n + s.count, 0),
+        failed: signed.reduce((n, s) => n + s.failed, 0),
+        seconds: Math.max(0, ...signed.map((s) => s.seconds)),
+      });
+    };
+    const timer = setTimeout(() => {
+      log(`  sign-in time limit (${timeLimitMs / 1000} s) reached`);
+      finish();
+    }, timeLimitMs);
+    const per = Math.ceil(total / processes);
+    for (let p = 0; p < processes; p++) {
+      const from = p * per;
+      const count = Math.min(per, total - from);
+      if (count <= 0) break;
+      const input: GeneratorInput = { ...base, from, count };
+      const child = fork(GENERATOR, [JSON.stringify(input)], {
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
+      children.push(child);
+      child.on('message', (message: GeneratorMessage) => {
+        if (message.type === 'signedIn') {
+          signed.push(message);
+          if (signed.length === children.length) finish();
+        } else if (message.type === 'uploaded') {
+          uploads.set(p, message);
+        } else if (++errors <= 5) {
+          log(`  client error: ${message.message}`);
+        }
+      });
+    }
+  });
+  return {
+    children,
+    signedIn,
+    uploads: () => {
+      const all = [...uploads.values()];
+      return {
+        count: all.reduce((n, u) => n + u.count, 0),
+        failed: all.reduce((n, u) => n + u.failed, 0),
+        firstInviteMs: Math.min(...all.map((u) => u.firstInviteMs || Infinity)),
+        lastAckMs: Math.max(0, ...all.map((u) => u.lastAckMs)),
+      };
+    },
+    stop: () => {
+      for (const child of children) child.kill('SIGKILL');
+    },
+  };
+}
+
+async function clientsHeld(url: string): Promise<number> {
+  const response = await fetch(`${url}/healthz`);
+  const body = (await response.json()) as { clients: number };
+  return body.clients;
+}
+
+/** Peak resident memory of this process so far, in MB. */
+function peakRssMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+/** Light clients sign in and stay connected; no round starts (the minimum is out of reach). */
+export async function benchConnections(
+  options: Options & { clients?: number; processes?: number; timeLimitMs?: number },
+): Promise<ConnectionsRow[]> {
+  const { log } = options;
+  const target = options.clients ?? 10_000;
+  const dir = await mkdtemp(path.join(tmpdir(), 'commons-capacity-'));
+  let devnet: Devnet | null = null;
+  let coordinator: Coordinator | null = null;
+  let generators: Generators | null = null;
+  try {
+    devnet = await startDevnet(path.join(dir, 'chain'), {
+      minClients: 100_000,
+      maxClients: 100_000,
+    });
+    coordinator = await startCoordinator({
+      port: 0,
+      dataDir: path.join(dir, 'coordinator'),
+      rpcUrl: devnet.rpcUrl,
+      addressesFile: devnet.addressesFile,
+      privateKey: devnet.keys[0]!,
+      logLevel: 'warn',
+    });
+    log(`  ${target.toLocaleString('en')} light clients signing in to ${coordinator.url} …`);
+    generators = startGenerators(
+      { url: coordinator.url, chainId: devnet.addresses.chainId, seed: 1, concurrency: 64 },
+      target,
+      options.processes ?? 4,
+      options.timeLimitMs ?? 300_000,
+      log,
+    );
+    const signed = await generators.signedIn;
+    const connected = await clientsHeld(coordinator.url);
+    return [
+      {
+        target,
+        connected,
+        failed: target - signed.count,
+        seconds: signed.seconds,
+        peakRssMb: peakRssMb(),
+      },
+    ];
+  } finally {
+    generators?.stop();
+    await coordinator?.close();
+    await devnet?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** One round with `clients` light contributors uploading int8 updates of a ≈1M-param model. */
+export async function benchRound(
+  options: Options & { clients?: number; processes?: number; timeLimitMs?: number },
+): Promise<RoundRow[]> {
+  const { log } = options;
+  const clients = options.clients ?? 1000;
+  const timeLimitMs = options.timeLimitMs ?? 600_000;
+  const dir = await mkdtemp(path.join(tmpdir(), 'commons-round-'));
+  let devnet: Devnet | null = null;
+  let coordinator: Coordinator | null = null;
+  let generators: Generators | null = null;
+  try {
+    const init = await writeInitialModel(path.join(dir, 'init'), ONE_MILLION_MODEL, 1);
+    devnet = await startDevnet(
+      path.join(dir, 'chain'),
+      {
+        minClients: clients,
+        maxClients: clients,
+        sampleRate: 1,
+        clipNorm: 1,
+        noiseMultiplier: 0,
+        secureAggregation: false,
+        aggregationRule: 'fedavg',
+        roundDeadlineSeconds: Math.ceil(timeLimitMs / 1000),
+      },
+      { genesis: { hash: init.hash, uri: defaultGenesisUri(init.hash) } },
+    );
+    coordinator = await startCoordinator({
+      port: 0,
+      dataDir: path.join(dir, 'coordinator'),
+      rpcUrl: devnet.rpcUrl,
+      addressesFile: devnet.addressesFile,
+      privateKey: devnet.keys[0]!,
+      seedModels: [init.dir],
+      encoding: 'int8',
+      evalChars: 2_000,
+      maxRounds: 1,
+      roundIntervalMs: 0,
+      // A light client answers at once; the default gives real clients time to wake up.
+      inviteTimeoutMs: 60_000,
+      logLevel: 'warn',
+    });
+    const { engine, db } = coordinator;
+    let configuredMs = 0;
+    engine.on('status', (status) => {
+      if (status.state === 'configuring' && configuredMs === 0) configuredMs = performance.now();
+    });
+    const result = new Promise<RoundResult>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no round result within ${timeLimitMs / 1000} s`)),
+        timeLimitMs,
+      );
+      engine.once('result', (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+    });
+    log(
+      `  ${clients} light clients, ${init.params.toLocaleString('en')}-parameter model, int8 updates …`,
+    );
+    generators = startGenerators(
+      { url: coordinator.url, chainId: devnet.addresses.chainId, seed: 2, concurrency: 32 },
+      clients,
+      options.processes ?? 4,
+      timeLimitMs,
+      log,
+    );
+    const signed = await generators.signedIn;
+    log(`  ${signed.count} signed in after ${signed.seconds.toFixed(1)} s; round running …`);
+    const outcome = await result;
+    const seconds = (performance.now() - configuredMs) / 1000;
+    const uploads = generators.uploads();
+    const submissions = db.submissions(outcome.roundId);
+    return [
+      {
+        clients,
+        params: init.params,
+        outcome: outcome.outcome === 'published' ? 'published' : `failed: ${outcome.reason ?? ''}`,
+        accepted: outcome.accepted,
+        seconds,
+        uploadSeconds: (uploads.lastAckMs - uploads.firstInviteMs) / 1000,
+        bytesIn: submissions.reduce((n, s) => n + s.byteLength, 0),
+        peakRssMb: peakRssMb(),
+      },
+    ];
+  } finally {
+    generators?.stop();
+    await coordinator?.close();
+    await devnet?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export function formatConnections(rows: ConnectionsRow[]): string {
+  const lines = [
+    'target    connected  failed  sign-in s  peak RSS MB',
+    '--------  ---------  ------  ---------  -----------',
+  ];
+  for (const r of rows) {
+    lines.push(
+      [
+        String(r.target).padStart(8),
+        String(r.connected).padStart(9),
+        String(r.failed).padStart(6),
+        r.seconds.toFixed(1).padStart(9),
+        r.peakRssMb.toFixed(0).padStart(11),
+      ].join('  '),
+    );
+  }
+  return lines.join('\n');
+}
+
+export function formatRound(rows: RoundRow[]): string {
+  const lines = [
+    'clients  params     outcome    accepted  round s  upload s  MB in    peak RSS MB',
+    '-------  ---------  ---------  --------  -------  --------  -------  -----------',
+  ];
+  for (const r of rows) {
+    lines.push(
+      [
+        String(r.clients).padStart(7),
+        r.params.toLocaleString('en').padStart(9),
+        r.outcome.padEnd(9),
+        String(r.accepted).padStart(8),
+        r.seconds.toFixed(1).padStart(7),
+        r.uploadSeconds.toFixed(1).padStart(8),
+        (r.bytesIn / 1e6).toFixed(0).padStart(7),
+        r.peakRssMb.toFixed(0).padStart(11),
+      ].join('  '),
+    );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,54 @@
+// The starting point of a simulation or bench: a freshly initialised model of a chosen size with
+// the genesis tokenizer (BPE-512), written as a checkpoint folder so the devnet can register it
+// as its genesis and the coordinator can serve it. Federated and centralised runs start from it.
+import { readCheckpoint } from '@commons/shared/checkpoint/folder';
+import type { ModelConfig } from '@commons/shared/model/config';
+import { saveModel } from '@commons/shared/model/checkpoint';
+import { BpeTokenizer } from '@commons/shared/model/tokenizer';
+import { GPT } from '@commons/shared/model/transformer';
+import { GENESIS_DIR } from '../config.ts';
+
+/** ~200k parameters: small enough that 10 clients train a round in seconds on 2 cores. */
+export const SIMULATION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
+  blockSize: 64,
+  nLayer: 2,
+  nHead: 4,
+  nEmbd: 64,
+  dropout: 0,
+  bias: true,
+  tiedHead: true,
+};
+
+/** ≈1.0M parameters with the 512-token vocabulary (the round1000Seconds bench). */
+export const ONE_MILLION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
+  blockSize: 128,
+  nLayer: 5,
+  nHead: 4,
+  nEmbd: 128,
+  dropout: 0,
+  bias: true,
+  tiedHead: true,
+};
+
+export async function genesisTokenizer(): Promise<BpeTokenizer> {
+  const { manifest } = await readCheckpoint(GENESIS_DIR);
+  return BpeTokenizer.fromJSON(manifest.tokenizer);
+}
+
+/** Writes a fresh model into `dir` (which must not exist); its hash and parameter count. */
+export async function writeInitialModel(
+  dir: string,
+  shape: Omit<ModelConfig, 'vocabSize'>,
+  seed: number,
+): Promise<{ hash: string; dir: string; params: number; config: ModelConfig }> {
+  const tokenizer = await genesisTokenizer();
+  const config: ModelConfig = { ...shape, vocabSize: tokenizer.vocabSize };
+  const model = GPT.create(config, seed);
+  try {
+    const params = model.numParams();
+    const saved = await saveModel(dir, model, tokenizer, { init: 'gpt2', seed });
+    return { ...saved, params, config };
+  } finally {
+    model.dispose();
+  }
+}
