@@ -1,5 +1,6 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
+import type * as NodeCrypto from 'node:crypto';
 
 import { canonicalJson } from './canonical-json.ts';
 import type { Manifest } from './manifest.ts';
@@ -10,7 +11,7 @@ import type { Manifest } from './manifest.ts';
 // at run time so that bundling this module for a browser pulls in no Node built-in.
 const nodeCrypto = (
   globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
-).process?.getBuiltinModule?.('node:crypto') as typeof import('node:crypto') | undefined;
+).process?.getBuiltinModule?.('node:crypto') as typeof NodeCrypto | undefined;
 
 /** The one hashing function of Commons: sha256 as 64 lowercase hex digits. */
 export function sha256Hex(bytes: Uint8Array): string {
