@@ -29,10 +29,12 @@ function Chat() {
   const api = useApi();
   const chats = useCall(() => api['vault.listChats']({}), [api]);
   const [selected, setSelected] = useState<string | null>(null);
+  // Bumped when a reply ends: the chat to re-read may be one created after this render began.
+  const [replies, setReplies] = useState(0);
   const chatId = selected ?? chats.data?.[0]?.id ?? null;
   const chat = useCall(
     () => (chatId ? api['vault.readChat']({ id: chatId }) : Promise.resolve(null)),
-    [api, chatId],
+    [api, chatId, replies],
   );
   const runtime = useCall(() => api['chat.status']({}), [api]);
   const [streaming, setStreaming] = useState<Streaming | null>(null);
@@ -75,7 +77,7 @@ function Chat() {
       if (kind === 'send') setDraft(text);
     } finally {
       setStreaming(null);
-      chat.reload();
+      setReplies((n) => n + 1);
       chats.reload();
       runtime.reload();
     }
