@@ -87,8 +87,12 @@ async function open(screen: string): Promise<void> {
   await page.locator(`main[aria-label="${screen}"]`).waitFor();
 }
 
+/** The whole screen: the main pane scrolls, so the window is grown to its content first. */
 async function shoot(name: string): Promise<void> {
-  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  const height = await page.locator('main').evaluate((main) => main.scrollHeight);
+  await page.setViewportSize({ width: 1280, height: Math.max(860, height) });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+  await page.setViewportSize({ width: 1280, height: 860 });
 }
 
 /** Fails with what the page says when it shows an error, instead of timing out later. */

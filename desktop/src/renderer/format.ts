@@ -52,5 +52,7 @@ export function share(part: string | number, total: string | number): number {
 
 export function formatNumber(value: number, digits = 3): string {
   if (!Number.isFinite(value)) return '—';
-  return Number(value.toPrecision(digits)).toLocaleString('en-US');
+  // Tiny values (δ = 1e-5) would round to "0" in a fixed-point rendering.
+  if (value !== 0 && Math.abs(value) < 1e-3) return value.toExponential(Math.max(0, digits - 2));
+  return Number(value.toPrecision(digits)).toLocaleString('en-US', { maximumFractionDigits: 6 });
 }

@@ -37,6 +37,8 @@ function Chat() {
     [api, chatId, replies],
   );
   const runtime = useCall(() => api['chat.status']({}), [api]);
+  // The saved adapter, which may be newer than what the loaded model reports.
+  const training = useCall(() => api['training.status']({}), [api]);
   const [streaming, setStreaming] = useState<Streaming | null>(null);
   const [draft, setDraft] = useState('');
   const [error, setError] = useState<unknown>(null);
@@ -125,6 +127,7 @@ function Chat() {
       setError(e);
     }
     runtime.reload();
+    training.reload();
   }
 
   const history = chat.data?.history ?? [];
@@ -132,6 +135,11 @@ function Chat() {
   const shown: ChatMessage[] =
     regenerating && history.at(-1)?.role === 'assistant' ? history.slice(0, -1) : history;
   const model = runtime.data?.model ?? null;
+  const saved = training.data?.adapter ?? null;
+  const adapter =
+    saved && model && plain(saved.baseHash) === plain(model.hash)
+      ? { enabled: saved.enabled }
+      : (model?.adapter ?? null);
 
   return (
     <div className="chat-layout">
@@ -171,11 +179,11 @@ function Chat() {
               </span>
               <span className="badge">{model.backend}</span>
               <span>{formatNumber(model.parameters / 1000, 3)}k parameters</span>
-              {model.adapter ? (
+              {adapter ? (
                 <label className="inline">
                   <input
                     type="checkbox"
-                    checked={model.adapter.enabled}
+                    checked={adapter.enabled}
                     onChange={(e) => void toggleAdapter(e.target.checked)}
                   />
                   Personal adapter
@@ -256,6 +264,10 @@ function Chat() {
       </section>
     </div>
   );
+}
+
+function plain(hash: string): string {
+  return hash.toLowerCase().replace(/^0x/, '');
 }
 
 function Message(props: {

@@ -91,8 +91,11 @@ export function ModelsScreen() {
             </span>
           </div>
           <p className="meta">
-            round {v.roundId} · {formatNumber(v.valBpc, 4)} bits/char held out · ε{' '}
-            {formatNumber(v.epsilon, 3)} · registered {formatDate(v.registeredAt)} by{' '}
+            round {v.roundId} ·{' '}
+            {v.valBpc > 0
+              ? `${formatNumber(v.valBpc, 4)} bits/char held out`
+              : 'no held-out score on chain'}{' '}
+            · ε {formatNumber(v.epsilon, 3)} · registered {formatDate(v.registeredAt)} by{' '}
             <code title={v.registrant}>{shortHash(v.registrant, 4)}</code>
             {v.local.bytes ? ` · ${formatBytes(v.local.bytes)} on disk` : ''}
           </p>

@@ -115,7 +115,7 @@ function Trainer() {
               ))}
             </fieldset>
             <div className="row">
-              <label>
+              <label className="narrow">
                 Steps
                 <input
                   type="number"
