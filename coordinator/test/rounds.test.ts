@@ -1,6 +1,7 @@
 // Rounds that go wrong the ordinary ways, Flower-style — a failure is an outcome, not a crash:
 // a contributor who disconnects after accepting is dropped once the reconnect grace runs out;
-// one who stays connected but never uploads is dropped at the deadline. With fewer updates than
+// one who stays connected but never uploads is dropped at the deadline; one who gives up
+// (round:withdraw) is dropped at once. With fewer updates than
 // the policy's minimum the round fails cleanly (nothing published, the active model unchanged,
 // the participants marked dropped), and the next round starts and can publish.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -78,8 +79,8 @@ beforeAll(async () => {
     encoding: 'int8',
     evalChars: 2000,
     publishMarginBpc: 1,
-    // The policy's deadline is capped to a few seconds so the straggler case is quick.
-    maxRoundSeconds: 4,
+    // The policy's deadline is capped so the straggler case takes seconds, not minutes.
+    maxRoundSeconds: 12,
     reconnectGraceMs: 300,
     roundIntervalMs: 0,
     logLevel: 'silent',
@@ -138,13 +139,22 @@ describe('round failures', () => {
       wallets[2]!.address,
     );
 
-    // Round 3 with both uploading publishes.
+    // A participant that gives up says so, and the round does not wait for the deadline.
     const [third] = await Promise.all([inviteTo(alice, 3), inviteTo(carol, 3)]);
+    await uploadGood(alice, wallets[0]!, third, 3);
+    carol.socket.emit('round:withdraw', { roundId: 3, reason: 'out of disk space' });
+    const withdrawn = await resultOf(3);
+    expect(Date.now()).toBeLessThan(third.deadline);
+    expect(withdrawn.outcome).toBe('failed');
+    expect(withdrawn.accepted).toBe(1);
+
+    // Round 4 with both uploading publishes.
+    const [fourth] = await Promise.all([inviteTo(alice, 4), inviteTo(carol, 4)]);
     const statuses: RoundStatus[] = [];
     alice.socket.on('round:status', (s) => statuses.push(s));
-    await uploadGood(alice, wallets[0]!, third, 3);
-    await uploadGood(carol, wallets[2]!, third, 4);
-    const published = await resultOf(3);
+    await uploadGood(alice, wallets[0]!, fourth, 4);
+    await uploadGood(carol, wallets[2]!, fourth, 5);
+    const published = await resultOf(4);
     expect(published.outcome).toBe('published');
     expect(published.accepted).toBe(2);
     expect(await coordinator.chain.isRegistered(published.candidate!.hash)).toBe(true);

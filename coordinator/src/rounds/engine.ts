@@ -125,6 +125,8 @@ interface ActiveRound {
   uploaded: Set<string>;
   /** When each disconnected participant went away (ms). */
   awaySince: Map<string, number>;
+  /** Participants that gave up on the round (round:withdraw): not waited for, not re-invited. */
+  withdrawn: Set<string>;
   startedMs: number;
   /** Resolves when training may end early (everyone uploaded or dropped). */
   wake: () => void;
@@ -186,12 +188,22 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     const round = this.active;
     if (round && round.state === 'training' && round.participants.has(address)) {
       round.awaySince.delete(address);
-      if (!round.uploaded.has(address)) {
+      if (!round.uploaded.has(address) && !round.withdrawn.has(address)) {
         // A participant that reconnects (or whose coordinator restarted) gets its task again.
         this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
       }
     }
     this.nudge?.();
+  }
+
+  /** A participant gave up on the round: it is dropped now rather than at the deadline. */
+  withdraw(address: string, roundId: number, reason: string): void {
+    const round = this.active;
+    if (!round || round.id !== roundId || round.state !== 'training') return;
+    if (!round.participants.has(address) || round.uploaded.has(address)) return;
+    round.withdrawn.add(address);
+    this.deps.log.info({ round: round.id, address, reason: reason.slice(0, 200) }, 'withdrew');
+    round.wake();
   }
 
   clientGone(address: string): void {
@@ -414,6 +426,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       participants: new Set(),
       uploaded: new Set(),
       awaySince: new Map(),
+      withdrawn: new Set(),
       startedMs: Date.now(),
       wake: () => undefined,
     };
@@ -487,7 +500,9 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     while (!this.stopping) {
       const now = Date.now();
       if (now >= round.task.deadline) break;
-      const pending = [...round.participants].filter((a) => !round.uploaded.has(a));
+      const pending = [...round.participants].filter(
+        (a) => !round.uploaded.has(a) && !round.withdrawn.has(a),
+      );
       const waitingFor = pending.filter((address) => {
         const away = round.awaySince.get(address);
         return away === undefined || now - away < reconnectGraceMs;
@@ -666,6 +681,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       ),
       uploaded: new Set(),
       awaySince: new Map(),
+      withdrawn: new Set(),
       startedMs: Date.now(),
       wake: () => undefined,
     };

@@ -18,6 +18,7 @@ import {
   inviteReplySchema,
   loginSchema,
   progressSchema,
+  withdrawalSchema,
   uploadBeginSchema,
   uploadIdSchema,
   type Ack,
@@ -165,6 +166,13 @@ export class FederationHub implements ClientHub {
       if (parsed.success && socket.data.address) {
         this.log.debug({ address: socket.data.address, ...parsed.data }, 'client progress');
       }
+    });
+
+    socket.on('round:withdraw', (raw) => {
+      const parsed = withdrawalSchema.safeParse(raw);
+      const address = socket.data.address;
+      if (!parsed.success || !address) return;
+      this.engine?.withdraw(address, parsed.data.roundId, parsed.data.reason);
     });
 
     socket.on('upload:begin', (raw, ack) =>

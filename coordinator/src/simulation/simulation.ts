@@ -377,5 +377,6 @@ export function valLossChart(result: SimulationResult): string {
     xLabel: 'round',
     yLabel: 'validation loss (nats/token)',
     series,
+    integerX: true,
   });
 }

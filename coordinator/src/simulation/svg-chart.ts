@@ -16,6 +16,8 @@ export interface LineChart {
   series: readonly Series[];
   width?: number;
   height?: number;
+  /** x is a count (rounds): ticks only at whole numbers. */
+  integerX?: boolean;
 }
 
 /** Okabe–Ito colours: distinguishable with the common colour-vision deficiencies. */
@@ -28,7 +30,10 @@ export function lineChartSvg(chart: LineChart): string {
   const plotW = width - MARGIN.left - MARGIN.right;
   const plotH = height - MARGIN.top - MARGIN.bottom;
   const points = chart.series.flatMap((s) => s.points.filter(([x, y]) => finite(x, y)));
-  const xs = niceScale(points.map(([x]) => x));
+  const xs = niceScale(
+    points.map(([x]) => x),
+    chart.integerX ?? false,
+  );
   const ys = niceScale(points.map(([, y]) => y));
   const px = (x: number) => MARGIN.left + ((x - xs.min) / (xs.max - xs.min)) * plotW;
   const py = (y: number) => MARGIN.top + plotH - ((y - ys.min) / (ys.max - ys.min)) * plotH;
@@ -77,7 +82,9 @@ export function lineChartSvg(chart: LineChart): string {
     }
     out.push('</g>');
     const ly = MARGIN.top + 14 + i * 18;
-    const lx = MARGIN.left + plotW - 180;
+    // Wide enough for the longest label (~6.6 px a character at 12 px sans-serif).
+    const longest = Math.max(...chart.series.map((x) => x.label.length));
+    const lx = MARGIN.left + plotW - 34 - Math.ceil(6.6 * longest);
     out.push(
       `<line x1="${lx}" y1="${ly}" x2="${lx + 20}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
       `<text x="${lx + 26}" y="${ly}" dominant-baseline="middle">${escape(s.label)}</text>`,
@@ -88,7 +95,10 @@ export function lineChartSvg(chart: LineChart): string {
 }
 
 /** Axis bounds widened to round numbers, with ticks at a 1-2-5 step. */
-function niceScale(values: number[]): { min: number; max: number; ticks: number[] } {
+function niceScale(
+  values: number[],
+  integer = false,
+): { min: number; max: number; ticks: number[] } {
   let min = values.length > 0 ? Math.min(...values) : 0;
   let max = values.length > 0 ? Math.max(...values) : 1;
   if (min === max) {
@@ -98,7 +108,8 @@ function niceScale(values: number[]): { min: number; max: number; ticks: number[
   }
   const rough = (max - min) / 5;
   const magnitude = 10 ** Math.floor(Math.log10(rough));
-  const step = ([1, 2, 5, 10].find((m) => m * magnitude >= rough) ?? 10) * magnitude;
+  let step = ([1, 2, 5, 10].find((m) => m * magnitude >= rough) ?? 10) * magnitude;
+  if (integer) step = Math.max(1, Math.round(step));
   const lo = Math.floor(min / step) * step;
   const hi = Math.ceil(max / step) * step;
   const ticks: number[] = [];

@@ -27,6 +27,7 @@ import {
 } from '../protocol/messages.ts';
 import { signChallenge } from '../protocol/siwe.ts';
 import { chunksOf } from '../protocol/upload.ts';
+import { CheckpointError } from '../checkpoint/errors.ts';
 import { fetchBaseModel, MemoryModelCache, type BaseModel, type ModelCache } from './base-model.ts';
 import {
   tokenize,
@@ -428,12 +429,17 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     const { roundId } = task;
     try {
       this.#setActivity('downloading', roundId);
-      const base = await fetchBaseModel(this.coordinator, task.baseModel, {
-        cache: this.#cache,
+      const base = await retryTransient(
+        () =>
+          fetchBaseModel(this.coordinator, task.baseModel, {
+            cache: this.#cache,
+            signal,
+            ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
+            onProgress: (done, total) =>
+              this.#progress({ roundId, phase: 'downloading', done, total }),
+          }),
         signal,
-        ...(this.#options.fetch ? { fetch: this.#options.fetch } : {}),
-        onProgress: (done, total) => this.#progress({ roundId, phase: 'downloading', done, total }),
-      });
+      );
       const tokens = this.#tokensFor(base);
 
       // Train until shortly before the deadline at the latest, leaving time to upload; what
@@ -470,7 +476,10 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
       this.#contributed.add(roundId);
       this.emit('uploaded', receipt);
     } catch (err) {
-      if (!signal.aborted) this.#report(err, roundId);
+      if (!signal.aborted) {
+        this.#report(err, roundId);
+        this.#withdraw(roundId, message(err));
+      }
     } finally {
       this.#round = null;
       this.#setActivity('idle', null);
@@ -668,6 +677,13 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
 
   #drop(roundId: number, reason: string): void {
     this.emit('dropped', { roundId, reason });
+    this.#withdraw(roundId, reason);
+  }
+
+  /** Tells the coordinator not to wait for this client's update (it would until the deadline). */
+  #withdraw(roundId: number, reason: string): void {
+    if (this.#state.connection !== 'online') return;
+    this.#socket?.emit('round:withdraw', { roundId, reason: reason.slice(0, 500) });
   }
 
   #malformed(event: keyof ServerToClientEvents, error: z.ZodError): void {
@@ -723,6 +739,24 @@ function hasData(data: ContributorData): boolean {
   return data.some((text) => text.length > 0);
 }
 
+/** The message, with the cause's when there is one (fetch hides the network error there). */
 function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  if (!(err instanceof Error)) return String(err);
+  return err.cause instanceof Error ? `${err.message} (${err.cause.message})` : err.message;
+}
+
+/**
+ * Runs `attempt` up to three times, 1 s then 2 s apart, while it fails for a reason that may pass
+ * (the network, a busy server). A checkpoint that does not verify is not retried: it would not
+ * verify the second time either.
+ */
+async function retryTransient<T>(attempt: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (tries >= 3 || signal.aborted || err instanceof CheckpointError) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1000 * tries));
+    }
+  }
 }

@@ -8,6 +8,7 @@ import type {
   Login,
   LoginResult,
   Progress,
+  Withdrawal,
   RoundResult,
   RoundStatus,
   RoundTask,
@@ -30,6 +31,8 @@ export interface ClientToServerEvents {
   'auth:login': (login: Login, ack: (result: Ack<LoginResult>) => void) => void;
   /** Local progress, so the coordinator (and its dashboards) can show live round status. */
   'round:progress': (progress: Progress) => void;
+  /** The client gives up on a round it accepted; the server stops waiting for it. */
+  'round:withdraw': (withdrawal: Withdrawal) => void;
   'upload:begin': (begin: UploadBegin, ack: (result: Ack<{ uploadId: string }>) => void) => void;
   /**
    * One chunk, in order from 0. The client waits for each acknowledgement before sending the

@@ -149,6 +149,14 @@ export const progressSchema = z.strictObject({
 });
 export type Progress = z.infer<typeof progressSchema>;
 
+/** A participant giving up on a round (it failed to download, train or upload): the server
+ * stops waiting for it at once instead of at the deadline. */
+export const withdrawalSchema = z.strictObject({
+  roundId: roundIdSchema,
+  reason: z.string().max(500),
+});
+export type Withdrawal = z.infer<typeof withdrawalSchema>;
+
 // ---- uploads ---------------------------------------------------------------------------------
 
 /** Opens an upload: what the frame is, and the client's signature binding it to the round. */
