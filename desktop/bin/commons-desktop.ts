@@ -3,7 +3,7 @@
 // installed and runs; otherwise serves the very same UI to a browser on 127.0.0.1 (web mode)
 // and prints the address to open, with this launch's token in the fragment.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,21 +20,29 @@ import { RENDERER_DIR } from '../src/main/renderer-files.ts';
 const desktopDir = fileURLToPath(new URL('..', import.meta.url));
 const BUILD_HINT = 'Build the UI first: npm run build -w desktop';
 
-/** The Electron binary if it is installed and answers `--version`; otherwise why not. */
+/**
+ * The Electron binary if it is installed and answers `--version`; otherwise why not. Read the
+ * way the electron package's index.js does, but without its fallback, which would try to
+ * download the binary on every start of a machine that has none.
+ */
 function findElectron(): { path: string } | { reason: string } {
-  let binary: unknown;
+  let packageDir: string;
   try {
-    // The electron package exports the binary's path; it throws when the download was skipped.
-    binary = createRequire(import.meta.url)('electron');
+    packageDir = path.dirname(createRequire(import.meta.url).resolve('electron/package.json'));
   } catch {
-    return { reason: 'the Electron binary is not installed' };
+    return { reason: 'the electron package is not installed' };
   }
-  if (typeof binary !== 'string' || !existsSync(binary)) {
-    return { reason: 'the Electron binary is not installed' };
-  }
+  const pathFile = path.join(packageDir, 'path.txt');
+  if (!existsSync(pathFile)) return { reason: 'the Electron binary is not installed' };
+  const relative = readFileSync(pathFile, 'utf8').trim();
+  const binary = process.env.ELECTRON_OVERRIDE_DIST_PATH
+    ? path.join(process.env.ELECTRON_OVERRIDE_DIST_PATH, relative)
+    : path.join(packageDir, 'dist', relative);
+  if (!existsSync(binary)) return { reason: 'the Electron binary is not installed' };
   const probe = spawnSync(binary, ['--version'], { timeout: 20_000, encoding: 'utf8' });
-  if (probe.status !== 0)
+  if (probe.status !== 0) {
     return { reason: `Electron did not run (${probe.error?.message ?? `exit ${probe.status}`})` };
+  }
   return { path: binary };
 }
 
@@ -103,7 +111,7 @@ async function main(): Promise<void> {
   }
   if (options.mode === 'electron') {
     throw new Error(
-      `--electron was given but ${electron.reason}. Install it with: npm rebuild electron`,
+      `--electron was given but ${electron.reason}. Install it with: npx install-electron (needs the internet)`,
     );
   }
   return runWeb(options, electron.reason);
