@@ -45,6 +45,11 @@ export interface SimulationOptions {
   localEpochs: number;
   learningRate: number;
   clipNorm: number;
+  /**
+   * The policy's DP noise multiplier σ: the coordinator adds Gaussian noise of standard
+   * deviation σ·clipNorm to the sum of clipped updates (default 0: no noise).
+   */
+  noiseMultiplier?: number;
   encoding: UpdateEncoding;
   /** Held-out characters each candidate is scored on. */
   evalChars: number;
@@ -58,6 +63,12 @@ export interface SimulationOptions {
   baselineRounds?: number;
   /** Stop early once a published round's val loss is at or below this. */
   targetLoss?: number;
+  /**
+   * Rewrites client `index`'s shard text before it is tokenised, e.g. to plant canary
+   * sentences in one contributor's private data (privacy/canary); the split and every other
+   * shard are unchanged.
+   */
+  editShard?: (index: number, text: string) => string;
   log?: (line: string) => void;
   onRound?: (row: RoundRow) => void;
 }
@@ -149,7 +160,9 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   const init = await writeInitialModel(path.join(out, 'init-model'), options.model, options.seed);
   const { manifest, tensors } = await readCheckpoint(init.dir);
   const tokenizer = BpeTokenizer.fromJSON(manifest.tokenizer);
-  const data = shards.map((s) => Int32Array.from(tokenizer.encode(s.text)));
+  const data = shards.map((s, i) =>
+    Int32Array.from(tokenizer.encode(options.editShard ? options.editShard(i, s.text) : s.text)),
+  );
   const tooShort = data.findIndex((tokens) => tokens.length <= init.config.blockSize);
   if (tooShort >= 0) {
     throw new Error(
@@ -169,7 +182,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     localEpochs: options.localEpochs,
     learningRate: options.learningRate,
     clipNorm: options.clipNorm,
-    noiseMultiplier: 0,
+    noiseMultiplier: options.noiseMultiplier ?? 0,
     secureAggregation: false,
     aggregationRule: 'fedavg',
     roundDeadlineSeconds: 3600,
@@ -319,7 +332,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     }
     const baselineSeconds = (performance.now() - baselineStarted) / 1000;
 
-    const { log: _log, onRound: _onRound, ...recorded } = options;
+    const { log: _log, onRound: _onRound, editShard: _editShard, ...recorded } = options;
     const jsonFile = path.join(out, 'simulation.json');
     const svgFile = path.join(out, 'val-loss.svg');
     const result: SimulationResult = {
