@@ -12,8 +12,9 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 /// Fixed-point fields end in their scale: `Micro` is ×1e6, `Wad` is ×1e18.
 contract FederationPolicy is AccessControl {
     /// @notice Aggregation rules, in the order of the `aggregationRule` codes.
-    /// 0 FedAvg, 1 FedProx, 2 FedAdam, 3 FedMedian, 4 trimmed mean, 5 Krum.
-    uint8 public constant AGGREGATION_RULE_COUNT = 6;
+    /// 0 FedAvg, 1 FedProx, 2 FedAdam, 3 FedMedian, 4 trimmed mean, 5 Krum, 6 FedYogi,
+    /// 7 FedAdagrad, 8 Multi-Krum. New rules are appended: a code never changes meaning.
+    uint8 public constant AGGREGATION_RULE_COUNT = 9;
 
     /// @param clipNormMicro L2 norm each client update is clipped to, (0, 1000].
     /// @param noiseMultiplierMicro Gaussian noise σ as a multiple of the clip norm, [0, 100].
@@ -27,6 +28,14 @@ contract FederationPolicy is AccessControl {
     /// @param epsilonBudgetMicro Per-member lifetime ε budget, (0, 1000].
     /// @param deltaWad The δ of every (ε, δ) guarantee, (0, 0.001].
     /// @param roundDeadlineSeconds Seconds clients have to upload, [10, 7 days].
+    /// @param clipTargetQuantileMicro Adaptive clipping (Andrew et al. 2021): the quantile γ of
+    /// client update norms the clip norm tracks, (0, 1); 0 means a fixed clip norm (clipNormMicro).
+    /// With γ > 0, clipNormMicro is the initial clip norm.
+    /// @param secAggNumShares SecAgg+ neighbourhood size including the client itself: odd,
+    /// [3, 1001]; 0 lets the coordinator choose it from the number of clients (O(log n)).
+    /// @param secAggThresholdMicro Fraction of a neighbourhood whose shares reconstruct a dropped
+    /// client's mask seed, (0.5, 1]: above one half so that two disjoint groups cannot both
+    /// reconstruct.
     struct Policy {
         uint64 clipNormMicro;
         uint64 noiseMultiplierMicro;
@@ -40,6 +49,9 @@ contract FederationPolicy is AccessControl {
         uint64 epsilonBudgetMicro;
         uint64 deltaWad;
         uint32 roundDeadlineSeconds;
+        uint32 clipTargetQuantileMicro;
+        uint16 secAggNumShares;
+        uint32 secAggThresholdMicro;
     }
 
     Policy[] private _versions;
@@ -49,6 +61,9 @@ contract FederationPolicy is AccessControl {
 
     /// @notice A policy field is outside its allowed range [min, max].
     error FederationPolicyOutOfRange(string field, uint256 value, uint256 min, uint256 max);
+    /// @notice A policy field that must be odd is even (a SecAgg+ neighbourhood is the client
+    /// and an equal number of neighbours on each side).
+    error FederationPolicyNotOdd(string field, uint256 value);
     /// @notice No policy version with this number exists (versions are 1..latest).
     error FederationPolicyUnknownVersion(uint256 version, uint256 latest);
 
@@ -101,6 +116,14 @@ contract FederationPolicy is AccessControl {
         _range("epsilonBudget", p.epsilonBudgetMicro, 1, 1000e6);
         _range("delta", p.deltaWad, 1, 1e15);
         _range("roundDeadline", p.roundDeadlineSeconds, 10, 7 days);
+        _range("clipTargetQuantile", p.clipTargetQuantileMicro, 0, 1e6 - 1);
+        if (p.secAggNumShares != 0) {
+            _range("secAggNumShares", p.secAggNumShares, 3, 1001);
+            if (p.secAggNumShares % 2 == 0) {
+                revert FederationPolicyNotOdd("secAggNumShares", p.secAggNumShares);
+            }
+        }
+        _range("secAggThreshold", p.secAggThresholdMicro, 0.5e6 + 1, 1e6);
     }
 
     function _range(string memory field, uint256 value, uint256 min, uint256 max) private pure {

@@ -56,6 +56,10 @@ export const DEFAULT_POLICY: FederationPolicy = {
   epsilonBudget: 10,
   delta: 1e-5,
   roundDeadlineSeconds: 600,
+  // Fixed clipping, the coordinator sizes SecAgg+ neighbourhoods, two thirds reconstruct.
+  clipTargetQuantile: 0,
+  secAggNumShares: 0,
+  secAggThreshold: 0.666667,
 };
 
 export interface DeployOptions {

@@ -1,7 +1,7 @@
 // FederationPolicy: versioning and range checks, including a property test against the client's
 // mirror of the ranges (policyViolation) over random policies.
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Contract } from 'ethers';
+import { ZeroHash, type Contract } from 'ethers';
 import {
   AGGREGATION_RULES,
   encodePolicy,
@@ -55,12 +55,19 @@ describe('FederationPolicy', () => {
     ['sampleRate', { sampleRateMicro: 1_000001n }, 1_000001n, 1n, 1_000000n],
     ['localEpochs', { localEpochs: 101n }, 101n, 1n, 100n],
     ['learningRate', { learningRateMicro: 0n }, 0n, 1n, 10_000000n],
-    ['aggregationRule', { aggregationRule: 6n }, 6n, 0n, 5n],
+    ['aggregationRule', { aggregationRule: 9n }, 9n, 0n, 8n],
     ['epsilonBudget', { epsilonBudgetMicro: 0n }, 0n, 1n, 1000_000000n],
     ['delta', { deltaWad: 0n }, 0n, 1n, 10n ** 15n],
     ['delta', { deltaWad: 10n ** 15n + 1n }, 10n ** 15n + 1n, 1n, 10n ** 15n],
     ['roundDeadline', { roundDeadlineSeconds: 9n }, 9n, 10n, 604_800n],
     ['roundDeadline', { roundDeadlineSeconds: 604_801n }, 604_801n, 10n, 604_800n],
+    ['clipTargetQuantile', { clipTargetQuantileMicro: 1_000000n }, 1_000000n, 0n, 999_999n],
+    ['secAggNumShares', { secAggNumShares: 1n }, 1n, 3n, 1001n],
+    ['secAggNumShares', { secAggNumShares: 2n }, 2n, 3n, 1001n],
+    ['secAggNumShares', { secAggNumShares: 1003n }, 1003n, 3n, 1001n],
+    ['secAggThreshold', { secAggThresholdMicro: 0n }, 0n, 500_001n, 1_000000n],
+    ['secAggThreshold', { secAggThresholdMicro: 500_000n }, 500_000n, 500_001n, 1_000000n],
+    ['secAggThreshold', { secAggThresholdMicro: 1_000001n }, 1_000001n, 500_001n, 1_000000n],
   ];
 
   it.each(edges)('rejects %s out of range (%o)', async (field, patch, value, min, max) => {
@@ -69,6 +76,55 @@ describe('FederationPolicy', () => {
       'FederationPolicyOutOfRange',
       [field, value, min, max],
     );
+  });
+
+  it.each([4n, 1000n])('rejects an even SecAgg+ neighbourhood (%s)', async (shares) => {
+    const next = { ...base, secAggNumShares: shares };
+    expect(policyViolation(next)).toMatchObject({
+      error: 'FederationPolicyNotOdd',
+      field: 'secAggNumShares',
+      value: shares,
+    });
+    await expectRevert(policy.getFunction('setPolicy').send(next), 'FederationPolicyNotOdd', [
+      'secAggNumShares',
+      shares,
+    ]);
+  });
+
+  it('accepts every aggregation rule code and stores the privacy knobs', async () => {
+    expect(await policy.getFunction('AGGREGATION_RULE_COUNT').staticCall()).toBe(
+      BigInt(AGGREGATION_RULES.length),
+    );
+    expect(AGGREGATION_RULES.slice(6)).toEqual(['fedyogi', 'fedadagrad', 'multi-krum']);
+    for (const [code, rule] of AGGREGATION_RULES.entries()) {
+      const next = {
+        ...DEFAULT_POLICY,
+        aggregationRule: rule,
+        clipTargetQuantile: 0.5,
+        secAggNumShares: 2 * code + 3,
+        secAggThreshold: 0.75,
+      };
+      await (await policy.getFunction('setPolicy').send(encodePolicy(next))).wait();
+      expect(await f.client.policy()).toEqual({ version: code + 2, policy: next });
+    }
+  });
+
+  it('refuses setPolicy from any account but the timelock, leaving the policy unchanged', async () => {
+    const next = encodePolicy({
+      ...DEFAULT_POLICY,
+      aggregationRule: 'multi-krum',
+      secAggNumShares: 5,
+    });
+    const { deployer, coordinator, alice, outsider } = f.accounts;
+    for (const caller of [deployer, coordinator, alice, outsider]) {
+      const asCaller = f.client.contracts.federationPolicy.connect(caller) as Contract;
+      await expectRevert(
+        asCaller.getFunction('setPolicy').send(next),
+        'AccessControlUnauthorizedAccount',
+        [caller.address, ZeroHash],
+      );
+    }
+    expect(await f.client.policy()).toEqual({ version: 1, policy: DEFAULT_POLICY });
   });
 
   it('accepts the boundary values', async () => {
@@ -86,7 +142,11 @@ describe('FederationPolicy', () => {
       epsilonBudgetMicro: 1n,
       deltaWad: 1n,
       roundDeadlineSeconds: 10n,
+      clipTargetQuantileMicro: 0n,
+      secAggNumShares: 0n,
+      secAggThresholdMicro: 500_001n,
     };
+    const smallestNeighbourhood = { ...lowest, clipTargetQuantileMicro: 1n, secAggNumShares: 3n };
     const highest = {
       ...base,
       clipNormMicro: 1000_000000n,
@@ -100,9 +160,15 @@ describe('FederationPolicy', () => {
       epsilonBudgetMicro: 1000_000000n,
       deltaWad: 10n ** 15n,
       roundDeadlineSeconds: 604_800n,
+      clipTargetQuantileMicro: 999_999n,
+      secAggNumShares: 1001n,
+      secAggThresholdMicro: 1_000000n,
     };
-    for (const p of [lowest, highest]) await (await policy.getFunction('setPolicy').send(p)).wait();
-    expect((await f.client.policy()).version).toBe(3);
+    for (const p of [lowest, smallestNeighbourhood, highest]) {
+      expect(policyViolation(p)).toBeNull();
+      await (await policy.getFunction('setPolicy').send(p)).wait();
+    }
+    expect((await f.client.policy()).version).toBe(4);
   });
 
   it('property: the contract accepts exactly the policies policyViolation accepts', async () => {
@@ -115,7 +181,8 @@ describe('FederationPolicy', () => {
       return min + rng.bigint(max - min + 1n);
     };
     let accepted = 0;
-    for (let i = 0; i < 150; i++) {
+    let notOdd = 0;
+    for (let i = 0; i < 200; i++) {
       const p: PolicyStruct = {
         clipNormMicro: rng.next() < 0.9 ? base.clipNormMicro : around(1n, 1000_000000n),
         noiseMultiplierMicro:
@@ -125,16 +192,26 @@ describe('FederationPolicy', () => {
         sampleRateMicro: rng.next() < 0.9 ? base.sampleRateMicro : around(1n, 1_000000n),
         localEpochs: rng.next() < 0.9 ? base.localEpochs : around(1n, 100n),
         learningRateMicro: rng.next() < 0.9 ? base.learningRateMicro : around(1n, 10_000000n),
-        aggregationRule: rng.next() < 0.8 ? base.aggregationRule : around(0n, 5n),
+        aggregationRule: rng.next() < 0.8 ? base.aggregationRule : around(0n, 8n),
         secureAggregation: rng.next() < 0.5,
         epsilonBudgetMicro: rng.next() < 0.9 ? base.epsilonBudgetMicro : around(1n, 1000_000000n),
         deltaWad: rng.next() < 0.9 ? base.deltaWad : around(1n, 10n ** 15n),
         roundDeadlineSeconds: rng.next() < 0.9 ? base.roundDeadlineSeconds : around(10n, 604_800n),
+        clipTargetQuantileMicro:
+          rng.next() < 0.9 ? base.clipTargetQuantileMicro : around(0n, 999_999n),
+        // 0 (choose), or around [3, 1001]: even values exercise FederationPolicyNotOdd.
+        secAggNumShares:
+          rng.next() < 0.85 ? base.secAggNumShares : rng.next() < 0.2 ? 0n : around(3n, 1001n),
+        secAggThresholdMicro:
+          rng.next() < 0.9 ? base.secAggThresholdMicro : around(500_001n, 1_000000n),
       };
       const violation = policyViolation(p);
       const call = policy.getFunction('setPolicy').staticCall(p);
-      if (violation) {
-        await expectRevert(call, 'FederationPolicyOutOfRange', [
+      if (violation?.error === 'FederationPolicyNotOdd') {
+        await expectRevert(call, violation.error, [violation.field, violation.value]);
+        notOdd++;
+      } else if (violation) {
+        await expectRevert(call, violation.error, [
           violation.field,
           violation.value,
           violation.min,
@@ -147,6 +224,7 @@ describe('FederationPolicy', () => {
     }
     // Both outcomes were exercised.
     expect(accepted).toBeGreaterThan(20);
-    expect(accepted).toBeLessThan(130);
+    expect(accepted).toBeLessThan(170);
+    expect(notOdd).toBeGreaterThan(0);
   });
 });

@@ -28,6 +28,9 @@ const POLICY: FederationPolicy = {
   epsilonBudget: 10,
   delta: 1e-5,
   roundDeadlineSeconds: 60,
+  clipTargetQuantile: 0,
+  secAggNumShares: 0,
+  secAggThreshold: 0.666667,
 };
 
 const LAYOUT = layoutOf([

@@ -2,7 +2,10 @@
 // stores them (fixed-point integers) and as the coordinator uses them (numbers).
 import { fromMicro, fromWad, toMicro, toWad } from './fixed-point.ts';
 
-/** Aggregation rules, in the order of the contract's `aggregationRule` codes. */
+/**
+ * Aggregation rules, in the order of the contract's `aggregationRule` codes (0 fedavg … 8
+ * multi-krum). New rules are appended: a code never changes meaning.
+ */
 export const AGGREGATION_RULES = [
   'fedavg',
   'fedprox',
@@ -10,6 +13,9 @@ export const AGGREGATION_RULES = [
   'fedmedian',
   'trimmed-mean',
   'krum',
+  'fedyogi',
+  'fedadagrad',
+  'multi-krum',
 ] as const;
 
 export type AggregationRule = (typeof AGGREGATION_RULES)[number];
@@ -38,6 +44,18 @@ export interface FederationPolicy {
   delta: number;
   /** Seconds clients have to upload, [10, 604800]. */
   roundDeadlineSeconds: number;
+  /**
+   * Adaptive clipping (Andrew et al. 2021): the quantile γ of client update norms the clip norm
+   * tracks, (0, 1), starting from `clipNorm`; 0 keeps the clip norm fixed.
+   */
+  clipTargetQuantile: number;
+  /**
+   * SecAgg+ neighbourhood size including the client itself: odd, [3, 1001]; 0 lets the
+   * coordinator choose it from the number of clients (O(log n)).
+   */
+  secAggNumShares: number;
+  /** Fraction of a neighbourhood whose shares reconstruct a dropped client's seed, (0.5, 1]. */
+  secAggThreshold: number;
 }
 
 /** The contract's `Policy` struct, field for field. */
@@ -54,6 +72,9 @@ export interface PolicyStruct {
   epsilonBudgetMicro: bigint;
   deltaWad: bigint;
   roundDeadlineSeconds: bigint;
+  clipTargetQuantileMicro: bigint;
+  secAggNumShares: bigint;
+  secAggThresholdMicro: bigint;
 }
 
 export function encodePolicy(policy: FederationPolicy): PolicyStruct {
@@ -72,6 +93,9 @@ export function encodePolicy(policy: FederationPolicy): PolicyStruct {
     epsilonBudgetMicro: toMicro(policy.epsilonBudget),
     deltaWad: toWad(policy.delta),
     roundDeadlineSeconds: BigInt(policy.roundDeadlineSeconds),
+    clipTargetQuantileMicro: toMicro(policy.clipTargetQuantile),
+    secAggNumShares: BigInt(policy.secAggNumShares),
+    secAggThresholdMicro: toMicro(policy.secAggThreshold),
   };
 }
 
@@ -91,11 +115,19 @@ export function decodePolicy(raw: PolicyStruct): FederationPolicy {
     epsilonBudget: fromMicro(raw.epsilonBudgetMicro),
     delta: fromWad(raw.deltaWad),
     roundDeadlineSeconds: Number(raw.roundDeadlineSeconds),
+    clipTargetQuantile: fromMicro(raw.clipTargetQuantileMicro),
+    secAggNumShares: Number(raw.secAggNumShares),
+    secAggThreshold: fromMicro(raw.secAggThresholdMicro),
   };
 }
 
-/** A field outside its range, as FederationPolicy reports it (FederationPolicyOutOfRange). */
+/**
+ * A field the contract refuses, as FederationPolicy reports it: outside [min, max]
+ * (FederationPolicyOutOfRange), or in range but even where it must be odd
+ * (FederationPolicyNotOdd; min and max are then the field's range, which the value is within).
+ */
 export interface PolicyViolation {
+  error: 'FederationPolicyOutOfRange' | 'FederationPolicyNotOdd';
   field: string;
   value: bigint;
   min: bigint;
@@ -108,21 +140,32 @@ export interface PolicyViolation {
  * FederationPolicy on chain stays the authority; a test keeps the two in agreement.
  */
 export function policyViolation(p: PolicyStruct): PolicyViolation | null {
-  const checks: [string, bigint, bigint, bigint][] = [
-    ['clipNorm', p.clipNormMicro, 1n, 1000_000000n],
-    ['noiseMultiplier', p.noiseMultiplierMicro, 0n, 100_000000n],
-    ['minClients', p.minClients, p.secureAggregation ? 2n : 1n, 100_000n],
-    ['maxClients', p.maxClients, p.minClients, 100_000n],
-    ['sampleRate', p.sampleRateMicro, 1n, 1_000000n],
-    ['localEpochs', p.localEpochs, 1n, 100n],
-    ['learningRate', p.learningRateMicro, 1n, 10_000000n],
-    ['aggregationRule', p.aggregationRule, 0n, BigInt(AGGREGATION_RULES.length - 1)],
-    ['epsilonBudget', p.epsilonBudgetMicro, 1n, 1000_000000n],
-    ['delta', p.deltaWad, 1n, 10n ** 15n],
-    ['roundDeadline', p.roundDeadlineSeconds, 10n, 7n * 86_400n],
-  ];
-  for (const [field, value, min, max] of checks) {
-    if (value < min || value > max) return { field, value, min, max };
-  }
-  return null;
+  const range = (field: string, value: bigint, min: bigint, max: bigint): PolicyViolation | null =>
+    value < min || value > max
+      ? { error: 'FederationPolicyOutOfRange', field, value, min, max }
+      : null;
+  // A SecAgg+ neighbourhood size: 0 (the coordinator chooses) or odd within [3, 1001].
+  const neighbourhood = (field: string, value: bigint): PolicyViolation | null =>
+    value === 0n
+      ? null
+      : (range(field, value, 3n, 1001n) ??
+        (value % 2n === 0n
+          ? { error: 'FederationPolicyNotOdd', field, value, min: 3n, max: 1001n }
+          : null));
+  return (
+    range('clipNorm', p.clipNormMicro, 1n, 1000_000000n) ??
+    range('noiseMultiplier', p.noiseMultiplierMicro, 0n, 100_000000n) ??
+    range('minClients', p.minClients, p.secureAggregation ? 2n : 1n, 100_000n) ??
+    range('maxClients', p.maxClients, p.minClients, 100_000n) ??
+    range('sampleRate', p.sampleRateMicro, 1n, 1_000000n) ??
+    range('localEpochs', p.localEpochs, 1n, 100n) ??
+    range('learningRate', p.learningRateMicro, 1n, 10_000000n) ??
+    range('aggregationRule', p.aggregationRule, 0n, BigInt(AGGREGATION_RULES.length - 1)) ??
+    range('epsilonBudget', p.epsilonBudgetMicro, 1n, 1000_000000n) ??
+    range('delta', p.deltaWad, 1n, 10n ** 15n) ??
+    range('roundDeadline', p.roundDeadlineSeconds, 10n, 7n * 86_400n) ??
+    range('clipTargetQuantile', p.clipTargetQuantileMicro, 0n, 1_000000n - 1n) ??
+    neighbourhood('secAggNumShares', p.secAggNumShares) ??
+    range('secAggThreshold', p.secAggThresholdMicro, 500_000n + 1n, 1_000000n)
+  );
 }
