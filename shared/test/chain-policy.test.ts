@@ -1,0 +1,134 @@
+// The TypeScript mirror of FederationPolicy: numbers ↔ the contract's fixed-point struct, and the
+// range checks a UI or the coordinator applies before proposing (contracts/test keeps them equal
+// to the contract's own).
+import { describe, expect, it } from 'vitest';
+import {
+  AGGREGATION_RULES,
+  decodePolicy,
+  encodePolicy,
+  policyViolation,
+  type FederationPolicy,
+  type PolicyStruct,
+} from '../src/chain/policy.ts';
+
+const POLICY: FederationPolicy = {
+  clipNorm: 1,
+  noiseMultiplier: 1,
+  minClients: 3,
+  maxClients: 100,
+  sampleRate: 1,
+  localEpochs: 1,
+  learningRate: 0.001,
+  aggregationRule: 'fedavg',
+  secureAggregation: true,
+  epsilonBudget: 10,
+  delta: 1e-5,
+  roundDeadlineSeconds: 600,
+  clipTargetQuantile: 0,
+  secAggNumShares: 0,
+  secAggThreshold: 0.666667,
+};
+
+describe('encodePolicy / decodePolicy', () => {
+  it('encodes the privacy knobs as fixed point and back', () => {
+    const adaptive = {
+      ...POLICY,
+      clipTargetQuantile: 0.9,
+      secAggNumShares: 7,
+      secAggThreshold: 0.75,
+    };
+    const raw = encodePolicy(adaptive);
+    expect(raw).toMatchObject({
+      clipTargetQuantileMicro: 900_000n,
+      secAggNumShares: 7n,
+      secAggThresholdMicro: 750_000n,
+    });
+    expect(decodePolicy(raw)).toEqual(adaptive);
+  });
+
+  it('keeps the default two-thirds threshold exact', () => {
+    const raw = encodePolicy(POLICY);
+    expect(raw.secAggThresholdMicro).toBe(666_667n);
+    expect(raw.clipTargetQuantileMicro).toBe(0n);
+    expect(raw.secAggNumShares).toBe(0n);
+    expect(decodePolicy(raw)).toEqual(POLICY);
+    expect(policyViolation(raw)).toBeNull();
+  });
+
+  it('gives fedyogi, fedadagrad and multi-krum the codes 6, 7, 8 and knows no code 9', () => {
+    const codes = (['fedyogi', 'fedadagrad', 'multi-krum'] as const).map(
+      (rule) => encodePolicy({ ...POLICY, aggregationRule: rule }).aggregationRule,
+    );
+    expect(codes).toEqual([6n, 7n, 8n]);
+    for (const [code, rule] of AGGREGATION_RULES.entries()) {
+      expect(decodePolicy({ ...encodePolicy(POLICY), aggregationRule: BigInt(code) })).toEqual({
+        ...POLICY,
+        aggregationRule: rule,
+      });
+    }
+    const nine = { ...encodePolicy(POLICY), aggregationRule: 9n };
+    expect(() => decodePolicy(nine)).toThrow(/Unknown aggregation rule code 9/);
+    expect(policyViolation(nine)).toEqual({
+      error: 'FederationPolicyOutOfRange',
+      field: 'aggregationRule',
+      value: 9n,
+      min: 0n,
+      max: 8n,
+    });
+  });
+});
+
+describe('policyViolation', () => {
+  const base = encodePolicy(POLICY);
+  const check = (patch: Partial<PolicyStruct>) => policyViolation({ ...base, ...patch });
+  const outOfRange = (field: string, value: bigint, min: bigint, max: bigint) => ({
+    error: 'FederationPolicyOutOfRange',
+    field,
+    value,
+    min,
+    max,
+  });
+
+  it('bounds the clip target quantile to [0, 1): 0 is fixed clipping', () => {
+    for (const value of [0n, 1n, 999_999n])
+      expect(check({ clipTargetQuantileMicro: value })).toBeNull();
+    expect(check({ clipTargetQuantileMicro: 1_000000n })).toEqual(
+      outOfRange('clipTargetQuantile', 1_000000n, 0n, 999_999n),
+    );
+  });
+
+  it('accepts 0 or an odd neighbourhood in [3, 1001]', () => {
+    for (const value of [0n, 3n, 5n, 1001n]) expect(check({ secAggNumShares: value })).toBeNull();
+    for (const value of [1n, 2n, 1002n, 1003n]) {
+      expect(check({ secAggNumShares: value })).toEqual(
+        outOfRange('secAggNumShares', value, 3n, 1001n),
+      );
+    }
+    for (const value of [4n, 1000n]) {
+      expect(check({ secAggNumShares: value })).toEqual({
+        error: 'FederationPolicyNotOdd',
+        field: 'secAggNumShares',
+        value,
+        min: 3n,
+        max: 1001n,
+      });
+    }
+  });
+
+  it('needs a threshold above one half of the neighbourhood, at most all of it', () => {
+    for (const value of [500_001n, 1_000000n])
+      expect(check({ secAggThresholdMicro: value })).toBeNull();
+    for (const value of [0n, 500_000n, 1_000001n]) {
+      expect(check({ secAggThresholdMicro: value })).toEqual(
+        outOfRange('secAggThreshold', value, 500_001n, 1_000000n),
+      );
+    }
+  });
+
+  it('reports the first violation in the contract order', () => {
+    expect(
+      check({ roundDeadlineSeconds: 1n, secAggNumShares: 2n, secAggThresholdMicro: 0n })?.field,
+    ).toBe('roundDeadline');
+    expect(check({ secAggNumShares: 2n, secAggThresholdMicro: 0n })?.field).toBe('secAggNumShares');
+  });
+});
