@@ -42,6 +42,14 @@ import { StoreError } from '../store/errors.ts';
 import type { ModelStore } from '../store/models.ts';
 import { createStrategy, type Aggregator, type Strategy } from '../strategy/index.ts';
 import { validateUpdate } from '../uploads/validate-update.ts';
+import {
+  SECURE_ROUND_NOT_RESUMABLE,
+  runSecureRound,
+  secureAggregationRefusal,
+  secureTask,
+  type SecureRound,
+} from '../secagg/secure-round.ts';
+import type { SecAggTransport } from '../secagg/transport.ts';
 import type { CandidateEvaluator } from './evaluator.ts';
 import { publishCandidate } from './publisher.ts';
 import { sampleClients } from './sampling.ts';
@@ -64,6 +72,8 @@ export interface ClientHub {
   ): void;
   broadcastStatus(status: RoundStatus): void;
   broadcastResult(result: RoundResult): void;
+  /** Carries the SecAgg+ stages of secure rounds (coordinator/src/secagg). */
+  readonly secAgg: SecAggTransport;
 }
 
 export interface RoundOptions {
@@ -127,6 +137,8 @@ interface ActiveRound {
   awaySince: Map<string, number>;
   /** Participants that gave up on the round (round:withdraw): not waited for, not re-invited. */
   withdrawn: Set<string>;
+  /** Secure rounds: the unmasked mean and its contributors, once the SecAgg+ stages ran. */
+  secure?: SecureRound;
   startedMs: number;
   /** Resolves when training may end early (everyone uploaded or dropped). */
   wake: () => void;
@@ -337,6 +349,11 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       log.warn({ round: row.id }, 'round had not begun training; failed and starting afresh');
       return null;
     }
+    if ((row.task as RoundTask | null)?.secureAggregation) {
+      this.deps.db.setRoundState(row.id, 'failed', { failureReason: SECURE_ROUND_NOT_RESUMABLE });
+      log.warn({ round: row.id, state: row.state }, SECURE_ROUND_NOT_RESUMABLE);
+      return null;
+    }
     log.warn({ round: row.id, state: row.state }, 'resuming interrupted round');
     const round = await this.restore(row);
     return { round, train: row.state === 'training' };
@@ -403,6 +420,16 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       },
       // Invitations go out right after this; the deadline covers answering, training and uploading.
       deadline: Date.now() + deadlineSeconds * 1000,
+      ...(policy.secureAggregation
+        ? {
+            secureAggregation: secureTask({
+              vectorLength: base.layout.size,
+              maxSteps: options.maxSteps,
+              batchSize: options.batchSize,
+              blockSize: base.manifest.config.blockSize,
+            }),
+          }
+        : {}),
     };
     const row = db.createRound({
       id: nextId,
@@ -415,6 +442,9 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     });
     if (row.id !== nextId) throw new Error(`round id ${row.id} is not the expected ${nextId}`);
     db.setRoundState(row.id, 'configuring');
+    // Secure aggregation hides single updates: a rule that needs them cannot run (secagg/).
+    const secureRefusal = policy.secureAggregation ? secureAggregationRefusal(strategy.name) : null;
+    if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
     const round: ActiveRound = {
       id: row.id,
       state: 'configuring',
@@ -476,7 +506,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   private async finishRound(round: ActiveRound, train: boolean): Promise<void> {
     try {
       if (train) {
-        await this.waitForUploads(round);
+        if (round.task.secureAggregation) await this.runSecure(round);
+        else await this.waitForUploads(round);
         if (this.stopping) return;
         await this.transition(round, 'aggregating');
       }
@@ -493,6 +524,29 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         this.active = null;
       }
     }
+  }
+
+  /** Secure rounds: the SecAgg+ stages stand in for plain uploads (coordinator/src/secagg). */
+  private async runSecure(round: ActiveRound): Promise<void> {
+    const abort = new AbortController();
+    // stop() wakes the round; a secure round cannot pause (its masks live in memory), so it ends.
+    round.wake = () => {
+      if (this.stopping) abort.abort();
+    };
+    if (this.stopping) abort.abort();
+    round.secure = await runSecureRound({
+      roundId: round.id,
+      baseModel: round.base.hash,
+      chainId: this.deps.options.chainId,
+      policy: round.policy,
+      task: { deadline: round.task.deadline, secureAggregation: round.task.secureAggregation! },
+      participants: [...round.participants],
+      transport: this.deps.hub.secAgg,
+      stageTimeoutMs: this.deps.options.inviteTimeoutMs,
+      signal: abort.signal,
+      log: this.deps.log,
+    });
+    for (const c of round.secure.contributors) round.uploaded.add(c.address);
   }
 
   private async waitForUploads(round: ActiveRound): Promise<void> {
@@ -524,7 +578,9 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     const { db, models, evaluator, options, chain, hub, log } = this.deps;
     const dropped = [...round.participants].filter((a) => !round.uploaded.has(a));
     for (const address of dropped) db.setParticipantStatus(round.id, address, 'dropped');
-    const submissions = db.submissions(round.id);
+    // A secure round stores no submissions: its contributors come from the SecAgg+ sum.
+    const submissions: { address: string; commitment: string }[] =
+      round.secure?.contributors ?? db.submissions(round.id);
     if (submissions.length < round.policy.minClients) {
       this.fail(
         round.id,
@@ -533,7 +589,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       );
       return;
     }
-    const delta = round.aggregator.result();
+    const delta = round.secure ? round.secure.delta : round.aggregator.result();
     if (delta === null) {
       this.fail(
         round.id,
@@ -619,7 +675,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     round.state = 'published';
     this.publishStatus(round);
     // Accepted frames are folded into the published model; keeping them serves nobody.
-    for (const s of submissions) await this.deps.blobs.delete(s.sha256);
+    for (const s of db.submissions(round.id)) await this.deps.blobs.delete(s.sha256);
     const result: RoundResult = {
       roundId: round.id,
       outcome: 'published',

@@ -34,6 +34,7 @@ import type { Server, Socket } from 'socket.io';
 import type { z } from 'zod';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
 import type { ClientHub, RoundEngine } from '../rounds/engine.ts';
+import { SecAggSockets } from '../secagg/transport.ts';
 import { UploadSession } from '../uploads/upload-session.ts';
 
 export type FederationServer = Server<
@@ -69,6 +70,8 @@ export class FederationHub implements ClientHub {
   private readonly sessions = new Map<string, ClientSocket>();
   private readonly challenges = new WeakMap<ClientSocket, Challenge>();
   private readonly uploads = new WeakMap<ClientSocket, UploadSession>();
+  /** Secure rounds: SecAgg+ stage requests to signed-in sockets, masked chunks back. */
+  readonly secAgg = new SecAggSockets((address) => this.sessions.get(address));
 
   constructor(
     io: FederationServer,
@@ -212,6 +215,16 @@ export class FederationHub implements ClientHub {
         this.uploads.delete(socket);
         const frame = session.finish();
         return this.engineOrFail().acceptUpload(address, session.begin, frame);
+      }),
+    );
+
+    socket.on('secagg:masked-chunk', (rawRound, rawIndex, rawData, ack) =>
+      this.answer(socket, ack, async () => {
+        const address = this.signedIn(socket);
+        const received = this.secAgg.takeChunk(address, rawRound, rawIndex, rawData);
+        // takeChunk validated it: bytes (a Buffer here, an ArrayBuffer from some clients).
+        this.metrics.uploadBytes.inc((rawData as Uint8Array | ArrayBuffer).byteLength);
+        return { received };
       }),
     );
 

@@ -36,6 +36,13 @@ import {
   type LocalUpdate,
 } from './local-update.ts';
 import { TypedEmitter } from './typed-emitter.ts';
+import {
+  SECAGG_EVENTS,
+  SecAggParticipant,
+  type MaskedReceipt,
+  type SecAggEvent,
+} from './secagg-participant.ts';
+import type { SecAggAnswer } from '../protocol/messages.ts';
 
 /**
  * The contributor's side of federated training. It signs in to a coordinator with
@@ -146,7 +153,8 @@ export interface UploadReceipt {
 }
 
 /** Which request the coordinator refused. */
-export type RequestName = 'auth:login' | 'upload:begin' | 'upload:chunk' | 'upload:end';
+export type RequestName =
+  'auth:login' | 'upload:begin' | 'upload:chunk' | 'upload:end' | 'secagg:masked-chunk';
 
 export interface FederatedClientEvents {
   state: ClientState;
@@ -157,6 +165,8 @@ export interface FederatedClientEvents {
   /** Local progress (also sent to the coordinator as round:progress). */
   progress: Progress;
   uploaded: UploadReceipt;
+  /** Secure rounds: our masked update is in the round's sum (we answered unmask). */
+  masked: MaskedReceipt;
   /** A round that was joined but ends without an update from us, and why. */
   dropped: { roundId: number; reason: string };
   /** The coordinator's round:status. */
@@ -239,6 +249,8 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
   readonly #contributed = new Set<number>();
   #closed = false;
   #closing: Promise<void> | null = null;
+  /** This client's part in the secure round it is in, if that round runs secure aggregation. */
+  #secagg: SecAggParticipant | null = null;
 
   constructor(options: FederatedClientOptions) {
     super((err) =>
@@ -302,6 +314,12 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     socket.on('round:invite', (task: unknown, ack: unknown) => void this.#onInvite(task, ack));
     socket.on('round:status', (status: unknown) => this.#onStatus(status));
     socket.on('round:result', (result: unknown) => this.#onResult(result));
+    for (const event of SECAGG_EVENTS) {
+      socket.on(
+        event,
+        (request: unknown, ack: unknown) => void this.#onSecAgg(event, request, ack),
+      );
+    }
     this.#setConnection('connecting');
     socket.connect();
   }
@@ -387,6 +405,22 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     const abort = new AbortController();
     const round: ActiveRound = { task, abort, done: Promise.resolve() };
     this.#round = round;
+    // Secure aggregation: set up before the acceptance goes out, so secagg:setup finds it.
+    this.#secagg = task.secureAggregation
+      ? new SecAggParticipant({
+          task: { ...task, secureAggregation: task.secureAggregation },
+          signer: this.#options.signer,
+          address: this.#address!,
+          chainId: this.#chainId!,
+          sendChunk: async (index, chunk) => {
+            await this.#request('secagg:masked-chunk', chunkAck, (s) =>
+              s.emitWithAck('secagg:masked-chunk', task.roundId, index, chunk),
+            );
+          },
+          onProgress: (done, total) =>
+            this.#progress({ roundId: task.roundId, phase: 'uploading', done, total }),
+        })
+      : null;
     reply({ accept: true });
     this.emit('invite', { task, accepted: true });
     round.done = this.#runRound(task, abort.signal);
@@ -455,7 +489,8 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         tokens,
         task: task.train,
         clipNorm: task.clipNorm,
-        encoding: this.#options.encoding ?? task.encoding,
+        // A secure round masks the clipped delta itself: fp32 decodes back to it exactly.
+        encoding: task.secureAggregation ? 'fp32' : (this.#options.encoding ?? task.encoding),
         signal: AbortSignal.any([
           signal,
           AbortSignal.timeout(Math.floor(remaining - uploadAllowance)),
@@ -465,6 +500,23 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
       });
       if (signal.aborted) return;
       if (!update) return this.#drop(roundId, 'the deadline came before the first training step');
+      const participant = this.#secagg;
+      if (participant?.roundId === roundId) {
+        // Secure aggregation: no plain upload; the update goes into the masked-input stage.
+        this.#setActivity('uploading', roundId);
+        let masked: MaskedReceipt;
+        try {
+          masked = await participant.contribute(update, signal);
+        } catch (err) {
+          if (signal.aborted) return;
+          // The round ended before our unmask answer: we are not in its sum.
+          if (participant.failure?.code === 'WITHDRAWN') return this.#drop(roundId, message(err));
+          throw err;
+        }
+        this.#contributed.add(roundId);
+        this.emit('masked', masked);
+        return;
+      }
       if (update.encoding === task.encoding && update.frame.byteLength !== task.upload.frameBytes) {
         throw new Error(
           `the update is ${update.frame.byteLength} bytes but round ${roundId} expects ${task.upload.frameBytes}: ` +
@@ -481,8 +533,36 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         this.#withdraw(roundId, message(err));
       }
     } finally {
+      if (this.#secagg?.roundId === roundId) {
+        // Answers a masked-input request still waiting for our update with WITHDRAWN.
+        this.#secagg.withdraw(
+          signal.aborted ? message(signal.reason) : 'the client left the round',
+        );
+        this.#secagg = null;
+      }
       this.#round = null;
       this.#setActivity('idle', null);
+    }
+  }
+
+  /**
+   * Answers a SecAgg+ stage request through this round's participant. A stage this client
+   * refuses ends its part in the round: reported as an error, then dropped and withdrawn.
+   */
+  async #onSecAgg(event: SecAggEvent, request: unknown, ack: unknown): Promise<void> {
+    const participant = this.#secagg;
+    const answer: SecAggAnswer<unknown> = participant
+      ? await participant.answer(event, request)
+      : { ok: false, error: { code: 'WRONG_ROUND', message: 'this client is in no secure round' } };
+    if (typeof ack === 'function') (ack as (a: SecAggAnswer<unknown>) => void)(answer);
+    const round = this.#round;
+    if (answer.ok || !participant || participant !== this.#secagg) return;
+    if (answer.error.code === 'WITHDRAWN') return;
+    const reason = `${event}: ${answer.error.message}`;
+    this.emit('error', new Error(`round ${participant.roundId}: refused ${reason}`));
+    if (round && round !== 'deciding' && !round.abort.signal.aborted) {
+      round.abort.abort(new Error(reason));
+      this.#drop(participant.roundId, reason);
     }
   }
 
@@ -594,6 +674,10 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     const parsed = roundResultSchema.safeParse(raw);
     if (!parsed.success) return this.#malformed('round:result', parsed.error);
     this.#abandon(parsed.data.roundId, `the round ended (${parsed.data.outcome})`);
+    // A secure round that ends before our unmask answer leaves nothing to wait for.
+    if (this.#secagg?.roundId === parsed.data.roundId) {
+      this.#secagg.withdraw(`the round ended (${parsed.data.outcome})`);
+    }
     this.emit('result', parsed.data);
   }
 

@@ -14,7 +14,18 @@ import type {
   RoundTask,
   UploadAccepted,
   UploadBegin,
+  MaskedInputHeader,
+  SecAggAnswer,
 } from './messages.ts';
+import type {
+  KeyAdvertisement,
+  MaskedInputRequest,
+  SetupRequest,
+  ShareKeysRequest,
+  ShareKeysResponse,
+  UnmaskRequest,
+  UnmaskResponse,
+} from '../privacy/secagg/messages.ts';
 
 export interface ServerToClientEvents {
   /** On connect: sign this to log in. */
@@ -25,6 +36,28 @@ export interface ServerToClientEvents {
   'round:status': (status: RoundStatus) => void;
   /** A round ended. */
   'round:result': (result: RoundResult) => void;
+  // Secure aggregation: one request per SecAgg+ stage, answered in the acknowledgement; each
+  // stage has a deadline, and a client that has not answered by then has dropped at it.
+  /** The round's SecAgg+ parameters and participants: advertise your signed keys. */
+  'secagg:setup': (
+    request: SetupRequest,
+    ack: (answer: SecAggAnswer<KeyAdvertisement>) => void,
+  ) => void;
+  /** Your neighbours' verified keys: deal them encrypted shares of your secrets. */
+  'secagg:share-keys': (
+    request: ShareKeysRequest,
+    ack: (answer: SecAggAnswer<ShareKeysResponse>) => void,
+  ) => void;
+  /** Your neighbours' share packets: train, mask, send the vector (secagg:masked-chunk), answer. */
+  'secagg:masked-input': (
+    request: MaskedInputRequest,
+    ack: (answer: SecAggAnswer<MaskedInputHeader>) => void,
+  ) => void;
+  /** Who survived and who dropped: reveal the shares that remove their masks from the sum. */
+  'secagg:unmask': (
+    request: UnmaskRequest,
+    ack: (answer: SecAggAnswer<UnmaskResponse>) => void,
+  ) => void;
 }
 
 export interface ClientToServerEvents {
@@ -46,6 +79,16 @@ export interface ClientToServerEvents {
   ) => void;
   /** All chunks sent: verify and accept (or refuse) the update. */
   'upload:end': (uploadId: string, ack: (result: Ack<UploadAccepted>) => void) => void;
+  /**
+   * One chunk of the masked vector of round `roundId`, in order from 0, while the server's
+   * secagg:masked-input request is open; each acknowledged before the next (back-pressure).
+   */
+  'secagg:masked-chunk': (
+    roundId: number,
+    index: number,
+    data: Uint8Array | ArrayBuffer,
+    ack: (result: Ack<{ received: number }>) => void,
+  ) => void;
 }
 
 /** What the server keeps per socket. */

@@ -3,6 +3,8 @@
 // Numbers of floats never travel here: updates are binary frames (see upload.ts).
 import { z } from 'zod';
 import { REJECT_CODES } from './errors.ts';
+import { SECAGG_ERROR_CODES } from '../privacy/secagg/errors.ts';
+import { maskedInputSchema } from '../privacy/secagg/messages.ts';
 
 /** Bumped on any incompatible change; the challenge carries it and the login must match. */
 export const PROTOCOL_VERSION = 1;
@@ -84,6 +86,25 @@ export const trainingTaskSchema = z.strictObject({
 });
 export type TrainingTask = z.infer<typeof trainingTaskSchema>;
 
+/**
+ * Secure aggregation for a round (SecAgg+, shared/src/privacy/secagg): the client masks its
+ * update and the coordinator learns only the sum. The SecAgg+ parameters themselves arrive in
+ * `secagg:setup`, once the participants are known.
+ */
+export const secureAggregationTaskSchema = z.strictObject({
+  /** Coordinates of the flat update vector (every tensor end to end, checkpoint order). */
+  vectorLength: z
+    .number()
+    .int()
+    .min(1)
+    .max(2 ** 28),
+  /** A client's weight is min(examples, maxWeight): the ring carries weights up to this. */
+  maxWeight: z.number().positive(),
+  /** Largest `secagg:masked-chunk` the server takes. */
+  chunkBytes: z.number().int().positive(),
+});
+export type SecureAggregationTask = z.infer<typeof secureAggregationTaskSchema>;
+
 export const roundTaskSchema = z.strictObject({
   protocolVersion: z.number().int().positive(),
   roundId: roundIdSchema,
@@ -104,6 +125,11 @@ export const roundTaskSchema = z.strictObject({
   }),
   /** Unix milliseconds after which uploads are refused. */
   deadline: epochMsSchema,
+  /**
+   * Present when the round runs secure aggregation: no plain upload, the update travels masked
+   * through the `secagg:*` stages. Absent (or null) on plain rounds, whose tasks stay as before.
+   */
+  secureAggregation: secureAggregationTaskSchema.nullable().optional(),
 });
 export type RoundTask = z.infer<typeof roundTaskSchema>;
 
@@ -136,6 +162,9 @@ export const roundResultSchema = z.strictObject({
       parentHash: sha256Schema,
       valLoss: z.number(),
       valBpc: z.number(),
+      /** Cumulative ε of the published model at `delta`; null: no DP guarantee (no noise). */
+      epsilon: z.number().nonnegative().nullable().optional(),
+      delta: z.number().optional(),
     })
     .optional(),
 });
@@ -191,4 +220,54 @@ export function describeIssue(error: z.ZodError): string {
   if (!issue) return 'invalid message';
   const where = issue.path.length > 0 ? issue.path.join('.') : 'message';
   return `${where}: ${issue.message}`;
+}
+
+// ---- secure aggregation (SecAgg+ stages over Socket.IO) --------------------------------------
+//
+// The server asks, the client answers in the acknowledgement: secagg:setup → KeyAdvertisement,
+// secagg:share-keys → ShareKeysResponse, secagg:masked-input → MaskedInputHeader (the masked
+// vector itself went before it as secagg:masked-chunk messages), secagg:unmask →
+// UnmaskResponse. The replies' contents are validated by the SecAgg+ state machines with the
+// schemas in privacy/secagg/messages.ts; here only their envelope.
+
+/** Why a client refused a stage (a SecAgg+ check failed) or gave up (WITHDRAWN). */
+export const secAggRefusalSchema = z.strictObject({
+  code: z.enum([...SECAGG_ERROR_CODES, 'WITHDRAWN']),
+  message: z.string().max(1000),
+});
+export type SecAggRefusal = z.infer<typeof secAggRefusalSchema>;
+
+/** A client's answer to a stage request: its reply, or why there is none. */
+export const secAggAnswerSchema = z.discriminatedUnion('ok', [
+  z.strictObject({ ok: z.literal(true), reply: z.unknown() }),
+  z.strictObject({ ok: z.literal(false), error: secAggRefusalSchema }),
+]);
+export type SecAggAnswer<T> = { ok: true; reply: T } | { ok: false; error: SecAggRefusal };
+
+/**
+ * The answer to secagg:masked-input: the MaskedInput without its vector (sent in chunks, so no
+ * message outgrows maxHttpBufferSize), what the chunks add up to, and the contributor's EIP-712
+ * MaskedUpdateCommitment over them (masked-commitment.ts).
+ */
+export const maskedInputHeaderSchema = maskedInputSchema.omit({ vector: true }).extend({
+  byteLength: z.number().int().positive(),
+  sha256: sha256Schema,
+  signature: signatureSchema,
+});
+export type MaskedInputHeader = z.infer<typeof maskedInputHeaderSchema>;
+
+/**
+ * Binary fields arrive as Buffers in Node and as ArrayBuffers in browsers; the SecAgg+ schemas
+ * take Uint8Array. This turns every ArrayBuffer inside a received message into a Uint8Array
+ * view (no copy), leaving everything else as it is.
+ */
+export function bytesFromWire(value: unknown, depth = 0): unknown {
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  if (value instanceof Uint8Array || value === null || typeof value !== 'object' || depth > 8) {
+    return value;
+  }
+  if (Array.isArray(value)) return value.map((v) => bytesFromWire(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) out[key] = bytesFromWire(v, depth + 1);
+  return out;
 }

@@ -1,0 +1,286 @@
+// A contributor's part in one secure-aggregation round: answers the coordinator's SecAgg+
+// stage requests (secagg:setup, :share-keys, :masked-input, :unmask) with a SecAggClient, and
+// masks the locally trained, clipped update once training has produced it. The update leaves
+// this machine only inside the masked vector, which travels in acknowledged chunks (the same
+// back-pressure as plain uploads) and is bound to the contributor by an EIP-712
+// MaskedUpdateCommitment.
+//
+// Order of events: setup and share-keys arrive while the client is still training (they are
+// quick: keys and Shamir shares); the masked-input request waits for the update; unmask follows.
+import type { Signer } from 'ethers';
+import { decodeTensors, sha256Hex } from '../checkpoint/index.ts';
+import { SecAggClient, SecAggError } from '../privacy/secagg/index.ts';
+import {
+  maskedCommitmentDigest,
+  signMaskedCommitment,
+  type MaskedCommitment,
+} from '../protocol/masked-commitment.ts';
+import {
+  bytesFromWire,
+  type MaskedInputHeader,
+  type RoundTask,
+  type SecAggAnswer,
+  type SecAggRefusal,
+  type SecureAggregationTask,
+} from '../protocol/messages.ts';
+import { chunksOf } from '../protocol/upload.ts';
+import type { LocalUpdate } from './local-update.ts';
+
+export const SECAGG_EVENTS = [
+  'secagg:setup',
+  'secagg:share-keys',
+  'secagg:masked-input',
+  'secagg:unmask',
+] as const;
+export type SecAggEvent = (typeof SECAGG_EVENTS)[number];
+
+export interface SecAggParticipantOptions {
+  task: RoundTask & { secureAggregation: SecureAggregationTask };
+  signer: Signer;
+  /** The signed-in address (the one the coordinator binds to a node id). */
+  address: string;
+  chainId: number;
+  /** Sends one chunk of the masked vector and resolves on its acknowledgement. */
+  sendChunk: (index: number, chunk: Uint8Array) => Promise<void>;
+  onProgress?: (done: number, total: number) => void;
+  /** Stochastic-rounding source (tests may fix it). */
+  random?: () => number;
+}
+
+/** What this contributor put into a secure round's sum. */
+export interface MaskedReceipt {
+  roundId: number;
+  baseModel: string;
+  nodeId: number;
+  /** EIP-712 digest of the MaskedUpdateCommitment: this contributor's leaf on chain. */
+  commitment: string;
+  /** sha256 and size of the masked vector sent (what the commitment binds). */
+  maskedSha256: string;
+  maskedBytes: number;
+  /** The weight masked alongside the update: min(examples, task maxWeight). */
+  weight: number;
+  numExamples: number;
+  /** L2 norm of the clipped update, and of the delta before clipping. */
+  norm: number;
+  rawNorm: number;
+  steps: number;
+  plannedSteps: number;
+  finalLoss: number;
+  stoppedEarly: boolean;
+  /**
+   * The clipped update that was masked (flat, checkpoint order): the contributor's own data,
+   * kept so it can be inspected locally; it never left the machine unmasked.
+   */
+  update: Float32Array;
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: Error) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: Error) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A rejection nobody awaits yet must not crash the process.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+/** Raised when this side gives up (training failed, the client closed): answered as WITHDRAWN. */
+class Withdrawn extends Error {}
+
+export class SecAggParticipant {
+  readonly roundId: number;
+  readonly #options: SecAggParticipantOptions;
+  readonly #client: SecAggClient;
+  #update = deferred<{ vector: Float32Array; weight: number; local: LocalUpdate }>();
+  #unmasked = deferred<void>();
+  #receipt: Omit<MaskedReceipt, 'update'> | null = null;
+  #failure: SecAggRefusal | null = null;
+
+  constructor(options: SecAggParticipantOptions) {
+    this.#options = options;
+    this.roundId = options.task.roundId;
+    this.#client = new SecAggClient({
+      signer: options.signer,
+      ...(options.random ? { random: options.random } : {}),
+    });
+  }
+
+  /** Why this participant stopped, once a stage was refused or it withdrew. */
+  get failure(): SecAggRefusal | null {
+    return this.#failure;
+  }
+
+  /**
+   * Answers one stage request. Never throws: a refusal is the answer ({ ok: false }), and it
+   * ends this client's part in the round (SecAggClient does not go back a stage).
+   */
+  async answer(event: SecAggEvent, raw: unknown): Promise<SecAggAnswer<unknown>> {
+    if (this.#failure) return { ok: false, error: this.#failure };
+    const request = bytesFromWire(raw);
+    try {
+      const roundId = (request as { roundId?: unknown } | null)?.roundId;
+      if (roundId !== this.roundId) {
+        throw new SecAggError(
+          'WRONG_ROUND',
+          `a ${event} request for round ${String(roundId)} reached a client in round ${this.roundId}`,
+        );
+      }
+      switch (event) {
+        case 'secagg:setup': {
+          const { vectorLength } = this.#options.task.secureAggregation;
+          const asked = (request as { vectorLength?: unknown }).vectorLength;
+          if (asked !== vectorLength) {
+            throw new SecAggError(
+              'BAD_INPUT',
+              `setup asks for ${String(asked)} coordinates; the round's task said ${vectorLength}`,
+            );
+          }
+          return { ok: true, reply: await this.#client.onSetup(request) };
+        }
+        case 'secagg:share-keys':
+          return { ok: true, reply: this.#client.onShareKeys(request) };
+        case 'secagg:masked-input':
+          return { ok: true, reply: await this.#maskedInput(request) };
+        case 'secagg:unmask': {
+          const reply = this.#client.onUnmask(request);
+          this.#unmasked.resolve();
+          return { ok: true, reply };
+        }
+      }
+    } catch (err) {
+      const error: SecAggRefusal =
+        err instanceof Withdrawn
+          ? { code: 'WITHDRAWN', message: err.message.slice(0, 1000) }
+          : err instanceof SecAggError
+            ? { code: err.code, message: err.message.slice(0, 1000) }
+            : {
+                code: 'BAD_INPUT',
+                message: (err instanceof Error ? err.message : String(err)).slice(0, 1000),
+              };
+      this.#failure = error;
+      this.#update.reject(new Withdrawn(error.message));
+      this.#unmasked.reject(
+        new SecAggError(error.code === 'WITHDRAWN' ? 'BAD_INPUT' : error.code, error.message),
+      );
+      return { ok: false, error };
+    }
+  }
+
+  /**
+   * Hands over the trained update and resolves once this client has answered unmask (its
+   * contribution is in the sum). Rejects when a stage was refused, on `signal`, or when the
+   * round ends first.
+   */
+  async contribute(local: LocalUpdate, signal: AbortSignal): Promise<MaskedReceipt> {
+    const { vectorLength, maxWeight } = this.#options.task.secureAggregation;
+    const vector = flatUpdate(local.frame, vectorLength);
+    const weight = Math.min(local.numExamples, maxWeight);
+    this.#update.resolve({ vector, weight, local });
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () =>
+        reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#unmasked.promise.then(
+        () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        (err: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+    return { ...(this.#receipt as Omit<MaskedReceipt, 'update'>), update: vector };
+  }
+
+  /** This client gives up (training failed, the round ended, the client closed). */
+  withdraw(reason: string): void {
+    if (this.#failure) return;
+    this.#failure = { code: 'WITHDRAWN', message: reason.slice(0, 1000) };
+    this.#update.reject(new Withdrawn(reason));
+    this.#unmasked.reject(new Error(reason));
+  }
+
+  async #maskedInput(request: unknown): Promise<MaskedInputHeader> {
+    const { vector, weight, local } = await this.#update.promise;
+    const masked = this.#client.onMaskedInputRequest(request, vector, weight);
+    const bytes = masked.vector;
+    const { task } = this.#options;
+    const { chunkBytes } = task.secureAggregation;
+    const commitment: MaskedCommitment = {
+      roundId: task.roundId,
+      baseModel: task.baseModel.hash,
+      contributor: this.#options.address,
+      maskedSha256: sha256Hex(bytes),
+      byteLength: bytes.byteLength,
+    };
+    const signature = await signMaskedCommitment(
+      commitment,
+      this.#options.signer,
+      this.#options.chainId,
+    );
+    let sent = 0;
+    let index = 0;
+    this.#options.onProgress?.(0, bytes.byteLength);
+    for (const chunk of chunksOf(bytes, chunkBytes)) {
+      await this.#options.sendChunk(index++, chunk);
+      sent += chunk.byteLength;
+      this.#options.onProgress?.(sent, bytes.byteLength);
+    }
+    this.#receipt = {
+      roundId: task.roundId,
+      baseModel: task.baseModel.hash,
+      nodeId: masked.nodeId,
+      commitment: maskedCommitmentDigest(commitment, this.#options.chainId),
+      maskedSha256: commitment.maskedSha256,
+      maskedBytes: bytes.byteLength,
+      weight,
+      numExamples: local.numExamples,
+      norm: local.norm,
+      rawNorm: local.rawNorm,
+      steps: local.steps,
+      plannedSteps: local.plannedSteps,
+      finalLoss: local.finalLoss,
+      stoppedEarly: local.stoppedEarly,
+    };
+    return {
+      version: masked.version,
+      stage: masked.stage,
+      roundId: masked.roundId,
+      nodeId: masked.nodeId,
+      rejectedShares: masked.rejectedShares,
+      byteLength: bytes.byteLength,
+      sha256: commitment.maskedSha256,
+      signature,
+    };
+  }
+}
+
+/** The update frame's tensors end to end, in the frame's (checkpoint) order. */
+function flatUpdate(frame: Uint8Array, vectorLength: number): Float32Array {
+  const tensors = decodeTensors(frame);
+  const out = new Float32Array(vectorLength);
+  let at = 0;
+  for (const { data } of tensors.values()) {
+    if (at + data.length > vectorLength) break;
+    out.set(data, at);
+    at += data.length;
+  }
+  const total = [...tensors.values()].reduce((n, t) => n + t.data.length, 0);
+  if (total !== vectorLength) {
+    throw new SecAggError(
+      'BAD_INPUT',
+      `the update has ${total} coordinates; the round aggregates ${vectorLength} (the base model's layout differs)`,
+    );
+  }
+  return out;
+}
