@@ -165,6 +165,9 @@ describe('upload refusals', () => {
     expect(published.accepted).toBe(2);
     const hash = published.candidate!.hash;
     expect(await coordinator.chain.isRegistered(hash)).toBe(true);
+    // No noise in this policy: the registry says so (ε = ∞), never a misleading finite ε.
+    expect(published.candidate!.epsilon).toBeNull();
+    expect((await coordinator.chain.modelVersion(hash)).epsilon).toBe(Infinity);
 
     // Fetch the candidate over HTTP as a client would and compare with base + weighted mean.
     const fetchBytes = async (file: string) => {

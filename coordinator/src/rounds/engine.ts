@@ -36,6 +36,7 @@ import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
 import type { Logger } from 'pino';
 import { flatten, layoutOf, unflatten, type ParameterLayout } from '../aggregation/layout.ts';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
+import { PrivacyAccounting, RoundConfigError, roundAggregator } from '../privacy/round-privacy.ts';
 import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase, Round } from '../store/database.ts';
 import { StoreError } from '../store/errors.ts';
@@ -152,6 +153,8 @@ export interface EngineEvents {
 export class RoundEngine extends EventEmitter<EngineEvents> {
   private readonly deps: EngineDeps;
   private readonly strategies = new Map<string, Strategy>();
+  /** The RDP accountant behind every published candidate's (ε, δ). */
+  private readonly privacy: PrivacyAccounting;
   private active: ActiveRound | null = null;
   private waitingStatus: RoundStatus | null = null;
   /** Uploads and state changes run one at a time, in arrival order. */
@@ -167,6 +170,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   constructor(deps: EngineDeps) {
     super();
     this.deps = deps;
+    this.privacy = new PrivacyAccounting(deps.db);
   }
 
   /**
@@ -445,6 +449,14 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     // Secure aggregation hides single updates: a rule that needs them cannot run (secagg/).
     const secureRefusal = policy.secureAggregation ? secureAggregationRefusal(strategy.name) : null;
     if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
+    let aggregator: Aggregator;
+    try {
+      aggregator = roundAggregator(strategy, base.layout, policy);
+    } catch (error) {
+      if (!(error instanceof RoundConfigError)) throw error;
+      this.fail(row.id, error.message, 0);
+      return;
+    }
     const round: ActiveRound = {
       id: row.id,
       state: 'configuring',
@@ -452,7 +464,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       policy,
       base,
       strategy,
-      aggregator: strategy.createAggregator(base.layout),
+      aggregator,
       participants: new Set(),
       uploaded: new Set(),
       awaySince: new Map(),
@@ -462,14 +474,10 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     };
     this.active = round;
     this.publishStatus(round);
-    if (policy.secureAggregation || policy.noiseMultiplier > 0) {
-      log.warn(
-        { round: round.id },
-        'the policy asks for secure aggregation / DP noise; this coordinator applies neither yet',
-      );
-    }
 
-    const sample = sampleClients(hub.connected(), policy, task.train.seed);
+    const eligible = hub.connected();
+    const sample = sampleClients(eligible, policy, task.train.seed);
+    this.privacy.rememberSampleRate(round.id, sample.length, eligible.length);
     for (const address of sample) db.inviteParticipant(round.id, address);
     // Training begins as the invitations go out, and each acceptance counts as it arrives: a
     // fast client may upload before a slow one has even answered its invitation.
@@ -598,6 +606,18 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       );
       return;
     }
+    // The noised aggregate exists from here on: compose it into the privacy account.
+    const privacy = this.privacy.account(round.id, round.policy);
+    log.info(
+      {
+        round: round.id,
+        epsilon: privacy.epsilon,
+        delta: privacy.delta,
+        noiseMultiplier: privacy.noiseMultiplier,
+        sampleRate: privacy.sampleRate,
+      },
+      'privacy accounted',
+    );
     const baseFlat = flatten(round.base.tensors, round.base.layout);
     const nextFlat = round.strategy.applyUpdate(baseFlat, delta, round.id);
     const tensors = unflatten(nextFlat, round.base.layout);
@@ -643,8 +663,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         commitments: submissions.map((s) => s.commitment),
         contributors: submissions.map((s) => s.address),
         valBpc: score.bitsPerChar,
-        epsilon: 0,
-        delta: round.policy.delta,
+        epsilon: privacy.epsilon,
+        delta: privacy.delta,
         proposeActivation: options.proposeActivation,
       },
       log,
@@ -655,8 +675,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       roundId: round.id,
       valLoss: score.loss,
       valBpc: score.bitsPerChar,
-      epsilon: 0,
-      delta: round.policy.delta,
+      epsilon: privacy.epsilon,
+      delta: privacy.delta,
       registerTx: receipt.registerTx,
       proposalId: receipt.proposalId === null ? null : receipt.proposalId.toString(),
     });
@@ -685,6 +705,9 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         parentHash: round.base.hash,
         valLoss: score.loss,
         valBpc: score.bitsPerChar,
+        // JSON has no Infinity: null means no differential-privacy guarantee (no noise).
+        epsilon: Number.isFinite(privacy.epsilon) ? privacy.epsilon : null,
+        delta: privacy.delta,
       },
     };
     this.deps.metrics.roundsTotal.inc({ outcome: 'published' });
@@ -728,7 +751,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       policy,
       base,
       strategy,
-      aggregator: strategy.createAggregator(base.layout),
+      // Restored with the same noise it would have had: a policy is fixed per round.
+      aggregator: roundAggregator(strategy, base.layout, policy),
       participants: new Set(
         db
           .participants(row.id)

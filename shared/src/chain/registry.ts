@@ -74,7 +74,7 @@ export function encodeCandidate(candidate: ModelCandidate): CandidateStruct {
     roundId: BigInt(candidate.roundId),
     contributorsRoot: candidate.contributorsRoot ?? ZERO_HASH,
     valBpcMicro: toMicro(candidate.valBpc),
-    epsilonMicro: toMicro(candidate.epsilon),
+    epsilonMicro: epsilonToMicro(candidate.epsilon),
     deltaWad: toWad(candidate.delta),
   };
 }
@@ -87,9 +87,21 @@ export function decodeModelVersion(raw: ModelVersionStruct): ModelVersion {
     roundId: Number(raw.roundId),
     contributorsRoot: raw.contributorsRoot,
     valBpc: fromMicro(raw.valBpcMicro),
-    epsilon: fromMicro(raw.epsilonMicro),
+    epsilon: raw.epsilonMicro === NO_DP_EPSILON_MICRO ? Infinity : fromMicro(raw.epsilonMicro),
     delta: fromWad(raw.deltaWad),
     registrant: raw.registrant,
     registeredAt: Number(raw.registeredAt),
   };
+}
+
+/**
+ * How ε = ∞ (a model trained without noise: no differential-privacy guarantee) is stored in the
+ * registry's uint64 `epsilonMicro`: the largest value, which no finite ε below 1.8e13 reaches.
+ */
+export const NO_DP_EPSILON_MICRO = 2n ** 64n - 1n;
+
+function epsilonToMicro(epsilon: number): bigint {
+  if (epsilon === Infinity) return NO_DP_EPSILON_MICRO;
+  if (!(epsilon >= 0)) throw new Error(`ε must be ≥ 0 or Infinity, got ${epsilon}`);
+  return toMicro(epsilon);
 }

@@ -1,0 +1,106 @@
+// The privacy of what the coordinator publishes: which aggregator a round uses (noised when the
+// policy asks for DP), and the Rényi-DP accountant that composes every noised aggregate this
+// coordinator has computed into the (ε, δ) recorded with each candidate in ModelRegistry.
+//
+// The accountant lives in SQLite (meta table) so that it survives restarts; each round is
+// accounted once, when its aggregate is computed — whether or not the candidate is then
+// published, since its evaluation already looked at the noised model.
+import type { FederationPolicy } from '@commons/shared/chain/policy';
+import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
+import type { ParameterLayout } from '../aggregation/layout.ts';
+import type { CoordinatorDatabase } from '../store/database.ts';
+import type { Aggregator, Strategy } from '../strategy/strategy.ts';
+import { MEAN_STRATEGIES, NoisyMeanAggregator } from './noisy-mean.ts';
+
+/** A round whose policy cannot be obeyed with the strategy chosen (it fails with the message). */
+export class RoundConfigError extends Error {
+  override name = 'RoundConfigError';
+}
+
+/**
+ * The aggregator a round folds its updates into: the strategy's own, wrapped in DP-FedAvg noise
+ * when the policy sets a noise multiplier and updates arrive in the clear. (With secure
+ * aggregation the clients add their share of the noise before masking; the server sees only
+ * the already-noised sum.)
+ */
+export function roundAggregator(
+  strategy: Strategy,
+  layout: ParameterLayout,
+  policy: FederationPolicy,
+): Aggregator {
+  const inner = strategy.createAggregator(layout);
+  if (policy.noiseMultiplier === 0 || policy.secureAggregation) return inner;
+  if (!MEAN_STRATEGIES.has(strategy.name)) {
+    throw new RoundConfigError(
+      `${strategy.name} cannot be made differentially private by adding noise to a mean; the policy's noise multiplier ${policy.noiseMultiplier} needs fedavg, fedprox or a FedOpt rule`,
+    );
+  }
+  return new NoisyMeanAggregator(inner, {
+    clipNorm: policy.clipNorm,
+    noiseMultiplier: policy.noiseMultiplier,
+  });
+}
+
+const ACCOUNTANT_KEY = 'privacy.accountant';
+
+interface StoredAccountant {
+  accountant: unknown;
+  /** Rounds already composed in, so a round resumed after a crash is not counted twice. */
+  rounds: number[];
+}
+
+export interface RoundPrivacySpent {
+  /** Cumulative ε of everything published so far, at the policy's δ; Infinity without noise. */
+  epsilon: number;
+  delta: number;
+  /** The round's own sampling fraction and noise multiplier, as accounted. */
+  sampleRate: number;
+  noiseMultiplier: number;
+}
+
+export class PrivacyAccounting {
+  private readonly db: CoordinatorDatabase;
+  private readonly accountant: RdpAccountant;
+  private readonly rounds: Set<number>;
+
+  constructor(db: CoordinatorDatabase) {
+    this.db = db;
+    const raw = db.getMeta(ACCOUNTANT_KEY);
+    if (raw === undefined) {
+      this.accountant = new RdpAccountant();
+      this.rounds = new Set();
+    } else {
+      const stored = JSON.parse(raw) as StoredAccountant;
+      // fromJSON validates the state and recomputes it from its history.
+      this.accountant = RdpAccountant.fromJSON(stored.accountant);
+      this.rounds = new Set(stored.rounds);
+    }
+  }
+
+  /** The fraction of eligible clients a round sampled; remembered for its accounting. */
+  rememberSampleRate(roundId: number, sampled: number, eligible: number): void {
+    const rate = eligible > 0 ? Math.min(1, sampled / eligible) : 1;
+    this.db.setMeta(`privacy.sampleRate.${roundId}`, String(rate));
+  }
+
+  /**
+   * Composes round `roundId` (once) and returns the cumulative (ε, δ). A round whose sampling
+   * fraction was not remembered (it began before this was recorded) counts as sampling
+   * everyone: no amplification, the conservative choice.
+   */
+  account(roundId: number, policy: FederationPolicy): RoundPrivacySpent {
+    const stored = this.db.getMeta(`privacy.sampleRate.${roundId}`);
+    const sampleRate = stored === undefined ? 1 : Number(stored);
+    const { noiseMultiplier, delta } = policy;
+    if (!this.rounds.has(roundId)) {
+      this.accountant.step({ sampleRate, noiseMultiplier });
+      this.rounds.add(roundId);
+      const state: StoredAccountant = {
+        accountant: this.accountant.toJSON(),
+        rounds: [...this.rounds],
+      };
+      this.db.setMeta(ACCOUNTANT_KEY, JSON.stringify(state));
+    }
+    return { epsilon: this.accountant.epsilon(delta), delta, sampleRate, noiseMultiplier };
+  }
+}

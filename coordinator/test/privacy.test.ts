@@ -1,0 +1,217 @@
+// Client-level DP on the coordinator: the noised mean carries exactly σ·C/n of Gaussian noise
+// and ignores example counts; rules that cannot be made private by noise on a mean are refused;
+// the accountant composes each round once, survives a restart, and agrees with the RDP maths;
+// and a published candidate carries that (ε, δ) in ModelRegistry.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Wallet } from 'ethers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_POLICY, startDevnet, type Devnet } from '@commons/contracts';
+import type { FederationPolicy } from '@commons/shared/chain/policy';
+import { readCheckpoint } from '@commons/shared/checkpoint/folder';
+import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
+import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
+import { computeRdp, rdpToEpsilon, DEFAULT_ORDERS } from '@commons/shared/privacy/dp/rdp';
+import type { RoundResult } from '@commons/shared/protocol/messages';
+import { layoutOf } from '../src/aggregation/layout.ts';
+import { GENESIS_DIR } from '../src/config.ts';
+import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
+import { NoisyMeanAggregator } from '../src/privacy/noisy-mean.ts';
+import {
+  PrivacyAccounting,
+  RoundConfigError,
+  roundAggregator,
+} from '../src/privacy/round-privacy.ts';
+import { CoordinatorDatabase } from '../src/store/database.ts';
+import { createStrategy } from '../src/strategy/index.ts';
+import { connectRaw, type RawClient } from './fixtures/protocol-client.ts';
+import { randomUpdate, uploadFrame } from './fixtures/updates.ts';
+
+const SHAPE = [200, 500]; // 100,000 parameters: enough coordinates to estimate a stddev well
+const layout = layoutOf([{ name: 'w', shape: SHAPE }]);
+
+function constantUpdate(value: number): NamedTensors {
+  return new Map([['w', { shape: SHAPE, data: new Float32Array(100_000).fill(value) }]]);
+}
+
+function privatePolicy(overrides: Partial<FederationPolicy> = {}): FederationPolicy {
+  return {
+    ...DEFAULT_POLICY,
+    clipNorm: 2,
+    noiseMultiplier: 1.5,
+    secureAggregation: false,
+    ...overrides,
+  };
+}
+
+describe('noised mean (DP-FedAvg on the server)', () => {
+  it('adds N(0, (σC/n)²) to the equal-weight mean, whatever the example counts', () => {
+    const noisy = new NoisyMeanAggregator(createStrategy('fedavg').createAggregator(layout), {
+      clipNorm: 2,
+      noiseMultiplier: 1.5,
+    });
+    // Weights 1 and 9 would give a mean of 0.9; equal weights give 0.5.
+    noisy.add(encodeTensors(constantUpdate(0), 'fp32'), 1);
+    noisy.add(encodeTensors(constantUpdate(1), 'fp32'), 9);
+    const result = noisy.result()!;
+    let sum = 0;
+    let sumSq = 0;
+    for (const v of result) {
+      sum += v - 0.5;
+      sumSq += (v - 0.5) ** 2;
+    }
+    const n = result.length;
+    const mean = sum / n;
+    const std = Math.sqrt(sumSq / n - mean * mean);
+    const expected = (1.5 * 2) / 2;
+    expect(noisy.meanNoiseStddev).toBe(expected);
+    // Standard error of the sample std is σ/√(2n) ≈ 0.22% of σ here: 3% is > 10 SE.
+    expect(std / expected).toBeGreaterThan(0.97);
+    expect(std / expected).toBeLessThan(1.03);
+    // Mean of the noise: SE σ/√n ≈ 0.0047; 0.03 is > 6 SE.
+    expect(Math.abs(mean)).toBeLessThan(0.03);
+  });
+
+  it('wraps only averaging rules, and only when updates arrive in the clear', () => {
+    const layoutSmall = layoutOf([{ name: 'w', shape: [4] }]);
+    expect(roundAggregator(createStrategy('fedavg'), layoutSmall, privatePolicy())).toBeInstanceOf(
+      NoisyMeanAggregator,
+    );
+    expect(roundAggregator(createStrategy('fedadam'), layoutSmall, privatePolicy())).toBeInstanceOf(
+      NoisyMeanAggregator,
+    );
+    expect(
+      roundAggregator(createStrategy('fedavg'), layoutSmall, privatePolicy({ noiseMultiplier: 0 })),
+    ).not.toBeInstanceOf(NoisyMeanAggregator);
+    // With secure aggregation the clients add the noise; the server must not add it twice.
+    expect(
+      roundAggregator(
+        createStrategy('fedavg'),
+        layoutSmall,
+        privatePolicy({ secureAggregation: true, minClients: 3 }),
+      ),
+    ).not.toBeInstanceOf(NoisyMeanAggregator);
+    for (const rule of ['krum', 'fedmedian', 'trimmed-mean']) {
+      expect(() => roundAggregator(createStrategy(rule), layoutSmall, privatePolicy())).toThrow(
+        RoundConfigError,
+      );
+    }
+  });
+});
+
+describe('privacy accounting', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'commons-privacy-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('composes each round once, survives a restart, and matches the RDP maths', () => {
+    const file = path.join(dir, 'accounting.db');
+    const policy = privatePolicy({ noiseMultiplier: 1.1, delta: 1e-5 });
+    let db = CoordinatorDatabase.open(file);
+    let accounting = new PrivacyAccounting(db);
+    accounting.rememberSampleRate(1, 10, 100);
+    const first = accounting.account(1, policy);
+    expect(first.sampleRate).toBe(0.1);
+    // A round resumed after a crash is accounted again: no change.
+    expect(accounting.account(1, policy).epsilon).toBe(first.epsilon);
+    db.close();
+
+    db = CoordinatorDatabase.open(file);
+    accounting = new PrivacyAccounting(db);
+    accounting.rememberSampleRate(2, 10, 100);
+    const second = accounting.account(2, policy);
+    // A round whose sampling was not remembered counts as sampling everyone.
+    const third = accounting.account(3, policy);
+    db.close();
+
+    const rdp = computeRdp({ sampleRate: 0.1, noiseMultiplier: 1.1, steps: 2 });
+    const full = computeRdp({ sampleRate: 1, noiseMultiplier: 1.1, steps: 1 });
+    const combined = rdp.map((v, i) => v + full[i]!);
+    expect(second.epsilon).toBeCloseTo(rdpToEpsilon(rdp, DEFAULT_ORDERS, 1e-5).epsilon, 9);
+    expect(third.epsilon).toBeCloseTo(rdpToEpsilon(combined, DEFAULT_ORDERS, 1e-5).epsilon, 9);
+    expect(first.epsilon).toBeLessThan(second.epsilon);
+    expect(second.epsilon).toBeLessThan(third.epsilon);
+  });
+
+  it('reports ε = ∞ for a round without noise', () => {
+    const db = CoordinatorDatabase.open(path.join(dir, 'no-noise.db'));
+    const spent = new PrivacyAccounting(db).account(1, privatePolicy({ noiseMultiplier: 0 }));
+    db.close();
+    expect(spent.epsilon).toBe(Infinity);
+  });
+});
+
+describe('a private round on chain', () => {
+  let dir: string;
+  let devnet: Devnet;
+  let coordinator: Coordinator;
+  const clients: RawClient[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'commons-private-round-'));
+    devnet = await startDevnet(dir, {
+      minClients: 2,
+      maxClients: 10,
+      sampleRate: 1,
+      clipNorm: 1,
+      noiseMultiplier: 0.8,
+      delta: 1e-5,
+      secureAggregation: false,
+      aggregationRule: 'fedavg',
+      roundDeadlineSeconds: 300,
+    });
+    coordinator = await startCoordinator({
+      port: 0,
+      dataDir: path.join(dir, 'coordinator'),
+      rpcUrl: devnet.rpcUrl,
+      addressesFile: devnet.addressesFile,
+      privateKey: devnet.keys[0]!,
+      encoding: 'int8',
+      evalChars: 1000,
+      // The noise (σC/n = 0.4 a coordinate) wrecks this tiny model; publish it anyway.
+      publishMarginBpc: 100,
+      maxRounds: 1,
+      logLevel: 'silent',
+    });
+  });
+
+  afterAll(async () => {
+    for (const client of clients) client.close();
+    await coordinator?.close();
+    await devnet?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('publishes a noised candidate whose (ε, δ) is recorded in ModelRegistry', async () => {
+    const base = (await readCheckpoint(GENESIS_DIR)).tensors;
+    const result = new Promise<RoundResult>((resolve) =>
+      coordinator.engine.once('result', resolve),
+    );
+    const wallets = devnet.keys.slice(1, 3).map((key) => new Wallet(key));
+    // Both sign in before either is invited: the round waits for the policy's two clients.
+    for (const wallet of wallets) clients.push(await connectRaw(coordinator.url, wallet));
+    for (const [i, wallet] of wallets.entries()) {
+      const task = await clients[i]!.nextInvite();
+      const frame = encodeTensors(randomUpdate(base, i + 1, 0.5), task.encoding);
+      const ack = await uploadFrame(clients[i]!, wallet, task, devnet.addresses.chainId, frame);
+      expect(ack.ok).toBe(true);
+    }
+    const published = await result;
+    expect(published.outcome).toBe('published');
+    // Both eligible clients were sampled (q = 1), one step of σ = 0.8.
+    const expected = rdpToEpsilon(
+      computeRdp({ sampleRate: 1, noiseMultiplier: 0.8, steps: 1 }),
+      DEFAULT_ORDERS,
+      1e-5,
+    ).epsilon;
+    expect(published.candidate!.epsilon).toBeCloseTo(expected, 9);
+    const version = await coordinator.chain.modelVersion(published.candidate!.hash);
+    expect(version.epsilon).toBeCloseTo(expected, 5);
+    expect(version.delta).toBe(1e-5);
+  });
+});
