@@ -13,7 +13,12 @@ import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
 import { computeRdp, rdpToEpsilon, DEFAULT_ORDERS } from '@commons/shared/privacy/dp/rdp';
-import type { RoundResult } from '@commons/shared/protocol/messages';
+import { CommonsClient } from '@commons/shared/chain/client';
+import { FederatedClient } from '@commons/shared/federation/index';
+import { readCorpus } from '@commons/shared/model/corpus';
+import { splitText } from '@commons/shared/model/dataset';
+import { PrivacyLedger } from '@commons/shared/privacy/dp/ledger';
+import type { RoundResult, RoundTask } from '@commons/shared/protocol/messages';
 import { layoutOf } from '../src/aggregation/layout.ts';
 import { GENESIS_DIR } from '../src/config.ts';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
@@ -213,5 +218,115 @@ describe('a private round on chain', () => {
     const version = await coordinator.chain.modelVersion(published.candidate!.hash);
     expect(version.epsilon).toBeCloseTo(expected, 5);
     expect(version.delta).toBe(1e-5);
+  });
+});
+
+describe("the member's privacy ledger", () => {
+  let dir: string;
+  let devnet: Devnet;
+  let coordinator: Coordinator;
+  let member: FederatedClient | null = null;
+  let raw: RawClient | null = null;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'commons-ledger-'));
+    // σ = 2: one round costs the member ε ≈ 2.17 at δ = 1e-5, two ≈ 3.19 — over a budget of 3.
+    devnet = await startDevnet(dir, {
+      minClients: 2,
+      maxClients: 10,
+      sampleRate: 1,
+      clipNorm: 1,
+      noiseMultiplier: 2,
+      delta: 1e-5,
+      epsilonBudget: 3,
+      secureAggregation: false,
+      aggregationRule: 'fedavg',
+      roundDeadlineSeconds: 300,
+    });
+    coordinator = await startCoordinator({
+      port: 0,
+      dataDir: path.join(dir, 'coordinator'),
+      rpcUrl: devnet.rpcUrl,
+      addressesFile: devnet.addressesFile,
+      privateKey: devnet.keys[0]!,
+      encoding: 'int8',
+      batchSize: 2,
+      maxSteps: 1,
+      evalChars: 500,
+      publishMarginBpc: 100,
+      maxRounds: 2,
+      roundIntervalMs: 0,
+      logLevel: 'silent',
+    });
+  });
+
+  afterAll(async () => {
+    await member?.close();
+    raw?.close();
+    await coordinator?.close();
+    await devnet?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('joins while the budget allows, records the round, then declines and says why', async () => {
+    const ledgerFile = path.join(dir, 'member', 'privacy-ledger.json');
+    const ledger = await PrivacyLedger.open(ledgerFile);
+    const chain = await CommonsClient.connect({
+      rpcUrl: devnet.rpcUrl,
+      addresses: devnet.addresses,
+    });
+    const invites: { roundId: number; accepted: boolean; reason?: string }[] = [];
+    const results: RoundResult[] = [];
+    coordinator.engine.on('result', (r) => results.push(r));
+    try {
+      member = new FederatedClient({
+        coordinator: coordinator.url,
+        signer: new Wallet(devnet.keys[1]!),
+        data: splitText(readCorpus()).train.slice(0, 5_000),
+        consent: true,
+        privacy: { ledger, policies: chain },
+      });
+      member.on('invite', ({ task, accepted, reason }) =>
+        invites.push({ roundId: task.roundId, accepted, ...(reason ? { reason } : {}) }),
+      );
+      const uploaded = member.once('uploaded');
+      member.connect();
+      const rawWallet = new Wallet(devnet.keys[2]!);
+      raw = await connectRaw(coordinator.url, rawWallet);
+      const base = (await readCheckpoint(GENESIS_DIR)).tensors;
+      for (const roundId of [1, 2]) {
+        const task = await new Promise<RoundTask>((resolve) => {
+          const found = raw!.invites.find((t) => t.roundId === roundId);
+          if (found) resolve(found);
+          else raw!.socket.on('round:invite', (t) => t.roundId === roundId && resolve(t));
+        });
+        if (roundId === 1) {
+          const frame = encodeTensors(randomUpdate(base, roundId, 0.5), task.encoding);
+          const ack = await uploadFrame(raw, rawWallet, task, devnet.addresses.chainId, frame);
+          expect(ack.ok).toBe(true);
+        }
+        if (roundId === 1) await uploaded;
+        await new Promise<void>((resolve) => {
+          const done = () => results.some((r) => r.roundId === roundId) && resolve();
+          done();
+          coordinator.engine.on('result', done);
+        });
+      }
+    } finally {
+      chain.destroy();
+    }
+    expect(results.find((r) => r.roundId === 1)?.outcome).toBe('published');
+    // Round 2 could not reach its minimum: the member declined it.
+    expect(results.find((r) => r.roundId === 2)?.outcome).toBe('failed');
+    expect(invites.find((i) => i.roundId === 1)?.accepted).toBe(true);
+    const declined = invites.find((i) => i.roundId === 2);
+    expect(declined?.accepted).toBe(false);
+    expect(declined?.reason).toMatch(
+      /round 2 would bring your privacy loss to ε=3\.\d+.*budget of 3/,
+    );
+    // The ledger on disk holds exactly the round the member contributed to.
+    const reopened = await PrivacyLedger.open(ledgerFile);
+    expect(reopened.entries.map((e) => e.roundId)).toEqual([1]);
+    expect(reopened.spent(1e-5).epsilon).toBeCloseTo(2.1657, 3);
   });
 });

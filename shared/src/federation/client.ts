@@ -28,6 +28,7 @@ import {
 import { signChallenge } from '../protocol/siwe.ts';
 import { chunksOf } from '../protocol/upload.ts';
 import { CheckpointError } from '../checkpoint/errors.ts';
+import type { LedgerRound, PrivacyLedger } from '../privacy/dp/ledger.ts';
 import { fetchBaseModel, MemoryModelCache, type BaseModel, type ModelCache } from './base-model.ts';
 import {
   tokenize,
@@ -42,7 +43,7 @@ import {
   type MaskedReceipt,
   type SecAggEvent,
 } from './secagg-participant.ts';
-import type { SecAggAnswer } from '../protocol/messages.ts';
+import { packBinary, type PackedMessage, type SecAggAnswer } from '../protocol/messages.ts';
 
 /**
  * The contributor's side of federated training. It signs in to a coordinator with
@@ -77,6 +78,13 @@ export interface FederatedClientOptions {
   consent: Consent;
   /** When given, a round whose base model is not ModelRegistry.activeModel() is declined. */
   chain?: Pick<CommonsClient, 'activeModel'>;
+  /**
+   * The member's own privacy ledger (kept on their machine). A round whose participation would
+   * take the member's ε above the community's per-member budget is declined, with the ledger's
+   * plain-words reason; every contribution is recorded. The budget, δ and noise come from the
+   * on-chain policy version the round names (`policies`), not from the coordinator's word.
+   */
+  privacy?: { ledger: PrivacyLedger; policies: Pick<CommonsClient, 'policyAt'> };
   /**
    * Encode updates in this instead of the round's encoding. The coordinator refuses a frame
    * that is not in the round's encoding (BAD_FRAME), so this is for coordinators that accept
@@ -167,6 +175,8 @@ export interface FederatedClientEvents {
   uploaded: UploadReceipt;
   /** Secure rounds: our masked update is in the round's sum (we answered unmask). */
   masked: MaskedReceipt;
+  /** Secure rounds: a SecAgg+ stage request answered (ok) or refused. */
+  secagg: { roundId: number; stage: SecAggEvent; ok: boolean };
   /** A round that was joined but ends without an update from us, and why. */
   dropped: { roundId: number; reason: string };
   /** The coordinator's round:status. */
@@ -247,6 +257,8 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
   #lastProgress = { key: '', at: 0 };
   /** Rounds our update was accepted in: an invitation repeated after a reconnection is declined. */
   readonly #contributed = new Set<number>();
+  /** Rounds accepted under the privacy ledger, waiting to be recorded once contributed. */
+  readonly #ledgerRounds = new Map<number, LedgerRound>();
   #closed = false;
   #closing: Promise<void> | null = null;
   /** This client's part in the secure round it is in, if that round runs secure aggregation. */
@@ -455,8 +467,45 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         return `could not read the active model from chain: ${message(err)}`;
       }
     }
+    const privacy = this.#options.privacy;
+    if (privacy) {
+      try {
+        const policy = await privacy.policies.policyAt(task.policyVersion);
+        const round: LedgerRound = {
+          roundId: task.roundId,
+          sampleRate: policy.sampleRate,
+          noiseMultiplier: policy.noiseMultiplier,
+          delta: policy.delta,
+        };
+        const check = privacy.ledger.check({
+          budget: policy.epsilonBudget,
+          delta: policy.delta,
+          round,
+        });
+        if (!check.allowed) return check.message;
+        this.#ledgerRounds.set(task.roundId, round);
+      } catch (err) {
+        return `could not check the privacy budget: ${message(err)}`;
+      }
+    }
     if (this.#closed) return 'the client is closing';
     return null;
+  }
+
+  /** Records a contribution in the member's privacy ledger (a failure to write is reported). */
+  async #recordPrivacy(roundId: number): Promise<void> {
+    const round = this.#ledgerRounds.get(roundId);
+    const ledger = this.#options.privacy?.ledger;
+    if (!round || !ledger) return;
+    this.#ledgerRounds.delete(roundId);
+    try {
+      await ledger.record(round);
+    } catch (err) {
+      this.emit(
+        'error',
+        new Error(`could not record round ${roundId} in the privacy ledger: ${message(err)}`),
+      );
+    }
   }
 
   async #runRound(task: RoundTask, signal: AbortSignal): Promise<void> {
@@ -514,6 +563,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
           throw err;
         }
         this.#contributed.add(roundId);
+        await this.#recordPrivacy(roundId);
         this.emit('masked', masked);
         return;
       }
@@ -526,6 +576,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
       this.#setActivity('uploading', roundId);
       const receipt = await this.#upload(task, update, signal);
       this.#contributed.add(roundId);
+      await this.#recordPrivacy(roundId);
       this.emit('uploaded', receipt);
     } catch (err) {
       if (!signal.aborted) {
@@ -554,7 +605,9 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     const answer: SecAggAnswer<unknown> = participant
       ? await participant.answer(event, request)
       : { ok: false, error: { code: 'WRONG_ROUND', message: 'this client is in no secure round' } };
-    if (typeof ack === 'function') (ack as (a: SecAggAnswer<unknown>) => void)(answer);
+    if (typeof ack === 'function') (ack as (a: PackedMessage) => void)(packBinary(answer));
+    if (participant)
+      this.emit('secagg', { roundId: participant.roundId, stage: event, ok: answer.ok });
     const round = this.#round;
     if (answer.ok || !participant || participant !== this.#secagg) return;
     if (answer.error.code === 'WITHDRAWN') return;
