@@ -51,8 +51,8 @@ export async function benchConvergence(options: Options): Promise<ConvergenceRes
   const started = performance.now();
   const clients = options.clients ?? 10;
   const localSteps = options.localSteps ?? 10;
-  const targetRounds = options.targetRounds ?? 2;
-  const fedavgCap = options.fedavgCap ?? 30;
+  const targetRounds = options.targetRounds ?? 1;
+  const fedavgCap = options.fedavgCap ?? 20;
   const fedsgdCap = options.fedsgdCap ?? 150;
   const seed = options.seed ?? 1;
   const dir = await mkdtemp(path.join(tmpdir(), 'commons-convergence-'));
