@@ -16,7 +16,6 @@ import {
   type SecAggSettings,
 } from '@commons/shared/privacy/secagg/index';
 import {
-  bytesFromWire,
   describeIssue,
   maskedInputHeaderSchema,
   secAggAnswerSchema,
@@ -127,7 +126,7 @@ export async function runSecureAggregation(
       const address = addressOf.get(nodeId) as string;
       try {
         const raw = await transport.request(address, event, payload, timeoutMs);
-        const answer = secAggAnswerSchema.safeParse(bytesFromWire(raw));
+        const answer = secAggAnswerSchema.safeParse(raw);
         if (!answer.success) {
           throw new Unusable(`malformed answer: ${describeIssue(answer.error)}`);
         }

@@ -8,7 +8,12 @@ import type {
   SocketData,
 } from '@commons/shared/protocol/events';
 import { ProtocolError } from '@commons/shared/protocol/errors';
-import { chunkDataSchema, chunkIndexSchema } from '@commons/shared/protocol/messages';
+import {
+  chunkDataSchema,
+  chunkIndexSchema,
+  packBinary,
+  unpackBinary,
+} from '@commons/shared/protocol/messages';
 import type { Socket } from 'socket.io';
 import { z } from 'zod';
 
@@ -25,7 +30,8 @@ export type MaskedChunkHandler = (
 
 export interface SecAggTransport {
   /**
-   * Sends one stage request and resolves with the client's raw acknowledgement. Rejects when
+   * Sends one stage request and resolves with the client's acknowledgement, unpacked (its
+   * content not yet validated). Rejects when
    * the client is not connected, disconnects before answering, or does not answer within
    * `timeoutMs`: in each case it has dropped at this stage.
    */
@@ -62,7 +68,8 @@ export class SecAggSockets implements SecAggTransport {
     if (!socket) return Promise.reject(new Error(`${address} is not connected`));
     return new Promise((resolve, reject) => {
       // A socket that goes away will never answer: no need to wait out the timeout.
-      const onGone = () => reject(new Error(`${address} disconnected during ${event}`));
+      const onGone = (reason: string) =>
+        reject(new Error(`${address} disconnected during ${event} (${reason})`));
       socket.once('disconnect', onGone);
       // The four request events share one shape; the typed map cannot express a union of them.
       const timed = socket.timeout(timeoutMs) as unknown as {
@@ -72,10 +79,20 @@ export class SecAggSockets implements SecAggTransport {
           ack: (error: Error | null, answer: unknown) => void,
         ): void;
       };
-      timed.emit(event, payload, (error, answer) => {
+      timed.emit(event, packBinary(payload), (error, answer) => {
         socket.off('disconnect', onGone);
         if (error) reject(new Error(`${address} did not answer ${event} within ${timeoutMs} ms`));
-        else resolve(answer);
+        else {
+          try {
+            resolve(unpackBinary(answer));
+          } catch (err) {
+            reject(
+              new Error(
+                `${address} answered ${event} with a malformed packet: ${(err as Error).message}`,
+              ),
+            );
+          }
+        }
       });
     });
   }

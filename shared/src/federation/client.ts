@@ -582,6 +582,8 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
       if (!signal.aborted) {
         this.#report(err, roundId);
         this.#withdraw(roundId, message(err));
+        // A secure round's pending masked-input request is answered with why we left.
+        if (this.#secagg?.roundId === roundId) this.#secagg.withdraw(message(err));
       }
     } finally {
       if (this.#secagg?.roundId === roundId) {

@@ -16,7 +16,7 @@ import {
   type MaskedCommitment,
 } from '../protocol/masked-commitment.ts';
 import {
-  bytesFromWire,
+  unpackBinary,
   type MaskedInputHeader,
   type RoundTask,
   type SecAggAnswer,
@@ -124,8 +124,13 @@ export class SecAggParticipant {
    */
   async answer(event: SecAggEvent, raw: unknown): Promise<SecAggAnswer<unknown>> {
     if (this.#failure) return { ok: false, error: this.#failure };
-    const request = bytesFromWire(raw);
     try {
+      let request: unknown;
+      try {
+        request = unpackBinary(raw);
+      } catch (err) {
+        throw new SecAggError('MALFORMED_MESSAGE', `${event}: ${(err as Error).message}`);
+      }
       const roundId = (request as { roundId?: unknown } | null)?.roundId;
       if (roundId !== this.roundId) {
         throw new SecAggError(

@@ -15,6 +15,7 @@ import type {
   UploadAccepted,
   UploadBegin,
   MaskedInputHeader,
+  PackedMessage,
   SecAggAnswer,
 } from './messages.ts';
 import type {
@@ -38,25 +39,26 @@ export interface ServerToClientEvents {
   'round:result': (result: RoundResult) => void;
   // Secure aggregation: one request per SecAgg+ stage, answered in the acknowledgement; each
   // stage has a deadline, and a client that has not answered by then has dropped at it.
+  // Requests and answers travel packed (messages.ts packBinary): one binary attachment each.
   /** The round's SecAgg+ parameters and participants: advertise your signed keys. */
   'secagg:setup': (
-    request: SetupRequest,
-    ack: (answer: SecAggAnswer<KeyAdvertisement>) => void,
+    request: Packed<SetupRequest>,
+    ack: (answer: Packed<SecAggAnswer<KeyAdvertisement>>) => void,
   ) => void;
   /** Your neighbours' verified keys: deal them encrypted shares of your secrets. */
   'secagg:share-keys': (
-    request: ShareKeysRequest,
-    ack: (answer: SecAggAnswer<ShareKeysResponse>) => void,
+    request: Packed<ShareKeysRequest>,
+    ack: (answer: Packed<SecAggAnswer<ShareKeysResponse>>) => void,
   ) => void;
   /** Your neighbours' share packets: train, mask, send the vector (secagg:masked-chunk), answer. */
   'secagg:masked-input': (
-    request: MaskedInputRequest,
-    ack: (answer: SecAggAnswer<MaskedInputHeader>) => void,
+    request: Packed<MaskedInputRequest>,
+    ack: (answer: Packed<SecAggAnswer<MaskedInputHeader>>) => void,
   ) => void;
   /** Who survived and who dropped: reveal the shares that remove their masks from the sum. */
   'secagg:unmask': (
-    request: UnmaskRequest,
-    ack: (answer: SecAggAnswer<UnmaskResponse>) => void,
+    request: Packed<UnmaskRequest>,
+    ack: (answer: Packed<SecAggAnswer<UnmaskResponse>>) => void,
   ) => void;
 }
 
@@ -90,6 +92,10 @@ export interface ClientToServerEvents {
     ack: (result: Ack<{ received: number }>) => void,
   ) => void;
 }
+
+/** A message of type T as packBinary sends it (the type parameter documents what it unpacks to). */
+// eslint-disable-next-line @typescript-eslint/no-unused-vars
+export type Packed<T> = PackedMessage;
 
 /** What the server keeps per socket. */
 export interface SocketData {

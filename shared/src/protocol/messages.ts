@@ -257,17 +257,85 @@ export const maskedInputHeaderSchema = maskedInputSchema.omit({ vector: true }).
 export type MaskedInputHeader = z.infer<typeof maskedInputHeaderSchema>;
 
 /**
- * Binary fields arrive as Buffers in Node and as ArrayBuffers in browsers; the SecAgg+ schemas
- * take Uint8Array. This turns every ArrayBuffer inside a received message into a Uint8Array
- * view (no copy), leaving everything else as it is.
+ * A SecAgg+ message on the wire: its structure with every byte field replaced by a reference
+ * `{ $bytes: [offset, length] }` into one binary attachment. Why: Socket.IO's parser refuses a
+ * packet with more than 10 binary attachments (a guard against memory abuse), and a share-keys
+ * request carries four byte fields per neighbour — SecAgg+ neighbourhoods reach dozens. One
+ * attachment per message, whatever the neighbourhood, and the bytes stay binary.
  */
-export function bytesFromWire(value: unknown, depth = 0): unknown {
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  if (value instanceof Uint8Array || value === null || typeof value !== 'object' || depth > 8) {
-    return value;
+export interface PackedMessage {
+  body: unknown;
+  /** A Buffer in Node, an ArrayBuffer in browsers. */
+  bytes: Uint8Array | ArrayBuffer;
+}
+
+/** Packs `value` (JSON-like, with Uint8Array leaves) into one structure + one byte array. */
+export function packBinary(value: unknown): PackedMessage {
+  const parts: Uint8Array[] = [];
+  let length = 0;
+  const walk = (v: unknown): unknown => {
+    if (v instanceof Uint8Array) {
+      parts.push(v);
+      length += v.byteLength;
+      return { $bytes: [length - v.byteLength, v.byteLength] };
+    }
+    if (Array.isArray(v)) return v.map(walk);
+    if (v !== null && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [key, item] of Object.entries(v)) out[key] = walk(item);
+      return out;
+    }
+    return v;
+  };
+  const body = walk(value);
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.byteLength;
   }
-  if (Array.isArray(value)) return value.map((v) => bytesFromWire(v, depth + 1));
-  const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(value)) out[key] = bytesFromWire(v, depth + 1);
-  return out;
+  return { body, bytes };
+}
+
+/**
+ * Reverses packBinary: every `{ $bytes: [offset, length] }` becomes a view of the attachment
+ * (no copy). Throws a ProtocolError-free plain Error naming what is wrong; the caller turns it
+ * into its refusal. The result still has to pass the message's schema.
+ */
+export function unpackBinary(packed: unknown): unknown {
+  if (
+    packed === null ||
+    typeof packed !== 'object' ||
+    !('body' in packed) ||
+    !('bytes' in packed)
+  ) {
+    throw new Error('a packed message must be { body, bytes }');
+  }
+  const raw = (packed as { bytes: unknown }).bytes;
+  const bytes =
+    raw instanceof ArrayBuffer ? new Uint8Array(raw) : raw instanceof Uint8Array ? raw : null;
+  if (!bytes) throw new Error('the packed message has no byte attachment');
+  const walk = (v: unknown, depth: number): unknown => {
+    if (depth > 16) throw new Error('the packed message is nested too deeply');
+    if (Array.isArray(v)) return v.map((item) => walk(item, depth + 1));
+    if (v === null || typeof v !== 'object') return v;
+    const ref = (v as { $bytes?: unknown }).$bytes;
+    if (ref !== undefined) {
+      const [offset, length] = Array.isArray(ref) ? (ref as unknown[]) : [];
+      if (
+        !Number.isInteger(offset) ||
+        !Number.isInteger(length) ||
+        (offset as number) < 0 ||
+        (length as number) < 0 ||
+        (offset as number) + (length as number) > bytes.byteLength
+      ) {
+        throw new Error(`a byte reference [${String(ref)}] lies outside the attachment`);
+      }
+      return bytes.subarray(offset as number, (offset as number) + (length as number));
+    }
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(v)) out[key] = walk(item, depth + 1);
+    return out;
+  };
+  return walk((packed as { body: unknown }).body, 0);
 }
