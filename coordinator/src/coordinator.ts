@@ -83,6 +83,7 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
     let health: () => object = () => ({ status: 'starting' });
     const handler = createHttpHandler({
       models,
+      rewards: (roundId) => db.getRewards(roundId)?.entries,
       metrics: metrics.registry,
       health: () => health(),
       log,

@@ -16,7 +16,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startDevnet, type Devnet } from '@commons/contracts';
 import { CommonsClient } from '@commons/shared/chain/client';
 import { buildMerkleTree } from '@commons/shared/chain/merkle';
-import { buildRewardTree } from '@commons/shared/chain/rewards';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import { sha256Hex } from '@commons/shared/checkpoint/hash';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
@@ -215,12 +214,23 @@ describe('federated round with a coordinator crash', () => {
       const commitments = [...receipts.map((r) => r.commitment), end.commitment];
       expect(version.contributorsRoot).toBe(buildMerkleTree(commitments).root);
 
-      // The late contributor claims its share of the round's rewards.
+      // The late contributor fetches its claim from the coordinator and claims its share.
       const budget = await chain.roundBudget();
-      const entries = rows.map((r) => ({ account: r.address, amount: budget / 3n }));
-      const tree = buildRewardTree(entries);
-      expect((await chain.rewardRound(1)).root).toBe(tree.root);
-      const mine = tree.claims.find((c) => c.account === lateWallet.address)!;
+      const response = await fetch(`${url}/rewards/1/${lateWallet.address.toLowerCase()}`);
+      expect(response.status).toBe(200);
+      const claim = (await response.json()) as {
+        root: string;
+        index: number;
+        account: string;
+        amount: string;
+        proof: string[];
+      };
+      expect(claim.root).toBe((await chain.rewardRound(1)).root);
+      expect(BigInt(claim.amount)).toBe(budget / 3n);
+      expect(rows.map((r) => r.address.toLowerCase())).toContain(claim.account.toLowerCase());
+      const mine = { ...claim, amount: BigInt(claim.amount) };
+      expect((await fetch(`${url}/rewards/1/${Wallet.createRandom().address}`)).status).toBe(404);
+      expect((await fetch(`${url}/rewards/x/${lateWallet.address}`)).status).toBe(400);
       const before = await chain.balanceOf(lateWallet.address);
       await chain.claimReward(1, mine);
       expect(await chain.balanceOf(lateWallet.address)).toBe(before + budget / 3n);

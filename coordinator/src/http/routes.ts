@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getAddress, isAddress } from 'ethers';
+import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards';
 import { open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 
@@ -16,12 +18,15 @@ import { MODEL_FILES, type ModelFileName, type ModelStore } from '../store/model
  *   GET|HEAD /models/<hash>/weights.bin     cached forever, with ETag and byte ranges
  *   GET|HEAD /healthz                        health() as JSON
  *   GET|HEAD /metrics                        Prometheus text
+ *   GET|HEAD /rewards/<round>/<address>      a contributor's reward claim (index, amount, proof)
  *
  * The handler answers only these paths and returns false for anything else, so the caller
  * can hand the request on (engine.io answers its own path before any other listener runs).
  */
 export interface HttpRoutesOptions {
   models: ModelStore;
+  /** A round's reward entries, as posted on chain (the order fixes each claim's index). */
+  rewards?: (roundId: number) => readonly RewardEntry[] | undefined;
   health: () => object | Promise<object>;
   metrics: Registry;
   /** Where failures inside a route are reported; they become a 500 for the client. */
@@ -31,6 +36,7 @@ export interface HttpRoutesOptions {
 export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 const MODELS_PREFIX = '/models/';
+const REWARDS_PREFIX = '/rewards/';
 const ALLOWED_METHODS = 'GET, HEAD';
 /** A content hash names exactly one content: caches may keep the bytes forever. */
 const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -49,6 +55,9 @@ export function createHttpHandler(opts: HttpRoutesOptions): HttpHandler {
       route = () => serveHealth(req, res, opts.health);
     } else if (path === '/metrics') {
       route = () => serveMetrics(req, res, opts.metrics);
+    } else if (path.startsWith(REWARDS_PREFIX) && opts.rewards) {
+      const rewards = opts.rewards;
+      route = () => serveRewardClaim(res, rewards, path.slice(REWARDS_PREFIX.length));
     } else if (path.startsWith(MODELS_PREFIX)) {
       route = () => serveModelFile(req, res, opts.models, path.slice(MODELS_PREFIX.length));
     } else {
@@ -94,6 +103,48 @@ async function serveMetrics(
     'Cache-Control': 'no-store',
   });
   res.end(text);
+}
+
+/**
+ * GET /rewards/<roundId>/<address>: the contributor's claim on a round's rewards — index,
+ * amount and Merkle proof against the root posted to ContributionRewards. Public data (the
+ * root is on chain, the entries are what it commits to), so no authentication: a claim pays
+ * only the account it names, whoever submits it.
+ */
+async function serveRewardClaim(
+  res: ServerResponse,
+  rewards: NonNullable<HttpRoutesOptions['rewards']>,
+  rest: string,
+): Promise<void> {
+  const [round = '', address = '', ...extra] = rest.split('/');
+  if (!/^[1-9]\d{0,9}$/.test(round) || !isAddress(address) || extra.length > 0) {
+    sendJson(res, 400, { error: 'a claim is /rewards/<round id>/<0x address>' });
+    return;
+  }
+  const entries = rewards(Number(round));
+  if (entries === undefined) {
+    sendJson(res, 404, { error: `round ${round} has no rewards posted` });
+    return;
+  }
+  const tree = buildRewardTree(entries);
+  const claim = tree.claims.find((c) => c.account === getAddress(address));
+  if (claim === undefined) {
+    sendJson(res, 404, { error: `${getAddress(address)} has no reward in round ${round}` });
+    return;
+  }
+  sendJson(
+    res,
+    200,
+    {
+      roundId: Number(round),
+      root: tree.root,
+      index: claim.index,
+      account: claim.account,
+      amount: claim.amount.toString(),
+      proof: claim.proof,
+    },
+    { 'Cache-Control': 'no-store' },
+  );
 }
 
 async function serveModelFile(
