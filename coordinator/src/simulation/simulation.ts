@@ -107,6 +107,10 @@ export interface RoundRow {
   steps: number;
   baseModel: string;
   candidate: string | null;
+  /** The candidate's (ε at the policy's δ) spent so far; null without noise or candidate. */
+  epsilon: number | null;
+  /** Mean L2 norm of the uploaded deltas before clipping (how hard clipNorm binds). */
+  meanRawNorm: number | null;
 }
 
 export interface SimulationResult {
@@ -236,9 +240,11 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       if (count === 1) log(`client: ${message}`);
     });
     const steps = new Map<number, number>();
-    pool.on('uploaded', ({ receipt }) =>
-      steps.set(receipt.roundId, (steps.get(receipt.roundId) ?? 0) + receipt.steps),
-    );
+    const rawNorms = new Map<number, number[]>();
+    pool.on('uploaded', ({ receipt }) => {
+      steps.set(receipt.roundId, (steps.get(receipt.roundId) ?? 0) + receipt.steps);
+      rawNorms.set(receipt.roundId, [...(rawNorms.get(receipt.roundId) ?? []), receipt.rawNorm]);
+    });
     log(`${options.clients} clients signed in on ${pool.workers} worker threads`);
     const setupSeconds = (performance.now() - started) / 1000;
 
@@ -270,6 +276,8 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
             steps: steps.get(result.roundId) ?? 0,
             baseModel: start?.base ?? '',
             candidate: result.candidate?.hash ?? null,
+            epsilon: result.candidate?.epsilon ?? null,
+            meanRawNorm: mean(rawNorms.get(result.roundId) ?? []),
           };
           if (start && start.base !== expectedBase) {
             log(
@@ -363,6 +371,10 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     governance?.destroy();
     await devnet?.stop();
   }
+}
+
+function mean(values: readonly number[]): number | null {
+  return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
 /** Validation loss per round: the federated run (failed rounds keep the last model) and the baseline. */

@@ -67,6 +67,12 @@ export interface CanaryExperimentOptions {
   shardChars?: number;
   /** The federation: everything runSimulation takes but where its files go. */
   simulation: Partial<Omit<SimulationOptions, 'out' | 'editShard' | 'baseline'>>;
+  /**
+   * Also measure control canaries: the same templates with fresh secrets that were never
+   * planted. They must look random on any model; if they do not, the template itself (not the
+   * secret) is what the ranking picks up and the method is miscalibrated.
+   */
+  controls?: boolean;
   /** Folder for the simulation's chain, coordinator data and results. */
   out: string;
   seed: number;
@@ -75,6 +81,8 @@ export interface CanaryExperimentOptions {
 
 export interface CanaryExperimentResult {
   exposure: ExposureSummary;
+  /** The never-planted control canaries' exposure, when asked for. */
+  control: ExposureSummary | null;
   /** Rounds whose candidate was published (the measured model is the last of them). */
   published: number;
   rounds: number;
@@ -128,12 +136,21 @@ export async function runCanaryExperiment(
       candidates: options.candidates,
       seed: options.seed,
     });
+    const control = options.controls
+      ? measureExposure(
+          model,
+          tokenizer,
+          makeCanaries(options.canaries, { digits: options.digits }, options.seed + 7919),
+          { candidates: options.candidates, seed: options.seed + 7919 },
+        )
+      : null;
     const shardTokens = tokenizer.encode(planted).length;
     const canaryTokens =
       options.repeats *
       canaries.reduce((n, c) => n + tokenizer.encode('\n' + c.text).length - 1, 0);
     return {
       exposure,
+      control,
       published: published.length,
       rounds: simulation.rounds.length,
       valLoss: last?.valLoss ?? simulation.initial.valLoss,

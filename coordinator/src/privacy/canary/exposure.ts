@@ -188,9 +188,7 @@ export function skewNormalLogCdf(x: number, { location, scale, shape }: SkewNorm
     // Trapezoid on [prevU, u] in log space: ln((e^a + e^b)/2 · (u − prevU)).
     const top = Math.max(prevLog, here);
     logs.push(
-      top +
-        Math.log((Math.exp(prevLog - top) + Math.exp(here - top)) / 2) +
-        Math.log(u - prevU),
+      top + Math.log((Math.exp(prevLog - top) + Math.exp(here - top)) / 2) + Math.log(u - prevU),
     );
     prevU = u;
     prevLog = here;
