@@ -427,6 +427,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       ...(policy.secureAggregation
         ? {
             secureAggregation: secureTask({
+              policy,
               vectorLength: base.layout.size,
               maxSteps: options.maxSteps,
               batchSize: options.batchSize,

@@ -11,6 +11,7 @@ import {
   majorityThreshold,
   type SecAggSettings,
 } from '@commons/shared/privacy/secagg/index';
+import { splitNoiseStddev } from '@commons/shared/privacy/dp/calibration';
 import type { SecureAggregationTask } from '@commons/shared/protocol/messages';
 import { DEFAULT_CHUNK_BYTES } from '@commons/shared/protocol/upload';
 import type { Logger } from 'pino';
@@ -54,6 +55,7 @@ export function secureAggregationRefusal(strategy: string): string | null {
  * than it can train on in one round gains no extra weight from it.
  */
 export function secureTask(options: {
+  policy: FederationPolicy;
   vectorLength: number;
   maxSteps: number;
   batchSize: number;
@@ -63,12 +65,22 @@ export function secureTask(options: {
     vectorLength: options.vectorLength,
     maxWeight: options.maxSteps * options.batchSize * options.blockSize,
     chunkBytes: DEFAULT_CHUNK_BYTES,
+    // The server never sees an update, so the policy's noise is added by the clients, split so
+    // that any round the coordinator releases (≥ minClients survivors) carries all of it.
+    noiseStddev:
+      options.policy.noiseMultiplier > 0
+        ? splitNoiseStddev({
+            noiseMultiplier: options.policy.noiseMultiplier,
+            clipNorm: options.policy.clipNorm,
+            minSurvivors: Math.max(3, options.policy.minClients),
+          })
+        : 0,
   };
 }
 
 /**
  * SecAgg+ parameters for `n` clients under `policy`. Each coordinate of an update clipped to
- * L2 norm C lies in [−C, C], so clippingRange = C loses nothing; the quantisation range is the
+ * L2 norm C lies in [−C, C], so clippingRange = C loses nothing (plus room for noise shares); the quantisation range is the
  * largest power of two (up to Flower's 2^22) for which n quantised vectors cannot wrap the
  * 2^32 ring. The neighbourhood size (0: chosen from n) and the threshold fraction come from
  * the policy; they are read defensively for policies written before those fields existed.
@@ -76,7 +88,7 @@ export function secureTask(options: {
 export function secAggSettingsFor(
   policy: FederationPolicy,
   numClients: number,
-  maxWeight: number,
+  task: SecureAggregationTask,
   stageTimeoutMs: number,
 ): SecAggSettings {
   const asked = Number((policy as Partial<FederationPolicy>).secAggNumShares ?? 0);
@@ -92,10 +104,12 @@ export function secAggSettingsFor(
   return {
     numShares,
     reconstructionThreshold,
-    clippingRange: policy.clipNorm,
+    // Noise shares must not be clipped (that would bound the noise): 8 σ of room, beyond which a
+    // Gaussian coordinate falls with probability ~1e-15.
+    clippingRange: policy.clipNorm + 8 * task.noiseStddev,
     quantizationRange: Math.min(SECAGG_DEFAULTS.quantizationRange, fits),
     modulusRange,
-    maxWeight,
+    maxWeight: task.maxWeight,
     minClients: Math.max(3, policy.minClients),
     timeout: stageTimeoutMs / 1000,
   };
@@ -133,7 +147,7 @@ export async function runSecureRound(input: SecureRoundInput): Promise<SecureRou
     settings: secAggSettingsFor(
       input.policy,
       input.participants.length,
-      secureAggregation.maxWeight,
+      secureAggregation,
       input.stageTimeoutMs,
     ),
     transport: input.transport,

@@ -24,6 +24,7 @@ import {
   type SecureAggregationTask,
 } from '../protocol/messages.ts';
 import { chunksOf } from '../protocol/upload.ts';
+import { addGaussianNoise } from '../privacy/dp/gaussian.ts';
 import type { LocalUpdate } from './local-update.ts';
 
 export const SECAGG_EVENTS = [
@@ -68,8 +69,9 @@ export interface MaskedReceipt {
   finalLoss: number;
   stoppedEarly: boolean;
   /**
-   * The clipped update that was masked (flat, checkpoint order): the contributor's own data,
-   * kept so it can be inspected locally; it never left the machine unmasked.
+   * The vector that was masked (flat, checkpoint order): the clipped update plus this client's
+   * noise share (none when the policy sets no noise). The contributor's own data, kept so it
+   * can be inspected locally; it never left the machine unmasked.
    */
   update: Float32Array;
 }
@@ -185,9 +187,12 @@ export class SecAggParticipant {
    * round ends first.
    */
   async contribute(local: LocalUpdate, signal: AbortSignal): Promise<MaskedReceipt> {
-    const { vectorLength, maxWeight } = this.#options.task.secureAggregation;
+    const { vectorLength, maxWeight, noiseStddev } = this.#options.task.secureAggregation;
     const vector = flatUpdate(local.frame, vectorLength);
-    const weight = Math.min(local.numExamples, maxWeight);
+    // With DP noise the mean is DP-FedAvg's equal-weight one (sensitivity C / n): weight maxWeight.
+    const weight = noiseStddev > 0 ? maxWeight : Math.min(local.numExamples, maxWeight);
+    // Our share of the round's noise, from a CSPRNG, before the update is masked.
+    addGaussianNoise(vector, noiseStddev);
     this.#update.resolve({ vector, weight, local });
     await new Promise<void>((resolve, reject) => {
       const onAbort = () =>

@@ -102,6 +102,12 @@ export const secureAggregationTaskSchema = z.strictObject({
   maxWeight: z.number().positive(),
   /** Largest `secagg:masked-chunk` the server takes. */
   chunkBytes: z.number().int().positive(),
+  /**
+   * Distributed DP (privacy/dp splitNoiseStddev): each client adds N(0, noiseStddev²) to its
+   * clipped update before masking and weighs it maxWeight (DP-FedAvg's equal-weight mean), so
+   * the sum of any ≥ minClients survivors carries the policy's noise. 0: no noise.
+   */
+  noiseStddev: z.number().min(0).finite(),
 });
 export type SecureAggregationTask = z.infer<typeof secureAggregationTaskSchema>;
 
