@@ -2,7 +2,7 @@
 // joined, rewards, and the member's privacy (ε) ledger.
 import { z } from 'zod';
 import { method } from './define.ts';
-import { decimalSchema, noInput, recordIdSchema, type TxResult } from './schemas.ts';
+import { noInput, recordIdSchema, type Epsilon, type TxResult } from './schemas.ts';
 
 export interface Consent {
   granted: boolean;
@@ -29,8 +29,19 @@ export interface RoundRecord {
   detail: string;
   /** ISO date. */
   at: string;
-  /** ε this round cost the member (from the policy's noise, when the round published). */
-  epsilon: number | null;
+  /**
+   * The member's total privacy loss once this round is counted, from their ledger ('none': the
+   * round added no noise, so there is no guarantee left); null when the ledger has no entry.
+   */
+  epsilon: Epsilon | null;
+}
+
+/** A round invitation this machine turned down, and why, in plain words. */
+export interface Decline {
+  roundId: number;
+  reason: string;
+  /** ISO date. */
+  at: string;
 }
 
 export interface FederationStatus {
@@ -43,32 +54,41 @@ export interface FederationStatus {
   address: string | null;
   detail: string | null;
   roundsJoined: number;
+  /** The last invitation declined since the client started (over budget, no consent...). */
+  declined: Decline | null;
 }
 
 export interface PrivacyLedgerView {
+  /** The on-chain per-member budget and δ of the policy in force. */
   budget: number;
-  spent: number;
-  remaining: number;
   delta: number;
-  entries: { roundId: number; epsilon: number; at: string }[];
+  /** ε spent so far, composed over every round joined (RDP); 'none' once a round had no noise. */
+  spent: Epsilon;
+  /** Budget left (0 when spent is 'none'). */
+  remaining: number;
+  /** Rounds joined, oldest first, each with the total ε once it is counted. */
+  entries: {
+    roundId: number;
+    at: string;
+    noiseMultiplier: number;
+    epsilon: Epsilon;
+  }[];
+  /** How the ledger counts, in a sentence for the screen. */
+  accounting: string;
 }
 
 export interface RewardView {
   roundId: number;
   /** Whether the coordinator posted the round's reward root on chain. */
   posted: boolean;
-  /** From a claim the member holds (see federation.claim), base units. */
+  /** The member's reward from the coordinator's claim, base units; null when it has none. */
   amount: string | null;
   claimed: boolean;
+  /** Whether federation.claim can pay it now (posted, root matches, not yet claimed). */
+  claimable: boolean;
+  /** Why it cannot be claimed, when it cannot. */
+  detail: string | null;
 }
-
-/** A reward claim as the coordinator hands it out (leaf index, amount, Merkle proof). */
-export const rewardClaimSchema = z.strictObject({
-  roundId: z.number().int().nonnegative(),
-  index: z.number().int().nonnegative(),
-  amount: decimalSchema,
-  proof: z.array(z.string().regex(/^0x[0-9a-fA-F]{64}$/)).max(64),
-});
 
 export const federationMethods = {
   'federation.consent': method<Consent>()(noInput, 'The consent in force and what it shares.'),
@@ -98,11 +118,11 @@ export const federationMethods = {
   ),
   'federation.rewards': method<RewardView[]>()(
     noInput,
-    'Rewards for rounds joined: posted, amount, claimed.',
+    "Rewards for rounds joined, from the coordinator's claims checked against the chain: posted, amount, claimed.",
   ),
   'federation.claim': method<TxResult>()(
-    z.strictObject({ claim: rewardClaimSchema }),
-    "Claims a round's reward for the wallet; integrity if the proof does not match the root on chain.",
+    z.strictObject({ roundId: z.number().int().positive() }),
+    "Fetches the wallet's claim for the round from the coordinator, checks its root and proof against ContributionRewards on chain, and claims; integrity if they do not match, not-found without a reward.",
   ),
 };
 
@@ -113,6 +133,7 @@ export const federationEvents = {
     activity: z.string(),
     roundId: z.number().nullable(),
     detail: z.string().nullable(),
+    declined: z.object({ roundId: z.number(), reason: z.string(), at: z.string() }).nullable(),
   }),
   'federation.progress': z.object({
     roundId: z.number(),

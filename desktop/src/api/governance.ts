@@ -4,9 +4,17 @@ import { z } from 'zod';
 import { AGGREGATION_RULES, type FederationPolicy } from '@commons/shared/chain/policy';
 import type { ProposalState, Support } from '@commons/shared/chain/governance';
 import { method } from './define.ts';
-import { addressSchema, decimalSchema, hashSchema, noInput, type TxResult } from './schemas.ts';
+import {
+  addressSchema,
+  decimalSchema,
+  hashSchema,
+  noInput,
+  type Epsilon,
+  type TxResult,
+} from './schemas.ts';
 
 export type { FederationPolicy, ProposalState, Support };
+export { AGGREGATION_RULES };
 
 export const SUPPORT_CHOICES = ['for', 'against', 'abstain'] as const;
 
@@ -23,7 +31,8 @@ export interface ModelVersionSummary {
   parentHash: string | null;
   roundId: number;
   valBpc: number;
-  epsilon: number;
+  /** 'none': trained without noise, no differential-privacy guarantee. */
+  epsilon: Epsilon;
   delta: number;
   uri: string;
   /** Itself, its parent, ... genesis. */
@@ -107,6 +116,11 @@ export const policyChangesSchema = z
     epsilonBudget: z.number().positive(),
     delta: z.number().positive(),
     roundDeadlineSeconds: z.number().int().positive(),
+    /** 0 keeps the clip norm fixed; otherwise the quantile of update norms it adapts to. */
+    clipTargetQuantile: z.number().min(0).lt(1),
+    /** 0 lets the coordinator size SecAgg+ neighbourhoods; otherwise odd, 3..1001. */
+    secAggNumShares: z.number().int().nonnegative(),
+    secAggThreshold: z.number().gt(0.5).max(1),
   })
   .partial()
   .refine((c) => Object.keys(c).length > 0, 'change at least one policy field');

@@ -2,7 +2,7 @@
 // from the coordinator's content-addressed model store.
 import { z } from 'zod';
 import { method } from './define.ts';
-import { hashSchema, noInput } from './schemas.ts';
+import { hashSchema, noInput, type Epsilon } from './schemas.ts';
 
 /** The local copy of a version: absent, or present and checked against the registered hash. */
 export interface LocalCopy {
@@ -22,7 +22,8 @@ export interface ModelVersionView {
   uri: string;
   roundId: number;
   valBpc: number;
-  epsilon: number;
+  /** The coordinator's accounting for this version ('none': trained without noise). */
+  epsilon: Epsilon;
   delta: number;
   registrant: string;
   /** Unix seconds. */
@@ -64,6 +65,14 @@ export const modelsMethods = {
 
 export const modelsEvents = {
   'models.progress': z.object({ hash: z.string(), done: z.number(), total: z.number() }),
-  /** Governance made another version active (seen on chain). */
-  'models.activated': z.object({ hash: z.string() }),
+  /**
+   * Governance made another version active (seen on chain): first with ready false, then, once
+   * the core has downloaded it and checked it against the registered hash, ready true (or an
+   * error saying why it could not). Chat switches at its next reply, or now with chat.load.
+   */
+  'models.activated': z.object({
+    hash: z.string(),
+    ready: z.boolean(),
+    error: z.string().nullable(),
+  }),
 };

@@ -31,3 +31,14 @@ export interface TxResult {
   txHash: string;
   blockNumber: number;
 }
+
+/**
+ * The ε of an (ε, δ) guarantee, or 'none' where training added no noise and there is no
+ * differential-privacy guarantee (ModelRegistry stores ε = ∞; JSON has no Infinity, and a null
+ * would read as "unknown").
+ */
+export type Epsilon = number | 'none';
+
+export function epsilonOf(value: number): Epsilon {
+  return Number.isFinite(value) ? value : 'none';
+}

@@ -68,6 +68,22 @@ export const passphraseSchema = z
   .min(8, 'a passphrase of at least 8 characters')
   .max(1024);
 
+/** A bare file name as a browser reports it: no folders, nothing that could climb out. */
+export const importNameSchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[^/\\\0]+$/, 'a file name without folders')
+  .refine((name) => name !== '.' && name !== '..', 'a file name');
+
+/**
+ * The most characters one vault.importText call carries, all files together: it keeps a call
+ * well inside the web bridge's 64 MiB frame (JSON-escaped). The core also applies the vault's
+ * per-document byte limit, as for files imported by path. Larger files are better imported by
+ * path (the desktop app's dialog).
+ */
+export const MAX_IMPORT_CHARS = 8 * 1024 * 1024;
+
 export const vaultMethods = {
   'vault.status': method<VaultStatus>()(
     noInput,
@@ -92,6 +108,19 @@ export const vaultMethods = {
   'vault.importFiles': method<ImportResult>()(
     z.strictObject({ paths: z.array(z.string().min(1)).min(1).max(1000) }),
     'Imports .txt and .md files; a folder is imported recursively, other files are skipped with a reason.',
+  ),
+  'vault.importText': method<ImportResult>()(
+    z.strictObject({
+      files: z
+        .array(z.strictObject({ name: importNameSchema, text: z.string().max(MAX_IMPORT_CHARS) }))
+        .min(1)
+        .max(100)
+        .refine(
+          (files) => files.reduce((n, f) => n + f.text.length, 0) <= MAX_IMPORT_CHARS,
+          `at most ${MAX_IMPORT_CHARS} characters in one call: send the files in smaller batches`,
+        ),
+    }),
+    'Imports text the page read itself (a file picker or drag and drop in a browser) under the given names; the same rules as importFiles: .txt and .md names only, size-limited, no NUL bytes, duplicates skipped with a reason.',
   ),
   'vault.listDocuments': method<DocumentInfo[]>()(noInput, 'Imported documents, newest first.'),
   'vault.readDocument': method<DocumentInfo & { text: string }>()(

@@ -43,6 +43,8 @@ export interface CoreOptions {
    * (ethers' default). Neither can go below 15; tests use the floor to stay fast.
    */
   scrypt?: { vaultLogN?: number; walletLogN?: number };
+  /** How often to look for a newly activated model version on chain; default 15 s. */
+  activeModelPollMs?: number;
 }
 
 export interface Core {
@@ -76,6 +78,7 @@ export async function createCore(options: CoreOptions): Promise<Core> {
   });
   const governance = new GovernanceService(chain, wallet, events);
   const models = new ModelsService(dataDir, chain, settings, events);
+  models.watchActive(options.activeModelPollMs ?? 15_000);
   const training = new TrainingService(dataDir, vault, models, settings, events);
   const chat = new ChatService(vault, models, training, settings, events);
   const federation = new FederationService(dataDir, settings, chain, wallet, vault, events);
@@ -122,6 +125,7 @@ export async function createCore(options: CoreOptions): Promise<Core> {
     },
     close: () =>
       (closing ??= (async () => {
+        models.stopWatching();
         await federation.stop();
         await training.close();
         await chat.close();

@@ -1,5 +1,5 @@
 // Starts the core and puts the one dispatcher in front of it: the core's methods plus the
-// shell's (imports of page-read files; native dialogs where there are any). Electron's main
+// shell's (native dialogs, where there are any). Electron's main
 // process and web mode both serve exactly this, so the two cannot drift apart.
 import { apiMethods } from '../api/contract.ts';
 import { ApiError, type Handlers } from '../api/define.ts';
@@ -10,7 +10,6 @@ import { createDispatcher, type Dispatcher } from '../transport/dispatcher.ts';
 import type { EventTap } from '../transport/events.ts';
 import { shellMethods, type ShellMethods } from '../transport/shell-methods.ts';
 import type { LaunchOptions } from './launch-options.ts';
-import { importUploads } from './uploads.ts';
 
 /** Native dialogs (Electron); absent in web mode, where the page picks files itself. */
 export interface ShellDialogs {
@@ -32,7 +31,7 @@ export async function startHost(options: {
   keyProvider?: KeyProvider;
   dialogs?: ShellDialogs;
   /** Passed to the core as is (tests lower the scrypt cost to its floor). */
-  core?: Pick<CoreOptions, 'scrypt' | 'initialSettings' | 'app'>;
+  core?: Pick<CoreOptions, 'scrypt' | 'initialSettings' | 'app' | 'activeModelPollMs'>;
 }): Promise<Host> {
   const { launch, dialogs } = options;
   const core = await createCore({
@@ -67,7 +66,6 @@ export async function startHost(options: {
       'The system file dialog is only in the desktop app; use "Import files…" on this page instead.',
     );
   const shellHandlers: Handlers<ShellMethods> = {
-    'shell.importUploads': ({ files }) => importUploads(files, core.handlers['vault.importFiles']),
     'shell.importWithDialog': async (input) => {
       if (!dialogs) throw noDialogs();
       const paths = await dialogs.pickForImport(input?.folders ?? false);

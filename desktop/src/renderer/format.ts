@@ -56,3 +56,8 @@ export function formatNumber(value: number, digits = 3): string {
   if (value !== 0 && Math.abs(value) < 1e-3) return value.toExponential(Math.max(0, digits - 2));
   return Number(value.toPrecision(digits)).toLocaleString('en-US', { maximumFractionDigits: 6 });
 }
+
+/** An ε as the API gives it: a number, or 'none' when training added no noise (ε = ∞). */
+export function formatEpsilon(value: number | 'none', digits = 3): string {
+  return value === 'none' ? 'no DP guarantee' : `ε ${formatNumber(value, digits)}`;
+}

@@ -1,19 +1,29 @@
 // federation.*: the contributor's side, driving shared's FederatedClient with the wallet as
-// signer and the consented vault documents as data. Consent, rounds joined and the ε ledger are
-// files in <data>/federation/ (plain: they hold ids, hashes and numbers, no document content).
+// signer, the consented vault documents as data and shared's PrivacyLedger as the member's ε
+// account (the client declines a round that would go over the on-chain per-member budget).
+// Consent, rounds joined and the ledger are files in <data>/federation/ (plain: they hold ids,
+// hashes and numbers, no document content). Rewards come from the coordinator's Merkle claims,
+// checked against ContributionRewards on chain before anything is sent.
 import { join } from 'node:path';
 import { getAddress } from 'ethers';
 import { z } from 'zod';
 import { rewardLeaf } from '@commons/shared/chain/rewards';
 import { verifyMerkleProof } from '@commons/shared/chain/merkle';
 import { FederatedClient } from '@commons/shared/federation/client';
+import { PrivacyError } from '@commons/shared/privacy/dp/errors';
+import { PrivacyLedger, type LedgerEntry } from '@commons/shared/privacy/dp/ledger';
+import { DEFAULT_ORDERS, computeRdp, rdpToEpsilon } from '@commons/shared/privacy/dp/rdp';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type {
   Consent,
+  Decline,
   FederationStatus,
+  PrivacyLedgerView,
+  RewardView,
   RoundRecord,
   federationMethods,
 } from '../../api/federation.ts';
+import { epsilonOf, type Epsilon } from '../../api/schemas.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';
 import { chainError, messageOf } from '../errors.ts';
 import type { CoreEvents } from '../events.ts';
@@ -22,7 +32,6 @@ import { readIfExists, writeFileAtomic } from '../storage/atomic-file.ts';
 import { Serial } from '../storage/serial.ts';
 import type { VaultService } from '../vault/vault-service.ts';
 import type { WalletService } from '../wallet/wallet-service.ts';
-import { FilePrivacyLedger, type PrivacyLedger } from './privacy-ledger.ts';
 
 /** What the consent screen says leaves the machine. */
 export const SHARED_WHEN_CONTRIBUTING = [
@@ -40,6 +49,24 @@ const consentFile = z.object({
 });
 const roundsFile = z.object({ rounds: z.array(z.custom<RoundRecord>()) });
 
+/** What the coordinator's GET /rewards/<round>/<address> answers. */
+const coordinatorClaim = z.object({
+  roundId: z.number().int().positive(),
+  root: z.string().regex(/^0x[0-9a-fA-F]{64}$/),
+  index: z.number().int().nonnegative(),
+  account: z.string().regex(/^0x[0-9a-fA-F]{40}$/),
+  amount: z.string().regex(/^\d{1,78}$/),
+  proof: z.array(z.string().regex(/^0x[0-9a-fA-F]{64}$/)).max(64),
+});
+type CoordinatorClaim = z.infer<typeof coordinatorClaim>;
+
+/** The ledger's accounting choice (shared/src/privacy/dp/ledger.ts), said for the screen. */
+const ACCOUNTING =
+  'Each round you join counts in full (no credit for being one of many sampled), composed with' +
+  ' Rényi differential privacy: a bound that holds whoever the coordinator picked.';
+
+const ZERO_ROOT = /^0x0{64}$/;
+
 export class FederationService {
   readonly #dir: string;
   readonly #settings: SettingsService;
@@ -47,10 +74,11 @@ export class FederationService {
   readonly #wallet: WalletService;
   readonly #vault: VaultService;
   readonly #events: CoreEvents;
-  readonly ledger: PrivacyLedger;
   readonly #serial = new Serial();
+  #ledger: Promise<PrivacyLedger> | null = null;
   #client: FederatedClient | null = null;
   #stops: (() => void)[] = [];
+  #declined: Decline | null = null;
 
   constructor(
     dataDir: string,
@@ -66,7 +94,27 @@ export class FederationService {
     this.#wallet = wallet;
     this.#vault = vault;
     this.#events = events;
-    this.ledger = new FilePrivacyLedger(dataDir);
+  }
+
+  /**
+   * The member's privacy ledger, read once and then kept: the client records into the same
+   * object, so views always see what it decided on. A damaged file is never replaced.
+   */
+  ledger(): Promise<PrivacyLedger> {
+    if (!this.#ledger) {
+      const opening = PrivacyLedger.open(join(this.#dir, 'privacy-ledger.json')).catch(
+        (err: unknown) => {
+          this.#ledger = null;
+          throw err instanceof PrivacyError
+            ? new ApiError('integrity', err.message, { cause: err })
+            : new ApiError('internal', `reading the privacy ledger: ${messageOf(err)}`, {
+                cause: err,
+              });
+        },
+      );
+      this.#ledger = opening;
+    }
+    return this.#ledger;
   }
 
   async consent(): Promise<Consent> {
@@ -77,14 +125,22 @@ export class FederationService {
     return { ...stored, shares: SHARED_WHEN_CONTRIBUTING };
   }
 
-  async rounds(): Promise<RoundRecord[]> {
+  async #storedRounds(): Promise<RoundRecord[]> {
     const bytes = await readIfExists(join(this.#dir, 'rounds.json'));
     return bytes ? roundsFile.parse(JSON.parse(bytes.toString('utf8'))).rounds : [];
   }
 
+  /** Rounds joined, newest first, each with the member's total ε once it was counted. */
+  async rounds(): Promise<RoundRecord[]> {
+    const [rounds, ledger] = await Promise.all([this.#storedRounds(), this.ledger()]);
+    const delta = ledger.entries.at(-1)?.delta;
+    const totals = delta === undefined ? new Map() : runningEpsilon(ledger.entries, delta);
+    return rounds.map((r) => ({ ...r, epsilon: totals.get(r.roundId) ?? null }));
+  }
+
   #addRound(record: RoundRecord): Promise<void> {
     return this.#serial.run(async () => {
-      const rounds = (await this.rounds()).filter((r) => r.roundId !== record.roundId);
+      const rounds = (await this.#storedRounds()).filter((r) => r.roundId !== record.roundId);
       rounds.unshift(record);
       await writeFileAtomic(
         join(this.#dir, 'rounds.json'),
@@ -102,7 +158,8 @@ export class FederationService {
       roundId: state?.roundId ?? null,
       address: this.#client?.address ?? null,
       detail: state?.detail ?? null,
-      roundsJoined: (await this.rounds()).filter((r) => r.outcome === 'accepted').length,
+      roundsJoined: (await this.#storedRounds()).filter((r) => r.outcome === 'accepted').length,
+      declined: this.#declined,
     };
   }
 
@@ -114,15 +171,8 @@ export class FederationService {
       activity: state?.activity ?? 'idle',
       roundId: state?.roundId ?? null,
       detail: state?.detail ?? null,
+      declined: this.#declined,
     });
-  }
-
-  /** Asked before each round is joined: consent still given and ε budget not spent. */
-  async #mayJoin(): Promise<boolean> {
-    if (!(await this.consent()).granted) return false;
-    const chain = await this.#chain.reader();
-    const { policy } = await chain.policy();
-    return (await this.ledger.spent()) < policy.epsilonBudget;
   }
 
   async #start(): Promise<FederationStatus> {
@@ -135,30 +185,43 @@ export class FederationService {
     const signer = this.#wallet.signer();
     const texts = await Promise.all(consent.documentIds.map((id) => this.#vault.documentText(id)));
     const chain = await this.#chain.reader();
+    const ledger = await this.ledger();
     const client = new FederatedClient({
       coordinator: this.#settings.current.coordinatorUrl,
       signer,
       chainId: chain.addresses.chainId,
       data: texts,
-      consent: () => this.#mayJoin(),
+      // Asked before each round: consent may have been withdrawn since the client started.
+      consent: async () => (await this.consent()).granted,
       chain,
+      // The budget, δ and noise come from the on-chain policy version the round names.
+      privacy: { ledger, policies: chain },
     });
     this.#client = client;
+    this.#declined = null;
     this.#stops = [
       client.on('state', () => this.#emitStatus()),
       client.on('progress', (p) => this.#events.emit('federation.progress', p)),
-      client.on('uploaded', (r) => {
-        const detail = `update accepted (norm ${r.norm.toFixed(3)}, ${r.steps} steps)`;
-        void this.#addRound({
-          roundId: r.roundId,
-          baseModel: r.baseModel,
-          outcome: 'accepted',
-          detail,
-          at: new Date().toISOString(),
-          epsilon: null,
-        });
-        this.#events.emit('federation.round', { roundId: r.roundId, outcome: 'accepted', detail });
+      client.on('invite', ({ task, accepted, reason }) => {
+        if (accepted || reason === undefined) return;
+        this.#declined = { roundId: task.roundId, reason, at: new Date().toISOString() };
+        this.#emitStatus();
       }),
+      client.on('uploaded', (r) =>
+        this.#accepted(
+          r.roundId,
+          r.baseModel,
+          `update accepted (norm ${r.norm.toFixed(3)}, ${r.steps} steps)`,
+        ),
+      ),
+      // Secure aggregation: the masked update is in the round's sum.
+      client.on('masked', (r) =>
+        this.#accepted(
+          r.roundId,
+          r.baseModel,
+          `masked update in the sum (norm ${r.norm.toFixed(3)}, ${r.steps} steps)`,
+        ),
+      ),
       client.on('dropped', (d) => {
         void this.#addRound({
           roundId: d.roundId,
@@ -174,7 +237,6 @@ export class FederationService {
           detail: d.reason,
         });
       }),
-      client.on('result', (result) => void this.#onResult(result.roundId, result.candidate?.hash)),
       client.on('error', (err) =>
         this.#events.emit('system.notice', {
           level: 'warning',
@@ -187,23 +249,146 @@ export class FederationService {
     return this.status();
   }
 
-  /** A published round we contributed to: its declared ε goes into the ledger. */
-  async #onResult(roundId: number, candidate: string | undefined): Promise<void> {
-    if (!candidate) return;
-    const joined = (await this.rounds()).find(
-      (r) => r.roundId === roundId && r.outcome === 'accepted',
+  #accepted(roundId: number, baseModel: string, detail: string): void {
+    void this.#addRound({
+      roundId,
+      baseModel,
+      outcome: 'accepted',
+      detail,
+      at: new Date().toISOString(),
+      epsilon: null,
+    }).then(
+      () => this.#events.emit('federation.round', { roundId, outcome: 'accepted', detail }),
+      (err: unknown) =>
+        this.#events.emit('system.notice', {
+          level: 'warning',
+          message: `could not record round ${roundId}: ${messageOf(err)}`,
+        }),
     );
-    if (!joined) return;
+  }
+
+  async privacy(): Promise<PrivacyLedgerView> {
+    const chain = await this.#chain.reader();
+    const [{ policy }, ledger] = await Promise.all([
+      chain.policy().catch((err: unknown) => Promise.reject(chainError(err, 'reading the policy'))),
+      this.ledger(),
+    ]);
+    const entries = ledger.entries;
+    const totals = runningEpsilon(entries, policy.delta);
+    const spent = epsilonOf(ledger.spent(policy.delta).epsilon);
+    return {
+      budget: policy.epsilonBudget,
+      delta: policy.delta,
+      spent,
+      remaining: spent === 'none' ? 0 : Math.max(0, policy.epsilonBudget - spent),
+      entries: entries.map((e) => ({
+        roundId: e.roundId,
+        at: e.timestamp,
+        noiseMultiplier: e.noiseMultiplier,
+        epsilon: totals.get(e.roundId)!,
+      })),
+      accounting: ACCOUNTING,
+    };
+  }
+
+  /** The coordinator's claim for `account` in a round, or null when it has none for them. */
+  async #claimOf(roundId: number, account: string): Promise<CoordinatorClaim | null> {
+    const url = new URL(`/rewards/${roundId}/${account}`, this.#settings.current.coordinatorUrl);
+    let response: Response;
     try {
-      const chain = await this.#chain.reader();
-      const { epsilon } = await chain.modelVersion(candidate);
-      await this.ledger.record(roundId, epsilon);
-      await this.#addRound({ ...joined, epsilon });
+      response = await fetch(url, { signal: AbortSignal.timeout(15_000) });
     } catch (err) {
-      this.#events.emit('system.notice', {
-        level: 'warning',
-        message: `could not record round ${roundId}'s ε: ${messageOf(err)}`,
+      throw new ApiError(
+        'unavailable',
+        `the coordinator did not answer at ${url.origin} (${messageOf(err)}); check its URL in Settings`,
+        { cause: err },
+      );
+    }
+    if (response.status === 404) return null;
+    if (!response.ok) {
+      throw new ApiError(
+        'unavailable',
+        `the coordinator answered HTTP ${response.status} for round ${roundId}'s reward; try again later`,
+      );
+    }
+    const parsed = coordinatorClaim.safeParse(await response.json().catch(() => null));
+    if (
+      !parsed.success ||
+      parsed.data.roundId !== roundId ||
+      getAddress(parsed.data.account) !== account
+    ) {
+      throw new ApiError('integrity', `the coordinator's claim for round ${roundId} is malformed`);
+    }
+    return parsed.data;
+  }
+
+  async rewards(): Promise<RewardView[]> {
+    const account = this.#wallet.address ? getAddress(this.#wallet.address) : null;
+    const chain = await this.#chain.reader();
+    const joined = (await this.#storedRounds()).filter((r) => r.outcome === 'accepted');
+    const view = async (roundId: number): Promise<RewardView> => {
+      const round = await chain
+        .rewardRound(roundId)
+        .catch((err: unknown) => Promise.reject(chainError(err, 'reading rewards')));
+      const posted = !ZERO_ROOT.test(round.root);
+      const base = { roundId, posted, amount: null, claimed: false, claimable: false };
+      if (!account) return { ...base, detail: 'unlock your wallet to see your reward' };
+      if (!posted) return { ...base, detail: 'the coordinator has not posted this round yet' };
+      const claim = await this.#claimOf(roundId, account);
+      if (!claim) return { ...base, detail: 'no reward for this wallet in this round' };
+      const amount = claim.amount;
+      if (claim.root.toLowerCase() !== round.root.toLowerCase() || !proves(claim)) {
+        return {
+          ...base,
+          amount,
+          detail: "the coordinator's claim does not match the root on chain",
+        };
+      }
+      const claimed = await chain
+        .isClaimed(roundId, claim.index)
+        .catch((err: unknown) => Promise.reject(chainError(err, 'reading rewards')));
+      return { ...base, amount, claimed, claimable: !claimed, detail: null };
+    };
+    return Promise.all(joined.map((r) => view(r.roundId)));
+  }
+
+  async claim(roundId: number) {
+    const signer = this.#wallet.signer();
+    const account = getAddress(signer.address);
+    const chain = await this.#chain.writer(signer);
+    const claim = await this.#claimOf(roundId, account);
+    if (!claim) {
+      throw new ApiError(
+        'not-found',
+        `the coordinator has no reward for ${account} in round ${roundId}`,
+      );
+    }
+    try {
+      const round = await chain.rewardRound(roundId);
+      if (ZERO_ROOT.test(round.root)) {
+        throw new ApiError(
+          'refused',
+          `round ${roundId}'s rewards are not posted on chain yet; try again later`,
+        );
+      }
+      if (claim.root.toLowerCase() !== round.root.toLowerCase() || !proves(claim)) {
+        throw new ApiError(
+          'integrity',
+          `the coordinator's claim does not match round ${roundId}'s reward root on chain; nothing was sent`,
+        );
+      }
+      if (await chain.isClaimed(roundId, claim.index)) {
+        throw new ApiError('conflict', `round ${roundId}'s reward was already claimed`);
+      }
+      const receipt = await chain.claimReward(roundId, {
+        index: claim.index,
+        account,
+        amount: BigInt(claim.amount),
+        proof: claim.proof,
       });
+      return { txHash: receipt.hash, blockNumber: receipt.blockNumber };
+    } catch (err) {
+      throw chainError(err, `claiming round ${roundId}'s reward`);
     }
   }
 
@@ -248,67 +433,30 @@ export class FederationService {
         return this.status();
       },
       'federation.rounds': () => this.rounds(),
-      'federation.privacy': async () => {
-        const chain = await this.#chain.reader();
-        const { policy } = await chain
-          .policy()
-          .catch((err: unknown) => Promise.reject(chainError(err, 'reading the policy')));
-        const entries = await this.ledger.entries();
-        const spent = entries.reduce((sum, e) => sum + e.epsilon, 0);
-        return {
-          budget: policy.epsilonBudget,
-          spent,
-          remaining: Math.max(0, policy.epsilonBudget - spent),
-          delta: policy.delta,
-          entries,
-        };
-      },
-      'federation.rewards': async () => {
-        const chain = await this.#chain.reader();
-        const joined = (await this.rounds()).filter((r) => r.outcome === 'accepted');
-        try {
-          return await Promise.all(
-            joined.map(async (r) => {
-              const round = await chain.rewardRound(r.roundId);
-              return {
-                roundId: r.roundId,
-                posted: !/^0x0{64}$/.test(round.root),
-                amount: null,
-                claimed: false,
-              };
-            }),
-          );
-        } catch (err) {
-          throw chainError(err, 'reading rewards');
-        }
-      },
-      'federation.claim': async ({ claim }) => {
-        const signer = this.#wallet.signer();
-        const account = getAddress(signer.address);
-        const chain = await this.#chain.writer(signer);
-        try {
-          const round = await chain.rewardRound(claim.roundId);
-          const leaf = rewardLeaf(claim.index, account, BigInt(claim.amount));
-          if (!verifyMerkleProof(round.root, leaf, claim.proof)) {
-            throw new ApiError(
-              'integrity',
-              `the claim does not match round ${claim.roundId}'s reward root on chain`,
-            );
-          }
-          if (await chain.isClaimed(claim.roundId, claim.index)) {
-            throw new ApiError('conflict', `round ${claim.roundId}'s reward was already claimed`);
-          }
-          const receipt = await chain.claimReward(claim.roundId, {
-            index: claim.index,
-            account,
-            amount: BigInt(claim.amount),
-            proof: claim.proof,
-          });
-          return { txHash: receipt.hash, blockNumber: receipt.blockNumber };
-        } catch (err) {
-          throw chainError(err, `claiming round ${claim.roundId}'s reward`);
-        }
-      },
+      'federation.privacy': () => this.privacy(),
+      'federation.rewards': () => this.rewards(),
+      'federation.claim': ({ roundId }) => this.claim(roundId),
     };
   }
+}
+
+/** A claim's proof leads from its leaf to its root. */
+function proves(claim: CoordinatorClaim): boolean {
+  const leaf = rewardLeaf(claim.index, getAddress(claim.account), BigInt(claim.amount));
+  return verifyMerkleProof(claim.root, leaf, claim.proof);
+}
+
+/**
+ * The member's total ε after each ledger entry, composed as the ledger composes (each joined
+ * round in full, q = 1, RDP summed over the orders), at δ.
+ */
+function runningEpsilon(entries: readonly LedgerEntry[], delta: number): Map<number, Epsilon> {
+  const total = new Float64Array(DEFAULT_ORDERS.length);
+  const after = new Map<number, Epsilon>();
+  for (const e of entries) {
+    const rdp = computeRdp({ sampleRate: 1, noiseMultiplier: e.noiseMultiplier, steps: e.steps });
+    for (let k = 0; k < rdp.length; k++) total[k]! += rdp[k]!;
+    after.set(e.roundId, epsilonOf(rdpToEpsilon(total, DEFAULT_ORDERS, delta).epsilon));
+  }
+  return after;
 }

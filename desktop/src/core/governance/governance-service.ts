@@ -5,7 +5,12 @@
 import { isError } from 'ethers';
 import type { CommonsClient } from '@commons/shared/chain/client';
 import { PROPOSAL_STATES } from '@commons/shared/chain/governance';
-import { encodePolicy, policyViolation, type FederationPolicy } from '@commons/shared/chain/policy';
+import {
+  encodePolicy,
+  policyViolation,
+  type FederationPolicy,
+  type PolicyViolation,
+} from '@commons/shared/chain/policy';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { governanceMethods } from '../../api/governance.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';
@@ -153,12 +158,7 @@ export class GovernanceService {
         );
         const next: FederationPolicy = { ...now, ...defined };
         const violation = policyViolation(encodePolicy(next));
-        if (violation) {
-          throw new ApiError(
-            'invalid-argument',
-            `${violation.field} is outside what FederationPolicy accepts (raw ${violation.value}, allowed ${violation.min}..${violation.max})`,
-          );
-        }
+        if (violation) throw new ApiError('invalid-argument', describeViolation(violation));
         const diff = policyDiff(now, next);
         if (diff.length === 0)
           throw new ApiError('invalid-argument', 'the proposed policy equals the one in force');
@@ -188,4 +188,37 @@ export class GovernanceService {
         }),
     };
   }
+}
+
+/** Fields the contract stores scaled: micro-units, or wad (10^18) for δ. */
+const MICRO_FIELDS = new Set([
+  'clipNorm',
+  'noiseMultiplier',
+  'sampleRate',
+  'learningRate',
+  'epsilonBudget',
+  'clipTargetQuantile',
+  'secAggThreshold',
+]);
+
+/** A refusal of FederationPolicy in the units the member typed, saying what would be accepted. */
+export function describeViolation(v: PolicyViolation): string {
+  const field = v.field === 'roundDeadline' ? 'roundDeadlineSeconds' : v.field;
+  const unit = (raw: bigint): string =>
+    MICRO_FIELDS.has(v.field)
+      ? String(Number(raw) / 1e6)
+      : v.field === 'delta'
+        ? String(Number(raw) / 1e18)
+        : raw.toString();
+  if (v.error === 'FederationPolicyNotOdd') {
+    return (
+      `${field} must be an odd number (or 0 to let the coordinator choose); ` +
+      `${unit(v.value)} is even: propose ${unit(v.value - 1n)} or ${unit(v.value + 1n)}`
+    );
+  }
+  const extra = v.field === 'secAggNumShares' ? ' (or 0 to let the coordinator choose)' : '';
+  return (
+    `${field} must be between ${unit(v.min)} and ${unit(v.max)}${extra}; ` +
+    `${unit(v.value)} is outside what FederationPolicy accepts`
+  );
 }

@@ -9,6 +9,7 @@ import {
   type PolicyStruct,
 } from '@commons/shared/chain/policy';
 import type { ActionView, PolicyFieldChange, ProposalView } from '../../api/governance.ts';
+import { epsilonOf } from '../../api/schemas.ts';
 
 export function policyDiff(from: FederationPolicy, to: FederationPolicy): PolicyFieldChange[] {
   const changes: PolicyFieldChange[] = [];
@@ -37,7 +38,7 @@ export async function describeAction(
         parentHash: v.parentHash,
         roundId: v.roundId,
         valBpc: v.valBpc,
-        epsilon: v.epsilon,
+        epsilon: epsilonOf(v.epsilon),
         delta: v.delta,
         uri: v.uri,
         lineage,

@@ -9,6 +9,7 @@ import {
 } from '@commons/shared/federation/base-model';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { modelsMethods, ModelVersionView } from '../../api/models.ts';
+import { epsilonOf } from '../../api/schemas.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';
 import { chainError, checkpointError } from '../errors.ts';
 import type { CoreEvents } from '../events.ts';
@@ -26,6 +27,9 @@ export class ModelsService {
   readonly #downloads = new Map<string, Promise<BaseModel>>();
   /** What chat has loaded: its copy is not removed from under it. */
   inUse: string | null = null;
+  /** The active version last seen on chain by the watcher (null until its first read). */
+  #lastActive: string | null = null;
+  #watch: ReturnType<typeof setInterval> | null = null;
 
   constructor(
     dataDir: string,
@@ -37,6 +41,15 @@ export class ModelsService {
     this.#chain = chain;
     this.#settings = settings;
     this.#events = events;
+    // Another chain or deployment: its active version is a new baseline, not an activation.
+    settings.onChange((next, prev) => {
+      if (
+        next.rpcUrl !== prev.rpcUrl ||
+        JSON.stringify(next.addresses) !== JSON.stringify(prev.addresses)
+      ) {
+        this.#lastActive = null;
+      }
+    });
   }
 
   async #version(hash: string): Promise<ModelVersion> {
@@ -64,6 +77,7 @@ export class ModelsService {
     const bytes = await this.files.size(v.contentHash);
     return {
       ...v,
+      epsilon: epsilonOf(v.epsilon),
       registrant: getAddress(v.registrant),
       children: all.filter((c) => c.parentHash === v.contentHash).map((c) => c.contentHash),
       active: v.contentHash === active,
@@ -135,6 +149,58 @@ export class ModelsService {
       return model;
     } catch (err) {
       throw checkpointError(err, `downloading model ${hash}`);
+    }
+  }
+
+  /**
+   * Reads ModelRegistry.activeModel() every `intervalMs` and, when governance has changed it,
+   * announces the new version, fetches and verifies it, and announces it ready. Polling rather
+   * than a log subscription: it survives RPC restarts and settings changes with no re-wiring,
+   * and a change is at most one interval late (executions are minutes apart at best).
+   */
+  watchActive(intervalMs: number): void {
+    this.stopWatching();
+    let busy = false;
+    const tick = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        await this.checkActive();
+      } finally {
+        busy = false;
+      }
+    };
+    void tick();
+    this.#watch = setInterval(() => void tick(), intervalMs);
+    this.#watch.unref?.();
+  }
+
+  stopWatching(): void {
+    if (this.#watch) clearInterval(this.#watch);
+    this.#watch = null;
+  }
+
+  /** One look at the chain: emits models.activated when the active version changed. */
+  async checkActive(): Promise<void> {
+    let active: string;
+    try {
+      active = plainHash(await this.activeHash());
+    } catch {
+      return; // Chain unreachable or not configured: the settings screen says so; try later.
+    }
+    const before = this.#lastActive;
+    this.#lastActive = active;
+    if (before === null || before === active) return;
+    this.#events.emit('models.activated', { hash: active, ready: false, error: null });
+    try {
+      await this.load(active);
+      this.#events.emit('models.activated', { hash: active, ready: true, error: null });
+    } catch (err) {
+      this.#events.emit('models.activated', {
+        hash: active,
+        ready: false,
+        error: err instanceof Error ? err.message : String(err),
+      });
     }
   }
 

@@ -9,7 +9,7 @@ export const IMPORTABLE_EXTENSIONS = ['.txt', '.md'] as const;
 export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
 
 export interface FoundText {
-  /** Absolute path it was read from. */
+  /** Absolute path it was read from (the name, for text the page read). */
   source: string;
   name: string;
   /** Relative to the folder being imported, or the name for a single file. */
@@ -66,22 +66,16 @@ async function walk(root: string, dir: string, scan: Scan): Promise<void> {
 }
 
 async function take(source: string, path: string, scan: Scan): Promise<void> {
-  const ext = extname(source).toLowerCase();
-  if (!(IMPORTABLE_EXTENSIONS as readonly string[]).includes(ext)) {
-    scan.skipped.push({
-      path: source,
-      reason: `not a text file (${ext || 'no extension'}; .txt and .md are imported)`,
-    });
+  const refused = refusedName(source);
+  if (refused) {
+    scan.skipped.push({ path: source, reason: refused });
     return;
   }
   let bytes: Buffer;
   try {
     const info = await stat(source);
     if (info.size > MAX_DOCUMENT_BYTES) {
-      scan.skipped.push({
-        path: source,
-        reason: `larger than ${MAX_DOCUMENT_BYTES / 2 ** 20} MiB`,
-      });
+      scan.skipped.push({ path: source, reason: TOO_LARGE });
       return;
     }
     bytes = await readFile(source);
@@ -99,11 +93,42 @@ async function take(source: string, path: string, scan: Scan): Promise<void> {
     scan.skipped.push({ path: source, reason: 'not UTF-8 text' });
     return;
   }
+  accept(source, basename(source), path, text, scan);
+}
+
+/**
+ * Text the page read itself (a browser's file picker, drag and drop), under the names it gave:
+ * the same rules as files read from disk, reported by name.
+ */
+export function scanTexts(files: readonly { name: string; text: string }[]): Scan {
+  const scan: Scan = { texts: [], skipped: [] };
+  for (const { name, text } of files) {
+    const refused = refusedName(name);
+    if (refused) scan.skipped.push({ path: name, reason: refused });
+    else if (Buffer.byteLength(text) > MAX_DOCUMENT_BYTES)
+      scan.skipped.push({ path: name, reason: TOO_LARGE });
+    else accept(name, name, name, text, scan);
+  }
+  return scan;
+}
+
+const TOO_LARGE = `larger than ${MAX_DOCUMENT_BYTES / 2 ** 20} MiB`;
+
+/** Why a file of this name is not imported, or null when its extension is one the vault takes. */
+function refusedName(name: string): string | null {
+  const ext = extname(name).toLowerCase();
+  return (IMPORTABLE_EXTENSIONS as readonly string[]).includes(ext)
+    ? null
+    : `not a text file (${ext || 'no extension'}; .txt and .md are imported)`;
+}
+
+/** The checks on decoded text, shared by both ways in. */
+function accept(source: string, name: string, path: string, text: string, scan: Scan): void {
   if (text.includes('\u0000')) {
     scan.skipped.push({ path: source, reason: 'binary content (NUL bytes)' });
     return;
   }
   // A byte-order mark is an encoding marker, not part of the text.
   if (text.startsWith('\uFEFF')) text = text.slice(1);
-  scan.texts.push({ source, name: basename(source), path, text, size: Buffer.byteLength(text) });
+  scan.texts.push({ source, name, path, text, size: Buffer.byteLength(text) });
 }

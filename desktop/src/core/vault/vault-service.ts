@@ -16,6 +16,7 @@ import {
   type ChatInfo,
   type ChatMessage,
   type DocumentInfo,
+  type ImportResult,
   type VaultStatus,
 } from '../../api/vault.ts';
 import type { CoreEvents } from '../events.ts';
@@ -29,7 +30,7 @@ import {
   type KeyFile,
   type KeyProvider,
 } from './key-provider.ts';
-import { scanPaths } from './import-files.ts';
+import { scanPaths, scanTexts, type Scan } from './import-files.ts';
 import { SealError, open, seal } from './seal.ts';
 
 export type RecordKind = 'document' | 'chat' | 'adapter';
@@ -218,6 +219,40 @@ export class VaultService {
     });
   }
 
+  /** Stores what a scan found, skipping texts already in the vault (same sha256). */
+  #import(scan: () => Promise<Scan>): Promise<ImportResult> {
+    return this.#serial.run(async () => {
+      const index = this.#requireIndex();
+      const { texts, skipped } = await scan();
+      const seen = new Set(index.documents.map((d) => d.sha256));
+      const imported: StoredDocument[] = [];
+      for (const found of texts) {
+        const sha256 = createHash('sha256').update(found.text).digest('hex');
+        if (seen.has(sha256)) {
+          skipped.push({ path: found.source, reason: 'already in the vault (same text)' });
+          continue;
+        }
+        seen.add(sha256);
+        const doc: StoredDocument = {
+          id: newId(),
+          name: found.name,
+          path: found.path,
+          size: found.size,
+          chars: [...found.text].length,
+          importedAt: new Date().toISOString(),
+          sha256,
+        };
+        await this.putRecord('document', doc.id, Buffer.from(found.text, 'utf8'));
+        imported.push(doc);
+      }
+      if (imported.length > 0) {
+        await this.#saveIndex({ ...index, documents: [...index.documents, ...imported] });
+        this.#changed('documents');
+      }
+      return { imported: imported.map(publicDocument), skipped };
+    });
+  }
+
   handlers(): Handlers<typeof vaultMethods> {
     return {
       'vault.status': () => this.status(),
@@ -267,37 +302,8 @@ export class VaultService {
           return this.status();
         }),
 
-      'vault.importFiles': ({ paths }) =>
-        this.#serial.run(async () => {
-          const index = this.#requireIndex();
-          const { texts, skipped } = await scanPaths(paths);
-          const seen = new Set(index.documents.map((d) => d.sha256));
-          const imported: StoredDocument[] = [];
-          for (const found of texts) {
-            const sha256 = createHash('sha256').update(found.text).digest('hex');
-            if (seen.has(sha256)) {
-              skipped.push({ path: found.source, reason: 'already in the vault (same text)' });
-              continue;
-            }
-            seen.add(sha256);
-            const doc: StoredDocument = {
-              id: newId(),
-              name: found.name,
-              path: found.path,
-              size: found.size,
-              chars: [...found.text].length,
-              importedAt: new Date().toISOString(),
-              sha256,
-            };
-            await this.putRecord('document', doc.id, Buffer.from(found.text, 'utf8'));
-            imported.push(doc);
-          }
-          if (imported.length > 0) {
-            await this.#saveIndex({ ...index, documents: [...index.documents, ...imported] });
-            this.#changed('documents');
-          }
-          return { imported: imported.map(publicDocument), skipped };
-        }),
+      'vault.importFiles': ({ paths }) => this.#import(() => scanPaths(paths)),
+      'vault.importText': ({ files }) => this.#import(async () => scanTexts(files)),
       'vault.listDocuments': async () =>
         [...this.#requireIndex().documents].reverse().map(publicDocument),
       'vault.readDocument': async ({ id }) => {

@@ -48,7 +48,16 @@ function Chat() {
   useEvent('vault.changed', (e) => {
     if (e.what === 'chats') chats.reload();
   });
-  useEvent('models.activated', () => runtime.reload());
+  // Governance activated another version: offered here once the core has it verified.
+  const [activated, setActivated] = useState<{
+    hash: string;
+    ready: boolean;
+    error: string | null;
+  } | null>(null);
+  useEvent('models.activated', (a) => {
+    setActivated(a);
+    runtime.reload();
+  });
   useEvent('chat.token', (t) => {
     setStreaming((s) => (s && s.requestId === t.requestId ? { ...s, text: s.text + t.text } : s));
   });
@@ -201,6 +210,29 @@ function Chat() {
             </>
           )}
         </header>
+        {activated && model && plain(activated.hash) !== plain(model.hash) ? (
+          <div className="notice info" role="status" data-testid="model-switch">
+            <p>
+              The community made model{' '}
+              <code title={activated.hash}>{shortHash(activated.hash)}</code> active.{' '}
+              {activated.error
+                ? `It could not be fetched and verified: ${activated.error}`
+                : activated.ready
+                  ? 'It is downloaded and its hash matches the chain; your next message uses it.'
+                  : 'Downloading and verifying it…'}
+            </p>
+            {activated.ready ? (
+              <button
+                type="button"
+                className="primary"
+                disabled={loadingModel || streaming !== null}
+                onClick={() => void loadModel()}
+              >
+                {loadingModel ? 'Switching…' : 'Switch now'}
+              </button>
+            ) : null}
+          </div>
+        ) : null}
         <ol className="messages" ref={log} aria-live="polite">
           {shown.length === 0 && !streaming ? (
             <li className="empty-chat">

@@ -1,8 +1,7 @@
 // My data: the documents in the vault (sizes, dates), import by picker or drag and drop,
 // delete, export, and a plain statement of what ever leaves this machine.
 import { useRef, useState, type DragEvent } from 'react';
-import type { ImportResult } from '../../api/vault.ts';
-import { MAX_UPLOAD_CHARS } from '../../transport/shell-methods.ts';
+import { MAX_IMPORT_CHARS, type ImportResult } from '../../api/vault.ts';
 import { useApi, useEvent, useMode } from '../api.tsx';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import { VaultGate } from '../components/vault-gate.tsx';
@@ -75,25 +74,52 @@ function Documents() {
     }
   }
 
+  /**
+   * Reads the chosen or dropped files here and hands their text to the vault (no copy on disk).
+   * Bytes that are not UTF-8 are caught here, where the bytes are, and reported like the
+   * vault's own refusals; the vault applies the rest (name, size, NUL bytes, duplicates).
+   */
   async function importFiles(list: FileList | File[]) {
     const files = [...list];
     if (!files.length) return;
     await run(async () => {
-      const tooBig = files.filter((f) => f.size > MAX_UPLOAD_CHARS * 4);
-      const readable = files.filter((f) => !tooBig.includes(f));
-      const payload = await Promise.all(
-        readable.map(async (f) => ({ name: f.name, text: await f.text() })),
-      );
-      const outcome = payload.length
-        ? await api['shell.importUploads']({ files: payload })
-        : { imported: [], skipped: [] };
-      setResult({
-        imported: outcome.imported,
-        skipped: [
-          ...outcome.skipped,
-          ...tooBig.map((f) => ({ path: f.name, reason: 'too large to import from here' })),
-        ],
-      });
+      const skipped: ImportResult['skipped'] = [];
+      const readable: { name: string; text: string }[] = [];
+      for (const f of files) {
+        if (f.size > MAX_IMPORT_CHARS * 4) {
+          skipped.push({ path: f.name, reason: 'too large to import from here' });
+          continue;
+        }
+        try {
+          const text = new TextDecoder('utf-8', { fatal: true }).decode(await f.arrayBuffer());
+          readable.push({ name: f.name, text });
+        } catch {
+          skipped.push({ path: f.name, reason: 'not UTF-8 text' });
+        }
+      }
+      const imported: ImportResult['imported'] = [];
+      // Batches that fit one call; a file too long for any batch is reported, not split.
+      let batch: typeof readable = [];
+      let chars = 0;
+      const flush = async () => {
+        if (!batch.length) return;
+        const outcome = await api['vault.importText']({ files: batch });
+        imported.push(...outcome.imported);
+        skipped.push(...outcome.skipped);
+        batch = [];
+        chars = 0;
+      };
+      for (const file of readable) {
+        if (file.text.length > MAX_IMPORT_CHARS) {
+          skipped.push({ path: file.name, reason: 'too large to import from here' });
+          continue;
+        }
+        if (chars + file.text.length > MAX_IMPORT_CHARS || batch.length === 100) await flush();
+        batch.push(file);
+        chars += file.text.length;
+      }
+      await flush();
+      setResult({ imported, skipped });
     });
   }
 

@@ -41,7 +41,7 @@ export function FederationScreen() {
   );
 }
 
-const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explain: string }[] = [
+export const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explain: string }[] = [
   {
     key: 'epsilonBudget',
     label: 'ε budget',
@@ -49,6 +49,11 @@ const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explain: stri
   },
   { key: 'delta', label: 'δ', explain: 'the chance the ε guarantee does not hold' },
   { key: 'clipNorm', label: 'Clip norm', explain: 'how much any one update can move the model' },
+  {
+    key: 'clipTargetQuantile',
+    label: 'Adaptive clipping',
+    explain: 'the share of updates the clip norm adapts to leave unclipped',
+  },
   {
     key: 'noiseMultiplier',
     label: 'Noise multiplier',
@@ -59,6 +64,16 @@ const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explain: stri
     label: 'Secure aggregation',
     explain: 'the coordinator only sees the sum',
   },
+  {
+    key: 'secAggNumShares',
+    label: 'SecAgg+ neighbours',
+    explain: 'members each update is masked with (you included)',
+  },
+  {
+    key: 'secAggThreshold',
+    label: 'SecAgg+ threshold',
+    explain: 'share of neighbours needed to unmask a member who dropped out',
+  },
   { key: 'minClients', label: 'Minimum clients', explain: 'a round needs at least this many' },
   { key: 'maxClients', label: 'Maximum clients', explain: 'invited per round' },
   { key: 'sampleRate', label: 'Sample rate', explain: 'share of members invited per round' },
@@ -68,7 +83,22 @@ const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explain: stri
   { key: 'roundDeadlineSeconds', label: 'Round deadline', explain: 'seconds to upload' },
 ];
 
-export function policyValue(value: FederationPolicy[keyof FederationPolicy]): string {
+/** The label a policy field goes by on screen. */
+export function policyLabel(field: keyof FederationPolicy): string {
+  return POLICY_FIELDS.find((f) => f.key === field)?.label ?? field;
+}
+
+/** A policy value in words: the fields where 0 means "off" or "automatic" say so. */
+export function policyValue(
+  field: keyof FederationPolicy,
+  value: FederationPolicy[keyof FederationPolicy],
+): string {
+  if (field === 'clipTargetQuantile' && value === 0) return 'off (fixed clip norm)';
+  if (field === 'clipTargetQuantile' && typeof value === 'number')
+    return `on, ${formatNumber(value * 100, 3)}% unclipped`;
+  if (field === 'secAggNumShares' && value === 0) return 'automatic';
+  if (field === 'secAggThreshold' && typeof value === 'number')
+    return `${formatNumber(value * 100, 3)}%`;
   if (typeof value === 'boolean') return value ? 'on' : 'off';
   if (typeof value === 'number') return formatNumber(value, 4);
   return String(value);
@@ -95,7 +125,7 @@ function PolicyCard(props: {
             <div key={f.key}>
               <dt>{f.label}</dt>
               <dd>
-                {policyValue(props.policy![f.key])} <span className="meta">{f.explain}</span>
+                {policyValue(f.key, props.policy![f.key])} <span className="meta">{f.explain}</span>
               </dd>
             </div>
           ))}
@@ -248,6 +278,14 @@ function Contributor() {
             </div>
           </dl>
           {s.detail ? <p className="hint">{s.detail}</p> : null}
+          {s.declined ? (
+            <div className="notice warning" role="status" data-testid="declined">
+              <p>
+                Round {s.declined.roundId} declined ({formatDate(s.declined.at)}):{' '}
+                {s.declined.reason}.
+              </p>
+            </div>
+          ) : null}
           {phase ? (
             <ProgressBar value={phase.done} max={phase.total} label={`Round ${phase.phase}`} />
           ) : null}
@@ -270,7 +308,7 @@ function Contributor() {
             <tr>
               <th scope="col">Round</th>
               <th scope="col">Outcome</th>
-              <th scope="col">ε</th>
+              <th scope="col">Your ε after</th>
               <th scope="col">When</th>
             </tr>
           </thead>
@@ -279,7 +317,13 @@ function Contributor() {
               <tr key={`${r.roundId}-${r.at}`}>
                 <td>{r.roundId}</td>
                 <td title={r.detail}>{r.outcome}</td>
-                <td>{r.epsilon === null ? '—' : formatNumber(r.epsilon, 3)}</td>
+                <td>
+                  {r.epsilon === null
+                    ? '—'
+                    : r.epsilon === 'none'
+                      ? 'no DP guarantee'
+                      : formatNumber(r.epsilon, 3)}
+                </td>
                 <td>{formatDate(r.at)}</td>
               </tr>
             ))}
@@ -295,29 +339,42 @@ function Privacy() {
   const ledger = useCall(() => api['federation.privacy']({}), [api]);
   useEvent('federation.round', () => ledger.reload());
   const l = ledger.data;
-  let cumulative = 0;
-  const points = (l?.entries ?? [])
-    .slice()
-    .sort((a, b) => a.at.localeCompare(b.at))
-    .map((e, i) => ({ x: i + 1, y: (cumulative += e.epsilon) }));
+  // Rounds without noise have no finite ε: the chart stops before the first of them.
+  const finite: { x: number; y: number }[] = [];
+  for (const [i, e] of (l?.entries ?? []).entries()) {
+    if (e.epsilon === 'none') break;
+    finite.push({ x: i + 1, y: e.epsilon });
+  }
   return (
     <section className="card" aria-labelledby="privacy-title">
       <h2 id="privacy-title">Your privacy budget</h2>
       <ErrorNotice error={ledger.error} retry={ledger.reload} />
       {l ? (
         <>
-          <p>
-            Spent <strong>ε = {formatNumber(l.spent, 3)}</strong> of {formatNumber(l.budget, 3)} (δ
-            = {l.delta.toExponential(0)}); {formatNumber(l.remaining, 3)} left.
-          </p>
-          <ProgressBar value={l.spent} max={l.budget} label="ε spent of budget" />
-          {points.length ? (
+          {l.spent === 'none' ? (
+            <p data-testid="privacy-spent">
+              <strong>No DP guarantee</strong>: a round you joined added no noise, so your
+              contributions have no ε bound (budget {formatNumber(l.budget, 3)}).
+            </p>
+          ) : (
+            <p data-testid="privacy-spent">
+              Spent <strong>ε = {formatNumber(l.spent, 3)}</strong> of {formatNumber(l.budget, 3)}{' '}
+              (δ = {l.delta.toExponential(0)}); {formatNumber(l.remaining, 3)} left.
+            </p>
+          )}
+          <ProgressBar
+            value={l.spent === 'none' ? l.budget : Math.min(l.spent, l.budget)}
+            max={l.budget}
+            label="ε spent of budget"
+          />
+          <p className="hint">{l.accounting}</p>
+          {l.entries.length ? (
             <LineChart
-              title="ε spent"
-              xLabel="round joined"
+              title="ε spent against the budget"
+              xLabel="rounds joined"
               yLabel="ε"
               series={[
-                { name: 'spent', className: 'epsilon', points: [{ x: 0, y: 0 }, ...points] },
+                { name: 'spent', className: 'epsilon', points: [{ x: 0, y: 0 }, ...finite] },
               ]}
               limit={{ y: l.budget, label: `budget ${formatNumber(l.budget, 3)}` }}
             />
@@ -335,25 +392,24 @@ function Privacy() {
 function Rewards() {
   const api = useApi();
   const rewards = useCall(() => api['federation.rewards']({}), [api]);
-  const [claimText, setClaimText] = useState('');
+  useEvent('federation.round', () => rewards.reload());
+  useEvent('wallet.changed', () => rewards.reload());
+  const [busy, setBusy] = useState<number | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [done, setDone] = useState<string | null>(null);
 
-  async function claim() {
+  async function claim(roundId: number) {
+    setBusy(roundId);
     setError(null);
     setDone(null);
     try {
-      const parsed: unknown = JSON.parse(claimText);
-      const tx = await api['federation.claim']({ claim: parsed as never });
-      setDone(`Claimed in block ${tx.blockNumber}.`);
-      setClaimText('');
-      rewards.reload();
+      const tx = await api['federation.claim']({ roundId });
+      setDone(`Round ${roundId}'s reward claimed in block ${tx.blockNumber}.`);
     } catch (e) {
-      setError(
-        e instanceof SyntaxError
-          ? new Error('That is not a claim: paste the JSON the coordinator gave you.')
-          : e,
-      );
+      setError(e);
+    } finally {
+      setBusy(null);
+      rewards.reload();
     }
   }
 
@@ -375,37 +431,36 @@ function Rewards() {
               <th scope="col">Round</th>
               <th scope="col">Amount</th>
               <th scope="col">State</th>
+              <th scope="col">
+                <span className="sr-only">Actions</span>
+              </th>
             </tr>
           </thead>
           <tbody>
             {rewards.data.map((r) => (
-              <tr key={r.roundId}>
+              <tr key={r.roundId} data-testid={`reward-${r.roundId}`}>
                 <td>{r.roundId}</td>
                 <td>{r.amount ? `${formatTokens(r.amount)} CMNS` : '—'}</td>
-                <td>
-                  {r.claimed
-                    ? 'claimed'
-                    : r.posted
-                      ? 'ready to claim'
-                      : 'waiting for the coordinator'}
+                <td>{r.claimed ? 'claimed' : r.claimable ? 'ready to claim' : r.detail}</td>
+                <td className="actions">
+                  {r.claimable ? (
+                    <button
+                      type="button"
+                      className="primary"
+                      disabled={busy !== null}
+                      onClick={() => void claim(r.roundId)}
+                    >
+                      Claim
+                    </button>
+                  ) : null}
                 </td>
               </tr>
             ))}
           </tbody>
         </table>
       ) : null}
-      <details>
-        <summary>Claim a reward</summary>
-        <label>
-          Claim (JSON from the coordinator)
-          <textarea rows={4} value={claimText} onChange={(e) => setClaimText(e.target.value)} />
-        </label>
-        <button type="button" disabled={!claimText.trim()} onClick={() => void claim()}>
-          Claim
-        </button>
-        {done ? <p role="status">{done}</p> : null}
-        <ErrorNotice error={error} />
-      </details>
+      {done ? <p role="status">{done}</p> : null}
+      <ErrorNotice error={error} />
     </section>
   );
 }

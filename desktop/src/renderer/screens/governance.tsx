@@ -2,19 +2,26 @@
 // or a policy diff), their tallies, voting with a reason, queueing and executing when due, and
 // proposing a registered candidate version.
 import { useState } from 'react';
-import type { ActionView, GovernanceSettingsView, ProposalView } from '../../api/governance.ts';
+import {
+  AGGREGATION_RULES,
+  type ActionView,
+  type FederationPolicy,
+  type GovernanceSettingsView,
+  type ProposalView,
+} from '../../api/governance.ts';
 import { useApi, useEvent } from '../api.tsx';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import {
   formatDate,
   formatDuration,
+  formatEpsilon,
   formatNumber,
   formatTokens,
   share,
   shortHash,
 } from '../format.ts';
 import { useCall } from '../use-call.ts';
-import { policyValue } from './federation.tsx';
+import { POLICY_FIELDS, policyLabel, policyValue } from './federation.tsx';
 import { WalletCard } from './wallet-card.tsx';
 
 export function GovernanceScreen() {
@@ -39,6 +46,7 @@ export function GovernanceScreen() {
       <WalletCard onChange={proposals.reload} />
       {settings.data ? <Rules settings={settings.data} /> : null}
       <Propose onProposed={reloadAll} />
+      <ProposePolicy onProposed={reloadAll} />
       <section aria-labelledby="proposals-title">
         <h2 id="proposals-title">Proposals</h2>
         <ErrorNotice error={proposals.error} retry={proposals.reload} />
@@ -244,7 +252,9 @@ function Action(props: { action: ActionView }) {
             <div>
               <dt>Privacy cost</dt>
               <dd>
-                ε = {formatNumber(v.epsilon, 3)}, δ = {v.delta ? v.delta.toExponential(0) : '0'}
+                {v.epsilon === 'none'
+                  ? 'no DP guarantee (trained without noise)'
+                  : `ε = ${formatNumber(v.epsilon, 3)}, δ = ${v.delta ? v.delta.toExponential(0) : '0'}`}
               </dd>
             </div>
             <div>
@@ -288,9 +298,9 @@ function Action(props: { action: ActionView }) {
           <tbody>
             {a.changes.map((c) => (
               <tr key={c.field}>
-                <td>{c.field}</td>
-                <td className="from">{policyValue(c.from)}</td>
-                <td className="to">{policyValue(c.to)}</td>
+                <td title={c.field}>{policyLabel(c.field)}</td>
+                <td className="from">{policyValue(c.field, c.from)}</td>
+                <td className="to">{policyValue(c.field, c.to)}</td>
               </tr>
             ))}
           </tbody>
@@ -360,7 +370,7 @@ function Propose(props: { onProposed: () => void }) {
               {candidates.map((v) => (
                 <option key={v.contentHash} value={v.contentHash}>
                   {shortHash(v.contentHash)} · round {v.roundId} · {formatNumber(v.valBpc, 4)}{' '}
-                  bits/char · ε {formatNumber(v.epsilon, 3)}
+                  bits/char · {formatEpsilon(v.epsilon)}
                 </option>
               ))}
             </select>
@@ -378,6 +388,120 @@ function Propose(props: { onProposed: () => void }) {
           </button>
         </form>
       ) : null}
+      {done ? <p role="status">{done}</p> : null}
+      <ErrorNotice error={error} />
+    </details>
+  );
+}
+
+/** Proposes changing one policy field; the core checks it against the contract's ranges. */
+function ProposePolicy(props: { onProposed: () => void }) {
+  const api = useApi();
+  const policy = useCall(() => api['governance.policy']({}), [api]);
+  const [field, setField] = useState<keyof FederationPolicy>('epsilonBudget');
+  const [value, setValue] = useState('');
+  const [description, setDescription] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const [done, setDone] = useState<string | null>(null);
+  const now = policy.data?.policy[field];
+
+  function parsed(): FederationPolicy[keyof FederationPolicy] {
+    if (typeof now === 'boolean') return value === 'on';
+    if (field === 'aggregationRule') return value as FederationPolicy['aggregationRule'];
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n))
+      throw new Error(`Enter a number for ${policyLabel(field)}.`);
+    return n;
+  }
+
+  async function propose() {
+    setBusy(true);
+    setError(null);
+    setDone(null);
+    try {
+      const { id } = await api['governance.proposePolicy']({
+        changes: { [field]: parsed() },
+        ...(description.trim() ? { description: description.trim() } : {}),
+      });
+      setDone(`Proposed (#${shortHash(id)}).`);
+      setDescription('');
+      setValue('');
+      props.onProposed();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <details className="card">
+      <summary>Propose a policy change</summary>
+      <ErrorNotice error={policy.error} retry={policy.reload} />
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          void propose();
+        }}
+      >
+        <label>
+          Rule
+          <select
+            value={field}
+            onChange={(e) => {
+              setField(e.target.value as keyof FederationPolicy);
+              setValue('');
+            }}
+          >
+            {POLICY_FIELDS.map((f) => (
+              <option key={f.key} value={f.key}>
+                {f.label}
+              </option>
+            ))}
+          </select>
+        </label>
+        {now !== undefined ? (
+          <p className="hint">
+            Now: {policyValue(field, now)}. {POLICY_FIELDS.find((f) => f.key === field)?.explain}
+            {field === 'clipTargetQuantile' ? '; 0 turns adaptive clipping off' : ''}
+            {field === 'secAggNumShares' ? '; 0 lets the coordinator choose, otherwise odd' : ''}.
+          </p>
+        ) : null}
+        <label>
+          Proposed value
+          {typeof now === 'boolean' ? (
+            <select value={value} onChange={(e) => setValue(e.target.value)} required>
+              <option value="">Choose…</option>
+              <option value="on">on</option>
+              <option value="off">off</option>
+            </select>
+          ) : field === 'aggregationRule' ? (
+            <select value={value} onChange={(e) => setValue(e.target.value)} required>
+              <option value="">Choose…</option>
+              {AGGREGATION_RULES.map((r) => (
+                <option key={r} value={r}>
+                  {r}
+                </option>
+              ))}
+            </select>
+          ) : (
+            <input
+              inputMode="decimal"
+              value={value}
+              onChange={(e) => setValue(e.target.value)}
+              required
+            />
+          )}
+        </label>
+        <label>
+          Why (the first line is the title)
+          <textarea rows={2} value={description} onChange={(e) => setDescription(e.target.value)} />
+        </label>
+        <button type="submit" className="primary" disabled={busy || !value}>
+          Propose
+        </button>
+      </form>
       {done ? <p role="status">{done}</p> : null}
       <ErrorNotice error={error} />
     </details>

@@ -5,7 +5,7 @@ import type { ModelVersionView } from '../../api/models.ts';
 import { useApi, useEvent } from '../api.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
-import { formatBytes, formatDate, formatNumber, shortHash } from '../format.ts';
+import { formatBytes, formatDate, formatEpsilon, formatNumber, shortHash } from '../format.ts';
 import { useCall } from '../use-call.ts';
 
 export function ModelsScreen() {
@@ -95,7 +95,7 @@ export function ModelsScreen() {
             {v.valBpc > 0
               ? `${formatNumber(v.valBpc, 4)} bits/char held out`
               : 'no held-out score on chain'}{' '}
-            · ε {formatNumber(v.epsilon, 3)} · registered {formatDate(v.registeredAt)} by{' '}
+            · {formatEpsilon(v.epsilon)} · registered {formatDate(v.registeredAt)} by{' '}
             <code title={v.registrant}>{shortHash(v.registrant, 4)}</code>
             {v.local.bytes ? ` · ${formatBytes(v.local.bytes)} on disk` : ''}
           </p>
