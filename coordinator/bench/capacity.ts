@@ -241,7 +241,13 @@ export async function benchRound(
       `  ${clients} light clients, ${init.params.toLocaleString('en')}-parameter model, int8 updates …`,
     );
     generators = startGenerators(
-      { url: coordinator.url, chainId: devnet.addresses.chainId, seed: 2, concurrency: 32 },
+      {
+        url: coordinator.url,
+        chainId: devnet.addresses.chainId,
+        seed: 2,
+        concurrency: 32,
+        prebuild: { modelHash: init.hash, encoding: 'int8', clipNorm: 1 },
+      },
       clients,
       options.processes ?? 4,
       timeLimitMs,

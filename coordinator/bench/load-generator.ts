@@ -10,7 +10,7 @@ import { io, type Socket } from 'socket.io-client';
 import type { Manifest } from '@commons/shared/checkpoint/manifest';
 import { sha256Hex } from '@commons/shared/checkpoint/hash';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
+import { encodeTensors, type UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
 import { signCommitment } from '@commons/shared/protocol/commitment';
 import type { ClientToServerEvents, ServerToClientEvents } from '@commons/shared/protocol/events';
 import {
@@ -30,6 +30,12 @@ export interface GeneratorInput {
   count: number;
   /** Handshakes in flight at once: a stampede of 10,000 would only time out. */
   concurrency: number;
+  /**
+   * Build every client's update before signing in, for this model and round settings: a light
+   * client stands for a contributor whose training happened on its own machine, so its compute
+   * must not land in the measured round on this one.
+   */
+  prebuild?: { modelHash: string; encoding: UpdateEncoding; clipNorm: number };
 }
 
 export type GeneratorMessage =
@@ -99,16 +105,14 @@ function report(): void {
 }
 
 /** The base model's tensor layout, fetched once per model from the coordinator's store. */
-function manifestOf(task: RoundTask): Promise<Manifest> {
-  let manifest = manifests.get(task.baseModel.hash);
+function manifestOf(hash: string): Promise<Manifest> {
+  let manifest = manifests.get(hash);
   if (!manifest) {
-    manifest = fetch(new URL(`${task.baseModel.path}manifest.json`, input.url)).then(
-      async (response) => {
-        if (!response.ok) throw new Error(`manifest: HTTP ${response.status}`);
-        return (await response.json()) as Manifest;
-      },
-    );
-    manifests.set(task.baseModel.hash, manifest);
+    manifest = fetch(new URL(`/models/${hash}/manifest.json`, input.url)).then(async (response) => {
+      if (!response.ok) throw new Error(`manifest: HTTP ${response.status}`);
+      return (await response.json()) as Manifest;
+    });
+    manifests.set(hash, manifest);
   }
   return manifest;
 }
@@ -121,7 +125,10 @@ let building: Promise<unknown> = Promise.resolve();
  * event loop past Socket.IO's heartbeat timeout and the coordinator would (rightly) drop the
  * clients as gone.
  */
-function buildFrame(task: RoundTask, manifest: Manifest): Promise<Uint8Array> {
+function buildFrame(
+  manifest: Manifest,
+  settings: { encoding: UpdateEncoding; clipNorm: number },
+): Promise<Uint8Array> {
   const frame = building.then(async () => {
     await new Promise((resolve) => setImmediate(resolve));
     const update: NamedTensors = new Map();
@@ -136,9 +143,9 @@ function buildFrame(task: RoundTask, manifest: Manifest): Promise<Uint8Array> {
       }
       update.set(name, { shape: [...shape], data: values });
     }
-    const scale = (0.5 * task.clipNorm) / Math.sqrt(sumSq);
+    const scale = (0.5 * settings.clipNorm) / Math.sqrt(sumSq);
     for (const { data } of update.values()) for (let i = 0; i < data.length; i++) data[i]! *= scale;
-    return encodeTensors(update, task.encoding);
+    return encodeTensors(update, settings.encoding);
   });
   building = frame.catch(() => undefined);
   return frame;
@@ -146,7 +153,14 @@ function buildFrame(task: RoundTask, manifest: Manifest): Promise<Uint8Array> {
 
 /** Builds, signs and uploads this client's update in chunks. */
 async function upload(wallet: Wallet, socket: LightSocket, task: RoundTask): Promise<void> {
-  const frame = await buildFrame(task, await manifestOf(task));
+  const pre = input.prebuild;
+  const usable =
+    pre?.modelHash === task.baseModel.hash &&
+    pre.encoding === task.encoding &&
+    pre.clipNorm <= task.clipNorm;
+  const frame =
+    (usable ? prebuilt.pop() : undefined) ??
+    (await buildFrame(await manifestOf(task.baseModel.hash), task));
   const unsigned = {
     roundId: task.roundId,
     baseModel: task.baseModel.hash,
@@ -169,7 +183,13 @@ async function upload(wallet: Wallet, socket: LightSocket, task: RoundTask): Pro
   if (!end.ok) throw new Error(`upload:end refused: ${end.error.code}`);
 }
 
+const prebuilt: Uint8Array[] = [];
+
 async function main(): Promise<void> {
+  if (input.prebuild) {
+    const manifest = await manifestOf(input.prebuild.modelHash);
+    for (let i = 0; i < input.count; i++) prebuilt.push(await buildFrame(manifest, input.prebuild));
+  }
   const started = performance.now();
   let next = 0;
   let failed = 0;

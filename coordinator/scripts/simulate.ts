@@ -26,6 +26,10 @@ const USAGE = `usage: npm run simulate -- [options]
   --eval-chars N     held-out characters each candidate is scored on (default ${SIMULATION_DEFAULTS.evalChars})
   --encoding E       fp32, fp16 or int8 updates (default ${SIMULATION_DEFAULTS.encoding})
   --layers N --width N --context N    model shape (default ${SIMULATION_DEFAULTS.model.nLayer}, ${SIMULATION_DEFAULTS.model.nEmbd}, ${SIMULATION_DEFAULTS.model.blockSize})
+  --noise SIGMA      DP noise multiplier σ in the policy: N(0, (σ·C)²) on the sum (default 0)
+  --clip C           clip norm C of every update (default ${SIMULATION_DEFAULTS.clipNorm})
+  --secure-aggregation   mask updates with SecAgg+ (the coordinator sees only their sum)
+  --publish-margin B publish a candidate unless worse than its parent by more than B bits/char (default ${SIMULATION_DEFAULTS.publishMarginBpc})
   --no-baseline      skip the centralised baseline`;
 
 function main(): Promise<void> {
@@ -51,6 +55,10 @@ function main(): Promise<void> {
         width: { type: 'string' },
         context: { type: 'string' },
         'no-baseline': { type: 'boolean' },
+        noise: { type: 'string' },
+        clip: { type: 'string' },
+        'secure-aggregation': { type: 'boolean' },
+        'publish-margin': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -88,6 +96,10 @@ function main(): Promise<void> {
       blockSize: whole(values.context, '--context') ?? d.model.blockSize,
     },
     baseline: !values['no-baseline'],
+    noiseMultiplier: real(values.noise, '--noise') ?? 0,
+    clipNorm: real(values.clip, '--clip') ?? d.clipNorm,
+    secureAggregation: values['secure-aggregation'] ?? false,
+    publishMarginBpc: real(values['publish-margin'], '--publish-margin') ?? d.publishMarginBpc,
     log: (line) => console.log(line),
   };
   const workers = whole(values.workers, '--workers');
@@ -119,8 +131,8 @@ function main(): Promise<void> {
   });
 }
 
-const HEADER = `round  clients  val loss  bits/char  bytes in     seconds  outcome
------  -------  --------  ---------  -----------  -------  -------`;
+const HEADER = `round  clients  val loss  bits/char  bytes in     seconds  ε         outcome
+-----  -------  --------  ---------  -----------  -------  --------  -------`;
 
 function formatRow(row: RoundRow): string {
   return [
@@ -130,6 +142,12 @@ function formatRow(row: RoundRow): string {
     (row.valBpc?.toFixed(4) ?? '—').padStart(9),
     row.bytesIn.toLocaleString('en').padStart(11),
     row.seconds.toFixed(1).padStart(7),
+    (row.epsilon === null
+      ? row.outcome === 'published'
+        ? '∞'
+        : '—'
+      : row.epsilon.toFixed(3)
+    ).padStart(8),
     row.outcome === 'published' ? 'published' : `failed: ${row.reason ?? ''}`,
   ].join('  ');
 }

@@ -50,6 +50,8 @@ export interface SimulationOptions {
    * deviation σ·clipNorm to the sum of clipped updates (default 0: no noise).
    */
   noiseMultiplier?: number;
+  /** Mask updates with SecAgg+ (the server sees only their sum). */
+  secureAggregation?: boolean;
   encoding: UpdateEncoding;
   /** Held-out characters each candidate is scored on. */
   evalChars: number;
@@ -187,7 +189,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     learningRate: options.learningRate,
     clipNorm: options.clipNorm,
     noiseMultiplier: options.noiseMultiplier ?? 0,
-    secureAggregation: false,
+    secureAggregation: options.secureAggregation ?? false,
     aggregationRule: 'fedavg',
     roundDeadlineSeconds: 3600,
   };
