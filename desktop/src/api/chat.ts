@@ -18,6 +18,12 @@ export interface RuntimeStatus {
   } | null;
   /** Requests being generated now. */
   generating: string[];
+  /**
+   * A version governance made active since the loaded one was loaded: being fetched and
+   * verified (ready false), ready to switch to (chat.load, or the next reply does it), or
+   * failed (error). Null when the loaded model is the active one, or none is loaded.
+   */
+  newActive: { hash: string; ready: boolean; error: string | null } | null;
 }
 
 export const generationOptionsSchema = z.strictObject({

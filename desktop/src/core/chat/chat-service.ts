@@ -76,6 +76,10 @@ export class ChatService {
           }
         : null,
       generating: [...this.#requests.keys()],
+      newActive:
+        l && this.#models.activation && plainHash(this.#models.activation.hash) !== l.hash
+          ? { ...this.#models.activation }
+          : null,
     };
   }
 

@@ -30,6 +30,8 @@ export class ModelsService {
   /** The active version last seen on chain by the watcher (null until its first read). */
   #lastActive: string | null = null;
   #watch: ReturnType<typeof setInterval> | null = null;
+  /** The latest activation the watcher saw, and whether its copy is verified. */
+  activation: { hash: string; ready: boolean; error: string | null } | null = null;
 
   constructor(
     dataDir: string,
@@ -191,16 +193,17 @@ export class ModelsService {
     const before = this.#lastActive;
     this.#lastActive = active;
     if (before === null || before === active) return;
-    this.#events.emit('models.activated', { hash: active, ready: false, error: null });
+    const announce = (ready: boolean, error: string | null) => {
+      this.activation = { hash: active, ready, error };
+      this.#events.emit('models.activated', this.activation);
+    };
+    announce(false, null);
     try {
       await this.load(active);
-      this.#events.emit('models.activated', { hash: active, ready: true, error: null });
+      if (this.#lastActive === active) announce(true, null);
     } catch (err) {
-      this.#events.emit('models.activated', {
-        hash: active,
-        ready: false,
-        error: err instanceof Error ? err.message : String(err),
-      });
+      if (this.#lastActive === active)
+        announce(false, err instanceof Error ? err.message : String(err));
     }
   }
 

@@ -49,15 +49,7 @@ function Chat() {
     if (e.what === 'chats') chats.reload();
   });
   // Governance activated another version: offered here once the core has it verified.
-  const [activated, setActivated] = useState<{
-    hash: string;
-    ready: boolean;
-    error: string | null;
-  } | null>(null);
-  useEvent('models.activated', (a) => {
-    setActivated(a);
-    runtime.reload();
-  });
+  useEvent('models.activated', () => runtime.reload());
   useEvent('chat.token', (t) => {
     setStreaming((s) => (s && s.requestId === t.requestId ? { ...s, text: s.text + t.text } : s));
   });
@@ -144,6 +136,7 @@ function Chat() {
   const shown: ChatMessage[] =
     regenerating && history.at(-1)?.role === 'assistant' ? history.slice(0, -1) : history;
   const model = runtime.data?.model ?? null;
+  const activated = runtime.data?.newActive ?? null;
   const saved = training.data?.adapter ?? null;
   const adapter =
     saved && model && plain(saved.baseHash) === plain(model.hash)
@@ -210,7 +203,7 @@ function Chat() {
             </>
           )}
         </header>
-        {activated && model && plain(activated.hash) !== plain(model.hash) ? (
+        {activated ? (
           <div className="notice info" role="status" data-testid="model-switch">
             <p>
               The community made model{' '}
