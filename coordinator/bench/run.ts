@@ -1,6 +1,6 @@
 /**
  * `npm run bench -w coordinator [-- --json] [-- --only a,b]`: the coordinator's benchmarks, one
- * section each (aggregation, connections, round, convergence).
+ * section each (aggregation, connections, round, convergence, secagg, canary).
  * Prints each section's table (or, with --json, one JSON object keyed by section on stdout,
  * progress on stderr) and always writes that object to bench/results/latest.json.
  *
@@ -19,6 +19,8 @@ import { fileURLToPath } from 'node:url';
 import { benchAggregation, formatAggregation } from './aggregation.ts';
 import { benchConnections, benchRound, formatConnections, formatRound } from './capacity.ts';
 import { benchConvergence, formatConvergence } from './convergence.ts';
+import { benchCanary, formatCanary } from './canary.ts';
+import { benchSecAgg, type SecAggBenchRow } from '@commons/shared/bench/secagg';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const json = process.argv.includes('--json');
@@ -63,7 +65,37 @@ const convergence: Section<Awaited<ReturnType<typeof benchConvergence>>> = {
   format: formatConvergence,
 };
 
-const SECTIONS = { aggregation, connections, round, convergence } as const;
+/** SecAgg+ compute and bytes next to plain aggregation of the same updates (issue 5). */
+const secagg: Section<SecAggBenchRow[]> = {
+  title: 'Secure aggregation (SecAgg+): 1M-parameter updates, 10% dropout, vs plain summation',
+  run: () => benchSecAgg({ clients: [100, 500, 1000], params: 1_000_000 }),
+  format: (rows) =>
+    [
+      'clients  k   client s  server s  secagg s  plain s  overhead  KiB/client',
+      '-------  --  --------  --------  --------  -------  --------  ----------',
+      ...rows.map((r) =>
+        [
+          String(r.clients).padStart(7),
+          String(r.numShares).padStart(2),
+          r.clientSeconds.toFixed(2).padStart(8),
+          r.serverSeconds.toFixed(2).padStart(8),
+          r.secaggSeconds.toFixed(2).padStart(8),
+          r.plainSeconds.toFixed(2).padStart(7),
+          `${r.overhead.toFixed(1)}×`.padStart(8),
+          (r.bytesPerClient / 1024).toFixed(0).padStart(10),
+        ].join('  '),
+      ),
+    ].join('\n'),
+};
+
+/** Canary exposure without and with the policy's DP noise (Carlini et al. 2019). */
+const canary: Section<Awaited<ReturnType<typeof benchCanary>>> = {
+  title: 'Canary exposure (The Secret Sharer): planted secrets, without and with DP',
+  run: () => benchCanary({ log }),
+  format: formatCanary,
+};
+
+const SECTIONS = { aggregation, connections, round, convergence, secagg, canary } as const;
 
 // Other work on the machine skews every figure: record how busy it was.
 const results: Record<string, unknown> = {
@@ -95,6 +127,12 @@ const converged = results.convergence as
 if (converged) {
   results.fedavgRounds = converged.fedavgRounds;
   results.fedsgdRounds = converged.fedsgdRounds;
+}
+const exposure = results.canary as
+  { canaryExposureNoDp: number; canaryExposureDp: number } | undefined;
+if (exposure) {
+  results.canaryExposureNoDp = exposure.canaryExposureNoDp;
+  results.canaryExposureDp = exposure.canaryExposureDp;
 }
 
 const out = resolve(here, 'results', 'latest.json');
