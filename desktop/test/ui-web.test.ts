@@ -6,8 +6,12 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Wallet } from 'ethers';
 import { startDevnet, type Devnet } from '@commons/contracts';
 import { startCoordinator, type Coordinator } from '@commons/coordinator/coordinator';
+import { FederatedClient } from '@commons/shared/federation/client';
+import { readCorpus } from '@commons/shared/model/corpus';
+import type { RoundResult } from '@commons/shared/protocol/messages';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBridge, type Bridge } from '../src/bridge/server.ts';
@@ -27,6 +31,9 @@ let host: Host;
 let bridge: Bridge;
 let browser: Browser;
 let page: Page;
+/** The second contributor of the federated round (the desktop's own client is the first). */
+let contributor: FederatedClient | undefined;
+const results: RoundResult[] = [];
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
@@ -34,7 +41,9 @@ beforeAll(async () => {
   browser = await launchChromium();
   await buildRenderer();
   dir = await mkdtemp(path.join(os.tmpdir(), 'commons-ui-'));
-  devnet = await startDevnet(dir, {});
+  // Two contributors make a round; plain (unmasked) uploads keep this UI test about the UI —
+  // secure aggregation has its own round tests in coordinator/. DP noise stays on (z = 1).
+  devnet = await startDevnet(dir, { minClients: 2, secureAggregation: false });
   coordinator = await startCoordinator({
     port: 0,
     dataDir: path.join(dir, 'coordinator'),
@@ -42,6 +51,15 @@ beforeAll(async () => {
     addressesFile: devnet.addressesFile,
     privateKey: devnet.keys[0]!,
     logLevel: 'silent',
+    // One tiny round: a step of two sequences, scored on 500 held-out characters.
+    batchSize: 2,
+    maxSteps: 1,
+    evalChars: 500,
+    maxRounds: 1,
+    // Client-level DP needs many clients: with two, the noise (σC/2 per coordinate, z = 1)
+    // swamps a one-step update and the candidate scores worse than genesis. This test is about
+    // the UI, so the coordinator publishes it anyway.
+    publishMarginBpc: 100,
   });
   host = await startHost({
     launch: {
@@ -54,7 +72,7 @@ beforeAll(async () => {
       addresses: devnet.addressesFile,
     },
     mode: 'web',
-    core: { scrypt: { vaultLogN: 15, walletLogN: 15 } },
+    core: { scrypt: { vaultLogN: 15, walletLogN: 15 }, activeModelPollMs: 1_000 },
   });
   bridge = await startBridge({
     dispatcher: host.dispatcher,
@@ -71,6 +89,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await contributor?.close();
   await browser?.close();
   await bridge?.close();
   await host?.close();
@@ -101,6 +120,12 @@ async function noErrorShown(): Promise<void> {
   expect(alerts).toEqual([]);
 }
 
+/** Moves the devnet's clock forward and mines a block at the new time. */
+async function advance(seconds: number): Promise<void> {
+  await rpc('evm_increaseTime', [seconds]);
+  await rpc('evm_mine', []);
+}
+
 async function rpc(method: string, params: unknown[]): Promise<void> {
   const response = await fetch(devnet.rpcUrl, {
     method: 'POST',
@@ -109,6 +134,14 @@ async function rpc(method: string, params: unknown[]): Promise<void> {
   });
   const body = (await response.json()) as { error?: { message: string } };
   if (body.error) throw new Error(`${method}: ${body.error.message}`);
+}
+
+async function until(check: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`gave up after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 describe('desktop UI in web mode', () => {
@@ -220,7 +253,7 @@ describe('desktop UI in web mode', () => {
     await card.getByText('You have voted on this proposal.').waitFor();
     expect(await card.getByTestId('votes-for').innerText()).not.toBe('0');
     // The policy diff shows what the proposal would change.
-    expect(await card.locator('table.diff').innerText()).toMatch(/epsilonBudget\s+\S+\s+12/);
+    expect(await card.locator('table.diff').innerText()).toMatch(/ε budget\s+10\s+12/);
     await shoot('governance');
   });
 
@@ -231,6 +264,109 @@ describe('desktop UI in web mode', () => {
     await page.getByRole('heading', { name: 'Your privacy budget' }).waitFor();
     await page.getByText(/Spent ε = 0 of/).waitFor();
     await shoot('federation');
+  });
+
+  it('opts in, completes a federated round with another contributor, and shows its ε and reward', async () => {
+    await open('Federation');
+    await page.getByRole('checkbox', { name: 'sonnets.md' }).check();
+    await page.getByRole('button', { name: 'I agree: join federated training' }).click();
+    await page.getByRole('button', { name: 'Start contributing' }).click();
+    await page.locator('.badge.conn-online').waitFor({ timeout: 30_000 });
+
+    // The second contributor: the same client class, another funded account, its own text.
+    contributor = new FederatedClient({
+      coordinator: coordinator.url,
+      signer: new Wallet(devnet.keys[2]!),
+      data: readCorpus().slice(0, 20_000),
+      consent: true,
+    });
+    contributor.on('result', (result) => results.push(result));
+    contributor.connect();
+
+    const row = page.getByRole('row', { name: /^1\s+accepted/ });
+    await row.waitFor({ timeout: 150_000 });
+    // The member's own ledger counted the round: a finite ε within the budget of 10.
+    const epsilon = Number((await row.locator('td').nth(2).innerText()).trim());
+    expect(epsilon).toBeGreaterThan(0);
+    expect(epsilon).toBeLessThanOrEqual(10);
+    await page
+      .getByTestId('privacy-spent')
+      .filter({ hasText: `ε = ${epsilon} of 10` })
+      .waitFor();
+    await page.locator('.chart').first().waitFor();
+
+    await until(() => results.some((r) => r.roundId === 1), 150_000);
+    const result = results.find((r) => r.roundId === 1)!;
+    expect(result, result.reason).toMatchObject({ outcome: 'published' });
+    // The reward root is posted with the candidate; the coordinator's claim verifies on chain.
+    const reward = page.getByTestId('reward-1');
+    const claim = reward.getByRole('button', { name: 'Claim' });
+    for (let tries = 0; !(await claim.isVisible()); tries++) {
+      if (tries === 60)
+        throw new Error(`round 1's reward never became claimable: ${await reward.innerText()}`);
+      await page.reload();
+      await open('Federation');
+      await reward.waitFor();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    await claim.click();
+    await page.getByText(/Round 1's reward claimed in block \d+/).waitFor();
+    await reward.getByText('claimed').waitFor();
+    await noErrorShown();
+    await shoot('federation-round');
+  });
+
+  it('proposes the candidate of that round, votes, queues, executes, and switches chat to it', async () => {
+    const candidate = results.find((r) => r.roundId === 1)?.candidate?.hash;
+    expect(candidate).toMatch(/^(0x)?[0-9a-f]{64}$/);
+    const hash = `0x${candidate!.replace(/^0x/, '')}`;
+    await open('Governance');
+    await page.getByText('Propose a model version').click();
+    await page.getByLabel('Candidate').selectOption(hash);
+    await page.getByLabel('Why (the first line is the title)').first().fill('Activate round 1');
+    await page.getByRole('button', { name: 'Propose', exact: true }).first().click();
+    await page.getByText(/Proposed \(#/).waitFor();
+
+    await advance(2);
+    await page.reload();
+    await open('Governance');
+    const card = page.locator('article.proposal', { hasText: 'Activate round 1' });
+    await card.locator('.badge.state-active').waitFor();
+    await card.getByRole('radio', { name: 'for' }).check();
+    await card.getByRole('button', { name: 'Cast vote' }).click();
+    await card.getByText(/Vote counted in block \d+/).waitFor();
+
+    await advance(301); // past the voting period
+    await page.reload();
+    await open('Governance');
+    await card.locator('.badge.state-succeeded').waitFor();
+    await card.getByRole('button', { name: 'Queue for execution' }).click();
+    await card.getByText(/Queued in block \d+/).waitFor();
+
+    await advance(61); // past the timelock
+    await page.reload();
+    await open('Governance');
+    await card.getByRole('button', { name: 'Execute' }).click();
+    await card.getByText(/Executed in block \d+/).waitFor();
+    await card.locator('.badge.state-executed').waitFor();
+    await noErrorShown();
+    await shoot('governance-executed');
+
+    // The core sees the activation, fetches and verifies the version; chat offers the switch.
+    await open('Chat');
+    const offer = page.getByTestId('model-switch');
+    await offer.getByRole('button', { name: 'Switch now' }).click({ timeout: 60_000 });
+    await offer.waitFor({ state: 'detached', timeout: 60_000 });
+    expect(await page.locator('.model-bar span[title]').first().getAttribute('title')).toBe(
+      hash.slice(2),
+    );
+
+    await open('Models');
+    const active = page.locator('.version.active');
+    await active.locator(`code[title="${hash}"]`).waitFor();
+    expect(await active.innerText()).toMatch(/verified copy/);
+    expect(await active.innerText()).toMatch(/round 1/);
+    await shoot('models-activated');
   });
 
   it('shows the model versions with the active one verified', async () => {
