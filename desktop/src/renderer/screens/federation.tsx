@@ -62,7 +62,7 @@ export const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explai
   {
     key: 'secureAggregation',
     label: 'Secure aggregation',
-    explain: 'the coordinator only sees the sum',
+    explain: 'when on, the coordinator sees only the sum of updates',
   },
   {
     key: 'secAggNumShares',
@@ -173,7 +173,8 @@ function ConsentCard(props: {
           <p>
             <strong>You agreed</strong>
             {props.consent.changedAt ? ` on ${formatDate(props.consent.changedAt)}` : ''}, training
-            on {props.consent.documentIds.length} documents.
+            on {props.consent.documentIds.length}{' '}
+            {props.consent.documentIds.length === 1 ? 'document' : 'documents'}.
           </p>
           <button type="button" className="danger" onClick={() => void set(false)}>
             Withdraw consent
