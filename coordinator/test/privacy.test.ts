@@ -330,3 +330,93 @@ describe("the member's privacy ledger", () => {
     expect(reopened.spent(1e-5).epsilon).toBeCloseTo(2.1657, 3);
   });
 });
+
+describe('a secure, private round', () => {
+  let dir: string;
+  let devnet: Devnet;
+  let coordinator: Coordinator;
+  const members: FederatedClient[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'commons-secure-private-'));
+    devnet = await startDevnet(dir, {
+      minClients: 3,
+      maxClients: 10,
+      sampleRate: 1,
+      clipNorm: 1,
+      noiseMultiplier: 1,
+      delta: 1e-5,
+      epsilonBudget: 100,
+      secureAggregation: true,
+      aggregationRule: 'fedavg',
+      roundDeadlineSeconds: 300,
+    });
+    coordinator = await startCoordinator({
+      port: 0,
+      dataDir: path.join(dir, 'coordinator'),
+      rpcUrl: devnet.rpcUrl,
+      addressesFile: devnet.addressesFile,
+      privateKey: devnet.keys[0]!,
+      batchSize: 2,
+      maxSteps: 1,
+      evalChars: 500,
+      publishMarginBpc: 100,
+      maxRounds: 1,
+      logLevel: 'silent',
+    });
+  });
+
+  afterAll(async () => {
+    await Promise.all(members.map((m) => m.close()));
+    await coordinator?.close();
+    await devnet?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("publishes with the clients' noise shares, and ε reaches the chain and every member's ledger", async () => {
+    const chain = await CommonsClient.connect({
+      rpcUrl: devnet.rpcUrl,
+      addresses: devnet.addresses,
+    });
+    const result = new Promise<RoundResult>((resolve) =>
+      coordinator.engine.once('result', resolve),
+    );
+    const ledgers: PrivacyLedger[] = [];
+    const text = splitText(readCorpus()).train;
+    try {
+      for (let i = 0; i < 3; i++) {
+        const ledger = await PrivacyLedger.open(path.join(dir, `member-${i}`, 'ledger.json'));
+        ledgers.push(ledger);
+        const member = new FederatedClient({
+          coordinator: coordinator.url,
+          signer: new Wallet(devnet.keys[i + 1]!),
+          data: text.slice(i * 4_000, (i + 1) * 4_000),
+          consent: true,
+          privacy: { ledger, policies: chain },
+        });
+        members.push(member);
+        member.connect();
+      }
+      const published = await result;
+      expect(published.outcome).toBe('published');
+      expect(published.accepted).toBe(3);
+      const expected = rdpToEpsilon(
+        computeRdp({ sampleRate: 1, noiseMultiplier: 1, steps: 1 }),
+        DEFAULT_ORDERS,
+        1e-5,
+      ).epsilon;
+      expect(published.candidate!.epsilon).toBeCloseTo(expected, 9);
+      expect((await chain.modelVersion(published.candidate!.hash)).epsilon).toBeCloseTo(
+        expected,
+        5,
+      );
+      // Each member's own ledger counts the round (recorded as its masked input was taken).
+      for (const ledger of ledgers) {
+        expect(ledger.entries.map((e) => e.roundId)).toEqual([1]);
+        expect(ledger.spent(1e-5).epsilon).toBeCloseTo(expected, 9);
+      }
+    } finally {
+      chain.destroy();
+    }
+  });
+});

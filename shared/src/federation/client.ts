@@ -28,6 +28,7 @@ import {
 import { signChallenge } from '../protocol/siwe.ts';
 import { chunksOf } from '../protocol/upload.ts';
 import { CheckpointError } from '../checkpoint/errors.ts';
+import { splitNoiseStddev } from '../privacy/dp/calibration.ts';
 import type { LedgerRound, PrivacyLedger } from '../privacy/dp/ledger.ts';
 import { fetchBaseModel, MemoryModelCache, type BaseModel, type ModelCache } from './base-model.ts';
 import {
@@ -483,6 +484,19 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
           round,
         });
         if (!check.allowed) return check.message;
+        // On a secure round the noise is added here, at the amount the coordinator announces:
+        // never accept less than the on-chain policy calls for (the ledger assumes that much).
+        const secure = task.secureAggregation;
+        if (secure && policy.noiseMultiplier > 0) {
+          const required = splitNoiseStddev({
+            noiseMultiplier: policy.noiseMultiplier,
+            clipNorm: policy.clipNorm,
+            minSurvivors: Math.max(3, policy.minClients),
+          });
+          if (secure.noiseStddev < required * (1 - 1e-9)) {
+            return `the round asks for noise of stddev ${secure.noiseStddev}, less than the ${required} the community's policy requires`;
+          }
+        }
         this.#ledgerRounds.set(task.roundId, round);
       } catch (err) {
         return `could not check the privacy budget: ${message(err)}`;
