@@ -32,6 +32,11 @@ export const coordinatorConfigSchema = z.strictObject({
   publishMarginBpc: z.number().nonnegative().default(0.02),
   proposeActivation: z.boolean().default(false),
   seed: z.number().int().nonnegative().default(1),
+  /**
+   * Seeds the server's DP noise (round r uses noiseSeed + r) so a demo or a test is reproducible.
+   * Seeded noise is predictable noise: never set it where the privacy claim matters.
+   */
+  noiseSeed: z.number().int().nonnegative().optional(),
   maxRounds: z.number().int().nonnegative().default(0),
   /** Characters of the held-out text to evaluate on (0: all ~111k). */
   evalChars: z.number().int().nonnegative().default(0),

@@ -144,6 +144,7 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
         publishMarginBpc: config.publishMarginBpc,
         proposeActivation: config.proposeActivation,
         seed: config.seed,
+        ...(config.noiseSeed === undefined ? {} : { noiseSeed: config.noiseSeed }),
         maxRounds: config.maxRounds,
       },
     });

@@ -7,6 +7,7 @@
 // published, since its evaluation already looked at the noised model.
 import type { FederationPolicy } from '@commons/shared/chain/policy';
 import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
+import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 import type { CoordinatorDatabase } from '../store/database.ts';
 import type { Aggregator, Strategy } from '../strategy/strategy.ts';
@@ -27,6 +28,7 @@ export function roundAggregator(
   strategy: Strategy,
   layout: ParameterLayout,
   policy: FederationPolicy,
+  random?: RandomSource,
 ): Aggregator {
   const inner = strategy.createAggregator(layout);
   if (policy.noiseMultiplier === 0 || policy.secureAggregation) return inner;
@@ -38,6 +40,7 @@ export function roundAggregator(
   return new NoisyMeanAggregator(inner, {
     clipNorm: policy.clipNorm,
     noiseMultiplier: policy.noiseMultiplier,
+    ...(random ? { random } : {}),
   });
 }
 

@@ -37,6 +37,7 @@ import type { Logger } from 'pino';
 import { flatten, layoutOf, unflatten, type ParameterLayout } from '../aggregation/layout.ts';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
 import { PrivacyAccounting, RoundConfigError, roundAggregator } from '../privacy/round-privacy.ts';
+import { seededRandomSource, type RandomSource } from '@commons/shared/privacy/dp/random';
 import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase, Round } from '../store/database.ts';
 import { StoreError } from '../store/errors.ts';
@@ -99,6 +100,8 @@ export interface RoundOptions {
   proposeActivation: boolean;
   /** Base seed for client sampling and training seeds. */
   seed: number;
+  /** Seeds the DP noise (demos, tests); absent: cryptographically secure noise. */
+  noiseSeed?: number;
   /** Stop after this many rounds (0: run until stopped). */
   maxRounds: number;
 }
@@ -452,7 +455,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
     let aggregator: Aggregator;
     try {
-      aggregator = roundAggregator(strategy, base.layout, policy);
+      aggregator = roundAggregator(strategy, base.layout, policy, this.noiseSource(row.id));
     } catch (error) {
       if (!(error instanceof RoundConfigError)) throw error;
       this.fail(row.id, error.message, 0);
@@ -753,7 +756,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       base,
       strategy,
       // Restored with the same noise it would have had: a policy is fixed per round.
-      aggregator: roundAggregator(strategy, base.layout, policy),
+      aggregator: roundAggregator(strategy, base.layout, policy, this.noiseSource(row.id)),
       participants: new Set(
         db
           .participants(row.id)
@@ -890,6 +893,12 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       }
     }, STATUS_COALESCE_MS);
     this.statusTimer.unref();
+  }
+
+  /** The round's DP noise source: seeded only when configured (demos, tests); else a CSPRNG. */
+  private noiseSource(roundId: number): RandomSource | undefined {
+    const seed = this.deps.options.noiseSeed;
+    return seed === undefined ? undefined : seededRandomSource(seed + roundId);
   }
 
   private serialize<T>(work: () => Promise<T>): Promise<T> {

@@ -52,6 +52,8 @@ export interface SimulationOptions {
   noiseMultiplier?: number;
   /** Mask updates with SecAgg+ (the server sees only their sum). */
   secureAggregation?: boolean;
+  /** Seed the coordinator's DP noise, so a run repeats exactly (never for a real privacy claim). */
+  noiseSeed?: number;
   encoding: UpdateEncoding;
   /** Held-out characters each candidate is scored on. */
   evalChars: number;
@@ -223,6 +225,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       roundIntervalMs: 1000,
       publishMarginBpc: options.publishMarginBpc,
       seed: options.seed,
+      ...(options.noiseSeed === undefined ? {} : { noiseSeed: options.noiseSeed }),
       logLevel: 'warn',
     });
     const evaluator = new CandidateEvaluator({ text: val, maxChars: options.evalChars });

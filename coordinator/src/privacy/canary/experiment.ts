@@ -107,6 +107,9 @@ export async function runCanaryExperiment(
     ...options.simulation,
     baseline: false,
     seed: options.seed,
+    // The measurement must repeat exactly: a test cannot be allowed a 0.3% chance of failing
+    // on an unlucky noise draw. Seeded noise is fine here; no privacy claim rests on it.
+    noiseSeed: options.seed,
     out: options.out,
     editShard: (index, full) => {
       const text = options.shardChars ? wholeLines(full, options.shardChars) : full;
