@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// commons-stack (`npm start`): the local chain with the DAO, the coordinator and the desktop
+// app, each in its own process; Ctrl-C (SIGINT) or SIGTERM stops them all.
+import { parseStackArgs, STACK_USAGE, startStack, StackUsageError } from '../src/stack/index.ts';
+
+async function main(): Promise<void> {
+  const options = parseStackArgs(process.argv.slice(2));
+  if (!options) {
+    console.log(STACK_USAGE);
+    return;
+  }
+  console.log(`Commons: starting the local community (data in ${options.dataDir})`);
+  // A signal during start-up aborts it; startStack then stops what it had started.
+  const starting = new AbortController();
+  const abort = () =>
+    starting.abort(new Error('interrupted during start-up; stopped what had started'));
+  process.once('SIGINT', abort);
+  process.once('SIGTERM', abort);
+  const stack = await startStack(options, undefined, starting.signal);
+  process.off('SIGINT', abort);
+  process.off('SIGTERM', abort);
+  console.log(
+    `Dev accounts  the public Hardhat test accounts (mnemonic "test … junk"); account 0 runs the coordinator`,
+  );
+  console.log('Ready. Press Ctrl-C to stop everything.');
+
+  let stopping = false;
+  const stop = async (why: string, code: number) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`Commons: ${why}; stopping the app, the coordinator and the chain…`);
+    await stack.stop();
+    console.log('Commons: stopped.');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop('SIGINT', 0));
+  process.on('SIGTERM', () => void stop('SIGTERM', 0));
+  void stack.exited.then(({ name, code }) => {
+    const closed = name === 'app' && code === 0;
+    void stop(
+      closed
+        ? 'the app was closed'
+        : `${name} exited unexpectedly (code ${code}); see ${options.dataDir}/logs/${name}.log`,
+      closed ? 0 : 1,
+    );
+  });
+}
+
+main().catch((error: unknown) => {
+  console.error(`commons-stack: ${error instanceof Error ? error.message : String(error)}`);
+  if (error instanceof StackUsageError) console.error(`\n${STACK_USAGE}`);
+  process.exit(error instanceof StackUsageError ? 2 : 1);
+});
