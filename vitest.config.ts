@@ -5,6 +5,6 @@ import { defineConfig } from 'vitest/config';
 // tests in test/.
 export default defineConfig({
   test: {
-    projects: ['shared', 'contracts', 'coordinator', 'desktop'],
+    projects: ['shared', 'contracts', 'coordinator', 'desktop', 'test'],
   },
 });
