@@ -331,6 +331,7 @@ export async function startStack(
     if (options.app) {
       ensureDesktopBuilt(log);
       let seen: { mode: 'web' | 'electron'; url?: string } | undefined;
+      let webReason = 'web mode';
       const app = spawnChild({
         name: 'app',
         command: process.execPath,
@@ -351,6 +352,8 @@ export async function startStack(
         logFile: path.join(logsDir, 'app.log'),
         onLine: (line) => {
           const url = /^\s*(http:\/\/127\.0\.0\.1:\d+\/#token=\S+)/.exec(line)?.[1];
+          const why = /running in web mode \((.*)\)\./.exec(line)?.[1];
+          if (why) webReason = why;
           if (url) seen = { mode: 'web', url };
           else if (line.includes('(Electron)')) seen = { mode: 'electron' };
         },
@@ -361,7 +364,7 @@ export async function startStack(
       appUrl = ready.url;
       log(
         appMode === 'web'
-          ? `App           web mode (no Electron binary, or --web): open ${appUrl}`
+          ? `App           web mode (${webReason}): open ${appUrl} (holds this launch's token; do not share it)`
           : 'App           Electron window',
       );
     } else {
