@@ -172,6 +172,29 @@ describe('commons-stack', () => {
     }
   });
 
+  it('stops what a launcher killed outright (kill -9) left running, on the next start', async () => {
+    const ports = ['--chain-port', String(await freePort()), '--coordinator-port', '0'];
+    const crashed = launch(ports);
+    await ready(crashed);
+    const run = JSON.parse(readFileSync(path.join(dataDir, 'stack.json'), 'utf8')) as {
+      processes: { name: string; pid: number }[];
+    };
+    crashed.child.kill('SIGKILL');
+    await crashed.exit;
+    // Its children outlive it (each runs in its own process group)…
+    for (const { pid } of run.processes) expect(alive(pid)).toBe(true);
+
+    // …until the next start, which stops them before checking its ports.
+    const next = launch(ports);
+    await ready(next);
+    for (const { name, pid } of run.processes) {
+      expect(next.output()).toContain(`Stopped the ${name} (pid ${pid})`);
+      expect(alive(pid)).toBe(false);
+    }
+    next.child.kill('SIGINT');
+    expect(await next.exit, next.output()).toBe(0);
+  });
+
   it('reads flags over environment variables and checks them', () => {
     const options = parseStackArgs(
       ['--chain-port', '9545', '--no-app'],

@@ -9,6 +9,8 @@ export interface StackChild {
   name: string;
   pid: number;
   logFile: string;
+  /** The script it runs (its first argument): identifies it in /proc after a crash. */
+  script: string;
   /** Resolves with the exit code (null when killed by a signal) once the process has exited. */
   exited: Promise<number | null>;
   /** SIGINT to the whole group, then SIGKILL after `graceMs`; resolves when the group is gone. */
@@ -69,6 +71,7 @@ export function spawnChild(options: {
     name: options.name,
     pid,
     logFile: options.logFile,
+    script: options.args[0] ?? options.command,
     exited,
     stop: async (graceMs = 15_000) => {
       if (child.exitCode === null && child.signalCode === null) {

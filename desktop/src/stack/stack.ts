@@ -90,6 +90,40 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** What `<data-dir>/stack.json` holds while a stack runs. */
+interface RunRecord {
+  pid: number;
+  processes: { name: string; pid: number; script: string }[];
+  rpcUrl?: string;
+  coordinatorUrl?: string;
+}
+
+/**
+ * Stops the processes a crashed launcher left running. A process is stopped only if it still
+ * runs the recorded script (read from /proc), so a recycled process id is never signalled.
+ */
+async function stopOrphans(previous: RunRecord, log: (line: string) => void): Promise<void> {
+  for (const { name, pid, script } of previous.processes ?? []) {
+    let commandLine: string;
+    try {
+      commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone (or no /proc: nothing can be checked, so nothing is signalled)
+    }
+    if (!commandLine.includes(script)) continue;
+    for (const target of [-pid, pid]) {
+      try {
+        process.kill(target, 'SIGKILL');
+      } catch {
+        // not a group leader any more, or already gone
+      }
+    }
+    // Its ports are free once it is gone.
+    for (let i = 0; i < 50 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+    log(`Stopped the ${name} (pid ${pid}) left running by a stack that did not shut down`);
+  }
+}
+
 /** Builds the desktop UI when it has not been built (first start of a fresh checkout). */
 function ensureDesktopBuilt(log: (line: string) => void): void {
   const preload = path.join(desktopDir, 'dist/electron/preload.cjs');
@@ -159,13 +193,15 @@ export async function startStack(
 
   // Refuse before starting anything: another stack on this folder, or a port taken.
   if (existsSync(runFile)) {
-    const { pid } = JSON.parse(readFileSync(runFile, 'utf8')) as { pid: number };
-    if (pid !== process.pid && isAlive(pid)) {
+    const previous = JSON.parse(readFileSync(runFile, 'utf8')) as RunRecord;
+    if (previous.pid !== process.pid && isAlive(previous.pid)) {
       throw new StackError(
-        `Another Commons stack (pid ${pid}) is running with the data folder ${dataDir}. ` +
+        `Another Commons stack (pid ${previous.pid}) is running with the data folder ${dataDir}. ` +
           'Stop it (Ctrl-C in its terminal), or use another --data-dir.',
       );
     }
+    await stopOrphans(previous, log);
+    rmSync(runFile, { force: true });
   }
   if (!options.rpcUrl) await assertPortFree(options.chainPort, 'chain');
   if (!options.coordinatorUrl && options.coordinatorPort !== 0) {
@@ -181,6 +217,13 @@ export async function startStack(
   mkdirSync(logsDir, { recursive: true });
 
   const children: StackChild[] = [];
+  // Written as each process starts, so a launcher killed outright (kill -9) leaves a record
+  // from which the next start stops what it left behind.
+  const record = (ready: { rpcUrl: string; coordinatorUrl: string } | null) => {
+    const processes = children.map(({ name, pid, script }) => ({ name, pid, script }));
+    const run: RunRecord = { pid: process.pid, processes, ...ready };
+    writeFileSync(runFile, `${JSON.stringify(run, null, 2)}\n`);
+  };
   let chain: LocalChain | undefined;
   let stopped: Promise<void> | undefined;
   const stopAll = (): Promise<void> =>
@@ -213,6 +256,7 @@ export async function startStack(
         logFile: path.join(logsDir, 'chain.log'),
       });
       children.push(chain.node);
+      record(null);
       rpcUrl = chain.rpcUrl;
       chainId = chain.chainId;
       log(
@@ -310,6 +354,7 @@ export async function startStack(
         logFile: path.join(logsDir, 'coordinator.log'),
       });
       children.push(coordinator);
+      record(null);
       const url = coordinatorUrl;
       await waitFor(coordinator, `answering ${url}/healthz`, async () => {
         try {
@@ -359,6 +404,7 @@ export async function startStack(
         },
       });
       children.push(app);
+      record(null);
       const ready = await waitFor(app, 'showing its window or web address', async () => seen);
       appMode = ready.mode;
       appUrl = ready.url;
@@ -373,10 +419,7 @@ export async function startStack(
 
     signal?.throwIfAborted();
     const processes = children.map(({ name, pid, logFile }) => ({ name, pid, logFile }));
-    writeFileSync(
-      runFile,
-      `${JSON.stringify({ pid: process.pid, processes, rpcUrl, coordinatorUrl }, null, 2)}\n`,
-    );
+    record({ rpcUrl, coordinatorUrl });
     return {
       rpcUrl,
       chainId,
