@@ -49,7 +49,10 @@ export interface Stack {
   keys: readonly string[];
   /** The processes the stack started. */
   processes: { name: string; pid: number; logFile: string }[];
-  /** Resolves when one of them exits on its own (a crash, or the Electron window closed). */
+  /**
+   * Resolves when the first of them exits: on its own (a crash, the Electron window closed) or,
+   * after `stop()`, as it is stopped.
+   */
   exited: Promise<{ name: string; code: number | null }>;
   /** Stops every process (app, coordinator, chain) and waits until they are gone. */
   stop(): Promise<void>;
@@ -151,10 +154,12 @@ async function waitFor<T>(
   child: StackChild,
   what: string,
   probe: () => Promise<T | undefined>,
+  signal: AbortSignal | undefined,
   timeoutMs = 180_000,
 ): Promise<T> {
   const started = Date.now();
   for (;;) {
+    signal?.throwIfAborted();
     const value = await probe();
     if (value !== undefined) return value;
     const exited = await Promise.race([
@@ -356,14 +361,19 @@ export async function startStack(
       children.push(coordinator);
       record(null);
       const url = coordinatorUrl;
-      await waitFor(coordinator, `answering ${url}/healthz`, async () => {
-        try {
-          const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
-          return response.ok ? true : undefined;
-        } catch {
-          return undefined;
-        }
-      });
+      await waitFor(
+        coordinator,
+        `answering ${url}/healthz`,
+        async () => {
+          try {
+            const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
+            return response.ok ? true : undefined;
+          } catch {
+            return undefined;
+          }
+        },
+        signal,
+      );
       log(
         `Coordinator   ${coordinatorUrl} (health: ${coordinatorUrl}/healthz; data ${coordinatorDir}; log ${coordinator.logFile})`,
       );
@@ -405,7 +415,12 @@ export async function startStack(
       });
       children.push(app);
       record(null);
-      const ready = await waitFor(app, 'showing its window or web address', async () => seen);
+      const ready = await waitFor(
+        app,
+        'showing its window or web address',
+        async () => seen,
+        signal,
+      );
       appMode = ready.mode;
       appUrl = ready.url;
       log(
