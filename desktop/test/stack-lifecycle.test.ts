@@ -1,7 +1,9 @@
 // `npm start` as a member runs it: the launcher in its own process (--no-app, free ports, a
-// temporary data folder), a state change through CommonsClient, Ctrl-C, a second start that
-// must find the same chain; then a port in use, a tampered journal and --reset.
+// temporary data folder), state changes through CommonsClient (a delegation, a registered model,
+// a proposal), Ctrl-C, a second start that must find them all; then a tampered journal,
+// --reset, a port in use, and a launcher killed outright.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -111,6 +113,20 @@ describe('commons-stack', () => {
     const client = new CommonsClient(provider, addresses).withSigner(new Wallet(key1, provider));
     await client.delegate(account2);
     const votesBefore = await client.votes(account2);
+    // …and a model: the coordinator's account registers a candidate, account 1 proposes it.
+    const [key0] = DEV_ACCOUNT_KEYS as [string];
+    const genesis = await client.activeModel();
+    const candidateHash = createHash('sha256').update('a candidate').digest('hex');
+    await client.withSigner(new Wallet(key0, provider)).registerCandidate({
+      contentHash: candidateHash,
+      parentHash: genesis.contentHash,
+      uri: `sha256:${candidateHash}`,
+      roundId: 999,
+      valBpc: 2.5,
+      epsilon: 1,
+      delta: 1e-5,
+    });
+    const proposalId = await client.proposeActivateModel(candidateHash, 'activate the candidate');
     const headBefore = await provider.getBlock('latest');
     provider.destroy();
 
@@ -130,6 +146,9 @@ describe('commons-stack', () => {
     const client2 = new CommonsClient(provider2, addresses);
     expect(await client2.delegates(new Wallet(key1).address)).toBe(account2);
     expect(await client2.votes(account2)).toBe(votesBefore);
+    expect(await client2.isRegistered(candidateHash)).toBe(true);
+    const proposals = await client2.listProposals();
+    expect(proposals.map((p) => p.id)).toContain(proposalId);
     // The coordinator found its deployment again (it refuses to start on another one).
     const health2 = await fetch(`http://127.0.0.1:${coordinatorPort}/healthz`);
     expect(health2.ok).toBe(true);
