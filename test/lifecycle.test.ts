@@ -378,6 +378,7 @@ describe('the model-upgrade lifecycle', () => {
       secureAggregation: { noiseStddev: number };
     };
     expect(task.policyVersion).toBe(updated.version);
+    expect((await proposer.modelVersion(next.candidate_hash!)).epsilon).toBeGreaterThan(0);
     expect(task.secureAggregation.noiseStddev / oldTask.secureAggregation.noiseStddev).toBeCloseTo(
       2,
       6,
