@@ -23,6 +23,7 @@ import { layoutOf } from '../src/aggregation/layout.ts';
 import { GENESIS_DIR } from '../src/config.ts';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
 import { NoisyMeanAggregator } from '../src/privacy/noisy-mean.ts';
+import { AdaptiveClipping, CLIP_LEARNING_RATE } from '../src/privacy/adaptive-clipping.ts';
 import {
   PrivacyAccounting,
   RoundConfigError,
@@ -417,6 +418,106 @@ describe('a secure, private round', () => {
       }
     } finally {
       chain.destroy();
+    }
+  });
+});
+
+describe('adaptive clipping (Andrew et al. 2021)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'commons-adaptive-clip-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('moves C towards the target quantile once per round, and splits z between bits and update', () => {
+    const db = CoordinatorDatabase.open(path.join(dir, 'clip.db'));
+    const clipping = new AdaptiveClipping(db);
+    const policy = privatePolicy({ clipNorm: 2, noiseMultiplier: 0, clipTargetQuantile: 0.5 });
+    const first = clipping.forRound(policy, 4);
+    expect(first).toMatchObject({ clipNorm: 2, adaptive: true, noiseMultiplier: 0 });
+    // Every update fitted under C: C was too generous, so it shrinks by exp(−η·(1 − γ)).
+    for (let i = 0; i < 4; i++) clipping.recordBit(1, true);
+    const next = clipping.finishRound(1, policy, first, 4)!;
+    expect(next).toBeCloseTo(2 * Math.exp(-CLIP_LEARNING_RATE * 0.5), 12);
+    expect(clipping.finishRound(1, policy, first, 4)).toBe(next); // a resumed round: once only
+    expect(clipping.forRound(policy, 4).clipNorm).toBe(next);
+    // None fitted: C grows.
+    const second = clipping.forRound(policy, 4);
+    for (let i = 0; i < 4; i++) clipping.recordBit(2, false);
+    expect(clipping.finishRound(2, policy, second, 4)!).toBeCloseTo(
+      next * Math.exp(CLIP_LEARNING_RATE * 0.5),
+      12,
+    );
+    // Governance changes γ: C starts again from the policy's clip norm.
+    expect(clipping.forRound({ ...policy, clipTargetQuantile: 0.9 }, 4).clipNorm).toBe(2);
+    // Fixed clipping, or a secure round, keeps the policy's C.
+    expect(clipping.forRound({ ...policy, clipTargetQuantile: 0 }, 4).adaptive).toBe(false);
+    expect(clipping.forRound({ ...policy, secureAggregation: true }, 4).adaptive).toBe(false);
+    // With DP the bits get σ_b = max(m/20, z) and the update keeps z_Δ = (z⁻² − (2σ_b)⁻²)^−½.
+    const dp = clipping.forRound({ ...policy, noiseMultiplier: 1 }, 4);
+    expect(dp.bitNoiseStddev).toBe(1);
+    expect(dp.noiseMultiplier).toBeCloseTo((1 - 1 / 4) ** -0.5, 12);
+    db.close();
+  });
+
+  it("announces the adapted clip norm in the next round's task", async () => {
+    const roundDir = path.join(dir, 'round');
+    const devnet = await startDevnet(roundDir, {
+      minClients: 2,
+      maxClients: 10,
+      sampleRate: 1,
+      clipNorm: 1,
+      noiseMultiplier: 0,
+      clipTargetQuantile: 0.5,
+      secureAggregation: false,
+      aggregationRule: 'fedavg',
+      roundDeadlineSeconds: 300,
+    });
+    const coordinator = await startCoordinator({
+      port: 0,
+      dataDir: path.join(roundDir, 'coordinator'),
+      rpcUrl: devnet.rpcUrl,
+      addressesFile: devnet.addressesFile,
+      privateKey: devnet.keys[0]!,
+      encoding: 'int8',
+      evalChars: 500,
+      publishMarginBpc: 100,
+      maxRounds: 2,
+      roundIntervalMs: 0,
+      logLevel: 'silent',
+    });
+    const clients: RawClient[] = [];
+    try {
+      const base = (await readCheckpoint(GENESIS_DIR)).tensors;
+      const wallets = devnet.keys.slice(1, 3).map((key) => new Wallet(key));
+      for (const wallet of wallets) clients.push(await connectRaw(coordinator.url, wallet));
+      const tasks = await Promise.all(clients.map((c) => c.nextInvite()));
+      expect(tasks[0]!.clipNorm).toBe(1);
+      for (const [i, wallet] of wallets.entries()) {
+        // Both updates had to be clipped (their norm before clipping was above C).
+        const frame = encodeTensors(randomUpdate(base, i + 1, 0.9), tasks[i]!.encoding);
+        const ack = await uploadFrame(
+          clients[i]!,
+          wallet,
+          tasks[i]!,
+          devnet.addresses.chainId,
+          frame,
+          {
+            clipBit: false,
+          },
+        );
+        expect(ack.ok).toBe(true);
+      }
+      const second = await new Promise<RoundTask>((resolve) =>
+        clients[0]!.socket.on('round:invite', (t) => t.roundId === 2 && resolve(t)),
+      );
+      expect(second.clipNorm).toBeCloseTo(Math.exp(CLIP_LEARNING_RATE * 0.5), 9);
+    } finally {
+      for (const client of clients) client.close();
+      await coordinator.close();
+      await devnet.stop();
     }
   });
 });

@@ -37,6 +37,7 @@ import type { Logger } from 'pino';
 import { flatten, layoutOf, unflatten, type ParameterLayout } from '../aggregation/layout.ts';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
 import { PrivacyAccounting, RoundConfigError, roundAggregator } from '../privacy/round-privacy.ts';
+import { AdaptiveClipping, type RoundClipping } from '../privacy/adaptive-clipping.ts';
 import { seededRandomSource, type RandomSource } from '@commons/shared/privacy/dp/random';
 import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase, Round } from '../store/database.ts';
@@ -141,6 +142,10 @@ interface ActiveRound {
   awaySince: Map<string, number>;
   /** Participants that gave up on the round (round:withdraw): not waited for, not re-invited. */
   withdrawn: Set<string>;
+  /** The round's clip norm and update noise (adaptive clipping moves C between rounds). */
+  clipping: RoundClipping;
+  /** About how many clients the round expected: adaptive clipping's fixed denominator. */
+  expectedClients: number;
   /** Secure rounds: the unmasked mean and its contributors, once the SecAgg+ stages ran. */
   secure?: SecureRound;
   startedMs: number;
@@ -158,6 +163,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   private readonly strategies = new Map<string, Strategy>();
   /** The RDP accountant behind every published candidate's (ε, δ). */
   private readonly privacy: PrivacyAccounting;
+  /** The clip norm between rounds when the policy asks for adaptive clipping. */
+  private readonly clipping: AdaptiveClipping;
   private active: ActiveRound | null = null;
   private waitingStatus: RoundStatus | null = null;
   /** Uploads and state changes run one at a time, in arrival order. */
@@ -174,6 +181,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     super();
     this.deps = deps;
     this.privacy = new PrivacyAccounting(deps.db);
+    this.clipping = new AdaptiveClipping(deps.db);
   }
 
   /**
@@ -317,6 +325,9 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       });
       round.aggregator.add(frame, begin.numExamples);
       round.uploaded.add(address);
+      if (round.clipping.adaptive && begin.clipBit !== undefined) {
+        this.clipping.recordBit(round.id, begin.clipBit);
+      }
       this.deps.metrics.updatesAccepted.inc();
       this.deps.log.info(
         { round: round.id, address, norm, bytes: frame.byteLength },
@@ -401,6 +412,14 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       this.fail(row.id, `the active model ${baseHash} cannot be loaded: ${message(error)}`, 0);
       return;
     }
+    const expectedClients = expectedSample(policy, hub.connected().length);
+    const clipping = this.clipping.forRound(policy, expectedClients);
+    if (policy.clipTargetQuantile > 0 && policy.secureAggregation) {
+      log.warn(
+        { round: nextId },
+        'adaptive clipping is not available with secure aggregation; the policy clip norm is fixed',
+      );
+    }
     const deadlineSeconds =
       options.maxRoundSeconds > 0
         ? Math.min(options.maxRoundSeconds, policy.roundDeadlineSeconds)
@@ -419,7 +438,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         proxMu: fit.proxMu,
         seed: (options.seed + nextId) >>> 0,
       },
-      clipNorm: policy.clipNorm,
+      clipNorm: clipping.clipNorm,
       encoding: options.encoding,
       upload: {
         frameBytes: frameByteLength(base.entries, options.encoding),
@@ -455,7 +474,12 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
     let aggregator: Aggregator;
     try {
-      aggregator = roundAggregator(strategy, base.layout, policy, this.noiseSource(row.id));
+      aggregator = roundAggregator(
+        strategy,
+        base.layout,
+        { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
+        this.noiseSource(row.id),
+      );
     } catch (error) {
       if (!(error instanceof RoundConfigError)) throw error;
       this.fail(row.id, error.message, 0);
@@ -473,6 +497,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       uploaded: new Set(),
       awaySince: new Map(),
       withdrawn: new Set(),
+      clipping,
+      expectedClients,
       startedMs: Date.now(),
       wake: () => undefined,
     };
@@ -612,6 +638,19 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     }
     // The noised aggregate exists from here on: compose it into the privacy account.
     const privacy = this.privacy.account(round.id, round.policy);
+    const nextClip = this.clipping.finishRound(
+      round.id,
+      round.policy,
+      round.clipping,
+      round.expectedClients,
+      this.noiseSource(round.id),
+    );
+    if (nextClip !== null) {
+      log.info(
+        { round: round.id, clipNorm: round.clipping.clipNorm, nextClip },
+        'clip norm adapted',
+      );
+    }
     log.info(
       {
         round: round.id,
@@ -748,6 +787,13 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     const policy = (await this.deps.chain.policyAt(row.policyVersion)) as FederationPolicy;
     const strategy = this.strategyFor(row.strategy);
     const base = await this.loadBase(row.baseModel);
+    const accepted = db.participants(row.id).filter((p) => p.status === 'accepted');
+    const expectedClients = Math.max(1, accepted.length);
+    // The clip norm the round announced, whatever C has become since.
+    const clipping = {
+      ...this.clipping.forRound(policy, expectedClients),
+      clipNorm: task.clipNorm,
+    };
     const round: ActiveRound = {
       id: row.id,
       state: row.state,
@@ -755,8 +801,13 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       policy,
       base,
       strategy,
-      // Restored with the same noise it would have had: a policy is fixed per round.
-      aggregator: roundAggregator(strategy, base.layout, policy, this.noiseSource(row.id)),
+      // Restored with the same clip norm and noise it had: both are fixed per round.
+      aggregator: roundAggregator(
+        strategy,
+        base.layout,
+        { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
+        this.noiseSource(row.id),
+      ),
       participants: new Set(
         db
           .participants(row.id)
@@ -766,6 +817,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       uploaded: new Set(),
       awaySince: new Map(),
       withdrawn: new Set(),
+      clipping,
+      expectedClients,
       startedMs: Date.now(),
       wake: () => undefined,
     };
@@ -946,4 +999,10 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** About how many clients a round will sample from `eligible` connected ones under `policy`. */
+function expectedSample(policy: FederationPolicy, eligible: number): number {
+  const wanted = Math.ceil(policy.sampleRate * eligible);
+  return Math.max(1, Math.min(policy.maxClients, Math.max(policy.minClients, wanted), eligible));
 }

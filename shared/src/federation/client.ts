@@ -661,6 +661,8 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     const begin: UploadBegin = {
       ...unsigned,
       signature: await signCommitment(unsigned, this.#options.signer, chainId),
+      // Adaptive clipping moves the clip norm towards a quantile of these bits.
+      clipBit: update.rawNorm <= task.clipNorm,
     };
     const expected = commitmentDigest(unsigned, chainId);
     const receipt = (accepted: UploadAccepted): UploadReceipt => ({

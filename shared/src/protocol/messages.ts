@@ -206,6 +206,11 @@ export const uploadBeginSchema = z.strictObject({
   numExamples: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   /** EIP-712 signature of the UpdateCommitment (see commitment.ts). */
   signature: signatureSchema,
+  /**
+   * Adaptive clipping's bit: whether the update's norm before clipping was at most the round's
+   * clip norm. Not in the signed commitment; the signed-in session vouches for it.
+   */
+  clipBit: z.boolean().optional(),
 });
 export type UploadBegin = z.infer<typeof uploadBeginSchema>;
 
