@@ -127,6 +127,10 @@ describe('commons-stack', () => {
       delta: 1e-5,
     });
     const proposalId = await client.proposeActivateModel(candidateHash, 'activate the candidate');
+    // Blocks mined by a timer could not be journaled: refused, with the reason.
+    await expect(provider.send('evm_setIntervalMining', [1000])).rejects.toThrow(
+      /refused by the Commons stack: interval mining/,
+    );
     const headBefore = await provider.getBlock('latest');
     provider.destroy();
 
