@@ -4,7 +4,15 @@
 // --reset, a port in use, and a launcher killed outright.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -207,9 +215,18 @@ describe('commons-stack', () => {
     // Its children outlive it (each runs in its own process group)…
     for (const { pid } of run.processes) expect(alive(pid)).toBe(true);
 
+    // A write torn by the crash (the call it records never answered) is cut off on the next start.
+    const journal = path.join(dataDir, 'chain/journal.jsonl');
+    const recorded = readFileSync(journal, 'utf8');
+    appendFileSync(journal, '{"method":"eth_sendRawTransaction","params":["0x02f8');
+
     // …until the next start, which stops them before checking its ports.
     const next = launch(ports);
     await ready(next);
+    expect(next.output()).toMatch(/resumed: \d+ journaled calls replayed/);
+    const after = readFileSync(journal, 'utf8');
+    expect(after.startsWith(recorded)).toBe(true);
+    for (const line of after.trimEnd().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
     for (const { name, pid } of run.processes) {
       expect(next.output()).toContain(`Stopped the ${name} (pid ${pid})`);
       expect(alive(pid)).toBe(false);

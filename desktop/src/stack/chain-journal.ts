@@ -9,7 +9,15 @@
 // set (`evm_setNextBlockTimestamp`), so blocks, and therefore hashes, come out identical
 // (EDR's prevRandao is derived deterministically). After each entry the replayed head must equal
 // the recorded one; any difference stops the start with the entry that diverged and `--reset`.
-import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  truncateSync,
+} from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
 interface JsonRpcRequest {
@@ -115,12 +123,25 @@ export async function readHead(url: string): Promise<{ number: number; hash: str
   return { number: Number(latest.number), hash: latest.hash };
 }
 
-/** Reads a journal file: its header and entries (a torn last line, from a crash, is dropped). */
-export function readJournal(file: string): { header: JournalHeader; entries: JournalEntry[] } {
+/**
+ * Reads a journal file: its header and entries (a torn last line, from a crash, is dropped);
+ * null when it has no complete header line (the crash came before anything was recorded).
+ */
+export function readJournal(
+  file: string,
+): { header: JournalHeader; entries: JournalEntry[] } | null {
   const lines = readFileSync(file, 'utf8').split('\n');
-  const header = JSON.parse(lines[0] ?? '') as JournalHeader;
-  if (header.kind !== 'commons-chain-journal' || header.version !== 1) {
-    throw new JournalMismatchError(`${file} is not a Commons chain journal (version 1)`);
+  if (lines.length < 2) return null;
+  let header: JournalHeader | undefined;
+  try {
+    header = JSON.parse(lines[0] ?? '') as JournalHeader;
+  } catch {
+    // no complete header: handled below
+  }
+  if (header?.kind !== 'commons-chain-journal' || header.version !== 1) {
+    throw new JournalMismatchError(
+      `${file} is not a Commons chain journal (version 1). Start with --reset to begin a new chain.`,
+    );
   }
   const entries: JournalEntry[] = [];
   for (const line of lines.slice(1)) {
@@ -137,9 +158,17 @@ export function readJournal(file: string): { header: JournalHeader; entries: Jou
 /** Appends entries durably (fsync): an acknowledged transaction survives a crash. */
 class JournalWriter {
   private readonly fd: number;
-  constructor(file: string, header?: JournalHeader) {
+  /** Opens `file` for appending; a new (or empty) journal starts with `header`. */
+  constructor(file: string, header: JournalHeader) {
+    let size = 0;
+    if (existsSync(file)) {
+      // A line torn by a crash is cut off, so that what follows starts on a line of its own.
+      const text = readFileSync(file, 'utf8');
+      size = Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1));
+      if (size !== Buffer.byteLength(text)) truncateSync(file, size);
+    }
     this.fd = openSync(file, 'a', 0o600);
-    if (header) this.write(header);
+    if (size === 0) this.write(header);
   }
   write(line: JournalHeader | JournalEntry): void {
     appendFileSync(this.fd, `${JSON.stringify(line)}\n`);
@@ -189,13 +218,10 @@ export async function startJournalProxy(options: {
   nodeUrl: string;
   port: number;
   file: string;
-  header?: JournalHeader;
+  header: JournalHeader;
 }): Promise<JournalProxy> {
   const { nodeUrl } = options;
-  const journal = new JournalWriter(
-    options.file,
-    existsSync(options.file) ? undefined : options.header,
-  );
+  const journal = new JournalWriter(options.file, options.header);
   // State changes run one at a time, so the head read after a call is the head it produced.
   let queue: Promise<unknown> = Promise.resolve();
 
