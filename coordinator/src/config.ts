@@ -67,6 +67,8 @@ export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
   --max-round-seconds N    cap on the policy's round deadline
   --rounds N               stop after N rounds (default: run until stopped)
   --eval-chars N           held-out characters to score candidates on (default all)
+  --publish-margin B       refuse a candidate worse than its parent by more than B bits/char (default 0.02)
+  --noise-seed N           seed the server's DP noise (reproducible demos only; never in production)
   --propose                open a Governor proposal for each published candidate
   --cors ORIGIN            allow browser clients from ORIGIN (repeatable)
   --log-level L            pino level (COMMONS_LOG_LEVEL, default info)`;
@@ -74,6 +76,15 @@ export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
 /** Thrown for bad flags: the CLI prints it with the usage and exits 2. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+function real(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) {
+    throw new ConfigError(`${flag} must be a number, got "${value}"`);
+  }
+  return n;
 }
 
 function int(value: string | undefined, flag: string): number | undefined {
@@ -109,6 +120,8 @@ export async function configFromArgs(
         'max-round-seconds': { type: 'string' },
         rounds: { type: 'string' },
         'eval-chars': { type: 'string' },
+        'publish-margin': { type: 'string' },
+        'noise-seed': { type: 'string' },
         propose: { type: 'boolean' },
         cors: { type: 'string', multiple: true },
         'log-level': { type: 'string' },
@@ -148,6 +161,8 @@ export async function configFromArgs(
     maxRoundSeconds: int(values['max-round-seconds'], '--max-round-seconds'),
     maxRounds: int(values.rounds, '--rounds'),
     evalChars: int(values['eval-chars'], '--eval-chars'),
+    publishMarginBpc: real(values['publish-margin'], '--publish-margin'),
+    noiseSeed: int(values['noise-seed'], '--noise-seed'),
     proposeActivation: values.propose,
     corsOrigins: values.cors,
     logLevel: values['log-level'] ?? env['COMMONS_LOG_LEVEL'],
