@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // commons-stack (`npm start`): the local chain with the DAO, the coordinator and the desktop
 // app, each in its own process; Ctrl-C (SIGINT) or SIGTERM stops them all.
+import { DEVNET_CHAIN_ID } from '@commons/contracts';
 import { parseStackArgs, STACK_USAGE, startStack, StackUsageError } from '../src/stack/index.ts';
 
 async function main(): Promise<void> {
@@ -19,17 +20,23 @@ async function main(): Promise<void> {
   const stack = await startStack(options, undefined, starting.signal);
   process.off('SIGINT', abort);
   process.off('SIGTERM', abort);
-  console.log(
-    `Dev accounts  the public Hardhat test accounts (mnemonic "test … junk"); account 0 runs the coordinator`,
-  );
+  if (stack.chainId === DEVNET_CHAIN_ID) {
+    console.log(
+      'Dev accounts  the public Hardhat test accounts (mnemonic "test … junk"), 0-4 funded and delegated' +
+        (options.coordinatorUrl ? '' : '; account 0 runs the coordinator'),
+    );
+  }
+  // Keeps the launcher alive until a signal, even when it started no process of its own.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   console.log('Ready. Press Ctrl-C to stop everything.');
 
   let stopping = false;
   const stop = async (why: string, code: number) => {
     if (stopping) return;
     stopping = true;
-    console.log(`Commons: ${why}; stopping the app, the coordinator and the chain…`);
+    console.log(`Commons: ${why}; stopping what was started…`);
     await stack.stop();
+    clearInterval(keepAlive);
     console.log('Commons: stopped.');
     process.exit(code);
   };

@@ -279,6 +279,12 @@ export async function startStack(
     const addressesFile = options.addressesFile ?? path.join(chainDir, 'addresses.json');
     let addresses: CommonsAddresses;
     let resumed: boolean;
+    if (options.coordinatorUrl && !existsSync(addressesFile)) {
+      throw new StackError(
+        `${addressesFile} does not exist. With --coordinator, pass --addresses <file>: the ` +
+          `deployment the coordinator at ${options.coordinatorUrl} works with.`,
+      );
+    }
     if (devnet) {
       ({ addresses, reused: resumed } = await deployToRpc({
         rpcUrl,
@@ -322,7 +328,16 @@ export async function startStack(
     let coordinatorUrl: string;
     if (options.coordinatorUrl) {
       coordinatorUrl = options.coordinatorUrl;
-      log(`Coordinator   ${coordinatorUrl} (given with --coordinator; not started here)`);
+      const health = await fetch(`${coordinatorUrl}/healthz`, {
+        signal: AbortSignal.timeout(5000),
+      }).then(
+        (response) => (response.ok ? 'answers /healthz' : `/healthz answered ${response.status}`),
+        (error: unknown) =>
+          `not answering now: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      log(
+        `Coordinator   ${coordinatorUrl} (given with --coordinator, not started here; ${health})`,
+      );
     } else {
       let keyFile = options.coordinatorKeyFile;
       if (!keyFile) {
