@@ -82,8 +82,28 @@ async function holdPort(port: number): Promise<Server> {
   return server;
 }
 
-afterAll(() => {
-  for (const child of running) child.kill('SIGKILL');
+// Even when an assertion fails mid-test, nothing is left running: each launcher still up gets
+// Ctrl-C (so it stops its children), and whatever a launcher left behind is killed by group.
+afterAll(async () => {
+  for (const child of running) {
+    child.kill('SIGINT');
+    const exited = await Promise.race([
+      new Promise((resolve) => child.once('exit', () => resolve(true))),
+      new Promise((resolve) => setTimeout(() => resolve(false), 30_000)),
+    ]);
+    if (!exited) child.kill('SIGKILL');
+  }
+  const runFile = path.join(dataDir, 'stack.json');
+  if (existsSync(runFile)) {
+    const run = JSON.parse(readFileSync(runFile, 'utf8')) as { processes: { pid: number }[] };
+    for (const { pid } of run.processes) {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
   rmSync(dataDir, { recursive: true, force: true });
 });
 
