@@ -28,7 +28,7 @@ import type { ChainConnection } from '../chain/chain-connection.ts';
 import { chainError, messageOf } from '../errors.ts';
 import type { CoreEvents } from '../events.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
-import { readIfExists, writeFileAtomic } from '../storage/atomic-file.ts';
+import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
 import { Serial } from '../storage/serial.ts';
 import type { VaultService } from '../vault/vault-service.ts';
 import type { WalletService } from '../wallet/wallet-service.ts';

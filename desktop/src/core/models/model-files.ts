@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CheckpointBytes, ModelCache } from '@commons/shared/federation/base-model';
-import { writeFileAtomic } from '../storage/atomic-file.ts';
+import { writeFileAtomic } from '@commons/shared/storage/atomic-file';
 
 /** 64 lowercase hex digits, the form the store and the manifests use (the chain adds 0x). */
 export function plainHash(hash: string): string {

@@ -20,7 +20,7 @@ import type { CoreEvents } from '../events.ts';
 import type { ModelsService } from '../models/models-service.ts';
 import { plainHash } from '../models/model-files.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
-import { readIfExists, writeFileAtomic } from '../storage/atomic-file.ts';
+import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
 import type { VaultService } from '../vault/vault-service.ts';
 import {
   adapterRecordId,

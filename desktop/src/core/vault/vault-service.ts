@@ -20,7 +20,7 @@ import {
   type VaultStatus,
 } from '../../api/vault.ts';
 import type { CoreEvents } from '../events.ts';
-import { readIfExists, writeFileAtomic } from '../storage/atomic-file.ts';
+import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
 import { Serial } from '../storage/serial.ts';
 import {
   createKeychainKey,

@@ -25,10 +25,9 @@
  * a ledger this code understands is an error, never a reason to start again from zero: a
  * reset ledger would let the member's budget be spent twice.
  */
-import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { writeFileAtomic } from '../../storage/atomic-file.ts';
 import { PrivacyError } from './errors.ts';
 import type { PrivacySpent } from './rdp.ts';
 import { DEFAULT_ORDERS, computeRdp, rdpToEpsilon } from './rdp.ts';
@@ -155,7 +154,7 @@ export class PrivacyLedger {
     this.add(entry);
     const snapshot = `${JSON.stringify({ format: FORMAT, version: VERSION, entries: this.list }, null, 2)}\n`;
     // Writes are queued so that two records never interleave their renames.
-    const write = this.writing.then(() => writeAtomically(this.path, snapshot));
+    const write = this.writing.then(() => writeFileAtomic(this.path, snapshot));
     this.writing = write.catch(() => undefined);
     try {
       await write;
@@ -259,38 +258,4 @@ function formatEpsilon(epsilon: number, budget: number): string {
     text = epsilon.toFixed(digits);
   }
   return String(Number(text));
-}
-
-async function writeAtomically(path: string, text: string): Promise<void> {
-  const folder = dirname(path);
-  await mkdir(folder, { recursive: true });
-  const temp = join(folder, `.${basename(path)}.${randomUUID()}.tmp`);
-  try {
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(text, 'utf8');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-  await syncFolder(folder);
-}
-
-/** Makes the rename durable. Some platforms (Windows) cannot open a folder: best effort. */
-async function syncFolder(folder: string): Promise<void> {
-  try {
-    const handle = await open(folder, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // The ledger file itself is complete either way.
-  }
 }

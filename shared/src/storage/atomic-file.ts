@@ -1,6 +1,7 @@
-// Crash-safe file writes: a file is either its old or its new content, never a torn mix. The
-// bytes go to a temporary sibling, are flushed, and the sibling is renamed over the target
-// (atomic on POSIX and on NTFS); the folder is flushed so the rename itself survives a crash.
+// Crash-safe file writes, for the desktop core's stores and the member's privacy ledger: a
+// file is either its old or its new content, never a torn mix. The bytes go to a temporary
+// sibling (mode 0600), are flushed, and the sibling is renamed over the target (atomic on POSIX
+// and on NTFS); the folder is flushed so the rename itself survives a crash.
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
