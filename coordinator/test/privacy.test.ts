@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_POLICY, startDevnet, type Devnet } from '@commons/contracts';
+import { DEFAULT_POLICY, type Devnet } from '@commons/contracts';
 import type { FederationPolicy } from '@commons/shared/chain/policy';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
@@ -21,7 +21,8 @@ import { PrivacyLedger } from '@commons/shared/privacy/dp/ledger';
 import type { RoundResult, RoundTask } from '@commons/shared/protocol/messages';
 import { layoutOf } from '../src/aggregation/layout.ts';
 import { GENESIS_DIR } from '../src/config.ts';
-import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
+import type { Coordinator } from '../src/coordinator.ts';
+import { startFederation, type Federation } from './fixtures/federation.ts';
 import { NoisyMeanAggregator } from '../src/privacy/noisy-mean.ts';
 import { AdaptiveClipping, CLIP_LEARNING_RATE } from '../src/privacy/adaptive-clipping.ts';
 import {
@@ -153,44 +154,29 @@ describe('privacy accounting', () => {
 });
 
 describe('a private round on chain', () => {
-  let dir: string;
+  let federation: Federation | undefined;
   let devnet: Devnet;
   let coordinator: Coordinator;
   const clients: RawClient[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'commons-private-round-'));
-    devnet = await startDevnet(dir, {
-      minClients: 2,
-      maxClients: 10,
-      sampleRate: 1,
-      clipNorm: 1,
-      noiseMultiplier: 0.8,
-      delta: 1e-5,
-      secureAggregation: false,
-      aggregationRule: 'fedavg',
-      roundDeadlineSeconds: 300,
-    });
-    coordinator = await startCoordinator({
-      port: 0,
-      dataDir: path.join(dir, 'coordinator'),
-      rpcUrl: devnet.rpcUrl,
-      addressesFile: devnet.addressesFile,
-      privateKey: devnet.keys[0]!,
-      encoding: 'int8',
-      evalChars: 1000,
-      // The noise (σC/n = 0.4 a coordinate) wrecks this tiny model; publish it anyway.
-      publishMarginBpc: 100,
-      maxRounds: 1,
-      logLevel: 'silent',
-    });
+    federation = await startFederation(
+      'private-round',
+      { noiseMultiplier: 0.8, delta: 1e-5 },
+      {
+        encoding: 'int8',
+        evalChars: 1000,
+        // The noise (σC/n = 0.4 a coordinate) wrecks this tiny model; publish it anyway.
+        publishMarginBpc: 100,
+        maxRounds: 1,
+      },
+    );
+    ({ devnet, coordinator } = federation);
   });
 
   afterAll(async () => {
     for (const client of clients) client.close();
-    await coordinator?.close();
-    await devnet?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await federation?.stop();
   });
 
   it('publishes a noised candidate whose (ε, δ) is recorded in ModelRegistry', async () => {
@@ -223,6 +209,7 @@ describe('a private round on chain', () => {
 });
 
 describe("the member's privacy ledger", () => {
+  let federation: Federation | undefined;
   let dir: string;
   let devnet: Devnet;
   let coordinator: Coordinator;
@@ -230,43 +217,27 @@ describe("the member's privacy ledger", () => {
   let raw: RawClient | null = null;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'commons-ledger-'));
     // σ = 2: one round costs the member ε ≈ 2.17 at δ = 1e-5, two ≈ 3.19 — over a budget of 3.
-    devnet = await startDevnet(dir, {
-      minClients: 2,
-      maxClients: 10,
-      sampleRate: 1,
-      clipNorm: 1,
-      noiseMultiplier: 2,
-      delta: 1e-5,
-      epsilonBudget: 3,
-      secureAggregation: false,
-      aggregationRule: 'fedavg',
-      roundDeadlineSeconds: 300,
-    });
-    coordinator = await startCoordinator({
-      port: 0,
-      dataDir: path.join(dir, 'coordinator'),
-      rpcUrl: devnet.rpcUrl,
-      addressesFile: devnet.addressesFile,
-      privateKey: devnet.keys[0]!,
-      encoding: 'int8',
-      batchSize: 2,
-      maxSteps: 1,
-      evalChars: 500,
-      publishMarginBpc: 100,
-      maxRounds: 2,
-      roundIntervalMs: 0,
-      logLevel: 'silent',
-    });
+    federation = await startFederation(
+      'ledger',
+      { noiseMultiplier: 2, delta: 1e-5, epsilonBudget: 3 },
+      {
+        encoding: 'int8',
+        batchSize: 2,
+        maxSteps: 1,
+        evalChars: 500,
+        publishMarginBpc: 100,
+        maxRounds: 2,
+        roundIntervalMs: 0,
+      },
+    );
+    ({ dir, devnet, coordinator } = federation);
   });
 
   afterAll(async () => {
     await member?.close();
     raw?.close();
-    await coordinator?.close();
-    await devnet?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await federation?.stop();
   });
 
   it('joins while the budget allows, records the round, then declines and says why', async () => {
@@ -333,45 +304,30 @@ describe("the member's privacy ledger", () => {
 });
 
 describe('a secure, private round', () => {
+  let federation: Federation | undefined;
   let dir: string;
   let devnet: Devnet;
   let coordinator: Coordinator;
   const members: FederatedClient[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'commons-secure-private-'));
-    devnet = await startDevnet(dir, {
-      minClients: 3,
-      maxClients: 10,
-      sampleRate: 1,
-      clipNorm: 1,
-      noiseMultiplier: 1,
-      delta: 1e-5,
-      epsilonBudget: 100,
-      secureAggregation: true,
-      aggregationRule: 'fedavg',
-      roundDeadlineSeconds: 300,
-    });
-    coordinator = await startCoordinator({
-      port: 0,
-      dataDir: path.join(dir, 'coordinator'),
-      rpcUrl: devnet.rpcUrl,
-      addressesFile: devnet.addressesFile,
-      privateKey: devnet.keys[0]!,
-      batchSize: 2,
-      maxSteps: 1,
-      evalChars: 500,
-      publishMarginBpc: 100,
-      maxRounds: 1,
-      logLevel: 'silent',
-    });
+    federation = await startFederation(
+      'secure-private',
+      {
+        minClients: 3,
+        noiseMultiplier: 1,
+        delta: 1e-5,
+        epsilonBudget: 100,
+        secureAggregation: true,
+      },
+      { batchSize: 2, maxSteps: 1, evalChars: 500, publishMarginBpc: 100, maxRounds: 1 },
+    );
+    ({ dir, devnet, coordinator } = federation);
   });
 
   afterAll(async () => {
     await Promise.all(members.map((m) => m.close()));
-    await coordinator?.close();
-    await devnet?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await federation?.stop();
   });
 
   it("publishes with the clients' noise shares, and ε reaches the chain and every member's ledger", async () => {
@@ -463,31 +419,12 @@ describe('adaptive clipping (Andrew et al. 2021)', () => {
   });
 
   it("announces the adapted clip norm in the next round's task", async () => {
-    const roundDir = path.join(dir, 'round');
-    const devnet = await startDevnet(roundDir, {
-      minClients: 2,
-      maxClients: 10,
-      sampleRate: 1,
-      clipNorm: 1,
-      noiseMultiplier: 0,
-      clipTargetQuantile: 0.5,
-      secureAggregation: false,
-      aggregationRule: 'fedavg',
-      roundDeadlineSeconds: 300,
-    });
-    const coordinator = await startCoordinator({
-      port: 0,
-      dataDir: path.join(roundDir, 'coordinator'),
-      rpcUrl: devnet.rpcUrl,
-      addressesFile: devnet.addressesFile,
-      privateKey: devnet.keys[0]!,
-      encoding: 'int8',
-      evalChars: 500,
-      publishMarginBpc: 100,
-      maxRounds: 2,
-      roundIntervalMs: 0,
-      logLevel: 'silent',
-    });
+    const federation = await startFederation(
+      'adaptive-round',
+      { clipTargetQuantile: 0.5 },
+      { encoding: 'int8', evalChars: 500, publishMarginBpc: 100, maxRounds: 2, roundIntervalMs: 0 },
+    );
+    const { devnet, coordinator } = federation;
     const clients: RawClient[] = [];
     try {
       const base = (await readCheckpoint(GENESIS_DIR)).tensors;
@@ -516,8 +453,7 @@ describe('adaptive clipping (Andrew et al. 2021)', () => {
       expect(second.clipNorm).toBeCloseTo(Math.exp(CLIP_LEARNING_RATE * 0.5), 9);
     } finally {
       for (const client of clients) client.close();
-      await coordinator.close();
-      await devnet.stop();
+      await federation.stop();
     }
   });
 });

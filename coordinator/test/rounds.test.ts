@@ -4,22 +4,20 @@
 // (round:withdraw) is dropped at once. With fewer updates than
 // the policy's minimum the round fails cleanly (nothing published, the active model unchanged,
 // the participants marked dropped), and the next round starts and can publish.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevnet, type Devnet } from '@commons/contracts';
+import type { Devnet } from '@commons/contracts';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
 import type { RoundResult, RoundStatus, RoundTask } from '@commons/shared/protocol/messages';
 import { GENESIS_DIR } from '../src/config.ts';
-import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
+import type { Coordinator } from '../src/coordinator.ts';
+import { startFederation, type Federation } from './fixtures/federation.ts';
 import { connectRaw, type RawClient } from './fixtures/protocol-client.ts';
 import { randomUpdate, uploadFrame } from './fixtures/updates.ts';
 
-let dir: string;
+let federation: Federation | undefined;
 let devnet: Devnet;
 let coordinator: Coordinator;
 let base: NamedTensors;
@@ -58,42 +56,28 @@ async function uploadGood(client: RawClient, wallet: Wallet, task: RoundTask, se
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'commons-rounds-'));
-  devnet = await startDevnet(dir, {
-    minClients: 2,
-    maxClients: 10,
-    sampleRate: 1,
-    clipNorm: 1,
-    noiseMultiplier: 0,
-    secureAggregation: false,
-    aggregationRule: 'fedavg',
-    roundDeadlineSeconds: 600,
-  });
   base = (await readCheckpoint(GENESIS_DIR)).tensors;
-  coordinator = await startCoordinator({
-    port: 0,
-    dataDir: path.join(dir, 'coordinator'),
-    rpcUrl: devnet.rpcUrl,
-    addressesFile: devnet.addressesFile,
-    privateKey: devnet.keys[0]!,
-    encoding: 'int8',
-    evalChars: 2000,
-    publishMarginBpc: 1,
-    // The policy's deadline is capped so the straggler case takes seconds, not minutes.
-    maxRoundSeconds: 12,
-    reconnectGraceMs: 300,
-    roundIntervalMs: 0,
-    logLevel: 'silent',
-  });
+  federation = await startFederation(
+    'rounds',
+    { roundDeadlineSeconds: 600 },
+    {
+      encoding: 'int8',
+      evalChars: 2000,
+      publishMarginBpc: 1,
+      // The policy's deadline is capped so the straggler case takes seconds, not minutes.
+      maxRoundSeconds: 12,
+      reconnectGraceMs: 300,
+      roundIntervalMs: 0,
+    },
+  );
+  ({ devnet, coordinator } = federation);
   coordinator.engine.on('result', (r) => results.push(r));
   for (const key of devnet.keys.slice(1, 4)) wallets.push(new Wallet(key));
 });
 
 afterAll(async () => {
   for (const client of clients) client.close();
-  await coordinator?.close();
-  await devnet?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await federation?.stop();
 });
 
 describe('round failures', () => {

@@ -7,12 +7,10 @@
 // dropping aborts the round with the SecAgg+ reason and nothing reaches the chain; a robust
 // rule (krum) is refused at configuration; and a secure round found unfinished at start-up
 // fails instead of resuming.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDevnet, type Devnet } from '@commons/contracts';
+import type { Devnet } from '@commons/contracts';
 import { buildMerkleTree } from '@commons/shared/chain/merkle';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
@@ -24,7 +22,8 @@ import { splitText } from '@commons/shared/model/dataset';
 import { quantizationErrorBound, SECAGG_DEFAULTS } from '@commons/shared/privacy/secagg/index';
 import type { RoundResult, RoundStatus, RoundTask } from '@commons/shared/protocol/messages';
 import { GENESIS_DIR } from '../src/config.ts';
-import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
+import type { Coordinator } from '../src/coordinator.ts';
+import { coordinatorOn, startFederation, type Federation } from './fixtures/federation.ts';
 import { SECURE_ROUND_NOT_RESUMABLE } from '../src/secagg/secure-round.ts';
 import { BlobStore } from '../src/store/blobs.ts';
 import { CoordinatorDatabase } from '../src/store/database.ts';
@@ -33,6 +32,7 @@ const CLIP_NORM = 1;
 const BATCH_SIZE = 2;
 const MAX_STEPS = 2;
 
+let federation: Federation | undefined;
 let dir: string;
 let devnet: Devnet;
 let coordinator: Coordinator;
@@ -161,46 +161,38 @@ async function expectCandidateIsWeightedMean(
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'commons-secagg-'));
-  devnet = await startDevnet(dir, {
-    minClients: 3,
-    maxClients: 10,
-    sampleRate: 1,
-    clipNorm: CLIP_NORM,
-    noiseMultiplier: 0,
-    secureAggregation: true,
-    aggregationRule: 'fedavg',
-    learningRate: 0.01,
-    roundDeadlineSeconds: 600,
-  });
   const genesis = await readCheckpoint(GENESIS_DIR);
   base = genesis.tensors;
   blockSize = genesis.manifest.config.blockSize;
-  coordinator = await startCoordinator({
-    port: 0,
-    dataDir: path.join(dir, 'coordinator'),
-    rpcUrl: devnet.rpcUrl,
-    addressesFile: devnet.addressesFile,
-    privateKey: devnet.keys[0]!,
-    encoding: 'int8',
-    batchSize: BATCH_SIZE,
-    maxSteps: MAX_STEPS,
-    evalChars: 2000,
-    publishMarginBpc: 1,
-    maxRoundSeconds: 120,
-    inviteTimeoutMs: 10_000,
-    roundIntervalMs: 0,
-    logLevel: (process.env.SECAGG_TEST_LOG as 'info' | undefined) ?? 'silent',
-  });
+  federation = await startFederation(
+    'secagg',
+    {
+      minClients: 3,
+      clipNorm: CLIP_NORM,
+      secureAggregation: true,
+      learningRate: 0.01,
+      roundDeadlineSeconds: 600,
+    },
+    {
+      encoding: 'int8',
+      batchSize: BATCH_SIZE,
+      maxSteps: MAX_STEPS,
+      evalChars: 2000,
+      publishMarginBpc: 1,
+      maxRoundSeconds: 120,
+      inviteTimeoutMs: 10_000,
+      roundIntervalMs: 0,
+      logLevel: (process.env.SECAGG_TEST_LOG as 'info' | undefined) ?? 'silent',
+    },
+  );
+  ({ dir, devnet, coordinator } = federation);
   coordinator.engine.on('result', (r) => results.push(r));
   coordinator.engine.on('status', (s) => statuses.push({ ...s, at: Date.now() }));
 }, 120_000);
 
 afterAll(async () => {
   await Promise.all(allClients.map((c) => c.close()));
-  await coordinator?.close();
-  await devnet?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await federation?.stop();
 });
 
 describe('secure aggregation over a real round', () => {
@@ -292,15 +284,10 @@ describe('secure aggregation over a real round', () => {
 
 describe('secure aggregation refusals', () => {
   it('refuses a robust rule at configuration: krum needs individual updates', async () => {
-    const krum = await startCoordinator({
-      port: 0,
+    const krum = await coordinatorOn(devnet, dir, {
       dataDir: path.join(dir, 'krum'),
-      rpcUrl: devnet.rpcUrl,
-      addressesFile: devnet.addressesFile,
-      privateKey: devnet.keys[0]!,
       strategy: 'krum',
       roundIntervalMs: 60_000,
-      logLevel: 'silent',
     });
     try {
       const failed = new Promise<RoundResult>((resolve) => krum.engine.once('result', resolve));
@@ -328,15 +315,7 @@ describe('secure aggregation refusals', () => {
   it('fails a secure round left unfinished by a crash instead of resuming it', async () => {
     // The database as a kill -9 during a secure round's training leaves it.
     const dataDir = path.join(dir, 'crashed');
-    const first = await startCoordinator({
-      port: 0,
-      dataDir,
-      rpcUrl: devnet.rpcUrl,
-      addressesFile: devnet.addressesFile,
-      privateKey: devnet.keys[0]!,
-      roundIntervalMs: 60_000,
-      logLevel: 'silent',
-    });
+    const first = await coordinatorOn(devnet, dir, { dataDir, roundIntervalMs: 60_000 });
     const baseHash = (await first.chain.activeModel()).contentHash.replace(/^0x/, '');
     const { version } = await first.chain.policy();
     await first.close();
@@ -354,15 +333,7 @@ describe('secure aggregation refusals', () => {
     db.setRoundState(1, 'training');
     db.close();
 
-    const restarted = await startCoordinator({
-      port: 0,
-      dataDir,
-      rpcUrl: devnet.rpcUrl,
-      addressesFile: devnet.addressesFile,
-      privateKey: devnet.keys[0]!,
-      roundIntervalMs: 60_000,
-      logLevel: 'silent',
-    });
+    const restarted = await coordinatorOn(devnet, dir, { dataDir, roundIntervalMs: 60_000 });
     try {
       const row = restarted.db.getRound(1);
       expect(row?.state).toBe('failed');

@@ -1,8 +1,5 @@
 // Every way an upload can be wrong is refused with its named code, and none of them touches
 // the aggregate: after the bad uploads, two good ones produce exactly their weighted mean.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
@@ -11,12 +8,13 @@ import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { decodeTensors, encodeTensors } from '@commons/shared/checkpoint/update-codec';
 import type { RoundResult, RoundTask, UploadBegin } from '@commons/shared/protocol/messages';
 import { GENESIS_DIR } from '../src/config.ts';
-import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
-import { startDevnet, type Devnet } from '@commons/contracts';
+import type { Coordinator } from '../src/coordinator.ts';
+import type { Devnet } from '@commons/contracts';
+import { startFederation, type Federation } from './fixtures/federation.ts';
 import { connectRaw, type RawClient } from './fixtures/protocol-client.ts';
 import { randomUpdate as randomUpdateOf, uploadFrame } from './fixtures/updates.ts';
 
-let dir: string;
+let federation: Federation | undefined;
 let devnet: Devnet;
 let coordinator: Coordinator;
 let base: NamedTensors;
@@ -45,30 +43,13 @@ function codeOf(ack: { ok: boolean; error?: { code: string } }): string {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'commons-uploads-'));
-  devnet = await startDevnet(dir, {
-    minClients: 2,
-    maxClients: 10,
-    sampleRate: 1,
-    clipNorm: 1,
-    noiseMultiplier: 0,
-    secureAggregation: false,
-    aggregationRule: 'fedavg',
-    roundDeadlineSeconds: 300,
-  });
   base = (await readCheckpoint(GENESIS_DIR)).tensors;
-  coordinator = await startCoordinator({
-    port: 0,
-    dataDir: path.join(dir, 'coordinator'),
-    rpcUrl: devnet.rpcUrl,
-    addressesFile: devnet.addressesFile,
-    privateKey: devnet.keys[0]!,
-    encoding: 'fp32',
-    evalChars: 2000,
-    publishMarginBpc: 1,
-    maxRounds: 1,
-    logLevel: 'silent',
-  });
+  federation = await startFederation(
+    'uploads',
+    {},
+    { encoding: 'fp32', evalChars: 2000, publishMarginBpc: 1, maxRounds: 1 },
+  );
+  ({ devnet, coordinator } = federation);
   coordinator.engine.on('result', (r) => (result.value = r));
   for (const key of devnet.keys.slice(1, 4)) wallets.push(new Wallet(key));
   alice = await connectRaw(coordinator.url, wallets[0]!);
@@ -80,9 +61,7 @@ beforeAll(async () => {
 afterAll(async () => {
   alice?.close();
   bob?.close();
-  await coordinator?.close();
-  await devnet?.stop();
-  await rm(dir, { recursive: true, force: true });
+  await federation?.stop();
 });
 
 describe('upload refusals', () => {
