@@ -22,6 +22,7 @@ import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { encodeTensors, type UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
 import { layoutOf } from '../src/aggregation/layout.ts';
 import { WeightedMeanAggregator } from '../src/aggregation/weighted-mean.ts';
+import { textTable } from './table.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const PYTHON = '/usr/bin/python3';
@@ -150,9 +151,7 @@ export function formatAggregation(rows: readonly AggregationRow[]): string {
     r.numpyPeakRssMb === null ? '—' : String(r.numpyPeakRssMb),
     r.aggregatorMb.toFixed(1),
   ]);
-  const widths = header.map((h, c) => Math.max(h.length, ...cells.map((row) => row[c]!.length)));
-  const line = (row: string[]) => row.map((cell, c) => cell.padStart(widths[c]!)).join('  ');
-  return [line(header), ...cells.map(line)].join('\n');
+  return textTable(header, cells);
 }
 
 function round(value: number): number {

@@ -13,6 +13,7 @@ import {
   type CanaryExperimentResult,
 } from '../src/privacy/canary/experiment.ts';
 import type { ExposureSummary } from '../src/privacy/canary/exposure.ts';
+import { textTable } from './table.ts';
 
 export interface CanaryRow {
   run: 'no DP' | 'DP' | 'control (never planted)';
@@ -172,12 +173,9 @@ export function formatCanary(result: CanaryBenchResult): string {
     r.epsilon === null ? '∞' : r.epsilon.toFixed(2),
     `${r.published}/${r.rounds}`,
   ]);
-  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   const s = result.settings;
   return [
-    fmt(head),
-    ...lines.map(fmt),
+    textTable(head, lines, 'left'),
     `${s.canaries} canaries of ${s.digits} digits, ${s.repeats}× each in one of ${s.simulation.clients} clients' ` +
       `${(s.shardChars ?? 0).toLocaleString('en')}-char notes; ${s.simulation.rounds} rounds × ${s.simulation.maxSteps} local steps; ` +
       `rank among ${s.candidates.toLocaleString('en')} candidates; exposure = log2|R| − log2 rank (± SE over canaries)`,

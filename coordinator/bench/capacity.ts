@@ -16,6 +16,7 @@ import type { RoundResult } from '@commons/shared/protocol/messages';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
 import { ONE_MILLION_MODEL, writeInitialModel } from '../src/simulation/init-model.ts';
 import type { GeneratorInput, GeneratorMessage } from './load-generator.ts';
+import { textTable } from './table.ts';
 
 const GENERATOR = fileURLToPath(new URL('./load-generator.ts', import.meta.url));
 
@@ -280,42 +281,30 @@ export async function benchRound(
 }
 
 export function formatConnections(rows: ConnectionsRow[]): string {
-  const lines = [
-    'target    connected  failed  sign-in s  peak RSS MB',
-    '--------  ---------  ------  ---------  -----------',
-  ];
-  for (const r of rows) {
-    lines.push(
-      [
-        String(r.target).padStart(8),
-        String(r.connected).padStart(9),
-        String(r.failed).padStart(6),
-        r.seconds.toFixed(1).padStart(9),
-        r.peakRssMb.toFixed(0).padStart(11),
-      ].join('  '),
-    );
-  }
-  return lines.join('\n');
+  return textTable(
+    ['target', 'connected', 'failed', 'sign-in s', 'peak RSS MB'],
+    rows.map((r) => [
+      String(r.target),
+      String(r.connected),
+      String(r.failed),
+      r.seconds.toFixed(1),
+      r.peakRssMb.toFixed(0),
+    ]),
+  );
 }
 
 export function formatRound(rows: RoundRow[]): string {
-  const lines = [
-    'clients  params     outcome    accepted  round s  upload s  MB in    peak RSS MB',
-    '-------  ---------  ---------  --------  -------  --------  -------  -----------',
-  ];
-  for (const r of rows) {
-    lines.push(
-      [
-        String(r.clients).padStart(7),
-        r.params.toLocaleString('en').padStart(9),
-        r.outcome.padEnd(9),
-        String(r.accepted).padStart(8),
-        r.seconds.toFixed(1).padStart(7),
-        r.uploadSeconds.toFixed(1).padStart(8),
-        (r.bytesIn / 1e6).toFixed(0).padStart(7),
-        r.peakRssMb.toFixed(0).padStart(11),
-      ].join('  '),
-    );
-  }
-  return lines.join('\n');
+  return textTable(
+    ['clients', 'params', 'outcome', 'accepted', 'round s', 'upload s', 'MB in', 'peak RSS MB'],
+    rows.map((r) => [
+      String(r.clients),
+      r.params.toLocaleString('en'),
+      r.outcome,
+      String(r.accepted),
+      r.seconds.toFixed(1),
+      r.uploadSeconds.toFixed(1),
+      (r.bytesIn / 1e6).toFixed(0),
+      r.peakRssMb.toFixed(0),
+    ]),
+  );
 }

@@ -20,6 +20,7 @@ import { benchAggregation, formatAggregation } from './aggregation.ts';
 import { benchConnections, benchRound, formatConnections, formatRound } from './capacity.ts';
 import { benchConvergence, formatConvergence } from './convergence.ts';
 import { benchCanary, formatCanary } from './canary.ts';
+import { textTable } from './table.ts';
 import { benchSecAgg, type SecAggBenchRow } from '@commons/shared/bench/secagg';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -70,22 +71,19 @@ const secagg: Section<SecAggBenchRow[]> = {
   title: 'Secure aggregation (SecAgg+): 1M-parameter updates, 10% dropout, vs plain summation',
   run: () => benchSecAgg({ clients: [100, 500, 1000], params: 1_000_000 }),
   format: (rows) =>
-    [
-      'clients  k   client s  server s  secagg s  plain s  overhead  KiB/client',
-      '-------  --  --------  --------  --------  -------  --------  ----------',
-      ...rows.map((r) =>
-        [
-          String(r.clients).padStart(7),
-          String(r.numShares).padStart(2),
-          r.clientSeconds.toFixed(2).padStart(8),
-          r.serverSeconds.toFixed(2).padStart(8),
-          r.secaggSeconds.toFixed(2).padStart(8),
-          r.plainSeconds.toFixed(2).padStart(7),
-          `${r.overhead.toFixed(1)}×`.padStart(8),
-          (r.bytesPerClient / 1024).toFixed(0).padStart(10),
-        ].join('  '),
-      ),
-    ].join('\n'),
+    textTable(
+      ['clients', 'k', 'client s', 'server s', 'secagg s', 'plain s', 'overhead', 'KiB/client'],
+      rows.map((r) => [
+        String(r.clients),
+        String(r.numShares),
+        r.clientSeconds.toFixed(2),
+        r.serverSeconds.toFixed(2),
+        r.secaggSeconds.toFixed(2),
+        r.plainSeconds.toFixed(2),
+        `${r.overhead.toFixed(1)}×`,
+        (r.bytesPerClient / 1024).toFixed(0),
+      ]),
+    ),
 };
 
 /** Canary exposure without and with the policy's DP noise (Carlini et al. 2019). */
