@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { PrivacyError } from './errors.ts';
+import { parseVersionedState } from './versioned-state.ts';
 import type { PrivacySpent, SampledGaussian } from './rdp.ts';
 import { DEFAULT_ORDERS, computeRdp, rdpToEpsilon } from './rdp.ts';
 
@@ -113,19 +114,13 @@ export class RdpAccountant {
    * history, so a hand-edited or truncated state is refused rather than under-reported.
    */
   static fromJSON(value: unknown): RdpAccountant {
-    const format = (value as { format?: unknown } | null)?.format;
-    const version = (value as { version?: unknown } | null)?.version;
-    if (format !== FORMAT || version !== VERSION) {
-      throw new PrivacyError(
-        'UNSUPPORTED_VERSION',
-        `not a ${FORMAT} version ${VERSION} state (format ${String(format)}, version ${String(version)})`,
-      );
-    }
-    const parsed = stateSchema.safeParse(value);
-    if (!parsed.success) {
-      throw new PrivacyError('CORRUPT_STATE', `accountant state: ${z.prettifyError(parsed.error)}`);
-    }
-    const state = parsed.data;
+    const state = parseVersionedState(
+      value,
+      { format: FORMAT, version: VERSION },
+      stateSchema,
+      'CORRUPT_STATE',
+      'accountant state',
+    );
     if (state.rdp.length !== state.orders.length) {
       throw new PrivacyError(
         'CORRUPT_STATE',

@@ -20,6 +20,7 @@ import { z as zod } from 'zod';
 import { PrivacyError } from './errors.ts';
 import { GaussianSampler } from './gaussian.ts';
 import type { RandomSource } from './random.ts';
+import { parseVersionedState } from './versioned-state.ts';
 
 export interface AdaptiveClippingConfig {
   /** C₀ > 0: the clip norm of the first round. */
@@ -169,17 +170,11 @@ function validate(
   code: 'INVALID_ARGUMENT' | 'CORRUPT_STATE',
   value: unknown,
 ): AdaptiveClippingState {
-  const format = (value as { format?: unknown } | null)?.format;
-  const version = (value as { version?: unknown } | null)?.version;
-  if (format !== FORMAT || version !== VERSION) {
-    throw new PrivacyError(
-      'UNSUPPORTED_VERSION',
-      `not a ${FORMAT} version ${VERSION} state (format ${String(format)}, version ${String(version)})`,
-    );
-  }
-  const parsed = stateSchema.safeParse(value);
-  if (!parsed.success) {
-    throw new PrivacyError(code, `adaptive clipping: ${zod.prettifyError(parsed.error)}`);
-  }
-  return parsed.data;
+  return parseVersionedState(
+    value,
+    { format: FORMAT, version: VERSION },
+    stateSchema,
+    code,
+    'adaptive clipping',
+  );
 }
