@@ -113,13 +113,7 @@ export function shareEncryptionKey(
   peerPublicKey: Uint8Array,
   roundId: number,
 ): Uint8Array {
-  return hkdf(
-    sha256,
-    agree(secretKey, peerPublicKey),
-    roundContext('salt', roundId),
-    utf8ToBytes(`${SECAGG_DOMAIN}/share-key`),
-    32,
-  );
+  return pairKey(secretKey, peerPublicKey, roundId, 'share-key');
 }
 
 /** The PRG seed of the pairwise mask between two nodes (symmetric in the pair). */
@@ -128,11 +122,21 @@ export function pairwiseMaskSeed(
   peerPublicKey: Uint8Array,
   roundId: number,
 ): Uint8Array {
+  return pairKey(secretKey, peerPublicKey, roundId, 'pairwise-mask');
+}
+
+/** HKDF-SHA256 of the pair's X25519 secret, salted by the round, separated by `purpose`. */
+function pairKey(
+  secretKey: Uint8Array,
+  peerPublicKey: Uint8Array,
+  roundId: number,
+  purpose: 'share-key' | 'pairwise-mask',
+): Uint8Array {
   return hkdf(
     sha256,
     agree(secretKey, peerPublicKey),
     roundContext('salt', roundId),
-    utf8ToBytes(`${SECAGG_DOMAIN}/pairwise-mask`),
+    utf8ToBytes(`${SECAGG_DOMAIN}/${purpose}`),
     32,
   );
 }
