@@ -14,10 +14,10 @@ import {
   trimmedMean,
 } from '../src/aggregation/coordinate-wise.ts';
 import { readValues, viewFrame } from '../src/aggregation/frame-view.ts';
+import { AggregationError } from '../src/aggregation/aggregator.ts';
 import { KrumAggregator } from '../src/aggregation/krum.ts';
 import { flatten, layoutOf, unflatten, type ParameterLayout } from '../src/aggregation/layout.ts';
 import { WeightedMeanAggregator } from '../src/aggregation/weighted-mean.ts';
-import { StrategyError } from '../src/strategy/errors.ts';
 
 /** Deterministic uniform [0, 1) (mulberry32). */
 function rng(seed: number): () => number {
@@ -245,7 +245,9 @@ describe('WeightedMeanAggregator (FedAvg, streaming)', () => {
     const wrong = encodeTensors(randomTensors(rng(11), 1, [['a', [3]]]), 'fp32');
     expect(() => aggregator.add(wrong, 1)).toThrow(CheckpointError);
     for (const bad of [0, -1, Number.NaN, Infinity]) {
-      expect(() => aggregator.add(encodeTensors(updates[1]!, 'fp32'), bad)).toThrow(StrategyError);
+      expect(() => aggregator.add(encodeTensors(updates[1]!, 'fp32'), bad)).toThrow(
+        AggregationError,
+      );
     }
     expect(aggregator.count).toBe(1);
     expect(aggregator.result()).toEqual(before);

@@ -3,6 +3,7 @@ import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
 import { describe, expect, it } from 'vitest';
 import { layoutOf } from '../src/aggregation/layout.ts';
+import { secureAggregationRefusal } from '../src/secagg/secure-round.ts';
 import {
   FedAdagrad,
   FedAdam,
@@ -10,6 +11,7 @@ import {
   FedYogi,
   STRATEGY_NAMES,
   StrategyError,
+  averagingStrategyNames,
   createStrategy,
   type FedOpt,
   type FedOptOptions,
@@ -89,6 +91,18 @@ describe('createStrategy', () => {
     expect(() => createStrategy('trimmed-mean', { trimFraction: 0.5 })).toThrow(/INVALID_OPTION/);
     expect(() => createStrategy('multi-krum', { byzantine: 1.5 })).toThrow(/INVALID_OPTION/);
     expect(() => createStrategy('multi-krum', { selected: 0 })).toThrow(/INVALID_OPTION/);
+  });
+
+  it('says which rules average (the ones DP noise and secure aggregation can wrap)', () => {
+    const averaging = STRATEGY_NAMES.filter((name) => createStrategy(name).averages);
+    expect(averaging).toEqual(['fedavg', 'fedprox', 'fedadam', 'fedyogi', 'fedadagrad']);
+    expect(averagingStrategyNames()).toEqual(averaging);
+    // A mean-averaging rule runs under secure aggregation; an order statistic is refused by name.
+    expect(secureAggregationRefusal(createStrategy('fedadam'))).toBeNull();
+    expect(secureAggregationRefusal(createStrategy('fedmedian'))).toBe(
+      'fedmedian needs individual updates, which secure aggregation hides; with secure ' +
+        'aggregation use fedavg, fedprox, fedadam, fedyogi, fedadagrad',
+    );
   });
 });
 

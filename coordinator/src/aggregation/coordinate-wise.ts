@@ -1,4 +1,4 @@
-import type { Aggregator } from '../strategy/strategy.ts';
+import type { Aggregator } from './aggregator.ts';
 import type { ParameterLayout } from './layout.ts';
 import { RetainedUpdates } from './retained-updates.ts';
 

@@ -1,5 +1,4 @@
-import type { Aggregator } from '../strategy/strategy.ts';
-import { StrategyError } from '../strategy/errors.ts';
+import { AggregationError, type Aggregator } from './aggregator.ts';
 import { FP16_WEIGHT_FACTOR, foldKernels, type FoldKernels } from './fold-kernels.ts';
 import { BYTES_PER_VALUE, viewFrame } from './frame-view.ts';
 import type { ParameterLayout } from './layout.ts';
@@ -35,7 +34,7 @@ export class WeightedMeanAggregator implements Aggregator {
     // +4 values: a chunk padded to a multiple of 4 may add zeros just past the end.
     const pages = Math.ceil((ACC_BASE + (layout.size + 4) * 8) / WASM_PAGE);
     if (pages > MAX_PAGES) {
-      throw new StrategyError(
+      throw new AggregationError(
         'MODEL_TOO_LARGE',
         `${layout.size} parameters need ${pages} wasm pages; the most is ${MAX_PAGES}`,
       );
@@ -110,7 +109,7 @@ export class WeightedMeanAggregator implements Aggregator {
 /** An update's weight is its example count: a positive finite number. */
 export function checkWeight(numExamples: number): void {
   if (!(Number.isFinite(numExamples) && numExamples > 0)) {
-    throw new StrategyError(
+    throw new AggregationError(
       'INVALID_WEIGHT',
       `an update's example count must be positive and finite, got ${numExamples}`,
     );

@@ -15,16 +15,7 @@
 // privacy claim would be false.
 import { addGaussianNoise } from '@commons/shared/privacy/dp/gaussian';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
-import type { Aggregator } from '../strategy/strategy.ts';
-
-/** Strategies whose aggregate is a mean of the updates, so σ·C noise on the sum is calibrated. */
-export const MEAN_STRATEGIES: ReadonlySet<string> = new Set([
-  'fedavg',
-  'fedprox',
-  'fedadam',
-  'fedyogi',
-  'fedadagrad',
-]);
+import type { Aggregator } from '../aggregation/aggregator.ts';
 
 export interface NoisyMeanOptions {
   clipNorm: number;

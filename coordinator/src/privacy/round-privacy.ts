@@ -10,8 +10,10 @@ import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 import type { CoordinatorDatabase } from '../store/database.ts';
-import type { Aggregator, Strategy } from '../strategy/strategy.ts';
-import { MEAN_STRATEGIES, NoisyMeanAggregator } from './noisy-mean.ts';
+import type { Aggregator } from '../aggregation/aggregator.ts';
+import { averagingStrategyNames } from '../strategy/index.ts';
+import type { Strategy } from '../strategy/strategy.ts';
+import { NoisyMeanAggregator } from './noisy-mean.ts';
 
 /** A round whose policy cannot be obeyed with the strategy chosen (it fails with the message). */
 export class RoundConfigError extends Error {
@@ -32,9 +34,9 @@ export function roundAggregator(
 ): Aggregator {
   const inner = strategy.createAggregator(layout);
   if (policy.noiseMultiplier === 0 || policy.secureAggregation) return inner;
-  if (!MEAN_STRATEGIES.has(strategy.name)) {
+  if (!strategy.averages) {
     throw new RoundConfigError(
-      `${strategy.name} cannot be made differentially private by adding noise to a mean; the policy's noise multiplier ${policy.noiseMultiplier} needs fedavg, fedprox or a FedOpt rule`,
+      `${strategy.name} cannot be made differentially private by adding noise to a mean; the policy's noise multiplier ${policy.noiseMultiplier} needs one of ${averagingStrategyNames().join(', ')}`,
     );
   }
   return new NoisyMeanAggregator(inner, {

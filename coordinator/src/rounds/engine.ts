@@ -470,7 +470,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     if (row.id !== nextId) throw new Error(`round id ${row.id} is not the expected ${nextId}`);
     db.setRoundState(row.id, 'configuring');
     // Secure aggregation hides single updates: a rule that needs them cannot run (secagg/).
-    const secureRefusal = policy.secureAggregation ? secureAggregationRefusal(strategy.name) : null;
+    const secureRefusal = policy.secureAggregation ? secureAggregationRefusal(strategy) : null;
     if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
     let aggregator: Aggregator;
     try {

@@ -15,6 +15,8 @@ import { splitNoiseStddev } from '@commons/shared/privacy/dp/calibration';
 import type { SecureAggregationTask } from '@commons/shared/protocol/messages';
 import { DEFAULT_CHUNK_BYTES } from '@commons/shared/protocol/upload';
 import type { Logger } from 'pino';
+import { averagingStrategyNames } from '../strategy/index.ts';
+import type { Strategy } from '../strategy/strategy.ts';
 import {
   runSecureAggregation,
   type SecureAggregationOutcome,
@@ -22,27 +24,21 @@ import {
 } from './driver.ts';
 import type { SecAggTransport } from './transport.ts';
 
-/** The rules whose aggregate is a weighted mean of the updates, which a sum is enough for. */
-export const SUM_STRATEGIES: ReadonlySet<string> = new Set([
-  'fedavg',
-  'fedprox',
-  'fedadam',
-  'fedyogi',
-  'fedadagrad',
-]);
-
 /** Why a recovered secure round fails instead of resuming. */
 export const SECURE_ROUND_NOT_RESUMABLE =
   'the coordinator restarted during a secure-aggregation round: the masked sum, the key ' +
   'advertisements and the revealed shares lived only in its memory (by design, nothing ' +
   'unmaskable is written to disk), so the round cannot resume';
 
-/** Why `strategy` cannot run under secure aggregation, or null when it can. */
-export function secureAggregationRefusal(strategy: string): string | null {
-  if (SUM_STRATEGIES.has(strategy)) return null;
+/**
+ * Why `strategy` cannot run under secure aggregation, or null when it can: a rule whose
+ * aggregate is a weighted mean of the updates (Strategy.averages) needs only their sum.
+ */
+export function secureAggregationRefusal(strategy: Strategy): string | null {
+  if (strategy.averages) return null;
   return (
-    `${strategy} needs individual updates, which secure aggregation hides; with secure ` +
-    `aggregation use ${[...SUM_STRATEGIES].join(', ')}`
+    `${strategy.name} needs individual updates, which secure aggregation hides; with secure ` +
+    `aggregation use ${averagingStrategyNames().join(', ')}`
   );
 }
 

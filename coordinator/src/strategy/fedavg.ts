@@ -1,13 +1,8 @@
+import type { Aggregator } from '../aggregation/aggregator.ts';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 import { WeightedMeanAggregator } from '../aggregation/weighted-mean.ts';
 import { StrategyError } from './errors.ts';
-import type {
-  Aggregator,
-  ClientFitConfig,
-  RoundConfigInput,
-  Strategy,
-  StrategyState,
-} from './strategy.ts';
+import type { ClientFitConfig, RoundConfigInput, Strategy, StrategyState } from './strategy.ts';
 
 /**
  * Federated Averaging (McMahan et al. 2017): clients train locally with the policy's epochs
@@ -17,6 +12,8 @@ import type {
  */
 export class FedAvg implements Strategy {
   readonly name: string = 'fedavg';
+  /** A weighted mean, and so are FedProx's and the FedOpt family's (they inherit this). */
+  readonly averages: boolean = true;
 
   configureRound({ policy }: RoundConfigInput): ClientFitConfig {
     return { localEpochs: policy.localEpochs, learningRate: policy.learningRate, proxMu: 0 };

@@ -1,7 +1,7 @@
 import { MedianAggregator } from '../aggregation/coordinate-wise.ts';
+import type { Aggregator } from '../aggregation/aggregator.ts';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 import { FedAvg } from './fedavg.ts';
-import type { Aggregator } from './strategy.ts';
 
 /**
  * FedMedian (Yin et al. 2018): the aggregate delta is the coordinate-wise median of the
@@ -11,6 +11,8 @@ import type { Aggregator } from './strategy.ts';
  */
 export class FedMedian extends FedAvg {
   override readonly name: string = 'fedmedian';
+  /** Not a mean: the coordinate-wise median is an order statistic. */
+  override readonly averages: boolean = false;
 
   override createAggregator(layout: ParameterLayout): Aggregator {
     return new MedianAggregator(layout);

@@ -1,8 +1,8 @@
 import { KrumAggregator } from '../aggregation/krum.ts';
+import type { Aggregator } from '../aggregation/aggregator.ts';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 import { FedAvg } from './fedavg.ts';
 import { checkOption } from './options.ts';
-import type { Aggregator } from './strategy.ts';
 
 export interface MultiKrumOptions {
   /** f ≥ 0, the Byzantine updates tolerated (default 1). A round needs n ≥ 2f + 3 updates. */
@@ -20,6 +20,8 @@ export interface MultiKrumOptions {
  */
 export class MultiKrum extends FedAvg {
   override readonly name: string = 'multi-krum';
+  /** Not a mean: which updates are averaged depends on their pairwise distances. */
+  override readonly averages: boolean = false;
   readonly byzantine: number;
   readonly selected: number | undefined;
 

@@ -1,8 +1,8 @@
 import { TrimmedMeanAggregator } from '../aggregation/coordinate-wise.ts';
+import type { Aggregator } from '../aggregation/aggregator.ts';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 import { FedAvg } from './fedavg.ts';
 import { checkOption } from './options.ts';
-import type { Aggregator } from './strategy.ts';
 
 export interface TrimmedMeanOptions {
   /** β ∈ [0, 0.5): the fraction of values cut from each side per coordinate (default 0.2). */
@@ -17,6 +17,8 @@ export interface TrimmedMeanOptions {
  */
 export class TrimmedMean extends FedAvg {
   override readonly name: string = 'trimmed-mean';
+  /** Not a mean: which values are trimmed depends on every update, so it is not a mean of them. */
+  override readonly averages: boolean = false;
   readonly trimFraction: number;
 
   constructor({ trimFraction = 0.2 }: TrimmedMeanOptions = {}) {
