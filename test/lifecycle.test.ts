@@ -21,7 +21,7 @@ import type { FederationPolicy } from '@commons/shared/chain/policy';
 import { fetchBaseModel } from '@commons/shared/federation/base-model';
 import { readCorpus } from '@commons/shared/model/corpus';
 import { splitText } from '@commons/shared/model/dataset';
-import { assignRoles, parseRoles } from '@commons/coordinator/simulation/roles';
+import { assignRoles, parseRoles } from '@commons/coordinator/lab/simulation/roles';
 import { runProposal, TxLog } from '../desktop/src/demo/governance.ts';
 import { replyWithActiveModel } from '../desktop/src/demo/member.ts';
 

@@ -1,7 +1,7 @@
 // Canary exposure (Carlini et al. 2019, "The Secret Sharer"): how much of a secret planted in
 // one contributor's notes the federation's published model gives away, without DP noise and
 // with the policy's noise multiplier at the same clip norm. Both runs go through the real
-// devnet, coordinator and FederatedClients (src/privacy/canary/experiment.ts); the control row
+// devnet, coordinator and FederatedClients (lab/canary/experiment.ts); the control row
 // is never-planted secrets of the same templates on the no-DP model (must look random).
 // Larger than the test's runs: more canaries, more candidates, more rounds.
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,8 +11,8 @@ import {
   runCanaryExperiment,
   type CanaryExperimentOptions,
   type CanaryExperimentResult,
-} from '../src/privacy/canary/experiment.ts';
-import type { ExposureSummary } from '../src/privacy/canary/exposure.ts';
+} from '../lab/canary/experiment.ts';
+import type { ExposureSummary } from '../lab/canary/exposure.ts';
 import { textTable } from './table.ts';
 
 export interface CanaryRow {

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
 import type { RoundResult } from '@commons/shared/protocol/messages';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
-import { ONE_MILLION_MODEL, writeInitialModel } from '../src/simulation/init-model.ts';
+import { ONE_MILLION_MODEL, writeInitialModel } from '../lab/simulation/init-model.ts';
 import type { GeneratorInput, GeneratorMessage } from './load-generator.ts';
 import { textTable } from './table.ts';
 

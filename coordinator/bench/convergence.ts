@@ -2,7 +2,7 @@
 // Efficient Learning of Deep Networks from Decentralized Data", table 2/4): how many rounds FedAvg
 // (several local steps per round) and FedSGD (one local step per round) need to reach a target
 // validation loss, and the ratio. Both are full simulations through the real chain, coordinator
-// and clients (src/simulation/simulation.ts).
+// and clients (lab/simulation/simulation.ts).
 //
 // The target is the centralised baseline's validation loss ×1.05, the baseline being the same
 // initial model trained in one place on the union of the clients' data for the compute of the
@@ -13,7 +13,7 @@
 import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { runSimulation, SIMULATION_DEFAULTS } from '../src/simulation/simulation.ts';
+import { runSimulation, SIMULATION_DEFAULTS } from '../lab/simulation/simulation.ts';
 
 export interface ConvergenceResult {
   clients: number;

@@ -1,6 +1,6 @@
 // `npm run simulate -- --clients 50 --rounds 10 [--strategy fedavg] [--seed N] [--out DIR]`:
 // federated training on LEAF's non-IID Shakespeare split through the real chain, coordinator and
-// clients (src/simulation/simulation.ts), against a centralised baseline of the same compute.
+// clients (lab/simulation/simulation.ts), against a centralised baseline of the same compute.
 // Prints a table per round; writes <out>/simulation.json and <out>/val-loss.svg.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -9,7 +9,7 @@ import {
   SIMULATION_DEFAULTS,
   type RoundRow,
   type SimulationOptions,
-} from '../src/simulation/simulation.ts';
+} from '../lab/simulation/simulation.ts';
 
 const USAGE = `usage: npm run simulate -- [options]
 

@@ -12,7 +12,7 @@ import { selectBackend } from '@commons/shared/backend/select';
 import { evaluate } from '@commons/shared/model/evaluate';
 import { Rng } from '@commons/shared/model/rng';
 import { GPT } from '@commons/shared/model/transformer';
-import { candidateSentences, makeCanaries, plantCanaries } from '../src/privacy/canary/canaries.ts';
+import { candidateSentences, makeCanaries, plantCanaries } from '../lab/canary/canaries.ts';
 import {
   extrapolatedExposure,
   exposurePValue,
@@ -21,12 +21,9 @@ import {
   randomExposure,
   rankExposure,
   skewNormalLogCdf,
-} from '../src/privacy/canary/exposure.ts';
-import {
-  runCanaryExperiment,
-  type CanaryExperimentOptions,
-} from '../src/privacy/canary/experiment.ts';
-import { genesisTokenizer, SIMULATION_MODEL } from '../src/simulation/init-model.ts';
+} from '../lab/canary/exposure.ts';
+import { runCanaryExperiment, type CanaryExperimentOptions } from '../lab/canary/experiment.ts';
+import { genesisTokenizer, SIMULATION_MODEL } from '../lab/simulation/init-model.ts';
 
 /** Φ(x) by the trapezoid rule on the density: a reference independent of the code under test. */
 function normalCdf(x: number): number {

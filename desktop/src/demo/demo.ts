@@ -16,9 +16,12 @@ import path from 'node:path';
 import { DEFAULT_POLICY, defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
 import { startCoordinator, type Coordinator } from '@commons/coordinator/coordinator';
 import { CandidateEvaluator } from '@commons/coordinator/rounds/evaluator';
-import { ClientPool } from '@commons/coordinator/simulation/client-pool';
-import { SIMULATION_MODEL, writeInitialModel } from '@commons/coordinator/simulation/init-model';
-import { assignRoles, parseRoles } from '@commons/coordinator/simulation/roles';
+import { ClientPool } from '@commons/coordinator/lab/simulation/client-pool';
+import {
+  SIMULATION_MODEL,
+  writeInitialModel,
+} from '@commons/coordinator/lab/simulation/init-model';
+import { assignRoles, parseRoles } from '@commons/coordinator/lab/simulation/roles';
 import { selectBackend } from '@commons/shared/backend/select';
 import { CommonsClient } from '@commons/shared/chain/client';
 import type { FederationPolicy } from '@commons/shared/chain/policy';

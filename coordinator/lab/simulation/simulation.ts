@@ -18,8 +18,8 @@ import { readCorpus } from '@commons/shared/model/corpus';
 import { splitText } from '@commons/shared/model/dataset';
 import { BpeTokenizer } from '@commons/shared/model/tokenizer';
 import type { RoundResult, RoundStatus } from '@commons/shared/protocol/messages';
-import { startCoordinator, type Coordinator } from '../coordinator.ts';
-import { CandidateEvaluator } from '../rounds/evaluator.ts';
+import { startCoordinator, type Coordinator } from '../../src/coordinator.ts';
+import { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 import { runBaseline, type BaselinePoint } from './baseline.ts';
 import { ClientPool } from './client-pool.ts';
 import { DevnetGovernance } from './devnet-governance.ts';
@@ -69,7 +69,7 @@ export interface SimulationOptions {
   targetLoss?: number;
   /**
    * Rewrites client `index`'s shard text before it is tokenised, e.g. to plant canary
-   * sentences in one contributor's private data (privacy/canary); the split and every other
+   * sentences in one contributor's private data (lab/canary); the split and every other
    * shard are unchanged.
    */
   editShard?: (index: number, text: string) => string;

@@ -8,7 +8,7 @@ import type { Manifest } from '@commons/shared/checkpoint/manifest';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { Trainer } from '@commons/shared/model/trainer';
 import { GPT } from '@commons/shared/model/transformer';
-import type { CandidateEvaluator } from '../rounds/evaluator.ts';
+import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export interface BaselineOptions {
   manifest: Manifest;

@@ -11,7 +11,7 @@ import {
   SIMULATION_DEFAULTS,
   type SimulationOptions,
   type SimulationResult,
-} from '../../simulation/simulation.ts';
+} from '../simulation/simulation.ts';
 import { candidateSentences, makeCanaries, plantCanaries, type Canary } from './canaries.ts';
 import {
   extrapolatedExposure,

@@ -6,7 +6,7 @@ import type { ModelConfig } from '@commons/shared/model/config';
 import { saveModel } from '@commons/shared/model/checkpoint';
 import { BpeTokenizer } from '@commons/shared/model/tokenizer';
 import { GPT } from '@commons/shared/model/transformer';
-import { GENESIS_DIR } from '../config.ts';
+import { GENESIS_DIR } from '../../src/config.ts';
 
 /** ~200k parameters: small enough that 10 clients train a round in seconds on 2 cores. */
 export const SIMULATION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
