@@ -5,7 +5,9 @@ import { join, resolve } from 'node:path';
 
 import { sha256Hex } from '@commons/shared/checkpoint/index';
 
-import { isErrorCode, statOrUndefined, syncDirectory, writeNewFileDurably } from './durable-fs.ts';
+import { syncDirectory, writeNewFileDurably } from '@commons/shared/storage/durable-write';
+
+import { isErrorCode, statOrUndefined } from './durable-fs.ts';
 import { assertSha256Hex, isSha256Hex, StoreError } from './errors.ts';
 
 /**

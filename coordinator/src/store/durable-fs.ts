@@ -1,35 +1,8 @@
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 
-/** The few file-system steps the stores need to make writes survive a crash. */
-
-/** Writes `bytes` to a new file (refusing an existing one) and fsyncs it before closing. */
-export async function writeNewFileDurably(path: string, bytes: Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx');
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Makes a rename or a new entry durable. Some platforms (Windows) cannot open a folder. */
-export async function syncDirectory(path: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch {
-    return;
-  }
-  try {
-    await handle.sync();
-  } catch {
-    // Best effort: the platform cannot fsync a folder.
-  } finally {
-    await handle.close();
-  }
-}
+// What the stores ask the file system besides writing: whether something is there, and which
+// error a call failed with. The fsync steps themselves are shared/src/storage/durable-write.ts.
 
 /** stat(), or undefined when nothing is there. */
 export async function statOrUndefined(path: string): Promise<Stats | undefined> {

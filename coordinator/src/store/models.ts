@@ -15,8 +15,9 @@ import {
   WEIGHTS_FILE,
   writeCheckpoint,
 } from '@commons/shared/checkpoint/folder';
+import { syncDirectory } from '@commons/shared/storage/durable-write';
 
-import { isErrorCode, statOrUndefined, syncDirectory } from './durable-fs.ts';
+import { isErrorCode, statOrUndefined } from './durable-fs.ts';
 import { assertSha256Hex, isSha256Hex, StoreError } from './errors.ts';
 
 /** The files of a published model, the only ones the HTTP routes serve. */

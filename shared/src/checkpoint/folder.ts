@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+
+import { syncDirectory, writeNewFileDurably } from '../storage/durable-write.ts';
 
 import {
   decodeCheckpoint,
@@ -38,8 +40,10 @@ export async function writeCheckpoint(
   const temp = join(parent, `.${basename(target)}.partial-${randomUUID()}`);
   await mkdir(temp);
   try {
-    await writeDurably(join(temp, WEIGHTS_FILE), weights);
-    await writeDurably(
+    // Each file is flushed, so the rename below never publishes a name whose data is not on
+    // disk; the parent folder is flushed after it, so the rename itself survives a crash.
+    await writeNewFileDurably(join(temp, WEIGHTS_FILE), weights);
+    await writeNewFileDurably(
       join(temp, MANIFEST_FILE),
       new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`),
     );
@@ -76,31 +80,6 @@ async function readRequired(path: string): Promise<Uint8Array> {
       throw new CheckpointError('MISSING_FILE', `${path} does not exist`, { cause: error });
     }
     throw error;
-  }
-}
-
-/** Write and fsync, so the rename below never publishes a name whose data is not on disk. */
-async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx');
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Makes the rename itself durable. Some platforms (Windows) cannot open a folder: skip. */
-async function syncDirectory(path: string): Promise<void> {
-  try {
-    const handle = await open(path, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // Best effort only: the checkpoint is complete either way.
   }
 }
 

@@ -3,38 +3,22 @@
 // sibling (mode 0600), are flushed, and the sibling is renamed over the target (atomic on POSIX
 // and on NTFS); the folder is flushed so the rename itself survives a crash.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { syncDirectory, writeNewFileDurably } from './durable-write.ts';
 
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   const dir = dirname(file);
   await mkdir(dir, { recursive: true });
   const temp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeNewFileDurably(temp, data, 0o600);
     await rename(temp, file);
   } catch (err) {
     await rm(temp, { force: true });
     throw err;
   }
-  await syncDir(dir);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  // Windows cannot open a folder for fsync; its renames are journalled by NTFS instead.
-  if (process.platform === 'win32') return;
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await syncDirectory(dir);
 }
 
 /** The file's bytes, or undefined when it does not exist. */
