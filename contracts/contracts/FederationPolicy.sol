@@ -36,6 +36,11 @@ contract FederationPolicy is AccessControl {
     /// @param secAggThresholdMicro Fraction of a neighbourhood whose shares reconstruct a dropped
     /// client's mask seed, (0.5, 1]: above one half so that two disjoint groups cannot both
     /// reconstruct.
+    /// @param maxExamplesPerUpdate Most examples one upload's FedAvg weight may count, [1, 2^32 − 1]:
+    /// on rounds without DP noise the coordinator weights an update by min(its reported
+    /// numExamples, this cap), so no client can make its update dictate the average by reporting
+    /// a huge count (DP rounds already weight every update equally). Appended last: earlier
+    /// fields keep their ABI positions.
     struct Policy {
         uint64 clipNormMicro;
         uint64 noiseMultiplierMicro;
@@ -52,6 +57,7 @@ contract FederationPolicy is AccessControl {
         uint32 clipTargetQuantileMicro;
         uint16 secAggNumShares;
         uint32 secAggThresholdMicro;
+        uint64 maxExamplesPerUpdate;
     }
 
     Policy[] private _versions;
@@ -124,6 +130,7 @@ contract FederationPolicy is AccessControl {
             }
         }
         _range("secAggThreshold", p.secAggThresholdMicro, 0.5e6 + 1, 1e6);
+        _range("maxExamplesPerUpdate", p.maxExamplesPerUpdate, 1, type(uint32).max);
     }
 
     function _range(string memory field, uint256 value, uint256 min, uint256 max) private pure {

@@ -60,6 +60,9 @@ export const DEFAULT_POLICY: FederationPolicy = {
   clipTargetQuantile: 0,
   secAggNumShares: 0,
   secAggThreshold: 0.666667,
+  // Without DP noise an upload weighs at most this many examples in FedAvg: well above an honest
+  // member's local set, far below what would let one upload outweigh the rest.
+  maxExamplesPerUpdate: 10_000,
 };
 
 export interface DeployOptions {

@@ -68,6 +68,16 @@ describe('FederationPolicy', () => {
     ['secAggThreshold', { secAggThresholdMicro: 0n }, 0n, 500_001n, 1_000000n],
     ['secAggThreshold', { secAggThresholdMicro: 500_000n }, 500_000n, 500_001n, 1_000000n],
     ['secAggThreshold', { secAggThresholdMicro: 1_000001n }, 1_000001n, 500_001n, 1_000000n],
+    ['maxExamplesPerUpdate', { maxExamplesPerUpdate: 0n }, 0n, 1n, 2n ** 32n - 1n],
+    ['maxExamplesPerUpdate', { maxExamplesPerUpdate: 2n ** 32n }, 2n ** 32n, 1n, 2n ** 32n - 1n],
+    // The attack of issue 11 item 16: a weight of 2^53 − 1 cannot even be set as the cap.
+    [
+      'maxExamplesPerUpdate',
+      { maxExamplesPerUpdate: 2n ** 53n - 1n },
+      2n ** 53n - 1n,
+      1n,
+      2n ** 32n - 1n,
+    ],
   ];
 
   it.each(edges)('rejects %s out of range (%o)', async (field, patch, value, min, max) => {
@@ -145,6 +155,7 @@ describe('FederationPolicy', () => {
       clipTargetQuantileMicro: 0n,
       secAggNumShares: 0n,
       secAggThresholdMicro: 500_001n,
+      maxExamplesPerUpdate: 1n,
     };
     const smallestNeighbourhood = { ...lowest, clipTargetQuantileMicro: 1n, secAggNumShares: 3n };
     const highest = {
@@ -163,6 +174,7 @@ describe('FederationPolicy', () => {
       clipTargetQuantileMicro: 999_999n,
       secAggNumShares: 1001n,
       secAggThresholdMicro: 1_000000n,
+      maxExamplesPerUpdate: 2n ** 32n - 1n,
     };
     for (const p of [lowest, smallestNeighbourhood, highest]) {
       expect(policyViolation(p)).toBeNull();
@@ -204,6 +216,8 @@ describe('FederationPolicy', () => {
           rng.next() < 0.85 ? base.secAggNumShares : rng.next() < 0.2 ? 0n : around(3n, 1001n),
         secAggThresholdMicro:
           rng.next() < 0.9 ? base.secAggThresholdMicro : around(500_001n, 1_000000n),
+        maxExamplesPerUpdate:
+          rng.next() < 0.9 ? base.maxExamplesPerUpdate : around(1n, 2n ** 32n - 1n),
       };
       const violation = policyViolation(p);
       const call = policy.getFunction('setPolicy').staticCall(p);

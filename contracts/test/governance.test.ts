@@ -118,6 +118,20 @@ describe('policy change', () => {
     expect(await f.client.policyAt(1)).toEqual(DEFAULT_POLICY);
   });
 
+  it('sets the weight cap per upload by vote; a cap of 0 reverts at execution by name', async () => {
+    const next = { ...DEFAULT_POLICY, maxExamplesPerUpdate: 500 };
+    await f.pass(await f.as(f.accounts.alice).proposePolicy(next, 'Cap FedAvg weight at 500'));
+    expect(await f.client.policy()).toEqual({ version: 2, policy: next });
+    const zero = await f.as(f.accounts.alice).proposePolicy({ ...next, maxExamplesPerUpdate: 0 });
+    await expectRevert(f.pass(zero), 'FederationPolicyOutOfRange', [
+      'maxExamplesPerUpdate',
+      0n,
+      1n,
+      2n ** 32n - 1n,
+    ]);
+    expect((await f.client.policy()).policy.maxExamplesPerUpdate).toBe(500);
+  });
+
   it('an out-of-range policy passes the vote but reverts at execution', async () => {
     const id = await f.as(f.accounts.alice).proposePolicy({ ...DEFAULT_POLICY, localEpochs: 0 });
     await expectRevert(f.pass(id), 'FederationPolicyOutOfRange', ['localEpochs', 0n, 1n, 100n]);

@@ -33,6 +33,7 @@ const POLICY: FederationPolicy = {
   clipTargetQuantile: 0,
   secAggNumShares: 0,
   secAggThreshold: 0.666667,
+  maxExamplesPerUpdate: 10_000,
 };
 
 const LAYOUT = layoutOf([

@@ -4,6 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   AGGREGATION_RULES,
+  MAX_EXAMPLES_PER_UPDATE_LIMIT,
   decodePolicy,
   encodePolicy,
   policyViolation,
@@ -27,6 +28,7 @@ const POLICY: FederationPolicy = {
   clipTargetQuantile: 0,
   secAggNumShares: 0,
   secAggThreshold: 0.666667,
+  maxExamplesPerUpdate: 10_000,
 };
 
 describe('encodePolicy / decodePolicy', () => {
@@ -123,6 +125,21 @@ describe('policyViolation', () => {
         outOfRange('secAggThreshold', value, 500_001n, 1_000000n),
       );
     }
+  });
+
+  it('caps the FedAvg weight of one upload within [1, 2^32 − 1]', () => {
+    const limit = 2n ** 32n - 1n;
+    expect(MAX_EXAMPLES_PER_UPDATE_LIMIT).toBe(limit);
+    for (const value of [1n, 10_000n, limit])
+      expect(check({ maxExamplesPerUpdate: value })).toBeNull();
+    for (const value of [0n, limit + 1n, 2n ** 53n - 1n]) {
+      expect(check({ maxExamplesPerUpdate: value })).toEqual(
+        outOfRange('maxExamplesPerUpdate', value, 1n, limit),
+      );
+    }
+    const capped = { ...POLICY, maxExamplesPerUpdate: 250 };
+    expect(encodePolicy(capped).maxExamplesPerUpdate).toBe(250n);
+    expect(decodePolicy(encodePolicy(capped))).toEqual(capped);
   });
 
   it('reports the first violation in the contract order', () => {

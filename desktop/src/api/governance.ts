@@ -121,6 +121,8 @@ export const policyChangesSchema = z
     /** 0 lets the coordinator size SecAgg+ neighbourhoods; otherwise odd, 3..1001. */
     secAggNumShares: z.number().int().nonnegative(),
     secAggThreshold: z.number().gt(0.5).max(1),
+    /** Most examples one upload's FedAvg weight counts on rounds without DP noise. */
+    maxExamplesPerUpdate: z.number().int().positive(),
   })
   .partial()
   .refine((c) => Object.keys(c).length > 0, 'change at least one policy field');

@@ -18,6 +18,9 @@ export const AGGREGATION_RULES = [
   'multi-krum',
 ] as const;
 
+/** The largest `maxExamplesPerUpdate` the contract accepts: 2^32 − 1 (a uint32's range). */
+export const MAX_EXAMPLES_PER_UPDATE_LIMIT = 2n ** 32n - 1n;
+
 export type AggregationRule = (typeof AGGREGATION_RULES)[number];
 
 export interface FederationPolicy {
@@ -56,6 +59,12 @@ export interface FederationPolicy {
   secAggNumShares: number;
   /** Fraction of a neighbourhood whose shares reconstruct a dropped client's seed, (0.5, 1]. */
   secAggThreshold: number;
+  /**
+   * Most examples one upload's FedAvg weight may count, [1, 2^32 − 1]: on rounds without DP noise
+   * an update weighs min(its reported numExamples, this cap), so a client reporting 2^53 − 1 cannot
+   * make the average its own update. DP rounds weight every update equally and ignore it.
+   */
+  maxExamplesPerUpdate: number;
 }
 
 /** The contract's `Policy` struct, field for field. */
@@ -75,6 +84,7 @@ export interface PolicyStruct {
   clipTargetQuantileMicro: bigint;
   secAggNumShares: bigint;
   secAggThresholdMicro: bigint;
+  maxExamplesPerUpdate: bigint;
 }
 
 export function encodePolicy(policy: FederationPolicy): PolicyStruct {
@@ -96,6 +106,7 @@ export function encodePolicy(policy: FederationPolicy): PolicyStruct {
     clipTargetQuantileMicro: toMicro(policy.clipTargetQuantile),
     secAggNumShares: BigInt(policy.secAggNumShares),
     secAggThresholdMicro: toMicro(policy.secAggThreshold),
+    maxExamplesPerUpdate: BigInt(policy.maxExamplesPerUpdate),
   };
 }
 
@@ -118,6 +129,7 @@ export function decodePolicy(raw: PolicyStruct): FederationPolicy {
     clipTargetQuantile: fromMicro(raw.clipTargetQuantileMicro),
     secAggNumShares: Number(raw.secAggNumShares),
     secAggThreshold: fromMicro(raw.secAggThresholdMicro),
+    maxExamplesPerUpdate: Number(raw.maxExamplesPerUpdate),
   };
 }
 
@@ -166,6 +178,7 @@ export function policyViolation(p: PolicyStruct): PolicyViolation | null {
     range('roundDeadline', p.roundDeadlineSeconds, 10n, 7n * 86_400n) ??
     range('clipTargetQuantile', p.clipTargetQuantileMicro, 0n, 1_000000n - 1n) ??
     neighbourhood('secAggNumShares', p.secAggNumShares) ??
-    range('secAggThreshold', p.secAggThresholdMicro, 500_000n + 1n, 1_000000n)
+    range('secAggThreshold', p.secAggThresholdMicro, 500_000n + 1n, 1_000000n) ??
+    range('maxExamplesPerUpdate', p.maxExamplesPerUpdate, 1n, MAX_EXAMPLES_PER_UPDATE_LIMIT)
   );
 }

@@ -78,6 +78,11 @@ export const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explai
   { key: 'maxClients', label: 'Maximum clients', explain: 'invited per round' },
   { key: 'sampleRate', label: 'Sample rate', explain: 'share of members invited per round' },
   { key: 'aggregationRule', label: 'Aggregation', explain: 'how updates are combined' },
+  {
+    key: 'maxExamplesPerUpdate',
+    label: 'Weight cap',
+    explain: 'most examples one update counts for when no noise is added',
+  },
   { key: 'localEpochs', label: 'Local epochs', explain: 'passes over your data per round' },
   { key: 'learningRate', label: 'Learning rate', explain: 'step size of local training' },
   { key: 'roundDeadlineSeconds', label: 'Round deadline', explain: 'seconds to upload' },
