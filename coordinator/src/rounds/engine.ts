@@ -17,44 +17,35 @@
 import { EventEmitter } from 'node:events';
 import type { CommonsClient } from '@commons/shared/chain/client';
 import type { FederationPolicy } from '@commons/shared/chain/policy';
-import type { Manifest } from '@commons/shared/checkpoint/manifest';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { commitmentDigest, verifyCommitment } from '@commons/shared/protocol/commitment';
-import { ProtocolError } from '@commons/shared/protocol/errors';
-import {
-  PROTOCOL_VERSION,
-  type InviteReply,
-  type RoundResult,
-  type RoundState,
-  type RoundStatus,
-  type RoundTask,
-  type UploadAccepted,
-  type UploadBegin,
+import type {
+  InviteReply,
+  RoundResult,
+  RoundState,
+  RoundStatus,
+  RoundTask,
+  UploadAccepted,
+  UploadBegin,
 } from '@commons/shared/protocol/messages';
-import { frameByteLength, type LayoutEntry } from '@commons/shared/protocol/upload';
 import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
-import type { Logger } from 'pino';
-import { flatten, layoutOf, unflatten, type ParameterLayout } from '../aggregation/layout.ts';
-import type { CoordinatorMetrics } from '../observability/metrics.ts';
-import { PrivacyAccounting, RoundConfigError, roundAggregator } from '../privacy/round-privacy.ts';
-import { AdaptiveClipping, type RoundClipping } from '../privacy/adaptive-clipping.ts';
 import { seededRandomSource, type RandomSource } from '@commons/shared/privacy/dp/random';
-import type { BlobStore } from '../store/blobs.ts';
-import type { CoordinatorDatabase, Round } from '../store/database.ts';
-import { StoreError } from '../store/errors.ts';
-import type { ModelStore } from '../store/models.ts';
-import { createStrategy, type Aggregator, type Strategy } from '../strategy/index.ts';
-import { validateUpdate } from '../uploads/validate-update.ts';
-import {
-  SECURE_ROUND_NOT_RESUMABLE,
-  runSecureRound,
-  secureAggregationRefusal,
-  secureTask,
-  type SecureRound,
-} from '../secagg/secure-round.ts';
+import type { Logger } from 'pino';
+import { flatten, unflatten } from '../aggregation/layout.ts';
+import type { CoordinatorMetrics } from '../observability/metrics.ts';
+import { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
+import { PrivacyAccounting, RoundConfigError } from '../privacy/round-privacy.ts';
+import { runSecureRound, secureAggregationRefusal } from '../secagg/secure-round.ts';
 import type { SecAggTransport } from '../secagg/transport.ts';
+import type { BlobStore } from '../store/blobs.ts';
+import { isTerminal, type CoordinatorDatabase } from '../store/database.ts';
+import type { ModelStore } from '../store/models.ts';
+import { loadStrategyState } from '../store/strategy-state.ts';
+import { createStrategy, type Strategy } from '../strategy/index.ts';
+import { loadBaseModel, newActiveRound, type ActiveRound, type BaseModel } from './active-round.ts';
+import { admitUpload, checkUploadBegin } from './admission.ts';
 import type { CandidateEvaluator } from './evaluator.ts';
-import { publishCandidate } from './publisher.ts';
+import { publishRound } from './publisher.ts';
+import { recoverRound, type RecoveredRound } from './recovery.ts';
+import { buildRoundTask, roundSeed } from './round-task.ts';
 import { sampleClients } from './sampling.ts';
 
 /** A running round's progress (accepted counts) is broadcast at most once per this many ms. */
@@ -117,40 +108,6 @@ export interface EngineDeps {
   metrics: CoordinatorMetrics;
   log: Logger;
   options: RoundOptions;
-}
-
-interface BaseModel {
-  hash: string;
-  manifest: Manifest;
-  tensors: NamedTensors;
-  layout: ParameterLayout;
-  entries: LayoutEntry[];
-}
-
-/** The round in memory while it runs (the database row is its durable twin). */
-interface ActiveRound {
-  id: number;
-  state: RoundState;
-  task: RoundTask;
-  policy: FederationPolicy;
-  base: BaseModel;
-  strategy: Strategy;
-  aggregator: Aggregator;
-  participants: Set<string>;
-  uploaded: Set<string>;
-  /** When each disconnected participant went away (ms). */
-  awaySince: Map<string, number>;
-  /** Participants that gave up on the round (round:withdraw): not waited for, not re-invited. */
-  withdrawn: Set<string>;
-  /** The round's clip norm and update noise (adaptive clipping moves C between rounds). */
-  clipping: RoundClipping;
-  /** About how many clients the round expected: adaptive clipping's fixed denominator. */
-  expectedClients: number;
-  /** Secure rounds: the unmasked mean and its contributors, once the SecAgg+ stages ran. */
-  secure?: SecureRound;
-  startedMs: number;
-  /** Resolves when training may end early (everyone uploaded or dropped). */
-  wake: () => void;
 }
 
 export interface EngineEvents {
@@ -246,102 +203,39 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
    * the base model, the encoding, the exact frame size and the signature.
    */
   checkUploadBegin(address: string, begin: UploadBegin): void {
-    const round = this.active;
-    if (!round || round.id !== begin.roundId) {
-      throw new ProtocolError(
-        'WRONG_ROUND',
-        round
-          ? `round ${begin.roundId} is not open; round ${round.id} is`
-          : `round ${begin.roundId} is not open; no round is`,
-      );
-    }
-    if (round.state !== 'training' || Date.now() > round.task.deadline) {
-      throw new ProtocolError('DEADLINE_PASSED', `round ${round.id} no longer takes uploads`);
-    }
-    if (begin.contributor.toLowerCase() !== address.toLowerCase()) {
-      throw new ProtocolError(
-        'BAD_SIGNATURE',
-        `the upload names ${begin.contributor} but this session is ${address}`,
-      );
-    }
-    if (!round.participants.has(address)) {
-      throw new ProtocolError(
-        'NOT_INVITED',
-        `${address} is not a participant of round ${round.id}`,
-      );
-    }
-    if (round.uploaded.has(address)) {
-      throw new ProtocolError(
-        'DUPLICATE_UPLOAD',
-        `${address} already has an update in round ${round.id}`,
-      );
-    }
-    if (begin.baseModel !== round.base.hash) {
-      throw new ProtocolError(
-        'WRONG_BASE_MODEL',
-        `round ${round.id} trains ${round.base.hash}, not ${begin.baseModel}`,
-      );
-    }
-    if (begin.encoding !== round.task.encoding) {
-      throw new ProtocolError(
-        'BAD_FRAME',
-        `round ${round.id} takes ${round.task.encoding} updates, not ${begin.encoding}`,
-      );
-    }
-    const expected = round.task.upload.frameBytes;
-    if (begin.byteLength > expected) {
-      throw new ProtocolError(
-        'UPLOAD_TOO_LARGE',
-        `${begin.byteLength} bytes declared; a ${begin.encoding} update of this model is ${expected}`,
-      );
-    }
-    if (begin.byteLength !== expected) {
-      throw new ProtocolError(
-        'WRONG_SHAPE',
-        `${begin.byteLength} bytes declared; a ${begin.encoding} update of this model is ${expected}`,
-      );
-    }
-    verifyCommitment(begin, this.deps.options.chainId);
+    checkUploadBegin(this.active, address, begin, this.deps.options.chainId);
   }
 
   /** Validates a complete frame and, if it passes, makes it count (durably) in the round. */
   acceptUpload(address: string, begin: UploadBegin, frame: Uint8Array): Promise<UploadAccepted> {
     return this.serialize(async () => {
-      this.checkUploadBegin(address, begin);
-      const round = this.active as ActiveRound;
-      const norm = validateUpdate(frame, round.base.entries, round.task.clipNorm);
-      const commitment = commitmentDigest(begin, this.deps.options.chainId);
-      // Durable first: the blob (fsynced), then the row. Only then does it count.
-      const blob = await this.deps.blobs.put(frame);
-      this.recordSubmission({
-        roundId: round.id,
+      const accepted = await admitUpload(
+        {
+          db: this.deps.db,
+          blobs: this.deps.blobs,
+          clipping: this.clipping,
+          chainId: this.deps.options.chainId,
+        },
+        this.active,
         address,
-        sha256: blob,
-        numExamples: begin.numExamples,
-        byteLength: begin.byteLength,
-        encoding: begin.encoding,
-        norm,
-        commitment,
-      });
-      round.aggregator.add(frame, begin.numExamples);
-      round.uploaded.add(address);
-      if (round.clipping.adaptive && begin.clipBit !== undefined) {
-        this.clipping.recordBit(round.id, begin.clipBit);
-      }
+        begin,
+        frame,
+      );
+      const round = this.active as ActiveRound;
       this.deps.metrics.updatesAccepted.inc();
       this.deps.log.info(
-        { round: round.id, address, norm, bytes: frame.byteLength },
+        { round: round.id, address, norm: accepted.norm, bytes: frame.byteLength },
         'update accepted',
       );
       this.publishStatus(round);
       round.wake();
-      return { commitment, norm };
+      return accepted;
     });
   }
 
   // ------------------------------------------------------------------------------ the loop
 
-  private async run(resumed: { round: ActiveRound; train: boolean } | null): Promise<void> {
+  private async run(resumed: RecoveredRound | null): Promise<void> {
     if (resumed) {
       this.roundsRun++;
       await this.finishRound(resumed.round, resumed.train);
@@ -355,26 +249,24 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     }
   }
 
-  /** Picks up a round the last process left unfinished. */
-  private async recover(): Promise<{ round: ActiveRound; train: boolean } | null> {
-    const row = this.deps.db.currentRound();
-    if (!row) return null;
-    const { log } = this.deps;
-    if (row.state === 'waiting' || row.state === 'configuring') {
-      this.deps.db.setRoundState(row.id, 'failed', {
-        failureReason: 'the coordinator restarted before training began',
-      });
-      log.warn({ round: row.id }, 'round had not begun training; failed and starting afresh');
-      return null;
-    }
-    if ((row.task as RoundTask | null)?.secureAggregation) {
-      this.deps.db.setRoundState(row.id, 'failed', { failureReason: SECURE_ROUND_NOT_RESUMABLE });
-      log.warn({ round: row.id, state: row.state }, SECURE_ROUND_NOT_RESUMABLE);
-      return null;
-    }
-    log.warn({ round: row.id, state: row.state }, 'resuming interrupted round');
-    const round = await this.restore(row);
-    return { round, train: row.state === 'training' };
+  /** Picks up a round the last process left unfinished (rounds/recovery.ts). */
+  private recover(): Promise<RecoveredRound | null> {
+    const { db, blobs, chain, hub, log, options } = this.deps;
+    return recoverRound({
+      db,
+      blobs,
+      chain,
+      log,
+      clipping: this.clipping,
+      strategyFor: (name) => this.strategyFor(name),
+      loadBase: (hash) => this.loadBase(hash),
+      noiseSource: (roundId) => this.noiseSource(roundId),
+      isConnected: (address) => hub.isConnected(address),
+      activate: (round) => {
+        this.active = round;
+      },
+      invite: (round, address) => hub.invite(address, round.task, options.inviteTimeoutMs),
+    });
   }
 
   private async runRound(): Promise<void> {
@@ -420,44 +312,16 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         'adaptive clipping is not available with secure aggregation; the policy clip norm is fixed',
       );
     }
-    const deadlineSeconds =
-      options.maxRoundSeconds > 0
-        ? Math.min(options.maxRoundSeconds, policy.roundDeadlineSeconds)
-        : policy.roundDeadlineSeconds;
-    const task: RoundTask = {
-      protocolVersion: PROTOCOL_VERSION,
+    const task = buildRoundTask({
       roundId: nextId,
       strategy: strategy.name,
-      baseModel: { hash: baseHash, path: `/models/${baseHash}/` },
+      fit,
+      base,
+      policy,
       policyVersion,
-      train: {
-        localEpochs: fit.localEpochs,
-        learningRate: fit.learningRate,
-        batchSize: options.batchSize,
-        maxSteps: options.maxSteps,
-        proxMu: fit.proxMu,
-        seed: (options.seed + nextId) >>> 0,
-      },
       clipNorm: clipping.clipNorm,
-      encoding: options.encoding,
-      upload: {
-        frameBytes: frameByteLength(base.entries, options.encoding),
-        chunkBytes: 256 * 1024,
-      },
-      // Invitations go out right after this; the deadline covers answering, training and uploading.
-      deadline: Date.now() + deadlineSeconds * 1000,
-      ...(policy.secureAggregation
-        ? {
-            secureAggregation: secureTask({
-              policy,
-              vectorLength: base.layout.size,
-              maxSteps: options.maxSteps,
-              batchSize: options.batchSize,
-              blockSize: base.manifest.config.blockSize,
-            }),
-          }
-        : {}),
-    };
+      options,
+    });
     const row = db.createRound({
       id: nextId,
       baseModel: baseHash,
@@ -472,41 +336,29 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     // Secure aggregation hides single updates: a rule that needs them cannot run (secagg/).
     const secureRefusal = policy.secureAggregation ? secureAggregationRefusal(strategy) : null;
     if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
-    let aggregator: Aggregator;
+    let round: ActiveRound;
     try {
-      aggregator = roundAggregator(
+      round = newActiveRound({
+        id: row.id,
+        state: 'configuring',
+        task,
+        policy,
+        base,
         strategy,
-        base.layout,
-        { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
-        this.noiseSource(row.id),
-      );
+        clipping,
+        expectedClients,
+        noise: this.noiseSource(row.id),
+      });
     } catch (error) {
       if (!(error instanceof RoundConfigError)) throw error;
       this.fail(row.id, error.message, 0);
       return;
     }
-    const round: ActiveRound = {
-      id: row.id,
-      state: 'configuring',
-      task,
-      policy,
-      base,
-      strategy,
-      aggregator,
-      participants: new Set(),
-      uploaded: new Set(),
-      awaySince: new Map(),
-      withdrawn: new Set(),
-      clipping,
-      expectedClients,
-      startedMs: Date.now(),
-      wake: () => undefined,
-    };
     this.active = round;
     this.publishStatus(round);
 
     const eligible = hub.connected();
-    const sample = sampleClients(eligible, policy, task.train.seed);
+    const sample = sampleClients(eligible, policy, roundSeed(options.seed, round.id));
     this.privacy.rememberSampleRate(round.id, sample.length, eligible.length);
     for (const address of sample) db.inviteParticipant(round.id, address);
     // Training begins as the invitations go out, and each acceptance counts as it arrives: a
@@ -554,7 +406,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       this.deps.log.error({ round: round.id, err: message(error) }, 'round failed');
       this.fail(round.id, message(error), round.uploaded.size);
     } finally {
-      if (!this.stopping || this.isTerminal(round.id)) {
+      if (!this.stopping || this.isFinished(round.id)) {
         this.deps.metrics.roundDuration.observe(
           { outcome: this.deps.db.getRound(round.id)?.state ?? 'failed' },
           (Date.now() - round.startedMs) / 1000,
@@ -613,7 +465,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   }
 
   private async aggregateAndPublish(round: ActiveRound): Promise<void> {
-    const { db, models, evaluator, options, chain, hub, log } = this.deps;
+    const { db, blobs, models, evaluator, options, chain, hub, log } = this.deps;
     const dropped = [...round.participants].filter((a) => !round.uploaded.has(a));
     for (const address of dropped) db.setParticipantStatus(round.id, address, 'dropped');
     // A secure round stores no submissions: its contributors come from the SecAgg+ sum.
@@ -684,74 +536,34 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       );
       return;
     }
-    const hash = await models.publish({
-      kind: 'model',
-      config: round.base.manifest.config,
-      tokenizer: round.base.manifest.tokenizer,
-      tensors,
-      provenance: {
-        parent: round.base.hash,
-        roundId: round.id,
-        strategy: round.strategy.name,
-        contributors: submissions.length,
-      },
-    });
-    const receipt = await publishCandidate(
-      chain,
+    const candidate = await publishRound(
       {
-        roundId: round.id,
-        hash,
-        parentHash: round.base.hash,
+        db,
+        blobs,
+        models,
+        chain,
+        log,
         publicUrl: options.publicUrl,
-        commitments: submissions.map((s) => s.commitment),
-        contributors: submissions.map((s) => s.address),
-        valBpc: score.bitsPerChar,
-        epsilon: privacy.epsilon,
-        delta: privacy.delta,
         proposeActivation: options.proposeActivation,
       },
-      log,
-    );
-    db.recordModel({
-      hash,
-      parentHash: round.base.hash,
-      roundId: round.id,
-      valLoss: score.loss,
-      valBpc: score.bitsPerChar,
-      epsilon: privacy.epsilon,
-      delta: privacy.delta,
-      registerTx: receipt.registerTx,
-      proposalId: receipt.proposalId === null ? null : receipt.proposalId.toString(),
-    });
-    if (receipt.rewardRoot !== null) {
-      db.recordRewards({
+      {
         roundId: round.id,
-        root: receipt.rewardRoot,
-        total: receipt.rewardTotal,
-        entries: receipt.rewards,
-        postTx: receipt.rewardTx,
-      });
-    }
-    const state = round.strategy.exportState();
-    if (state) await this.saveStrategyState(round.strategy.name, round.id, state);
-    db.setRoundState(round.id, 'published', { candidateHash: hash });
+        base: round.base,
+        strategy: round.strategy,
+        tensors,
+        submissions,
+        score,
+        epsilon: privacy.epsilon,
+        delta: privacy.delta,
+      },
+    );
     round.state = 'published';
     this.publishStatus(round);
-    // Accepted frames are folded into the published model; keeping them serves nobody.
-    for (const s of db.submissions(round.id)) await this.deps.blobs.delete(s.sha256);
     const result: RoundResult = {
       roundId: round.id,
       outcome: 'published',
       accepted: submissions.length,
-      candidate: {
-        hash,
-        parentHash: round.base.hash,
-        valLoss: score.loss,
-        valBpc: score.bitsPerChar,
-        // JSON has no Infinity: null means no differential-privacy guarantee (no noise).
-        epsilon: Number.isFinite(privacy.epsilon) ? privacy.epsilon : null,
-        delta: privacy.delta,
-      },
+      candidate,
     };
     this.deps.metrics.roundsTotal.inc({ outcome: 'published' });
     hub.broadcastResult(result);
@@ -760,100 +572,16 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
 
   // ------------------------------------------------------------------------------ helpers
 
-  /** The submission row; the store's ROUND_CLOSED / DUPLICATE become the wire codes. */
-  private recordSubmission(input: Parameters<CoordinatorDatabase['acceptSubmission']>[0]): void {
-    try {
-      this.deps.db.acceptSubmission(input);
-    } catch (error) {
-      if (error instanceof StoreError && error.code === 'ROUND_CLOSED') {
-        throw new ProtocolError(
-          'DEADLINE_PASSED',
-          `round ${input.roundId} no longer takes uploads`,
-        );
-      }
-      if (error instanceof StoreError && error.code === 'DUPLICATE') {
-        throw new ProtocolError(
-          'DUPLICATE_UPLOAD',
-          `${input.address} already has an update in round ${input.roundId}`,
-        );
-      }
-      throw error;
-    }
-  }
-
-  private async restore(row: Round): Promise<ActiveRound> {
-    const { db, blobs } = this.deps;
-    const task = row.task as RoundTask;
-    const policy = (await this.deps.chain.policyAt(row.policyVersion)) as FederationPolicy;
-    const strategy = this.strategyFor(row.strategy);
-    const base = await this.loadBase(row.baseModel);
-    const accepted = db.participants(row.id).filter((p) => p.status === 'accepted');
-    const expectedClients = Math.max(1, accepted.length);
-    // The clip norm the round announced, whatever C has become since.
-    const clipping = {
-      ...this.clipping.forRound(policy, expectedClients),
-      clipNorm: task.clipNorm,
-    };
-    const round: ActiveRound = {
-      id: row.id,
-      state: row.state,
-      task,
-      policy,
-      base,
-      strategy,
-      // Restored with the same clip norm and noise it had: both are fixed per round.
-      aggregator: roundAggregator(
-        strategy,
-        base.layout,
-        { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
-        this.noiseSource(row.id),
-      ),
-      participants: new Set(
-        db
-          .participants(row.id)
-          .filter((p) => p.status === 'accepted')
-          .map((p) => p.address),
-      ),
-      uploaded: new Set(),
-      awaySince: new Map(),
-      withdrawn: new Set(),
-      clipping,
-      expectedClients,
-      startedMs: Date.now(),
-      wake: () => undefined,
-    };
-    // Rebuild the aggregate from what was durably accepted, in the order it was accepted.
-    for (const submission of db.submissions(row.id)) {
-      round.aggregator.add(await blobs.read(submission.sha256), submission.numExamples);
-      round.uploaded.add(submission.address);
-    }
-    // No await from here on: a client signing in from now sees the active round (clientReady),
-    // and one that signed in while we restored is invited below.
-    this.active = round;
-    for (const address of round.participants) {
-      if (round.uploaded.has(address)) continue;
-      if (this.deps.hub.isConnected(address)) {
-        this.deps.hub.invite(address, round.task, this.deps.options.inviteTimeoutMs);
-      } else {
-        round.awaySince.set(address, Date.now());
-      }
-    }
-    return round;
-  }
-
-  private async loadBase(hash: string): Promise<BaseModel> {
-    const { manifest, tensors } = await this.deps.models.load(hash);
-    const layout = layoutOf(tensors);
-    const entries = layout.entries.map(({ name, shape }) => ({ name, shape }));
-    return { hash, manifest, tensors, layout, entries };
+  private loadBase(hash: string): Promise<BaseModel> {
+    return loadBaseModel(this.deps.models, hash);
   }
 
   private strategyFor(name: string): Strategy {
     let strategy = this.strategies.get(name);
     if (!strategy) {
       strategy = createStrategy(name);
-      const saved = this.deps.db.loadStrategyState(strategy.name);
-      if (saved) strategy.importState(this.readStrategyState(saved.state));
+      const saved = loadStrategyState(this.deps.db, this.deps.blobs, strategy.name);
+      if (saved) strategy.importState(saved);
       this.strategies.set(name, strategy);
     }
     return strategy;
@@ -870,7 +598,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
 
   private fail(roundId: number, reason: string, accepted: number): void {
     const { db, hub, log, metrics } = this.deps;
-    if (!this.isTerminal(roundId)) db.setRoundState(roundId, 'failed', { failureReason: reason });
+    if (!this.isFinished(roundId)) db.setRoundState(roundId, 'failed', { failureReason: reason });
     if (this.active?.id === roundId) {
       this.active.state = 'failed';
       this.publishStatus(this.active);
@@ -887,9 +615,9 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     this.emit('result', result);
   }
 
-  private isTerminal(roundId: number): boolean {
+  private isFinished(roundId: number): boolean {
     const state = this.deps.db.getRound(roundId)?.state;
-    return state === 'published' || state === 'failed';
+    return state !== undefined && isTerminal(state);
   }
 
   private statusOf(round: ActiveRound): RoundStatus {
@@ -968,32 +696,6 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         resolve();
       };
     });
-  }
-
-  private async saveStrategyState(
-    name: string,
-    roundId: number,
-    state: NonNullable<ReturnType<Strategy['exportState']>>,
-  ): Promise<void> {
-    const tensors: Record<string, string> = {};
-    for (const [key, values] of Object.entries(state.tensors)) {
-      tensors[key] = await this.deps.blobs.put(
-        new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
-      );
-    }
-    this.deps.db.saveStrategyState(name, { roundId, state: { json: state.json, tensors } });
-  }
-
-  private readStrategyState(saved: unknown): NonNullable<ReturnType<Strategy['exportState']>> {
-    const parsed = saved as { json: Record<string, unknown>; tensors: Record<string, string> };
-    const tensors: Record<string, Float32Array> = {};
-    for (const [key, hash] of Object.entries(parsed.tensors)) {
-      const bytes = this.deps.blobs.readSync(hash);
-      tensors[key] = new Float32Array(
-        bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
-      );
-    }
-    return { json: parsed.json, tensors };
   }
 }
 

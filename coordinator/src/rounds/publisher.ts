@@ -2,10 +2,119 @@
 // clients fetch it), the version is registered in ModelRegistry with its lineage and metrics,
 // the round's reward root is posted, and — when configured — a Governor proposal to activate it
 // is opened. Every step checks the chain first, so re-running after a crash does each once.
+// publishRound is the whole tail of a round that passed evaluation: the above, then the
+// database records, the strategy's state, the round marked published and its frames dropped.
 import type { CommonsClient } from '@commons/shared/chain/client';
 import { buildMerkleTree } from '@commons/shared/chain/merkle';
 import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards';
+import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
+import type { Evaluation } from '@commons/shared/model/evaluate';
+import type { RoundResult } from '@commons/shared/protocol/messages';
 import type { Logger } from 'pino';
+import type { BlobStore } from '../store/blobs.ts';
+import type { CoordinatorDatabase } from '../store/database.ts';
+import type { ModelStore } from '../store/models.ts';
+import { saveStrategyState } from '../store/strategy-state.ts';
+import type { Strategy } from '../strategy/strategy.ts';
+import type { BaseModel } from './active-round.ts';
+
+export interface PublishRoundDeps {
+  db: CoordinatorDatabase;
+  blobs: BlobStore;
+  models: ModelStore;
+  chain: CommonsClient;
+  log: Logger;
+  publicUrl: string;
+  proposeActivation: boolean;
+}
+
+/** A round's evaluated candidate, ready to publish. */
+export interface RoundCandidate {
+  roundId: number;
+  base: BaseModel;
+  strategy: Strategy;
+  tensors: NamedTensors;
+  /** The accepted updates, in acceptance order. */
+  submissions: readonly { address: string; commitment: string }[];
+  score: Evaluation;
+  /** Cumulative privacy spent with this candidate; ε is Infinity without noise. */
+  epsilon: number;
+  delta: number;
+}
+
+/**
+ * Publishes an evaluated candidate and records it; returns what the round's result announces.
+ * Idempotent on chain (a resumed round re-runs it), so the database records come after.
+ */
+export async function publishRound(
+  deps: PublishRoundDeps,
+  candidate: RoundCandidate,
+): Promise<NonNullable<RoundResult['candidate']>> {
+  const { db, models, chain, log } = deps;
+  const { roundId, base, strategy, score, submissions } = candidate;
+  const hash = await models.publish({
+    kind: 'model',
+    config: base.manifest.config,
+    tokenizer: base.manifest.tokenizer,
+    tensors: candidate.tensors,
+    provenance: {
+      parent: base.hash,
+      roundId,
+      strategy: strategy.name,
+      contributors: submissions.length,
+    },
+  });
+  const receipt = await publishCandidate(
+    chain,
+    {
+      roundId,
+      hash,
+      parentHash: base.hash,
+      publicUrl: deps.publicUrl,
+      commitments: submissions.map((s) => s.commitment),
+      contributors: submissions.map((s) => s.address),
+      valBpc: score.bitsPerChar,
+      epsilon: candidate.epsilon,
+      delta: candidate.delta,
+      proposeActivation: deps.proposeActivation,
+    },
+    log,
+  );
+  db.recordModel({
+    hash,
+    parentHash: base.hash,
+    roundId,
+    valLoss: score.loss,
+    valBpc: score.bitsPerChar,
+    epsilon: candidate.epsilon,
+    delta: candidate.delta,
+    registerTx: receipt.registerTx,
+    proposalId: receipt.proposalId === null ? null : receipt.proposalId.toString(),
+  });
+  if (receipt.rewardRoot !== null) {
+    db.recordRewards({
+      roundId,
+      root: receipt.rewardRoot,
+      total: receipt.rewardTotal,
+      entries: receipt.rewards,
+      postTx: receipt.rewardTx,
+    });
+  }
+  const state = strategy.exportState();
+  if (state) await saveStrategyState(db, deps.blobs, strategy.name, roundId, state);
+  db.setRoundState(roundId, 'published', { candidateHash: hash });
+  // Accepted frames are folded into the published model; keeping them serves nobody.
+  for (const s of db.submissions(roundId)) await deps.blobs.delete(s.sha256);
+  return {
+    hash,
+    parentHash: base.hash,
+    valLoss: score.loss,
+    valBpc: score.bitsPerChar,
+    // JSON has no Infinity: null means no differential-privacy guarantee (no noise).
+    epsilon: Number.isFinite(candidate.epsilon) ? candidate.epsilon : null,
+    delta: candidate.delta,
+  };
+}
 
 export interface PublishInput {
   roundId: number;
@@ -79,7 +188,12 @@ export async function publishCandidate(
     if (posted.root !== ZERO_ROOT) {
       log.info({ roundId: input.roundId }, 'reward root already posted (resumed round)');
     } else {
-      const receipt = await chain.postRewardRoot(input.roundId, tree.root, tree.total);
+      // ContributionRewards pays only a round whose candidate is registered (just above) with
+      // this round id and contributors root.
+      const receipt = await chain.postRewardRoot(input.roundId, tree.root, tree.total, {
+        contentHash: input.hash,
+        contributorsRoot,
+      });
       rewardTx = receipt.hash;
     }
   }

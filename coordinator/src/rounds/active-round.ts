@@ -1,0 +1,103 @@
+// The round in memory while it runs: what the engine, admission and recovery share. The
+// database row is its durable twin; this is built once per round, by newActiveRound, whether
+// the round is new or restored after a restart.
+import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { Manifest } from '@commons/shared/checkpoint/manifest';
+import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
+import type { RoundState, RoundTask } from '@commons/shared/protocol/messages';
+import type { LayoutEntry } from '@commons/shared/protocol/upload';
+import type { RandomSource } from '@commons/shared/privacy/dp/random';
+import type { Aggregator } from '../aggregation/aggregator.ts';
+import { layoutOf, type ParameterLayout } from '../aggregation/layout.ts';
+import type { RoundClipping } from '../privacy/adaptive-clipping.ts';
+import { roundAggregator } from '../privacy/round-privacy.ts';
+import type { SecureRound } from '../secagg/secure-round.ts';
+import type { ModelStore } from '../store/models.ts';
+import type { Strategy } from '../strategy/strategy.ts';
+
+/** The model a round trains from, loaded once with its flat layout. */
+export interface BaseModel {
+  hash: string;
+  manifest: Manifest;
+  tensors: NamedTensors;
+  layout: ParameterLayout;
+  entries: LayoutEntry[];
+}
+
+export interface ActiveRound {
+  id: number;
+  state: RoundState;
+  task: RoundTask;
+  policy: FederationPolicy;
+  base: BaseModel;
+  strategy: Strategy;
+  aggregator: Aggregator;
+  participants: Set<string>;
+  uploaded: Set<string>;
+  /** When each disconnected participant went away (ms). */
+  awaySince: Map<string, number>;
+  /** Participants that gave up on the round (round:withdraw): not waited for, not re-invited. */
+  withdrawn: Set<string>;
+  /** The round's clip norm and update noise (adaptive clipping moves C between rounds). */
+  clipping: RoundClipping;
+  /** About how many clients the round expected: adaptive clipping's fixed denominator. */
+  expectedClients: number;
+  /** Secure rounds: the unmasked mean and its contributors, once the SecAgg+ stages ran. */
+  secure?: SecureRound;
+  startedMs: number;
+  /** Resolves when training may end early (everyone uploaded or dropped). */
+  wake: () => void;
+}
+
+export interface NewActiveRound {
+  id: number;
+  state: RoundState;
+  task: RoundTask;
+  policy: FederationPolicy;
+  base: BaseModel;
+  strategy: Strategy;
+  clipping: RoundClipping;
+  expectedClients: number;
+  participants?: Iterable<string>;
+  /** The round's DP noise source (absent: a CSPRNG). */
+  noise: RandomSource | undefined;
+}
+
+/**
+ * The in-memory round, with the aggregator its strategy and privacy call for. Throws
+ * RoundConfigError when the policy's privacy cannot be had with the strategy.
+ */
+export function newActiveRound(input: NewActiveRound): ActiveRound {
+  const { base, strategy, policy, clipping } = input;
+  return {
+    id: input.id,
+    state: input.state,
+    task: input.task,
+    policy,
+    base,
+    strategy,
+    // The round's clip norm and noise are fixed once it is configured: a restored round
+    // gets the same ones it announced.
+    aggregator: roundAggregator(
+      strategy,
+      base.layout,
+      { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
+      input.noise,
+    ),
+    participants: new Set(input.participants ?? []),
+    uploaded: new Set(),
+    awaySince: new Map(),
+    withdrawn: new Set(),
+    clipping,
+    expectedClients: input.expectedClients,
+    startedMs: Date.now(),
+    wake: () => undefined,
+  };
+}
+
+export async function loadBaseModel(models: ModelStore, hash: string): Promise<BaseModel> {
+  const { manifest, tensors } = await models.load(hash);
+  const layout = layoutOf(tensors);
+  const entries = layout.entries.map(({ name, shape }) => ({ name, shape }));
+  return { hash, manifest, tensors, layout, entries };
+}

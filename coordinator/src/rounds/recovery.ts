@@ -1,0 +1,108 @@
+// Crash recovery: picks up the round the last process left unfinished. A round that had not
+// begun training is failed (a fresh one starts); a secure round is failed (its masks lived in
+// memory); any other round is rebuilt from what was durably accepted — the submission rows and
+// their blobs, in acceptance order — and resumes where it stopped.
+import type { CommonsClient } from '@commons/shared/chain/client';
+import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { RoundTask } from '@commons/shared/protocol/messages';
+import type { RandomSource } from '@commons/shared/privacy/dp/random';
+import type { Logger } from 'pino';
+import type { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
+import { SECURE_ROUND_NOT_RESUMABLE } from '../secagg/secure-round.ts';
+import type { BlobStore } from '../store/blobs.ts';
+import type { CoordinatorDatabase, Round } from '../store/database.ts';
+import type { Strategy } from '../strategy/strategy.ts';
+import { newActiveRound, type ActiveRound, type BaseModel } from './active-round.ts';
+
+export interface RecoveryDeps {
+  db: CoordinatorDatabase;
+  blobs: BlobStore;
+  chain: CommonsClient;
+  log: Logger;
+  clipping: AdaptiveClipping;
+  strategyFor(name: string): Strategy;
+  loadBase(hash: string): Promise<BaseModel>;
+  noiseSource(roundId: number): RandomSource | undefined;
+  isConnected(address: string): boolean;
+  /**
+   * Makes the restored round the engine's active one. Called without an await before the
+   * participants are invited: a client signing in from then on sees the round, and one that
+   * signed in while it was restored is invited by recovery.
+   */
+  activate(round: ActiveRound): void;
+  invite(round: ActiveRound, address: string): void;
+}
+
+export interface RecoveredRound {
+  round: ActiveRound;
+  /** Whether the round was still training (else it is re-aggregated and re-published). */
+  train: boolean;
+}
+
+/** The interrupted round to finish first, or null when there is none to resume. */
+export async function recoverRound(deps: RecoveryDeps): Promise<RecoveredRound | null> {
+  const { db, log } = deps;
+  const row = db.currentRound();
+  if (!row) return null;
+  if (row.state === 'waiting' || row.state === 'configuring') {
+    db.setRoundState(row.id, 'failed', {
+      failureReason: 'the coordinator restarted before training began',
+    });
+    log.warn({ round: row.id }, 'round had not begun training; failed and starting afresh');
+    return null;
+  }
+  if ((row.task as RoundTask | null)?.secureAggregation) {
+    db.setRoundState(row.id, 'failed', { failureReason: SECURE_ROUND_NOT_RESUMABLE });
+    log.warn({ round: row.id, state: row.state }, SECURE_ROUND_NOT_RESUMABLE);
+    return null;
+  }
+  log.warn({ round: row.id, state: row.state }, 'resuming interrupted round');
+  const round = await restore(deps, row);
+  return { round, train: row.state === 'training' };
+}
+
+async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
+  const { db } = deps;
+  const task = row.task as RoundTask;
+  const policy = (await deps.chain.policyAt(row.policyVersion)) as FederationPolicy;
+  const strategy = deps.strategyFor(row.strategy);
+  const base = await deps.loadBase(row.baseModel);
+  const accepted = db
+    .participants(row.id)
+    .filter((p) => p.status === 'accepted')
+    .map((p) => p.address);
+  const expectedClients = Math.max(1, accepted.length);
+  const round = newActiveRound({
+    id: row.id,
+    state: row.state,
+    task,
+    policy,
+    base,
+    strategy,
+    // The clip norm the round announced, whatever C has become since.
+    clipping: { ...deps.clipping.forRound(policy, expectedClients), clipNorm: task.clipNorm },
+    expectedClients,
+    participants: accepted,
+    noise: deps.noiseSource(row.id),
+  });
+  await foldAccepted(db, deps.blobs, round);
+  deps.activate(round);
+  for (const address of round.participants) {
+    if (round.uploaded.has(address)) continue;
+    if (deps.isConnected(address)) deps.invite(round, address);
+    else round.awaySince.set(address, Date.now());
+  }
+  return round;
+}
+
+/** Folds every durably accepted update of `round` into its (empty) aggregator, in order. */
+export async function foldAccepted(
+  db: CoordinatorDatabase,
+  blobs: BlobStore,
+  round: ActiveRound,
+): Promise<void> {
+  for (const submission of db.submissions(round.id)) {
+    round.aggregator.add(await blobs.read(submission.sha256), submission.numExamples);
+    round.uploaded.add(submission.address);
+  }
+}
