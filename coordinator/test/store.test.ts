@@ -15,6 +15,7 @@ import { BlobStore } from '../src/store/blobs.ts';
 import {
   canTransition,
   CoordinatorDatabase,
+  MIGRATIONS,
   SCHEMA_VERSION,
   type NewSubmission,
 } from '../src/store/database.ts';
@@ -219,7 +220,7 @@ describe('CoordinatorDatabase', () => {
       entries: [{ account: ALICE, amount: big }],
     });
     db.setRewardsPosted(round.id, '0xdef');
-    db.saveStrategyState('fedadam', { roundId: round.id, state: { m: [1, 2] }, tensorsBlob: BASE });
+    db.saveStrategyState('fedadam', { roundId: round.id, state: { m: [1, 2] } });
     db.setMeta('deployment', '31337:0xregistry');
     db.close();
 
@@ -248,7 +249,6 @@ describe('CoordinatorDatabase', () => {
     expect(reopened.loadStrategyState('fedadam')).toMatchObject({
       roundId: round.id,
       state: { m: [1, 2] },
-      tensorsBlob: BASE,
     });
     expect(reopened.getMeta('deployment')).toBe('31337:0xregistry');
     // Ids keep growing after a restart.
@@ -264,6 +264,35 @@ describe('CoordinatorDatabase', () => {
     expect(storeError(() => db.createRound({ ...roundInput(), id: 3 })).code).toBe('DUPLICATE');
     expect(newRound(db).id).toBe(8);
     db.close();
+  });
+
+  it('upgrades a version 1 database in place, keeping its rows and dropping tensors_blob', () => {
+    const file = join(dir, 'coordinator.db');
+    const old = new Database(file);
+    old.exec(MIGRATIONS[0]!);
+    old.pragma('user_version = 1');
+    old
+      .prepare(
+        `INSERT INTO strategy_state (strategy, round_id, state_json, tensors_blob, updated_ms)
+         VALUES ('fedadam', 3, '{"json":{"t":3},"tensors":{}}', NULL, 0)`,
+      )
+      .run();
+    old.close();
+
+    const db = openDb(file);
+    expect(db.loadStrategyState('fedadam')).toMatchObject({
+      roundId: 3,
+      state: { json: { t: 3 }, tensors: {} },
+    });
+    db.close();
+    const raw = new Database(file, { readonly: true });
+    try {
+      expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+      const columns = raw.prepare(`SELECT name FROM pragma_table_info('strategy_state')`).all();
+      expect(columns.map((c) => (c as { name: string }).name)).not.toContain('tensors_blob');
+    } finally {
+      raw.close();
+    }
   });
 
   it('refuses a database written by a newer coordinator', () => {

@@ -18,12 +18,6 @@ import { assertSha256Hex, StoreError } from './errors.ts';
 
 export type { RoundState };
 export type ParticipantStatus = 'invited' | 'declined' | 'accepted' | 'dropped';
-export const PARTICIPANT_STATUSES: readonly ParticipantStatus[] = [
-  'invited',
-  'declined',
-  'accepted',
-  'dropped',
-];
 
 const TERMINAL_STATES: ReadonlySet<RoundState> = new Set(['published', 'failed']);
 
@@ -146,9 +140,8 @@ export interface StrategyState {
   strategy: string;
   /** The last round this state reflects. */
   roundId: number;
+  /** Its JSON; tensors it has are blobs named inside (store/strategy-state.ts). */
   state: unknown;
-  /** sha256 of a blob holding the strategy's tensors (e.g. server momentum), if any. */
-  tensorsBlob: string | null;
   updatedMs: number;
 }
 
@@ -162,9 +155,9 @@ export interface DatabaseOptions {
 /**
  * Migrations, in order: MIGRATIONS[i] takes PRAGMA user_version from i to i + 1. Append only;
  * a shipped migration is never edited. Tables are STRICT so a wrong type is an error, not a
- * silent conversion.
+ * silent conversion. Exported so tests can build a file as an older coordinator left it.
  */
-const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE rounds (
     id INTEGER PRIMARY KEY AUTOINCREMENT CHECK (id >= 1),
@@ -246,6 +239,11 @@ const MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   ) STRICT, WITHOUT ROWID;
   `,
+  // 2: strategy_state.tensors_blob was never written (a strategy's tensors are blobs named in
+  // its state JSON, store/strategy-state.ts); dropped so no reader looks for them there.
+  `
+  ALTER TABLE strategy_state DROP COLUMN tensors_blob;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -311,7 +309,6 @@ interface StrategyStateRow {
   strategy: string;
   round_id: number;
   state_json: string;
-  tensors_blob: string | null;
   updated_ms: number;
 }
 
@@ -331,7 +328,6 @@ function prepareStatements(db: Database.Database) {
     currentRound: one<RoundRow>(
       `SELECT * FROM rounds WHERE state NOT IN ('published', 'failed') ORDER BY id DESC LIMIT 1`,
     ),
-    listRounds: one<RoundRow>(`SELECT * FROM rounds ORDER BY id DESC LIMIT @limit`),
     lastRoundId: one<{ id: number | null }>(`SELECT MAX(id) AS id FROM rounds`),
     updateRoundState: one<never>(
       `UPDATE rounds SET state = @to, updated_ms = @now,
@@ -388,11 +384,10 @@ function prepareStatements(db: Database.Database) {
     updateRewardsPost: one<never>(`UPDATE rewards SET post_tx = @postTx WHERE round_id = @roundId`),
     getRewards: one<RewardsRow>(`SELECT * FROM rewards WHERE round_id = @roundId`),
     upsertStrategyState: one<never>(
-      `INSERT INTO strategy_state (strategy, round_id, state_json, tensors_blob, updated_ms)
-       VALUES (@strategy, @roundId, @stateJson, @tensorsBlob, @now)
+      `INSERT INTO strategy_state (strategy, round_id, state_json, updated_ms)
+       VALUES (@strategy, @roundId, @stateJson, @now)
        ON CONFLICT (strategy) DO UPDATE SET round_id = excluded.round_id,
-         state_json = excluded.state_json, tensors_blob = excluded.tensors_blob,
-         updated_ms = excluded.updated_ms`,
+         state_json = excluded.state_json, updated_ms = excluded.updated_ms`,
     ),
     getStrategyState: one<StrategyStateRow>(
       `SELECT * FROM strategy_state WHERE strategy = @strategy`,
@@ -472,11 +467,6 @@ export class CoordinatorDatabase {
     return row === undefined ? undefined : toRound(row);
   }
 
-  /** The newest rounds first. */
-  listRounds(limit = 100): Round[] {
-    return this.sql.listRounds.all({ limit }).map(toRound);
-  }
-
   /** The highest round id ever created, 0 when there is none. */
   lastRoundId(): number {
     return this.sql.lastRoundId.get({})?.id ?? 0;
@@ -538,11 +528,6 @@ export class CoordinatorDatabase {
     });
   }
 
-  getParticipant(roundId: number, address: string): Participant | undefined {
-    const row = this.sql.getParticipant.get({ roundId, address });
-    return row === undefined ? undefined : toParticipant(row);
-  }
-
   participants(roundId: number): Participant[] {
     return this.sql.listParticipants.all({ roundId }).map(toParticipant);
   }
@@ -579,11 +564,6 @@ export class CoordinatorDatabase {
       if (row === undefined) throw new Error('unreachable: inserted submission is missing');
       return toSubmission(row);
     });
-  }
-
-  getSubmission(roundId: number, address: string): Submission | undefined {
-    const row = this.sql.getSubmission.get({ roundId, address });
-    return row === undefined ? undefined : toSubmission(row);
   }
 
   /** The round's accepted updates in the order they were accepted. */
@@ -673,18 +653,12 @@ export class CoordinatorDatabase {
   // ---- strategy state ------------------------------------------------------------------------
 
   /** Replaces the strategy's saved state (one row per strategy: the latest is all it needs). */
-  saveStrategyState(
-    strategy: string,
-    saved: { roundId: number; state: unknown; tensorsBlob?: string | null },
-  ): StrategyState {
-    const tensorsBlob = saved.tensorsBlob ?? null;
-    if (tensorsBlob !== null) assertSha256Hex(tensorsBlob, 'strategy tensors blob');
+  saveStrategyState(strategy: string, saved: { roundId: number; state: unknown }): StrategyState {
     return this.write(() => {
       this.sql.upsertStrategyState.run({
         strategy,
         roundId: saved.roundId,
         stateJson: toJson(saved.state, 'strategy state'),
-        tensorsBlob,
         now: this.now(),
       });
       const row = this.sql.getStrategyState.get({ strategy });
@@ -729,11 +703,11 @@ export class CoordinatorDatabase {
   }
 
   private requireParticipant(roundId: number, address: string): Participant {
-    const participant = this.getParticipant(roundId, address);
-    if (participant === undefined) {
+    const row = this.sql.getParticipant.get({ roundId, address });
+    if (row === undefined) {
       throw new StoreError('NOT_FOUND', `${address} was not invited to round ${roundId}`);
     }
-    return participant;
+    return toParticipant(row);
   }
 
   private requireModel(hash: string): ModelRecord {
@@ -881,7 +855,6 @@ function toStrategyState(row: StrategyStateRow): StrategyState {
     strategy: row.strategy,
     roundId: row.round_id,
     state: JSON.parse(row.state_json) as unknown,
-    tensorsBlob: row.tensors_blob,
     updatedMs: row.updated_ms,
   };
 }
