@@ -2,6 +2,7 @@
 // events cross it intact.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect as connectTcp } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,6 +47,24 @@ function rawGet(pathname: string, host = `127.0.0.1:${bridge.port}`): Promise<nu
     })
       .on('error', reject)
       .end();
+  });
+}
+
+/**
+ * Sends `head` (a request line and headers) over a plain TCP socket, for request targets no HTTP
+ * client would send, and resolves to the status line of the answer ('' if the socket closed first).
+ */
+function rawRequest(head: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connectTcp(bridge.port, '127.0.0.1', () => socket.write(`${head}\r\n\r\n`));
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      answer += chunk;
+      if (answer.includes('\r\n')) socket.destroy();
+    });
+    socket.on('close', () => resolve(answer.split('\r\n')[0] ?? ''));
+    socket.on('error', reject);
   });
 }
 
@@ -129,6 +148,50 @@ describe('bridge', () => {
     const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
     ws.send('not json');
     expect(await closed).toBe(1008);
+  });
+
+  it('refuses a frame without an argument by name and keeps the socket', async () => {
+    const ws = await connect({});
+    if (typeof ws === 'number') throw new Error(`refused with ${ws}`);
+    ws.send(JSON.stringify({ id: 3, method: 'notes.clear' }));
+    const refused = await nextFrame(ws);
+    expect(refused).toMatchObject({
+      id: 3,
+      outcome: { ok: false, error: { code: 'invalid-argument' } },
+    });
+    expect(JSON.stringify(refused)).toContain('arg');
+    ws.send(JSON.stringify({ id: 4, method: 'notes.clear', arg: {} }));
+    expect(await nextFrame(ws)).toEqual({ type: 'result', id: 4, outcome: { ok: true } });
+    ws.close();
+  });
+
+  it('answers 400 to request targets that are not paths and keeps serving', async () => {
+    const host = `Host: 127.0.0.1:${bridge.port}`;
+    // "//x:99999" parses as a host with an impossible port; so does "/\\x:99999" (a backslash
+    // counts as a slash in http URLs).
+    for (const target of ['//x:99999', '/\\x:99999', 'http://x:99999/', '*']) {
+      expect(await rawRequest(`GET ${target} HTTP/1.1\r\n${host}`)).toBe(
+        'HTTP/1.1 400 Bad Request',
+      );
+    }
+    expect(await rawGet('/index.html')).toBe(200);
+  });
+
+  it('answers 400 to a WebSocket upgrade whose target is not a path and keeps serving', async () => {
+    const upgrade = [
+      `Host: 127.0.0.1:${bridge.port}`,
+      `Origin: http://127.0.0.1:${bridge.port}`,
+      'Connection: Upgrade',
+      'Upgrade: websocket',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      `Sec-WebSocket-Protocol: ${WS_PROTOCOL}, bearer.${bridge.token}`,
+    ].join('\r\n');
+    expect(await rawRequest(`GET //[ HTTP/1.1\r\n${upgrade}`)).toBe('HTTP/1.1 400 Bad Request');
+    expect(await rawGet('/index.html')).toBe(200);
+    const ws = await connect({});
+    expect(ws).toBeInstanceOf(WebSocket);
+    if (typeof ws !== 'number') ws.close();
   });
 
   it('serves the renderer with the CSP and nothing outside its folder', async () => {

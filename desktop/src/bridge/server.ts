@@ -6,10 +6,17 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { securityHeaders } from '../main/csp.ts';
-import type { Dispatcher } from '../transport/dispatcher.ts';
+import { describeIssues, type Dispatcher } from '../transport/dispatcher.ts';
 import type { EventTap } from '../transport/events.ts';
-import { WS_PATH, WS_PROTOCOL, wsRequestSchema, type WsServerFrame } from '../transport/wire.ts';
+import {
+  WS_PATH,
+  WS_PROTOCOL,
+  wsRequestSchema,
+  type WsRequest,
+  type WsServerFrame,
+} from '../transport/wire.ts';
 import { allowedHosts, allowedOrigins } from './origin.ts';
+import { requestPathname } from './request-target.ts';
 import { createStaticHandler } from './static-files.ts';
 import { newLaunchToken, tokensMatch } from './token.ts';
 
@@ -81,15 +88,19 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   });
 
   async function onMessage(ws: WebSocket, data: unknown, isBinary: boolean): Promise<void> {
-    let request;
-    try {
-      if (isBinary) throw new Error('binary frame');
-      request = wsRequestSchema.parse(JSON.parse(String(data)));
-    } catch {
-      // Our own client never sends this; whoever did is not speaking the protocol.
+    const frame = readRequestFrame(data, isBinary);
+    if (frame.kind === 'unreadable') {
+      // Not even JSON with a request id: whoever sent it is not speaking the protocol.
       ws.close(1008, 'malformed request');
       return;
     }
+    if (frame.kind === 'malformed') {
+      // It has an id, so it can be answered like any other refused call.
+      const error = { code: 'invalid-argument' as const, message: frame.problem };
+      send(ws, { type: 'result', id: frame.id, outcome: { ok: false, error } });
+      return;
+    }
+    const { request } = frame;
     const outcome = await options.dispatcher.call(request.method, request.arg);
     send(ws, { type: 'result', id: request.id, outcome });
   }
@@ -113,6 +124,30 @@ export async function startBridge(options: BridgeOptions): Promise<Bridge> {
   };
 }
 
+type RequestFrame =
+  | { kind: 'request'; request: WsRequest }
+  | { kind: 'malformed'; id: number; problem: string }
+  | { kind: 'unreadable' };
+
+function readRequestFrame(data: unknown, isBinary: boolean): RequestFrame {
+  if (isBinary) return { kind: 'unreadable' };
+  let json: unknown;
+  try {
+    json = JSON.parse(String(data));
+  } catch {
+    return { kind: 'unreadable' };
+  }
+  const parsed = wsRequestSchema.safeParse(json);
+  if (parsed.success) return { kind: 'request', request: parsed.data };
+  const id = wsRequestSchema.shape.id.safeParse((json as { id?: unknown } | null)?.id);
+  if (!id.success) return { kind: 'unreadable' };
+  return {
+    kind: 'malformed',
+    id: id.data,
+    problem: `Request ${id.data} is not a call: ${describeIssues(parsed.error)}.`,
+  };
+}
+
 function send(ws: WebSocket, frame: WsServerFrame): void {
   if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
 }
@@ -124,8 +159,9 @@ export function checkUpgrade(
   origins: Set<string>,
   token: string,
 ): string | null {
-  const url = new URL(req.url ?? '/', 'http://x');
-  if (url.pathname !== WS_PATH) return '404 Not Found';
+  const pathname = requestPathname(req.url);
+  if (pathname === null) return '400 Bad Request';
+  if (pathname !== WS_PATH) return '404 Not Found';
   if (!hosts.has(req.headers.host ?? '')) return '403 Forbidden';
   if (!origins.has(req.headers.origin ?? '')) return '403 Forbidden';
   const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());

@@ -1,8 +1,10 @@
 // Serves the built renderer (vite build output) read-only over HTTP, with the same security
-// headers as Electron. Paths that leave the build folder get a 404.
+// headers as Electron. Paths that leave the build folder get a 404; a request target that is not
+// a path gets a 400.
 import { readFile, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cacheControlFor, contentTypeOf, resolveInside } from '../main/renderer-files.ts';
+import { requestPathname } from './request-target.ts';
 
 export function createStaticHandler(rootDir: string, headers: Record<string, string>) {
   return async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -10,7 +12,12 @@ export function createStaticHandler(rootDir: string, headers: Record<string, str
       res.writeHead(405, { ...headers, Allow: 'GET, HEAD' }).end();
       return;
     }
-    const pathname = new URL(req.url ?? '/', 'http://x').pathname;
+    const pathname = requestPathname(req.url);
+    if (pathname === null) {
+      res.writeHead(400, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('Bad request: the request target is not a path.');
+      return;
+    }
     const file = resolveInside(rootDir, pathname);
     try {
       if (!file || !(await stat(file)).isFile()) throw new Error('not a file');
