@@ -1,0 +1,287 @@
+import * as tf from '@tensorflow/tfjs';
+import { formatShape, sameShape, type HostTensor } from '../checkpoint/tensors.ts';
+import { ModelFormatError } from '../formats/errors.ts';
+import { decoderTensorShapes, type DecoderConfig } from './config.ts';
+import { inverseFrequencies, rotaryTables } from './rope.ts';
+
+/**
+ * The Hugging Face Llama forward pass (and Qwen2's, the same with q/k/v biases), computed as
+ * transformers computes it: pre-norm blocks x + attn(rms(x)), x + mlp(rms(x)); RMSNorm in
+ * float32; rotary embeddings in the rotate_half layout; grouped-query attention with a
+ * causal mask; a SwiGLU MLP, down(silu(gate(x)) · up(x)); a final RMSNorm and the LM head.
+ * Keys and values of past positions are kept in a KvCache, so decoding a token costs one
+ * position's work.
+ */
+
+interface Linear {
+  /** [in, out]: PyTorch's [out, in] transposed once at load, since an untransposed 2-D
+   * matMul is the fast path on the wasm backend. */
+  w: tf.Tensor2D;
+  b: tf.Tensor1D | null;
+}
+
+interface Block {
+  inputNorm: tf.Tensor1D;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  postNorm: tf.Tensor1D;
+  gate: Linear;
+  up: Linear;
+  down: Linear;
+}
+
+/** Keys and values of the positions seen so far, per layer: [numKvHeads, length, headDim]. */
+export class KvCache {
+  readonly keys: (tf.Tensor3D | null)[];
+  readonly values: (tf.Tensor3D | null)[];
+  length = 0;
+
+  constructor(numLayers: number) {
+    this.keys = Array.from({ length: numLayers }, () => null);
+    this.values = Array.from({ length: numLayers }, () => null);
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t?.dispose();
+    this.keys.fill(null);
+    this.values.fill(null);
+    this.length = 0;
+  }
+}
+
+/** Reads one tensor by its Hugging Face name; loaders stream it from the model's files. */
+export type TensorSource = (name: string, expectedShape: readonly number[]) => Promise<HostTensor>;
+
+export class Decoder {
+  readonly config: DecoderConfig;
+  readonly #embed: tf.Tensor2D;
+  readonly #blocks: Block[];
+  readonly #norm: tf.Tensor1D;
+  /** [hidden, vocab]; null when tied to the embedding. */
+  readonly #head: tf.Tensor2D | null;
+  readonly #inv: Float64Array;
+
+  private constructor(
+    config: DecoderConfig,
+    embed: tf.Tensor2D,
+    blocks: Block[],
+    norm: tf.Tensor1D,
+    head: tf.Tensor2D | null,
+  ) {
+    this.config = config;
+    this.#embed = embed;
+    this.#blocks = blocks;
+    this.#norm = norm;
+    this.#head = head;
+    this.#inv = inverseFrequencies(config);
+  }
+
+  /**
+   * Builds the model from a source of host tensors, one tensor at a time (each host copy is
+   * dropped once it is on the backend). Every tensor's shape is checked against the config
+   * before it is used.
+   */
+  static async load(config: DecoderConfig, source: TensorSource): Promise<Decoder> {
+    const shapes = decoderTensorShapes(config);
+    const owned: tf.Tensor[] = [];
+    const get = async (name: string): Promise<tf.Tensor> => {
+      const expected = shapes.get(name)!;
+      const host = await source(name, expected);
+      if (!sameShape(host.shape, expected)) {
+        throw new ModelFormatError(
+          'SHAPE_MISMATCH',
+          `tensor "${name}" is ${formatShape(host.shape)} but the config implies ${formatShape(expected)}`,
+        );
+      }
+      const t = tf.tensor(host.data, host.shape);
+      owned.push(t);
+      return t;
+    };
+    const linear = async (prefix: string, bias: boolean): Promise<Linear> => {
+      const w = (await get(`${prefix}.weight`)) as tf.Tensor2D;
+      const wt = tf.transpose(w);
+      owned.push(wt);
+      w.dispose();
+      return { w: wt, b: bias ? ((await get(`${prefix}.bias`)) as tf.Tensor1D) : null };
+    };
+    try {
+      const c = config;
+      const embed = (await get('model.embed_tokens.weight')) as tf.Tensor2D;
+      const blocks: Block[] = [];
+      for (let i = 0; i < c.numLayers; i++) {
+        const p = `model.layers.${i}`;
+        blocks.push({
+          inputNorm: (await get(`${p}.input_layernorm.weight`)) as tf.Tensor1D,
+          q: await linear(`${p}.self_attn.q_proj`, c.qkvBias),
+          k: await linear(`${p}.self_attn.k_proj`, c.qkvBias),
+          v: await linear(`${p}.self_attn.v_proj`, c.qkvBias),
+          o: await linear(`${p}.self_attn.o_proj`, c.outputBias),
+          postNorm: (await get(`${p}.post_attention_layernorm.weight`)) as tf.Tensor1D,
+          gate: await linear(`${p}.mlp.gate_proj`, c.mlpBias),
+          up: await linear(`${p}.mlp.up_proj`, c.mlpBias),
+          down: await linear(`${p}.mlp.down_proj`, c.mlpBias),
+        });
+      }
+      const norm = (await get('model.norm.weight')) as tf.Tensor1D;
+      const head = c.tiedEmbeddings ? null : (await linear('lm_head', false)).w;
+      return new Decoder(config, embed, blocks, norm, head);
+    } catch (error) {
+      for (const t of owned) if (!t.isDisposed) t.dispose();
+      throw error;
+    }
+  }
+
+  newCache(): KvCache {
+    return new KvCache(this.config.numLayers);
+  }
+
+  /**
+   * Runs `tokens` at the positions after those already in `cache`, appends their keys and
+   * values to it, and returns the logits: (tokens.length, vocab), or (1, vocab) for the last
+   * position only when `lastOnly` (what decoding needs).
+   */
+  forward(tokens: readonly number[], cache: KvCache, lastOnly = false): tf.Tensor2D {
+    const c = this.config;
+    if (tokens.length === 0) throw new Error('forward needs at least one token');
+    if (cache.length + tokens.length > c.maxPositions) {
+      throw new RangeError(
+        `${cache.length + tokens.length} positions exceed the model's context of ${c.maxPositions}`,
+      );
+    }
+    for (const id of tokens) {
+      if (!(Number.isInteger(id) && id >= 0 && id < c.vocabSize)) {
+        throw new RangeError(`token id ${id} is outside the vocabulary of ${c.vocabSize}`);
+      }
+    }
+    const start = cache.length;
+    const count = tokens.length;
+    const { cos, sin } = rotaryTables(this.#inv, start, count);
+    const rope = {
+      cos: tf.tensor2d(cos, [count, c.headDim]),
+      sin: tf.tensor2d(sin, [count, c.headDim]),
+    };
+    const mask = tf.tensor2d(causalMask(start, count, c.numHeads / c.numKvHeads), [
+      (count * c.numHeads) / c.numKvHeads,
+      start + count,
+    ]);
+    try {
+      let x = tf.tidy(() => tf.gather(this.#embed, tf.tensor1d(tokens as number[], 'int32')));
+      this.#blocks.forEach((block, layer) => {
+        const next = tf.tidy(() => {
+          const h = rmsNorm(x, block.inputNorm, c.rmsNormEps);
+          const { out, keys, values } = this.#attention(block, h, cache, layer, rope, mask);
+          const afterAttn = tf.add<tf.Tensor2D>(x, out);
+          const m = rmsNorm(afterAttn, block.postNorm, c.rmsNormEps);
+          const gate = apply(block.gate, m);
+          // SiLU(g) = g·σ(g), times the up projection (SwiGLU).
+          const mlp = apply(block.down, tf.mul(tf.mul(gate, tf.sigmoid(gate)), apply(block.up, m)));
+          return { x: tf.add(afterAttn, mlp) as tf.Tensor2D, keys, values };
+        });
+        x.dispose();
+        x = next.x;
+        cache.keys[layer]?.dispose();
+        cache.values[layer]?.dispose();
+        cache.keys[layer] = next.keys;
+        cache.values[layer] = next.values;
+      });
+      cache.length += count;
+      const hidden = x;
+      const logits = tf.tidy((): tf.Tensor2D => {
+        const last = lastOnly ? tf.slice(hidden, [count - 1, 0], [1, -1]) : hidden;
+        const normed = rmsNorm(last, this.#norm, c.rmsNormEps);
+        return this.#head === null
+          ? tf.matMul(normed, this.#embed, false, true)
+          : tf.matMul(normed, this.#head);
+      });
+      hidden.dispose();
+      return logits;
+    } finally {
+      rope.cos.dispose();
+      rope.sin.dispose();
+      mask.dispose();
+    }
+  }
+
+  #attention(
+    block: Block,
+    h: tf.Tensor2D,
+    cache: KvCache,
+    layer: number,
+    rope: { cos: tf.Tensor2D; sin: tf.Tensor2D },
+    mask: tf.Tensor2D,
+  ): { out: tf.Tensor2D; keys: tf.Tensor3D; values: tf.Tensor3D } {
+    const c = this.config;
+    const count = h.shape[0];
+    const d = c.headDim;
+    const group = c.numHeads / c.numKvHeads;
+    // (T, heads·d) → (heads, T, d)
+    const heads = (t: tf.Tensor2D, n: number) =>
+      tf.transpose(tf.reshape(t, [count, n, d]), [1, 0, 2]) as tf.Tensor3D;
+    const q = rotate(heads(apply(block.q, h), c.numHeads), rope);
+    const k = rotate(heads(apply(block.k, h), c.numKvHeads), rope);
+    const v = heads(apply(block.v, h), c.numKvHeads);
+    const pastK = cache.keys[layer];
+    const pastV = cache.values[layer];
+    const keys = pastK ? tf.concat([pastK, k], 1) : k;
+    const values = pastV ? tf.concat([pastV, v], 1) : v;
+    // Query heads kv·group … kv·group+group−1 share kv head `kv` (transformers' repeat_kv), and
+    // they are adjacent, so (heads, T, d) regroups as (kvHeads, group·T, d) against the cache
+    // without copying keys per query head.
+    const grouped = tf.reshape(q, [c.numKvHeads, group * count, d]);
+    const scores = tf.add(tf.mul(tf.matMul(grouped, keys, false, true), 1 / Math.sqrt(d)), mask);
+    const attended = tf.matMul(tf.softmax(scores), values);
+    const merged = tf.reshape(
+      tf.transpose(tf.reshape(attended, [c.numHeads, count, d]), [1, 0, 2]),
+      [count, c.numHeads * d],
+    ) as tf.Tensor2D;
+    return { out: apply(block.o, merged), keys: tf.keep(keys), values: tf.keep(values) };
+  }
+
+  dispose(): void {
+    this.#embed.dispose();
+    this.#norm.dispose();
+    this.#head?.dispose();
+    for (const b of this.#blocks) {
+      for (const t of [b.inputNorm, b.postNorm]) t.dispose();
+      for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) {
+        l.w.dispose();
+        l.b?.dispose();
+      }
+    }
+  }
+}
+
+function apply(l: Linear, x: tf.Tensor2D): tf.Tensor2D {
+  const y = tf.matMul(x, l.w);
+  return l.b === null ? y : (tf.add(y, l.b) as tf.Tensor2D);
+}
+
+/** x · rsqrt(mean(x²) + eps) · w over the last axis, all in float32 as transformers does. */
+function rmsNorm(x: tf.Tensor2D, w: tf.Tensor1D, eps: number): tf.Tensor2D {
+  const variance = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), w);
+}
+
+/** x·cos + rotate_half(x)·sin for x (heads, T, d); rotate_half(x) = [−x₂, x₁]. */
+function rotate(x: tf.Tensor3D, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }): tf.Tensor3D {
+  const half = x.shape[2] / 2;
+  const [x1, x2] = tf.split(x, [half, half], 2);
+  const rotated = tf.concat([tf.neg(x2!), x1!], 2);
+  return tf.add(tf.mul(x, rope.cos), tf.mul(rotated, rope.sin));
+}
+
+/**
+ * Additive mask (group·count, start+count): row r is query position start + (r mod count)
+ * of one query head in the group; it sees every key at or before its own position.
+ */
+function causalMask(start: number, count: number, group: number): Float32Array {
+  const width = start + count;
+  const mask = new Float32Array(group * count * width);
+  for (let r = 0; r < group * count; r++) {
+    const position = start + (r % count);
+    for (let s = position + 1; s < width; s++) mask[r * width + s] = -Infinity;
+  }
+  return mask;
+}
