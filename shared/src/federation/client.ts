@@ -82,7 +82,8 @@ export interface FederatedClientOptions {
   /**
    * The member's own privacy ledger (kept on their machine). A round whose participation would
    * take the member's ε above the community's per-member budget is declined, with the ledger's
-   * plain-words reason; every contribution is recorded. The budget, δ and noise come from the
+   * plain-words reason; a round is recorded before its update leaves, and stays recorded however
+   * the upload ends (ε is spent once the update may have left). The budget, δ and noise come from the
    * on-chain policy version the round names (`policies`), not from the coordinator's word.
    */
   privacy?: { ledger: PrivacyLedger; policies: Pick<CommonsClient, 'policyAt'> };
@@ -258,7 +259,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
   #lastProgress = { key: '', at: 0 };
   /** Rounds our update was accepted in: an invitation repeated after a reconnection is declined. */
   readonly #contributed = new Set<number>();
-  /** Rounds accepted under the privacy ledger, waiting to be recorded once contributed. */
+  /** Rounds accepted under the privacy ledger, to be recorded just before the update leaves. */
   readonly #ledgerRounds = new Map<number, LedgerRound>();
   #closed = false;
   #closing: Promise<void> | null = null;
@@ -506,7 +507,13 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     return null;
   }
 
-  /** Records a contribution in the member's privacy ledger (a failure to write is reported). */
+  /**
+   * Records the round in the member's privacy ledger, before the update leaves this machine
+   * (ledger.ts): a crash between the two then over-counts ε, never under-counts it. The entry
+   * stays whatever becomes of the upload — refused, dropped, or the round failing — because
+   * once a byte of the update may have left, the coordinator may keep it: ε is spent. A ledger
+   * that cannot be written throws, and the update is not sent.
+   */
   async #recordPrivacy(roundId: number): Promise<void> {
     const round = this.#ledgerRounds.get(roundId);
     const ledger = this.#options.privacy?.ledger;
@@ -515,9 +522,9 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     try {
       await ledger.record(round);
     } catch (err) {
-      this.emit(
-        'error',
-        new Error(`could not record round ${roundId} in the privacy ledger: ${message(err)}`),
+      throw new Error(
+        `could not record round ${roundId} in the privacy ledger, so the update was not sent: ${message(err)}`,
+        { cause: err },
       );
     }
   }
@@ -566,6 +573,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
       const participant = this.#secagg;
       if (participant?.roundId === roundId) {
         // Secure aggregation: no plain upload; the update goes into the masked-input stage.
+        await this.#recordPrivacy(roundId);
         this.#setActivity('uploading', roundId);
         let masked: MaskedReceipt;
         try {
@@ -577,7 +585,6 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
           throw err;
         }
         this.#contributed.add(roundId);
-        await this.#recordPrivacy(roundId);
         this.emit('masked', masked);
         return;
       }
@@ -587,10 +594,10 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
             `the base model's layout differs from the coordinator's`,
         );
       }
+      await this.#recordPrivacy(roundId);
       this.#setActivity('uploading', roundId);
       const receipt = await this.#upload(task, update, signal);
       this.#contributed.add(roundId);
-      await this.#recordPrivacy(roundId);
       this.emit('uploaded', receipt);
     } catch (err) {
       if (!signal.aborted) {
@@ -607,6 +614,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         );
         this.#secagg = null;
       }
+      this.#ledgerRounds.delete(roundId);
       this.#round = null;
       this.#setActivity('idle', null);
     }

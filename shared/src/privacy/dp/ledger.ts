@@ -20,6 +20,14 @@
  * the noisy sum), however many local SGD steps made it: `steps` is 1. The noise multiplier
  * to record is the policy's total z (with adaptive clipping, z, not the update's share z_Δ).
  *
+ * When to record — before the update leaves, and for good: the client records a round after
+ * training and before the first byte of its update is sent, and never takes the entry back.
+ * ε is spent once the update may have left the machine, and the member cannot know what the
+ * coordinator kept of an upload that was then refused, cut off, or whose round failed (a
+ * refusal can come after the last chunk; a masked input may sit in a secure round's sum). A
+ * crash between recording and sending therefore over-counts one round, never under-counts;
+ * a ledger that cannot be written stops the update from being sent.
+ *
  * The file is versioned JSON, written atomically (temporary file, fsync, rename, fsync of the
  * folder), so a crash leaves the old or the new ledger, never half of one. A file that is not
  * a ledger this code understands is an error, never a reason to start again from zero: a
