@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_ADDRESSES_FILE } from '@commons/shared/chain/addresses';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { DEFAULT_SESSION_TTL_MS, DEFAULT_SIGN_IN_TIMEOUT_MS } from './server/sign-in.ts';
 
 export const GENESIS_DIR = fileURLToPath(new URL('../../shared/genesis', import.meta.url));
 
@@ -28,6 +29,13 @@ export const coordinatorConfigSchema = z.strictObject({
   maxRoundSeconds: z.number().int().min(0).default(0),
   inviteTimeoutMs: z.number().int().positive().default(10_000),
   reconnectGraceMs: z.number().int().nonnegative().default(5_000),
+  /**
+   * The longest session one sign-in opens. The sign-in challenge offers exactly this window, and
+   * a client renews it on its connection by signing the challenge sent before it ends.
+   */
+  sessionTtlMs: z.number().int().min(1_000).default(DEFAULT_SESSION_TTL_MS),
+  /** How long a client has to sign a challenge (its session's renewal goes out this early). */
+  signInTimeoutMs: z.number().int().min(100).default(DEFAULT_SIGN_IN_TIMEOUT_MS),
   roundIntervalMs: z.number().int().nonnegative().default(2_000),
   publishMarginBpc: z.number().nonnegative().default(0.02),
   proposeActivation: z.boolean().default(false),
@@ -65,6 +73,8 @@ export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
   --encoding E             fp32, fp16 or int8 updates (default int8)
   --batch-size N --max-steps N     local training per round (default 8, 20)
   --max-round-seconds N    cap on the policy's round deadline
+  --session-seconds N      longest session one sign-in opens; clients renew it (default 3600)
+  --sign-in-seconds N      time a client has to sign a challenge (default 30)
   --rounds N               stop after N rounds (default: run until stopped)
   --eval-chars N           held-out characters to score candidates on (default all)
   --publish-margin B       refuse a candidate worse than its parent by more than B bits/char (default 0.02)
@@ -93,6 +103,12 @@ function int(value: string | undefined, flag: string): number | undefined {
   return Number(value);
 }
 
+/** A whole number of seconds, in milliseconds. */
+function seconds(value: string | undefined, flag: string): number | undefined {
+  const n = int(value, flag);
+  return n === undefined ? undefined : n * 1000;
+}
+
 /** Configuration from argv and env; the key comes from --key-file or COMMONS_COORDINATOR_KEY. */
 export async function configFromArgs(
   argv: string[],
@@ -118,6 +134,8 @@ export async function configFromArgs(
         'batch-size': { type: 'string' },
         'max-steps': { type: 'string' },
         'max-round-seconds': { type: 'string' },
+        'session-seconds': { type: 'string' },
+        'sign-in-seconds': { type: 'string' },
         rounds: { type: 'string' },
         'eval-chars': { type: 'string' },
         'publish-margin': { type: 'string' },
@@ -159,6 +177,8 @@ export async function configFromArgs(
     batchSize: int(values['batch-size'], '--batch-size'),
     maxSteps: int(values['max-steps'], '--max-steps'),
     maxRoundSeconds: int(values['max-round-seconds'], '--max-round-seconds'),
+    sessionTtlMs: seconds(values['session-seconds'], '--session-seconds'),
+    signInTimeoutMs: seconds(values['sign-in-seconds'], '--sign-in-seconds'),
     maxRounds: int(values.rounds, '--rounds'),
     evalChars: int(values['eval-chars'], '--eval-chars'),
     publishMarginBpc: real(values['publish-margin'], '--publish-margin'),

@@ -117,6 +117,8 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
                 kind: 'token-holders',
                 minTokens: BigInt(Math.round(config.eligibility * 1e6)) * 10n ** 12n,
               },
+        sessionTtlMs: config.sessionTtlMs,
+        signInTimeoutMs: config.signInTimeoutMs,
       },
       metrics,
       log,

@@ -7,6 +7,7 @@ import type { NamedTensors } from '../src/checkpoint/tensors.ts';
 import {
   PROTOCOL_VERSION,
   ProtocolError,
+  SIWE_CLOCK_SKEW_MS,
   chunksOf,
   commitmentDigest,
   formatSiweMessage,
@@ -19,6 +20,7 @@ import {
   uploadBeginSchema,
   verifyCommitment,
   verifySiweLogin,
+  verifySiweSession,
   type Challenge,
   type UploadBegin,
 } from '../src/protocol/index.ts';
@@ -85,6 +87,71 @@ describe('Sign-In with Ethereum', () => {
     // The message claims wallet's address but another key signs it.
     const claimed = siweMessageFor(challenge, wallet.address);
     expect(code(() => verifySiweLogin(challenge, claimed, forged, now))).toBe('BAD_LOGIN');
+  });
+
+  it('refuses a validity window the client chose instead of the challenge', async () => {
+    const signed = async (window: { issuedAt: string; expirationTime: string }) => {
+      const message = formatSiweMessage({
+        ...challenge,
+        address: wallet.address,
+        version: '1',
+        ...window,
+      });
+      return { message, signature: await wallet.signMessage(message) };
+    };
+    const refusal = async (window: { issuedAt: string; expirationTime: string }) => {
+      const { message, signature } = await signed(window);
+      try {
+        verifySiweLogin(challenge, message, signature, now);
+      } catch (error) {
+        return error instanceof ProtocolError ? `${error.code}: ${error.message}` : String(error);
+      }
+      return 'accepted';
+    };
+    const at = (ms: number) => new Date(ms).toISOString();
+    // The hostile case: issued long before the nonce existed, valid for a century.
+    expect(
+      await refusal({
+        issuedAt: '2001-01-01T00:00:00.000Z',
+        expirationTime: '2099-01-01T00:00:00.000Z',
+      }),
+    ).toMatch(/^BAD_LOGIN: .*2001.*before its nonce/);
+    // Issued now, but for longer than the server offers.
+    expect(
+      await refusal({ issuedAt: at(now), expirationTime: '2099-01-01T00:00:00.000Z' }),
+    ).toMatch(/^BAD_LOGIN: .*2099.*after the/);
+    // Issued in the future by more than the allowed skew.
+    expect(
+      await refusal({
+        issuedAt: at(now + SIWE_CLOCK_SKEW_MS + 1_000),
+        expirationTime: challenge.expirationTime,
+      }),
+    ).toMatch(/^BAD_LOGIN: .*in the future/);
+    // Within the skew either way, and a shorter session than offered, are fine.
+    expect(
+      await refusal({
+        issuedAt: at(now + SIWE_CLOCK_SKEW_MS - 1_000),
+        expirationTime: at(now + 60_000),
+      }),
+    ).toBe('accepted');
+    expect(
+      await refusal({
+        issuedAt: at(now - SIWE_CLOCK_SKEW_MS + 1_000),
+        expirationTime: challenge.expirationTime,
+      }),
+    ).toBe('accepted');
+    // Not RFC 3339, though Date.parse would take it.
+    expect(await refusal({ issuedAt: '2026', expirationTime: challenge.expirationTime })).toMatch(
+      /^BAD_LOGIN: issuedAt is not an RFC 3339 date-time/,
+    );
+  });
+
+  it("opens a session that ends at the message's expiry", async () => {
+    const { message, signature } = await signChallenge(challenge, wallet);
+    expect(verifySiweSession(challenge, message, signature, now)).toEqual({
+      address: wallet.address,
+      expiresAt: now + 600_000,
+    });
   });
 
   it('refuses a message that is not EIP-4361 or whose address is not checksummed', () => {

@@ -1,8 +1,9 @@
 // The Socket.IO edge of the coordinator: sign-in, eligibility, invitations and chunked uploads.
 // Every client message is validated against its schema here, before anything else sees it;
 // every refusal is acknowledged with a named code and counted. A session is bound to one
-// address: signing in again elsewhere closes the older connection.
-import { randomBytes, randomUUID } from 'node:crypto';
+// address: signing in again elsewhere closes the older connection. How a connection signs in,
+// renews and loses its session is sign-in.ts.
+import { randomUUID } from 'node:crypto';
 import type { CommonsClient } from '@commons/shared/chain/client';
 import type {
   ClientToServerEvents,
@@ -22,13 +23,12 @@ import {
   uploadBeginSchema,
   uploadIdSchema,
   type Ack,
-  type Challenge,
   type InviteReply,
   type RoundResult,
   type RoundStatus,
   type RoundTask,
 } from '@commons/shared/protocol/messages';
-import { verifySiweLogin } from '@commons/shared/protocol/siwe';
+import { verifySiweSession } from '@commons/shared/protocol/siwe';
 import type { Logger } from 'pino';
 import type { Server, Socket } from 'socket.io';
 import type { z } from 'zod';
@@ -36,6 +36,12 @@ import type { CoordinatorMetrics } from '../observability/metrics.ts';
 import type { ClientHub, RoundEngine } from '../rounds/engine.ts';
 import { SecAggSockets } from '../secagg/transport.ts';
 import { UploadSession } from '../uploads/upload-session.ts';
+import {
+  ConnectionSignIn,
+  DEFAULT_SESSION_TTL_MS,
+  DEFAULT_SIGN_IN_TIMEOUT_MS,
+  type SignInPolicy,
+} from './sign-in.ts';
 
 export type FederationServer = Server<
   ClientToServerEvents,
@@ -52,23 +58,23 @@ export interface FederationHubOptions {
   publicUrl: string;
   chainId: number;
   eligibility: Eligibility;
-  /** How long a sign-in challenge stays valid. */
-  challengeTtlMs?: number;
+  /** The longest session one sign-in opens (default 1 h); the client renews it on the socket. */
+  sessionTtlMs?: number;
+  /** How long a client has to sign a challenge (default 30 s). */
+  signInTimeoutMs?: number;
 }
-
-const STATEMENT = 'Sign in to the Commons federation coordinator to take part in training rounds.';
-const NONCE_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
 export class FederationHub implements ClientHub {
   private readonly io: FederationServer;
   private readonly chain: CommonsClient;
   private readonly options: FederationHubOptions;
+  private readonly signInPolicy: SignInPolicy;
   private readonly metrics: CoordinatorMetrics;
   private readonly log: Logger;
   private engine: RoundEngine | null = null;
   /** Signed-in sockets by checksummed address. */
   private readonly sessions = new Map<string, ClientSocket>();
-  private readonly challenges = new WeakMap<ClientSocket, Challenge>();
+  private readonly signIns = new WeakMap<ClientSocket, ConnectionSignIn>();
   private readonly uploads = new WeakMap<ClientSocket, UploadSession>();
   /** Secure rounds: SecAgg+ stage requests to signed-in sockets, masked chunks back. */
   readonly secAgg = new SecAggSockets((address) => this.sessions.get(address));
@@ -83,6 +89,12 @@ export class FederationHub implements ClientHub {
     this.io = io;
     this.chain = chain;
     this.options = options;
+    this.signInPolicy = {
+      publicUrl: options.publicUrl,
+      chainId: options.chainId,
+      sessionTtlMs: options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS,
+      signInTimeoutMs: options.signInTimeoutMs ?? DEFAULT_SIGN_IN_TIMEOUT_MS,
+    };
     this.metrics = metrics;
     this.log = log;
     io.on('connection', (socket) => this.onConnection(socket));
@@ -132,36 +144,20 @@ export class FederationHub implements ClientHub {
 
   private onConnection(socket: ClientSocket): void {
     this.metrics.connectedClients.inc();
-    const challenge = this.newChallenge();
-    this.challenges.set(socket, challenge);
-    socket.emit('auth:challenge', challenge);
+    const signIn = new ConnectionSignIn(this.signInPolicy, {
+      sendChallenge: (challenge) => socket.emit('auth:challenge', challenge),
+      close: (code, message) => this.close(socket, code, message),
+    });
+    this.signIns.set(socket, signIn);
 
     socket.on('auth:login', (raw, ack) =>
-      this.answer(socket, ack, async () => {
-        const login = this.parse(loginSchema, raw);
-        if (login.protocolVersion !== PROTOCOL_VERSION) {
-          throw new ProtocolError(
-            'PROTOCOL_VERSION',
-            `this coordinator speaks protocol ${PROTOCOL_VERSION}, the client ${login.protocolVersion}`,
-          );
-        }
-        const current = this.challenges.get(socket) as Challenge;
-        // One challenge, one sign-in: a new nonce is issued whatever the outcome.
-        this.challenges.set(socket, this.newChallenge());
-        const address = verifySiweLogin(current, login.message, login.signature);
-        await this.checkEligible(address);
-        const previous = this.sessions.get(address);
-        if (previous && previous !== socket) previous.disconnect(true);
-        socket.data.address = address;
-        this.sessions.set(address, socket);
-        this.metrics.authenticatedClients.set(this.sessions.size);
-        this.log.info({ address, socket: socket.id }, 'signed in');
-        const status = this.engine?.status();
-        if (status) socket.emit('round:status', status);
-        // After the acknowledgement, so the client knows it is signed in before any invite.
-        setImmediate(() => this.engine?.clientReady(address));
-        return { address };
-      }),
+      // A refused login is answered first, then with the fresh challenge for the retry.
+      this.answer(
+        socket,
+        ack,
+        () => this.signIn(socket, signIn, raw),
+        () => signIn.refused(),
+      ),
     );
 
     socket.on('round:progress', (raw) => {
@@ -230,13 +226,71 @@ export class FederationHub implements ClientHub {
 
     socket.on('disconnect', () => {
       this.metrics.connectedClients.dec();
-      const address = socket.data.address;
-      if (address && this.sessions.get(address) === socket) {
-        this.sessions.delete(address);
-        this.metrics.authenticatedClients.set(this.sessions.size);
-        this.engine?.clientGone(address);
-      }
+      signIn.dispose();
+      this.endSession(socket);
     });
+  }
+
+  /**
+   * One login attempt against the connection's current challenge. Signing in again on a
+   * signed-in connection renews its session (the same address) or moves it to another address.
+   */
+  private async signIn(
+    socket: ClientSocket,
+    signIn: ConnectionSignIn,
+    raw: unknown,
+  ): Promise<{ address: string }> {
+    // One challenge, one attempt, taken before anything can fail: a refusal spends the nonce.
+    const challenge = signIn.takeChallenge();
+    const login = this.parse(loginSchema, raw);
+    if (login.protocolVersion !== PROTOCOL_VERSION) {
+      throw new ProtocolError(
+        'PROTOCOL_VERSION',
+        `this coordinator speaks protocol ${PROTOCOL_VERSION}, the client ${login.protocolVersion}`,
+      );
+    }
+    const session = verifySiweSession(challenge, login.message, login.signature);
+    const { address } = session;
+    await this.checkEligible(address);
+    if (socket.disconnected) {
+      // It left while the chain answered: a session for a closed socket would never end.
+      throw new ProtocolError('UNAUTHENTICATED', 'the connection closed during sign-in');
+    }
+    signIn.signedIn(session.expiresAt);
+    if (socket.data.address === address) {
+      this.log.info({ address, socket: socket.id }, 'session renewed');
+      return { address };
+    }
+    this.endSession(socket);
+    const previous = this.sessions.get(address);
+    if (previous && previous !== socket) previous.disconnect(true);
+    socket.data.address = address;
+    this.sessions.set(address, socket);
+    this.metrics.authenticatedClients.set(this.sessions.size);
+    this.log.info({ address, socket: socket.id }, 'signed in');
+    const status = this.engine?.status();
+    if (status) socket.emit('round:status', status);
+    // After the acknowledgement, so the client knows it is signed in before any invite.
+    setImmediate(() => this.engine?.clientReady(address));
+    return { address };
+  }
+
+  /** The connection's session (if any) is over: its address is no longer reachable here. */
+  private endSession(socket: ClientSocket): void {
+    const address = socket.data.address;
+    if (!address) return;
+    delete socket.data.address;
+    if (this.sessions.get(address) !== socket) return;
+    this.sessions.delete(address);
+    this.metrics.authenticatedClients.set(this.sessions.size);
+    this.engine?.clientGone(address);
+  }
+
+  /** Closes a connection, telling the client why first (connection:closing). */
+  private close(socket: ClientSocket, code: RejectCode, message: string): void {
+    this.reject(socket, code, message);
+    socket.emit('connection:closing', { code, message });
+    socket.disconnect(true);
   }
 
   /** Runs a handler and acknowledges its result, or the refusal it raised. */
@@ -244,6 +298,7 @@ export class FederationHub implements ClientHub {
     socket: ClientSocket,
     ack: unknown,
     handler: () => Promise<T>,
+    afterRefusal: () => void = () => undefined,
   ): void {
     if (typeof ack !== 'function') {
       // A message without an acknowledgement callback cannot be answered; count and drop it.
@@ -266,6 +321,7 @@ export class FederationHub implements ClientHub {
         }
         this.reject(socket, refusal.code, refusal.message);
         respond({ ok: false, error: refusal.toRejection() });
+        afterRefusal();
       },
     );
   }
@@ -310,22 +366,5 @@ export class FederationHub implements ClientHub {
         `${address} holds ${balance} token units; this coordinator requires ${rule.minTokens}`,
       );
     }
-  }
-
-  private newChallenge(): Challenge {
-    const now = Date.now();
-    const url = new URL(this.options.publicUrl);
-    const bytes = randomBytes(16);
-    const nonce = Array.from(bytes, (b) => NONCE_ALPHABET[b % NONCE_ALPHABET.length]).join('');
-    return {
-      protocolVersion: PROTOCOL_VERSION,
-      domain: url.host,
-      uri: url.origin,
-      chainId: this.options.chainId,
-      nonce,
-      statement: STATEMENT,
-      issuedAt: new Date(now).toISOString(),
-      expirationTime: new Date(now + (this.options.challengeTtlMs ?? 10 * 60_000)).toISOString(),
-    };
   }
 }

@@ -27,10 +27,19 @@ import type {
   UnmaskRequest,
   UnmaskResponse,
 } from '../privacy/secagg/messages.ts';
+import type { Rejection } from './errors.ts';
 
 export interface ServerToClientEvents {
-  /** On connect: sign this to log in. */
+  /**
+   * On connect: sign this to log in. Sent again after a refused login (its nonce is spent) and
+   * shortly before a session expires: signing it renews the session on the same connection.
+   */
   'auth:challenge': (challenge: Challenge) => void;
+  /**
+   * Sent just before the server closes the connection, saying why (e.g. UNAUTHENTICATED: the
+   * session expired unrenewed; BAD_LOGIN: too many refused sign-ins).
+   */
+  'connection:closing': (reason: Rejection) => void;
   /** You were sampled into a round; answer whether you take part. */
   'round:invite': (task: RoundTask, ack: (reply: InviteReply) => void) => void;
   /** The open round changed state. */

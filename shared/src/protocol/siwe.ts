@@ -53,6 +53,9 @@ const MESSAGE = new RegExp(
   ].join('\\n'),
 );
 
+/** RFC 3339 `date-time`: full date, full time, optional fraction, Z or a numeric offset. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+
 /** The fields of a message, or a BAD_LOGIN error naming what does not parse. */
 export function parseSiweMessage(text: string): SiweFields {
   const match = MESSAGE.exec(text);
@@ -71,7 +74,9 @@ export function parseSiweMessage(text: string): SiweFields {
     throw new ProtocolError('BAD_LOGIN', `address ${address} is not EIP-55 checksummed`);
   }
   for (const stamp of ['issuedAt', 'expirationTime'] as const) {
-    if (Number.isNaN(Date.parse(groups[stamp] as string))) {
+    const text = groups[stamp] as string;
+    // Date.parse alone takes "2001" or "Tue Mar 01 2001": hold the EIP to its grammar.
+    if (!RFC3339.test(text) || Number.isNaN(Date.parse(text))) {
       throw new ProtocolError('BAD_LOGIN', `${stamp} is not an RFC 3339 date-time`);
     }
   }
@@ -113,15 +118,35 @@ export async function signChallenge(
 }
 
 /**
- * The address a login proves, after checking that the message answers exactly this challenge
- * (domain, URI, chain, nonce), is not expired, and was signed by the address it names.
+ * How far a message's `Issued At` may lie outside what the server's clock allows. EIP-4361
+ * clients stamp it with their own clock, so it may run a little ahead of ours or, on a slow
+ * signer, start a little before the challenge went out; anything further is a window the client
+ * chose for itself.
  */
-export function verifySiweLogin(
+export const SIWE_CLOCK_SKEW_MS = 30_000;
+
+/** What a verified login proves: who signed in, and until when the session holds. */
+export interface SiweSession {
+  /** EIP-55 checksummed. */
+  address: string;
+  /** Unix ms: the message's `Expiration Time`, never later than the challenge's. */
+  expiresAt: number;
+}
+
+/**
+ * The session a login opens, after checking that the message answers exactly this challenge
+ * (domain, URI, chain, nonce), was signed by the address it names, and keeps to the validity
+ * window the server offered: issued no earlier than the challenge and no later than now (each
+ * within SIWE_CLOCK_SKEW_MS), not yet expired, and expiring no later than the challenge does.
+ * The challenge's own window is the server's session lifetime, so a client cannot sign itself a
+ * longer one.
+ */
+export function verifySiweSession(
   challenge: Challenge,
   message: string,
   signature: string,
   now: number = Date.now(),
-): string {
+): SiweSession {
   const fields = parseSiweMessage(message);
   const mismatch = (['domain', 'uri', 'chainId', 'nonce'] as const).find(
     (key) => fields[key] !== challenge[key],
@@ -132,8 +157,30 @@ export function verifySiweLogin(
       `the message's ${mismatch} does not match this server's challenge`,
     );
   }
-  if (Date.parse(fields.expirationTime) <= now) {
+  const issuedAt = Date.parse(fields.issuedAt);
+  const expiresAt = Date.parse(fields.expirationTime);
+  const offeredFrom = Date.parse(challenge.issuedAt);
+  const offeredUntil = Date.parse(challenge.expirationTime);
+  if (issuedAt > now + SIWE_CLOCK_SKEW_MS) {
+    throw new ProtocolError(
+      'BAD_LOGIN',
+      `the message is issued at ${fields.issuedAt}, in the future by this server's clock (${new Date(now).toISOString()})`,
+    );
+  }
+  if (issuedAt < offeredFrom - SIWE_CLOCK_SKEW_MS) {
+    throw new ProtocolError(
+      'BAD_LOGIN',
+      `the message is issued at ${fields.issuedAt}, before its nonce was (${challenge.issuedAt})`,
+    );
+  }
+  if (expiresAt <= now) {
     throw new ProtocolError('BAD_LOGIN', 'the sign-in message has expired; sign the new challenge');
+  }
+  if (expiresAt > offeredUntil) {
+    throw new ProtocolError(
+      'BAD_LOGIN',
+      `the message expires at ${fields.expirationTime}, after the ${challenge.expirationTime} this server offers`,
+    );
   }
   let signer: string;
   try {
@@ -144,5 +191,15 @@ export function verifySiweLogin(
   if (signer !== fields.address) {
     throw new ProtocolError('BAD_LOGIN', `the signature is not ${fields.address}'s`);
   }
-  return fields.address;
+  return { address: fields.address, expiresAt };
+}
+
+/** The address a login proves (verifySiweSession, without the session's end). */
+export function verifySiweLogin(
+  challenge: Challenge,
+  message: string,
+  signature: string,
+  now: number = Date.now(),
+): string {
+  return verifySiweSession(challenge, message, signature, now).address;
 }
