@@ -192,9 +192,23 @@ describe('commons-stack', () => {
       second.child.kill('SIGTERM');
       expect(await second.exit, second.output()).toBe(0);
 
-      // A journal that no longer replays to its recorded head is refused, naming --reset.
+      // A damaged line in the middle of the journal stops the start at that entry, rather than
+      // resuming the chain without it and everything after it; the journal is left as it was.
       const journal = path.join(dataDir, 'chain/journal.jsonl');
-      const lines = readFileSync(journal, 'utf8').trimEnd().split('\n');
+      const intact = readFileSync(journal, 'utf8');
+      const lines = intact.trimEnd().split('\n');
+      const middle = Math.floor(lines.length / 2);
+      const damaged = lines.map((line, i) => (i === middle ? line.slice(0, -5) : line));
+      writeFileSync(journal, damaged.join('\n') + '\n');
+      const truncating = launch(ports);
+      expect(await truncating.exit, truncating.output()).toBe(1);
+      expect(truncating.output()).toContain(`damaged at entry ${middle} (line ${middle + 1})`);
+      expect(truncating.output()).toContain('--reset');
+      expect(truncating.output()).not.toContain('Ready.');
+      expect(readFileSync(journal, 'utf8')).toBe(damaged.join('\n') + '\n');
+      writeFileSync(journal, intact);
+
+      // A journal that no longer replays to its recorded head is refused, naming --reset.
       const last = JSON.parse(lines.at(-1)!) as { head: { hash: string } };
       last.head.hash = `0x${'ab'.repeat(32)}`;
       writeFileSync(journal, [...lines.slice(0, -1), JSON.stringify(last)].join('\n') + '\n');

@@ -124,14 +124,20 @@ export async function readHead(url: string): Promise<{ number: number; hash: str
 }
 
 /**
- * Reads a journal file: its header and entries (a torn last line, from a crash, is dropped);
- * null when it has no complete header line (the crash came before anything was recorded).
+ * Reads a journal file: its header and entries; null when it has no complete header line (the
+ * crash came before anything was recorded). Every write is one whole line, so the only damage a
+ * crash can leave is a last line without its newline: that line is dropped, as the writer cuts it
+ * off (the call it records never answered its client). Any other line that is not an entry stops
+ * the start with its entry number: skipping it, or everything after it, would resume a chain
+ * without transactions that were acknowledged, and the next start would lose them again.
  */
 export function readJournal(
   file: string,
 ): { header: JournalHeader; entries: JournalEntry[] } | null {
   const lines = readFileSync(file, 'utf8').split('\n');
-  if (lines.length < 2) return null;
+  // The text after the last newline: empty, or the line a crash tore.
+  lines.pop();
+  if (lines.length === 0) return null;
   let header: JournalHeader | undefined;
   try {
     header = JSON.parse(lines[0] ?? '') as JournalHeader;
@@ -144,15 +150,38 @@ export function readJournal(
     );
   }
   const entries: JournalEntry[] = [];
-  for (const line of lines.slice(1)) {
-    if (line.trim() === '') continue;
-    try {
-      entries.push(JSON.parse(line) as JournalEntry);
-    } catch {
-      break; // the write the process died in; the call it records never answered its client
+  for (const [index, line] of lines.slice(1).entries()) {
+    const entry = parseEntry(line);
+    if (!entry) {
+      throw new JournalMismatchError(
+        `The chain journal ${file} is damaged at entry ${index + 1} (line ${index + 2}): ` +
+          'it is not a journaled call. The saved chain cannot be restored past it; restore the ' +
+          'file from a backup, or start with --reset to begin a new chain (this discards ' +
+          'proposals, votes and models on it).',
+      );
     }
+    entries.push(entry);
   }
   return { header, entries };
+}
+
+function parseEntry(line: string): JournalEntry | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  const entry = value as Partial<JournalEntry> | null;
+  const wellFormed =
+    typeof entry === 'object' &&
+    entry !== null &&
+    typeof entry.method === 'string' &&
+    Array.isArray(entry.params) &&
+    (entry.minedTimestamp === undefined || Number.isSafeInteger(entry.minedTimestamp)) &&
+    Number.isSafeInteger(entry.head?.number) &&
+    typeof entry.head?.hash === 'string';
+  return wellFormed ? (entry as JournalEntry) : null;
 }
 
 /** Appends entries durably (fsync): an acknowledged transaction survives a crash. */
