@@ -138,3 +138,113 @@ describe('vault', () => {
     expect((await rejection(h('vault.readDocument', { id: a.id }))).code).toBe('not-found');
   });
 });
+
+describe('vault index damage', () => {
+  let dir: string;
+  let core: Core;
+  const vaultDir = () => join(dir, 'vault');
+  const recordFiles = async () => (await readdir(join(vaultDir(), 'records'))).sort();
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'commons-vault-index-'));
+    core = await createCore({ dataDir: dir });
+    const h = core.invoke;
+    await h('vault.setup', { protection: 'passphrase', passphrase: PASSPHRASE });
+    await h('vault.importText', {
+      files: [
+        { name: 'secret.txt', text: `${SECRET_LINE}.\n` },
+        { name: 'plan.md', text: '# Plan\n\nPlant more olive trees.\n' },
+      ],
+    });
+    const chat = await h('vault.createChat', {});
+    await h('vault.appendMessage', { chatId: chat.id, role: 'user', text: 'olive harvest dates?' });
+    await h('vault.lock');
+  });
+  afterAll(async () => {
+    await core.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to unlock without its index while records exist, and deletes none', async () => {
+    const h = core.invoke;
+    const before = await recordFiles();
+    expect(before).toHaveLength(3);
+    await rm(join(vaultDir(), 'index.bin'));
+    const refused = await rejection(h('vault.unlock', { passphrase: PASSPHRASE }));
+    expect(refused.code).toBe('integrity');
+    expect(refused.message).toMatch(/index .* is missing but 3 records exist/);
+    expect(refused.message).toContain('vault.rebuildIndex');
+    expect(await h('vault.status')).toMatchObject({ unlocked: false });
+    expect(await recordFiles()).toEqual(before);
+  });
+
+  it('rebuilds the index from the records, each authenticated, with the passphrase', async () => {
+    const h = core.invoke;
+    const wrong = await rejection(h('vault.rebuildIndex', { passphrase: 'not the passphrase' }));
+    expect(wrong.code).toBe('wrong-passphrase');
+    const rebuilt = await h('vault.rebuildIndex', { passphrase: PASSPHRASE });
+    expect(rebuilt).toMatchObject({ documents: 2, chats: 1, unreadable: [] });
+    expect(rebuilt.status.unlocked).toBe(true);
+    const texts = await Promise.all(
+      (await h('vault.listDocuments')).map(
+        async (d) => (await h('vault.readDocument', { id: d.id })).text,
+      ),
+    );
+    expect(texts.sort()).toEqual(['# Plan\n\nPlant more olive trees.\n', `${SECRET_LINE}.\n`]);
+    const [chat] = await h('vault.listChats');
+    expect(chat).toMatchObject({ title: 'olive harvest dates?', messages: 1 });
+    expect((await h('vault.readChat', { id: chat!.id })).history[0]?.text).toBe(
+      'olive harvest dates?',
+    );
+    // The same text is still recognised as already imported.
+    const again = await h('vault.importText', {
+      files: [{ name: 'x.txt', text: `${SECRET_LINE}.\n` }],
+    });
+    expect(again.imported).toEqual([]);
+    // An intact index is not thrown away for one that knows less.
+    await h('vault.lock');
+    expect((await rejection(h('vault.rebuildIndex', { passphrase: PASSPHRASE }))).code).toBe(
+      'conflict',
+    );
+    await h('vault.unlock', { passphrase: PASSPHRASE });
+    expect(await h('vault.listDocuments')).toHaveLength(2);
+    await h('vault.lock');
+  });
+
+  it('treats a damaged index as an integrity error, keeps it, and sets aside unreadable records', async () => {
+    const h = core.invoke;
+    const index = join(vaultDir(), 'index.bin');
+    const damaged = Buffer.from(await readFile(index));
+    damaged[damaged.length - 1]! ^= 0x01;
+    await writeFile(index, damaged);
+    // A file that looks like a record but authenticates as nothing.
+    const stranger = 'f'.repeat(32);
+    await writeFile(join(vaultDir(), 'records', `${stranger}.bin`), Buffer.alloc(64, 7));
+    const before = await recordFiles();
+    const refused = await rejection(h('vault.unlock', { passphrase: PASSPHRASE }));
+    expect(refused.code).toBe('integrity');
+    expect(refused.message).toMatch(/index .* altered or damaged/);
+    expect(await recordFiles()).toEqual(before);
+
+    const rebuilt = await h('vault.rebuildIndex', { passphrase: PASSPHRASE });
+    expect(rebuilt).toMatchObject({ documents: 2, chats: 1, unreadable: [stranger] });
+    expect(await readFile(join(vaultDir(), 'unreadable', `${stranger}.bin`))).toEqual(
+      Buffer.alloc(64, 7),
+    );
+    const kept = (await readdir(vaultDir())).filter((f) => f.startsWith('index.damaged-'));
+    expect(kept).toHaveLength(1);
+    expect(await readFile(join(vaultDir(), kept[0]!))).toEqual(damaged);
+    expect(await recordFiles()).toHaveLength(3);
+  });
+
+  it('calls a key file that is not JSON an integrity error', async () => {
+    const h = core.invoke;
+    await h('vault.lock');
+    await writeFile(join(vaultDir(), 'key.json'), '{ not json');
+    expect((await rejection(h('vault.status'))).code).toBe('integrity');
+    const refused = await rejection(h('vault.unlock', { passphrase: PASSPHRASE }));
+    expect(refused.code).toBe('integrity');
+    expect(refused.message).toContain('is not a vault key file');
+    expect(await recordFiles()).toHaveLength(3);
+  });
+});

@@ -38,6 +38,16 @@ export interface ImportResult {
   skipped: { path: string; reason: string }[];
 }
 
+/** What vault.rebuildIndex found in the records. */
+export interface IndexRebuild {
+  status: VaultStatus;
+  /** Documents and chats the new index lists. */
+  documents: number;
+  chats: number;
+  /** Ids of records that authenticated as neither: moved to vault/unreadable/, never deleted. */
+  unreadable: string[];
+}
+
 export const CHAT_ROLES = ['user', 'assistant'] as const;
 export type ChatRole = (typeof CHAT_ROLES)[number];
 
@@ -99,6 +109,10 @@ export const vaultMethods = {
   'vault.unlock': method<VaultStatus>()(
     z.strictObject({ passphrase: z.string().max(1024).optional() }),
     'Unlocks the vault (passphrase needed only for passphrase protection); wrong-passphrase if it does not match.',
+  ),
+  'vault.rebuildIndex': method<IndexRebuild>()(
+    z.strictObject({ passphrase: z.string().max(1024).optional() }),
+    'Rebuilds a missing or damaged index from the records (each authenticated) and leaves the vault unlocked; recovered documents get names made from their ids. A damaged index is kept beside the new one; conflict if the index is intact.',
   ),
   'vault.lock': method<VaultStatus>()(
     noInput,

@@ -4,11 +4,13 @@
 //   records/<id>.bin  one sealed record per document, chat or personal adapter
 // A record is written before the index names it and dropped from the index before it is
 // deleted, so a crash at any point leaves at worst an unlisted file (removed at next unlock),
-// never an index entry without its record.
+// never an index entry without its record. The records are the data and the index only lists
+// them: when it is missing while records exist, or damaged, unlocking stops with an integrity
+// error (an empty index would make every record an orphan to remove) and vault.rebuildIndex
+// makes a new one from the records.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open as openFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, open as openFile, rename, rm, stat } from 'node:fs/promises';
 import { extname, basename, join } from 'node:path';
-import { z } from 'zod';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { vaultMethods } from '../../api/vault.ts';
 import {
@@ -17,6 +19,7 @@ import {
   type ChatMessage,
   type DocumentInfo,
   type ImportResult,
+  type IndexRebuild,
   type VaultStatus,
 } from '../../api/vault.ts';
 import type { CoreEvents } from '../events.ts';
@@ -32,21 +35,18 @@ import {
 } from './key-provider.ts';
 import { scanPaths, scanTexts, type Scan } from './import-files.ts';
 import { SealError, open, seal } from './seal.ts';
+import {
+  NEW_CHAT_TITLE,
+  chatRecordSchema,
+  indexSchema,
+  indexedRecordIds,
+  rebuildIndex,
+  titleFrom,
+  type Index,
+  type StoredDocument,
+} from './vault-index.ts';
 
 export type RecordKind = 'document' | 'chat' | 'adapter';
-
-interface StoredDocument extends DocumentInfo {
-  /** sha256 of the text: the same text imported twice is skipped. Inside the sealed index. */
-  sha256: string;
-}
-
-const indexSchema = z.object({
-  documents: z.array(z.custom<StoredDocument>()),
-  chats: z.array(z.custom<ChatInfo>()),
-});
-type Index = z.infer<typeof indexSchema>;
-
-const chatRecordSchema = z.object({ history: z.array(z.custom<ChatMessage>()) });
 
 export interface VaultOptions {
   keyProvider?: KeyProvider | undefined;
@@ -77,7 +77,7 @@ export class VaultService {
   }
 
   #recordFile(id: string): string {
-    return join(this.#dir, 'records', `${id}.bin`);
+    return join(this.#recordsDir, `${id}.bin`);
   }
 
   async status(): Promise<VaultStatus> {
@@ -93,7 +93,13 @@ export class VaultService {
   async #readKeyFile(): Promise<KeyFile | null> {
     const bytes = await readIfExists(this.#keyFile);
     if (bytes === undefined) return null;
-    const parsed = keyFileSchema.safeParse(JSON.parse(bytes.toString('utf8')));
+    let json: unknown;
+    try {
+      json = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+    const parsed = keyFileSchema.safeParse(json);
     if (!parsed.success)
       throw new ApiError('integrity', `${this.#keyFile} is not a vault key file`);
     return parsed.data;
@@ -147,37 +153,96 @@ export class VaultService {
       { kind: 'index', id: 'index' },
       Buffer.from(JSON.stringify(index)),
     );
-    await writeFileAtomic(join(this.#dir, 'index.bin'), sealed);
+    await writeFileAtomic(this.#indexFile, sealed);
     this.#index = index;
   }
 
+  get #indexFile(): string {
+    return join(this.#dir, 'index.bin');
+  }
+
+  get #recordsDir(): string {
+    return join(this.#dir, 'records');
+  }
+
   async #loadIndex(key: Buffer): Promise<Index> {
-    const sealed = await readIfExists(join(this.#dir, 'index.bin'));
-    if (sealed === undefined) return { documents: [], chats: [] };
+    const sealed = await readIfExists(this.#indexFile);
+    if (sealed === undefined) {
+      // No index and no records: set-up stopped between writing the key and the first index.
+      const records = (await indexedRecordIds(this.#recordsDir)).length;
+      if (records === 0) return { documents: [], chats: [] };
+      throw new ApiError(
+        'integrity',
+        `the vault's index (${this.#indexFile}) is missing but ${records} records exist; ` +
+          'nothing was deleted. Rebuild the index from the records (vault.rebuildIndex) or ' +
+          'restore the file from a backup.',
+      );
+    }
     try {
       return indexSchema.parse(
         JSON.parse(open(key, { kind: 'index', id: 'index' }, sealed).toString('utf8')),
       );
     } catch (err) {
-      if (err instanceof SealError)
-        throw new ApiError('integrity', "the vault's index was altered or damaged on disk");
-      throw err;
+      // A sealed index that opens but is not an index is as damaged as one that does not open.
+      throw new ApiError(
+        'integrity',
+        `the vault's index (${this.#indexFile}) was altered or damaged on disk; nothing was ` +
+          'deleted. Rebuild it from the records (vault.rebuildIndex) or restore it from a backup.',
+        { cause: err },
+      );
     }
   }
 
   /** Records no index entry names are what a crash between the two writes leaves: removed. */
   async #removeOrphans(index: Index): Promise<void> {
     const named = new Set([...index.documents.map((d) => d.id), ...index.chats.map((c) => c.id)]);
-    let files: string[];
+    for (const id of await indexedRecordIds(this.#recordsDir)) {
+      if (!named.has(id)) await this.deleteRecord(id);
+    }
+  }
+
+  /**
+   * A new index from the records, for a vault whose index is missing or damaged (an intact one
+   * is refused: it knows names and dates the records do not). The damaged index and any record
+   * that does not authenticate are moved aside, never deleted.
+   */
+  async #rebuildIndex(passphrase: string | undefined): Promise<IndexRebuild> {
+    if (this.#key) throw new ApiError('conflict', "the vault's index is intact: it is unlocked");
+    const file = await this.#readKeyFile();
+    if (!file) throw new ApiError('not-found', 'there is no vault yet: set one up first');
+    const key = await unwrapKey(file, { passphrase, provider: this.#options.keyProvider });
+    const intact = await this.#loadIndex(key).then(
+      () => true,
+      (err: unknown) => {
+        if (err instanceof ApiError && err.code === 'integrity') return false;
+        throw err;
+      },
+    );
+    if (intact) throw new ApiError('conflict', "the vault's index is intact: unlock the vault");
+    const { index, unreadable } = await rebuildIndex(key, this.#recordsDir);
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    if ((await readIfExists(this.#indexFile)) !== undefined) {
+      await rename(this.#indexFile, join(this.#dir, `index.damaged-${stamp}.bin`));
+    }
+    if (unreadable.length > 0) {
+      const aside = join(this.#dir, 'unreadable');
+      await mkdir(aside, { recursive: true, mode: 0o700 });
+      for (const id of unreadable) await rename(this.#recordFile(id), join(aside, `${id}.bin`));
+    }
+    this.#key = key;
     try {
-      files = await readdir(join(this.#dir, 'records'));
-    } catch {
-      return;
+      await this.#saveIndex(index);
+    } catch (err) {
+      this.#key = null; // unlocked means an index is loaded
+      throw err;
     }
-    for (const file of files) {
-      const id = file.replace(/\.bin$/, '');
-      if (/^[0-9a-f]{32}$/.test(id) && !named.has(id)) await this.deleteRecord(id);
-    }
+    this.#changed('status');
+    return {
+      status: await this.status(),
+      documents: index.documents.length,
+      chats: index.chats.length,
+      unreadable,
+    };
   }
 
   #changed(what: 'status' | 'documents' | 'chats'): void {
@@ -273,7 +338,7 @@ export class VaultService {
           } else {
             created = await createPassphraseKey(input.passphrase, this.#options.scryptLogN);
           }
-          await mkdir(join(this.#dir, 'records'), { recursive: true, mode: 0o700 });
+          await mkdir(this.#recordsDir, { recursive: true, mode: 0o700 });
           await writeFileAtomic(this.#keyFile, JSON.stringify(created.file, null, 2) + '\n');
           this.#key = created.key;
           await this.#saveIndex({ documents: [], chats: [] });
@@ -296,6 +361,8 @@ export class VaultService {
           this.#changed('status');
           return this.status();
         }),
+      'vault.rebuildIndex': ({ passphrase }) =>
+        this.#serial.run(() => this.#rebuildIndex(passphrase)),
       'vault.lock': () =>
         this.#serial.run(async () => {
           this.lock();
@@ -400,13 +467,6 @@ export class VaultService {
     this.#index = null;
     this.#changed('status');
   }
-}
-
-export const NEW_CHAT_TITLE = 'New chat';
-
-function titleFrom(text: string): string {
-  const line = text.trim().split('\n', 1)[0] ?? '';
-  return line.length > 60 ? `${line.slice(0, 57)}…` : line || NEW_CHAT_TITLE;
 }
 
 function newId(): string {

@@ -1,7 +1,9 @@
 // Screens that read the vault show their content only once it is unlocked; until then they
-// offer to create it (first run) or unlock it, whichever applies.
+// offer to create it (first run) or unlock it, whichever applies, and to rebuild its index from
+// the records when unlocking found the index missing or damaged.
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { useApi, useEvent } from '../api.tsx';
+import { errorCode } from '../errors.ts';
 import { useCall } from '../use-call.ts';
 import { ErrorNotice, Loading } from './status.tsx';
 
@@ -41,6 +43,23 @@ export function VaultGate(props: { children: ReactNode }) {
       } else {
         await api['vault.unlock'](needsPassphrase ? { passphrase } : {});
       }
+      setPassphrase('');
+      status.reload();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  // The core refuses to unlock over a missing or damaged index rather than lose the records.
+  const indexDamaged = !creating && errorCode(error) === 'integrity';
+
+  async function rebuild() {
+    setBusy(true);
+    setError(null);
+    try {
+      await api['vault.rebuildIndex'](needsPassphrase ? { passphrase } : {});
       setPassphrase('');
       status.reload();
     } catch (e) {
@@ -115,6 +134,13 @@ export function VaultGate(props: { children: ReactNode }) {
         </p>
       ) : null}
       <ErrorNotice error={error} />
+      {indexDamaged ? (
+        <div className="row">
+          <button type="button" disabled={busy} onClick={() => void rebuild()}>
+            Rebuild the index from the records
+          </button>
+        </div>
+      ) : null}
     </section>
   );
 }
