@@ -43,6 +43,19 @@ export class KvCache {
     this.values = Array.from({ length: numLayers }, () => null);
   }
 
+  /** Forgets every position from `length` on (a new prompt that diverges there). */
+  truncate(length: number): void {
+    if (length >= this.length) return;
+    for (const list of [this.keys, this.values]) {
+      list.forEach((t, i) => {
+        if (t === null) return;
+        list[i] = length === 0 ? null : tf.slice(t, [0, 0, 0], [-1, length, -1]);
+        t.dispose();
+      });
+    }
+    this.length = length;
+  }
+
   dispose(): void {
     for (const t of [...this.keys, ...this.values]) t?.dispose();
     this.keys.fill(null);
@@ -254,7 +267,7 @@ export class Decoder {
 }
 
 function apply(l: Linear, x: tf.Tensor2D): tf.Tensor2D {
-  const y = tf.matMul(x, l.w);
+  const y = tf.matMul(x, l.w) as tf.Tensor2D;
   return l.b === null ? y : (tf.add(y, l.b) as tf.Tensor2D);
 }
 
