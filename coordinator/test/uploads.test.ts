@@ -124,6 +124,16 @@ describe('upload refusals', () => {
     expect(codeOf(await upload(alice, w, encodeTensors(randomUpdate(4, 1.5), 'fp32')))).toBe(
       'NORM_EXCEEDED',
     );
+    // Every name, shape and the size right, but wpe before wte: the aggregator reads by
+    // position, so this is refused by name and nothing of it is recorded.
+    const entries = [...randomUpdate(5, 0.5)];
+    expect(entries.slice(0, 2).map(([name]) => name)).toEqual(['wte', 'wpe']);
+    const swapped = encodeTensors(new Map([entries[1]!, entries[0]!, ...entries.slice(2)]), 'fp32');
+    expect(swapped.byteLength).toBe(task.upload.frameBytes);
+    const refused = await upload(alice, w, swapped);
+    expect(codeOf(refused)).toBe('WRONG_SHAPE');
+    expect(refused.ok ? '' : refused.error.message).toMatch(/tensor 0 is "wpe".*"wte"/);
+    expect(coordinator.db.submissions(task.roundId)).toEqual([]);
   });
 
   it('accepts good updates once each, and the published model is exactly their weighted mean', async () => {
@@ -142,6 +152,11 @@ describe('upload refusals', () => {
     });
     expect(published.outcome).toBe('published');
     expect(published.accepted).toBe(2);
+    // Alice's refused uploads earned her nothing extra: one reward each.
+    const rewarded = coordinator.db.getRewards(task.roundId)?.entries.map((e) => e.account);
+    expect(rewarded?.map((a) => a.toLowerCase())).toEqual(
+      [wallets[0]!.address, wallets[1]!.address].map((a) => a.toLowerCase()),
+    );
     const hash = published.candidate!.hash;
     expect(await coordinator.chain.isRegistered(hash)).toBe(true);
     // No noise in this policy: the registry says so (ε = ∞), never a misleading finite ε.

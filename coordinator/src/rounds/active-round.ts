@@ -31,7 +31,10 @@ export interface ActiveRound {
   policy: FederationPolicy;
   base: BaseModel;
   strategy: Strategy;
+  /** The running aggregate of the accepted updates (never the source of truth: the rows are). */
   aggregator: Aggregator;
+  /** An empty aggregator like the round's first, to rebuild the aggregate from the rows. */
+  newAggregator: () => Aggregator;
   participants: Set<string>;
   uploaded: Set<string>;
   /** When each disconnected participant went away (ms). */
@@ -69,6 +72,15 @@ export interface NewActiveRound {
  */
 export function newActiveRound(input: NewActiveRound): ActiveRound {
   const { base, strategy, policy, clipping } = input;
+  // The round's clip norm and noise are fixed once it is configured: a restored round
+  // gets the same ones it announced.
+  const newAggregator = () =>
+    roundAggregator(
+      strategy,
+      base.layout,
+      { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
+      input.noise,
+    );
   return {
     id: input.id,
     state: input.state,
@@ -76,14 +88,8 @@ export function newActiveRound(input: NewActiveRound): ActiveRound {
     policy,
     base,
     strategy,
-    // The round's clip norm and noise are fixed once it is configured: a restored round
-    // gets the same ones it announced.
-    aggregator: roundAggregator(
-      strategy,
-      base.layout,
-      { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
-      input.noise,
-    ),
+    aggregator: newAggregator(),
+    newAggregator,
     participants: new Set(input.participants ?? []),
     uploaded: new Set(),
     awaySince: new Map(),

@@ -1,15 +1,19 @@
 // Admission of uploads into the running round: the declaration is checked before any byte is
-// taken, the complete frame is validated, and only then does it count — durably first (the
-// blob, fsynced, then its submission row), then in the running aggregate.
+// taken, the complete frame is validated, and only then does it count — the blob fsynced
+// first, then its submission row and its fold into the running aggregate, in one transaction.
+// An upload is wholly accepted or wholly refused by name, with nothing recorded.
+import { CheckpointError } from '@commons/shared/checkpoint/errors';
 import { commitmentDigest, verifyCommitment } from '@commons/shared/protocol/commitment';
 import { ProtocolError } from '@commons/shared/protocol/errors';
 import type { UploadAccepted, UploadBegin } from '@commons/shared/protocol/messages';
+import { AggregationError } from '../aggregation/aggregator.ts';
 import type { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
 import type { BlobStore } from '../store/blobs.ts';
-import type { CoordinatorDatabase, NewSubmission } from '../store/database.ts';
+import type { CoordinatorDatabase } from '../store/database.ts';
 import { StoreError } from '../store/errors.ts';
 import { validateUpdate } from '../uploads/validate-update.ts';
 import type { ActiveRound } from './active-round.ts';
+import { foldAccepted } from './recovery.ts';
 
 export interface AdmissionDeps {
   db: CoordinatorDatabase;
@@ -82,8 +86,11 @@ export function checkUploadBegin(
 }
 
 /**
- * Validates a complete frame and, if it passes, makes it count in `round`. The caller runs
- * admissions one at a time (they share the round's aggregate).
+ * Validates a complete frame and, if it passes, makes it count in `round`: all or nothing.
+ * The frame is checked against the model's layout (names, shapes, order, values, norm), made
+ * durable in the blob store, then folded into the aggregate inside the transaction that
+ * records its submission row — a fold that throws rolls the row back, and the refusal names
+ * the problem. The caller runs admissions one at a time (they share the round's aggregate).
  */
 export async function admitUpload(
   deps: AdmissionDeps,
@@ -97,35 +104,57 @@ export async function admitUpload(
   const commitment = commitmentDigest(begin, deps.chainId);
   // Durable first: the blob (fsynced), then the row. Only then does it count.
   const blob = await deps.blobs.put(frame);
-  recordSubmission(deps.db, {
-    roundId: round.id,
-    address,
-    sha256: blob,
-    numExamples: begin.numExamples,
-    byteLength: begin.byteLength,
-    encoding: begin.encoding,
-    norm,
-    commitment,
-  });
-  round.aggregator.add(frame, begin.numExamples);
-  round.uploaded.add(address);
-  if (round.clipping.adaptive && begin.clipBit !== undefined) {
-    deps.clipping.recordBit(round.id, begin.clipBit);
+  let folded = false;
+  try {
+    deps.db.acceptSubmission(
+      {
+        roundId: round.id,
+        address,
+        sha256: blob,
+        numExamples: begin.numExamples,
+        byteLength: begin.byteLength,
+        encoding: begin.encoding,
+        norm,
+        commitment,
+      },
+      () => {
+        foldInto(round, frame, begin.numExamples);
+        folded = true;
+        if (round.clipping.adaptive && begin.clipBit !== undefined) {
+          deps.clipping.recordBit(round.id, begin.clipBit);
+        }
+      },
+    );
+  } catch (error) {
+    // The commit itself failed after the fold: the aggregate holds an update no row records,
+    // so it is rebuilt from the rows.
+    if (folded) await foldAccepted(deps.db, deps.blobs, round);
+    // Nothing recorded names these bytes unless an identical frame was accepted before.
+    if (!deps.db.submissions(round.id).some((s) => s.sha256 === blob)) {
+      await deps.blobs.delete(blob);
+    }
+    throw refusal(error, address, round.id);
   }
+  round.uploaded.add(address);
   return { commitment, norm };
 }
 
-/** The submission row; the store's ROUND_CLOSED / DUPLICATE become the wire codes. */
-function recordSubmission(db: CoordinatorDatabase, input: NewSubmission): void {
+/** Folds a validated frame; the aggregator's own refusals become the wire codes. */
+function foldInto(round: ActiveRound, frame: Uint8Array, numExamples: number): void {
   try {
-    db.acceptSubmission(input);
+    round.aggregator.add(frame, numExamples);
   } catch (error) {
-    if (error instanceof StoreError && error.code === 'ROUND_CLOSED') {
-      throw roundClosed(input.roundId);
-    }
-    if (error instanceof StoreError && error.code === 'DUPLICATE') {
-      throw duplicateUpload(input.address, input.roundId);
-    }
+    if (error instanceof CheckpointError) throw new ProtocolError('WRONG_SHAPE', error.message);
+    if (error instanceof AggregationError) throw new ProtocolError('BAD_FRAME', error.message);
     throw error;
   }
+}
+
+/** The store's ROUND_CLOSED / DUPLICATE become the wire codes; the rest pass through. */
+function refusal(error: unknown, address: string, roundId: number): unknown {
+  if (error instanceof StoreError && error.code === 'ROUND_CLOSED') return roundClosed(roundId);
+  if (error instanceof StoreError && error.code === 'DUPLICATE') {
+    return duplicateUpload(address, roundId);
+  }
+  return error;
 }

@@ -57,8 +57,17 @@ export async function recoverRound(deps: RecoveryDeps): Promise<RecoveredRound |
     return null;
   }
   log.warn({ round: row.id, state: row.state }, 'resuming interrupted round');
-  const round = await restore(deps, row);
-  return { round, train: row.state === 'training' };
+  try {
+    const round = await restore(deps, row);
+    return { round, train: row.state === 'training' };
+  } catch (error) {
+    // One round that cannot be rebuilt (a stored update its aggregator refuses, a base model
+    // gone) must not keep the coordinator from starting: it fails, and the next one begins.
+    const reason = `the round could not be resumed after a restart: ${error instanceof Error ? error.message : String(error)}`;
+    db.setRoundState(row.id, 'failed', { failureReason: reason });
+    log.error({ round: row.id, state: row.state, reason }, 'round failed on restore');
+    return null;
+  }
 }
 
 async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
@@ -95,12 +104,17 @@ async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
   return round;
 }
 
-/** Folds every durably accepted update of `round` into its (empty) aggregator, in order. */
+/**
+ * Rebuilds the round's aggregate from its durably accepted updates, in acceptance order: the
+ * running aggregate is never the source of truth, the submission rows are.
+ */
 export async function foldAccepted(
   db: CoordinatorDatabase,
   blobs: BlobStore,
   round: ActiveRound,
 ): Promise<void> {
+  round.aggregator = round.newAggregator();
+  round.uploaded.clear();
   for (const submission of db.submissions(round.id)) {
     round.aggregator.add(await blobs.read(submission.sha256), submission.numExamples);
     round.uploaded.add(submission.address);

@@ -539,9 +539,10 @@ export class CoordinatorDatabase {
    * invited to it, and without an update yet (DUPLICATE otherwise; never a second row). The
    * caller stores the frame first (BlobStore.put resolves only once it is durable), so a
    * committed row always names bytes that are on disk; only then may it tell the client
-   * "accepted".
+   * "accepted". `fold`, when given, runs inside the transaction after the row is written (the
+   * engine folds the update into its aggregate there): if it throws, nothing is recorded.
    */
-  acceptSubmission(input: NewSubmission): Submission {
+  acceptSubmission(input: NewSubmission, fold?: () => void): Submission {
     assertSha256Hex(input.sha256, 'update');
     const { roundId, address } = input;
     return this.write(() => {
@@ -562,6 +563,7 @@ export class CoordinatorDatabase {
       this.sql.insertSubmission.run({ ...input, seq, now: this.now() });
       const row = this.sql.getSubmission.get({ roundId, address });
       if (row === undefined) throw new Error('unreachable: inserted submission is missing');
+      fold?.();
       return toSubmission(row);
     });
   }

@@ -1,5 +1,5 @@
 // The checks an update frame passes before it may touch an aggregate: it decodes, holds exactly
-// the base model's tensors with their shapes, every value is finite, and its L2 norm is within
+// the base model's tensors with their shapes, in the model's order, every value is finite, and its L2 norm is within
 // the policy's clip bound. Each failure is a ProtocolError with the code the client receives.
 import { CheckpointError } from '@commons/shared/checkpoint/errors';
 import { l2Norm } from '@commons/shared/checkpoint/delta';
@@ -47,6 +47,17 @@ export function validateUpdate(
     const extra = [...tensors.keys()].find((name) => !known.has(name));
     throw new ProtocolError('WRONG_SHAPE', `the update has a tensor "${extra}" the model lacks`);
   }
+  // The aggregator reads values by position (aggregation/frame-view.ts): a frame holding the
+  // right tensors in another order would pass every check above and fail only when folded.
+  const names = [...tensors.keys()];
+  layout.forEach(({ name }, i) => {
+    if (names[i] !== name) {
+      throw new ProtocolError(
+        'WRONG_SHAPE',
+        `the update's tensor ${i} is "${names[i]}" where the model's is "${name}": tensors must come in the model's order`,
+      );
+    }
+  });
   // decodeTensors already refuses NaN and ±Inf, but a sum of squares can still overflow.
   const norm = l2Norm(tensors);
   if (!Number.isFinite(norm))
