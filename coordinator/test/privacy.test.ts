@@ -12,6 +12,7 @@ import type { FederationPolicy } from '@commons/shared/chain/policy';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
+import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
 import { computeRdp, rdpToEpsilon, DEFAULT_ORDERS } from '@commons/shared/privacy/dp/rdp';
 import { CommonsClient } from '@commons/shared/chain/client';
 import { FederatedClient } from '@commons/shared/federation/index';
@@ -150,6 +151,28 @@ describe('privacy accounting', () => {
     const spent = new PrivacyAccounting(db).account(1, privatePolicy({ noiseMultiplier: 0 }));
     db.close();
     expect(spent.epsilon).toBe(Infinity);
+  });
+
+  it('reloads after a round without noise: ε = ∞ is saved explicitly, and old files still load', () => {
+    const file = path.join(dir, 'no-noise-restart.db');
+    let db = CoordinatorDatabase.open(file);
+    new PrivacyAccounting(db).account(1, privatePolicy({ noiseMultiplier: 0 }));
+    db.close();
+    db = CoordinatorDatabase.open(file);
+    const spent = new PrivacyAccounting(db).account(2, privatePolicy({ noiseMultiplier: 1.1 }));
+    db.close();
+    expect(spent.epsilon).toBe(Infinity);
+
+    // What JSON.stringify made of +∞ before: null, read back only where the history gives +∞.
+    const noiseless = new RdpAccountant();
+    noiseless.step({ sampleRate: 1, noiseMultiplier: 0 });
+    const legacy = JSON.parse(JSON.stringify({ ...noiseless.toJSON(), rdp: [...noiseless.rdp] }));
+    expect(legacy.rdp[0]).toBeNull();
+    expect(RdpAccountant.fromJSON(legacy).epsilon(1e-5)).toBe(Infinity);
+    const noisy = new RdpAccountant();
+    noisy.step({ sampleRate: 1, noiseMultiplier: 1.1 });
+    const forged = { ...noisy.toJSON(), rdp: noisy.toJSON().rdp.map(() => null) };
+    expect(() => RdpAccountant.fromJSON(forged)).toThrow(/CORRUPT_STATE.*is null/);
   });
 });
 

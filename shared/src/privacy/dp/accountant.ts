@@ -23,12 +23,16 @@ const FORMAT = 'commons-rdp-accountant';
 const VERSION = 1;
 /** Stored RDP may differ from a recomputation by float rounding of the sums, no more. */
 const CONSISTENCY_TOLERANCE = 1e-9;
+const INFINITY = 'Infinity';
 
 const stateSchema = z.strictObject({
   format: z.literal(FORMAT),
   version: z.literal(VERSION),
   orders: z.array(z.number().gt(1)).min(1),
-  rdp: z.array(z.number().nonnegative()),
+  // RDP is +∞ at every order once a step had no noise (σ = 0). JSON has no Infinity, so it is
+  // written as the string "Infinity"; null is what JSON.stringify made of it before, read back
+  // only where the history says +∞ (fromJSON), so files saved then still load.
+  rdp: z.array(z.union([z.number().nonnegative(), z.literal(INFINITY), z.null()])),
   history: z.array(
     z.strictObject({
       sampleRate: z.number().min(0).max(1),
@@ -104,7 +108,7 @@ export class RdpAccountant {
       format: FORMAT,
       version: VERSION,
       orders: [...this.orders],
-      rdp: Array.from(this.total),
+      rdp: Array.from(this.total, (v) => (v === Infinity ? INFINITY : v)),
       history: this.history.map((run) => ({ ...run })),
     };
   }
@@ -130,12 +134,18 @@ export class RdpAccountant {
     const restored = new RdpAccountant(state.orders);
     for (const run of state.history) restored.step(run);
     for (let k = 0; k < state.orders.length; k++) {
-      const stored = state.rdp[k]!;
+      const saved = state.rdp[k]!;
       const recomputed = restored.total[k]!;
-      if (Math.abs(stored - recomputed) > CONSISTENCY_TOLERANCE * Math.max(1, recomputed)) {
+      // Legacy null: accepted only where the history gives +∞ (what it once stood for).
+      const stored = saved === INFINITY || saved === null ? Infinity : saved;
+      const same =
+        Number.isFinite(stored) && Number.isFinite(recomputed)
+          ? Math.abs(stored - recomputed) <= CONSISTENCY_TOLERANCE * Math.max(1, recomputed)
+          : stored === recomputed;
+      if (!same) {
         throw new PrivacyError(
           'CORRUPT_STATE',
-          `accountant state's RDP at order ${state.orders[k]} is ${stored}, but its history gives ${recomputed}`,
+          `accountant state's RDP at order ${state.orders[k]} is ${String(saved)}, but its history gives ${recomputed}`,
         );
       }
     }
