@@ -128,6 +128,21 @@ contract ModelRegistry is AccessControl {
         return contentHash != bytes32(0) && _versions[contentHash].contentHash == contentHash;
     }
 
+    /// @notice The federated round a version came from and the Merkle root of that round's
+    /// contributors, as registered: what ContributionRewards checks a reward root against.
+    /// @return registered Whether the version is registered (if not, the other values are zero).
+    /// @return roundId The round that produced it (0 for genesis).
+    /// @return contributorsRoot Merkle root of the round's contributor commitments.
+    function roundOf(bytes32 contentHash)
+        external
+        view
+        returns (bool registered, uint64 roundId, bytes32 contributorsRoot)
+    {
+        ModelVersion storage version = _versions[contentHash];
+        registered = contentHash != bytes32(0) && version.contentHash == contentHash;
+        return (registered, version.roundId, version.contributorsRoot);
+    }
+
     /// @notice Number of registered versions (genesis included).
     function versionCount() external view returns (uint256) {
         return _hashes.length;

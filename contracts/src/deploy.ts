@@ -1,6 +1,6 @@
 // Deploys the whole Commons system with plain ethers from the committed bytecode, so the CLI, the
 // devnet, `npm start` and end-to-end tests share one deployment path and none needs Hardhat.
-import { ContractFactory, ZeroAddress, parseEther, type Signer } from 'ethers';
+import { ContractFactory, ZeroAddress, getAddress, parseEther, type Signer } from 'ethers';
 import { commonsAbis, type CommonsContractKey } from '@commons/shared/chain/abi';
 import type { CommonsAddresses } from '@commons/shared/chain/addresses';
 import { COORDINATOR_ROLE, CommonsClient, MINTER_ROLE } from '@commons/shared/chain/client';
@@ -157,6 +157,7 @@ export async function deployCommons(
   ]);
   const contributionRewards = await deploy('contributionRewards', [
     token,
+    modelRegistry,
     timelock,
     coordinator,
     options.roundBudget ?? parseEther('10000'),
@@ -230,6 +231,12 @@ async function verifyRoles(client: CommonsClient, deployer: string, coordinator:
       await hasRole('contributionRewards', adminRole, contracts.timelock),
     ],
     ['coordinator registers', await hasRole('modelRegistry', COORDINATOR_ROLE, coordinator)],
+    [
+      'rewards pay only registered rounds',
+      getAddress(
+        (await client.contracts.contributionRewards.getFunction('registry').staticCall()) as string,
+      ) === getAddress(contracts.modelRegistry),
+    ],
   ];
   const failed = checks.filter(([, ok]) => !ok).map(([name]) => name);
   if (failed.length > 0) throw new Error(`deployCommons: role check failed: ${failed.join(', ')}`);

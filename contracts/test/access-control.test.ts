@@ -126,7 +126,7 @@ const cases: Case[] = [
   {
     contract: 'contributionRewards',
     method: 'postRoot',
-    args: () => [1, '0x' + '11'.repeat(32), 1n],
+    args: () => [1, '0x' + '11'.repeat(32), '0x' + 'cd'.repeat(32), '0x' + '11'.repeat(32), 1n],
     callers: wrongAccounts,
     role: 'coordinator',
     error: 'AccessControlUnauthorizedAccount',

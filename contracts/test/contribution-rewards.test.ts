@@ -1,9 +1,18 @@
-// ContributionRewards: a posted round mints its total; Merkle claims pay each leaf once, within
-// the round's total and the governed per-round budget; a property test over random trees.
-import { Wallet, parseEther } from 'ethers';
+// ContributionRewards: only a round with a registered candidate (same round id, same contributors
+// root) can be paid; a posted round mints its total; Merkle claims pay each leaf once, within the
+// round's total and the governed per-round budget; a property test over random trees.
+import { Wallet, ZeroHash, parseEther } from 'ethers';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { RewardedCandidate } from '@commons/shared/chain/client';
 import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards';
-import { deployFixture, expectRevert, type Fixture } from './fixture.ts';
+import {
+  GENESIS_HASH,
+  HOLDINGS,
+  candidate,
+  deployFixture,
+  expectRevert,
+  type Fixture,
+} from './fixture.ts';
 import { random } from './random.ts';
 
 let f: Fixture;
@@ -15,6 +24,16 @@ beforeEach(async () => {
 });
 
 const BUDGET = parseEther('1000'); // the fixture's round budget
+
+/**
+ * Registers a candidate for `round` as the coordinator does before posting its rewards (the
+ * publisher's order), and returns what postRewardRoot names as paid for.
+ */
+async function ranRound(round: number): Promise<RewardedCandidate> {
+  const model = candidate(GENESIS_HASH, 0x1000 + round, round);
+  await f.as(f.accounts.coordinator).registerCandidate(model);
+  return { contentHash: model.contentHash, contributorsRoot: model.contributorsRoot! };
+}
 
 function entries(): RewardEntry[] {
   const { alice, bob, eve, outsider } = f.accounts;
@@ -32,7 +51,22 @@ describe('ContributionRewards', () => {
     const { as, client, accounts } = f;
     const tree = buildRewardTree(entries());
     const supplyBefore = await client.totalSupply();
-    await as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total);
+    const receipt = await as(accounts.coordinator).postRewardRoot(
+      1,
+      tree.root,
+      tree.total,
+      await ranRound(1),
+    );
+    const posted = receipt.logs
+      .map((log) => client.contracts.contributionRewards.interface.parseLog(log))
+      .find((parsed) => parsed?.name === 'RewardRootPosted');
+    expect(posted?.args.toArray()).toEqual([
+      1n,
+      candidate(GENESIS_HASH, 0x1001, 1).contentHash,
+      '0x' + 'cd'.repeat(32),
+      tree.root,
+      tree.total,
+    ]);
     expect(await client.rewardRound(1)).toEqual({
       root: tree.root,
       total: tree.total,
@@ -64,7 +98,7 @@ describe('ContributionRewards', () => {
 
   it('a second claim of the same leaf reverts', async () => {
     const tree = buildRewardTree(entries());
-    await f.as(f.accounts.coordinator).postRewardRoot(1, tree.root, tree.total);
+    await f.as(f.accounts.coordinator).postRewardRoot(1, tree.root, tree.total, await ranRound(1));
     await f.as(f.accounts.alice).claimReward(1, tree.claims[0]!);
     await expectRevert(
       f.as(f.accounts.alice).claimReward(1, tree.claims[0]!),
@@ -76,7 +110,7 @@ describe('ContributionRewards', () => {
   it('a wrong proof, amount, account or round reverts', async () => {
     const { as, accounts } = f;
     const tree = buildRewardTree(entries());
-    await as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total);
+    await as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total, await ranRound(1));
     const claim = tree.claims[1]!;
     const mallory = as(accounts.outsider);
     const invalid = 'ContributionRewardsInvalidProof';
@@ -94,29 +128,33 @@ describe('ContributionRewards', () => {
   it('a root above the round budget reverts; governance can raise the budget', async () => {
     const { as, accounts, client, pass } = f;
     const tree = buildRewardTree([{ account: accounts.alice.address, amount: BUDGET + 1n }]);
+    const round = await ranRound(1);
+    const supply = await client.totalSupply();
     await expectRevert(
-      as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total),
+      as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total, round),
       'ContributionRewardsAboveBudget',
       [BUDGET + 1n, BUDGET],
     );
+    expect(await client.totalSupply()).toBe(supply);
     await pass(
       await as(accounts.alice).propose([client.setRoundBudgetAction(BUDGET * 2n)], 'Bigger rounds'),
     );
-    await as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total);
+    await as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total, round);
     await as(accounts.alice).claimReward(1, tree.claims[0]!);
   });
 
   it('a round is posted once, with a non-zero root', async () => {
     const coordinator = f.as(f.accounts.coordinator);
     const tree = buildRewardTree(entries());
-    await coordinator.postRewardRoot(1, tree.root, tree.total);
+    const round = await ranRound(1);
+    await coordinator.postRewardRoot(1, tree.root, tree.total, round);
     await expectRevert(
-      coordinator.postRewardRoot(1, tree.root, tree.total),
+      coordinator.postRewardRoot(1, tree.root, tree.total, round),
       'ContributionRewardsRoundAlreadyPosted',
       [1n],
     );
     await expectRevert(
-      coordinator.postRewardRoot(2, '0x' + '00'.repeat(32), 1n),
+      coordinator.postRewardRoot(2, ZeroHash, 1n, await ranRound(2)),
       'ContributionRewardsZeroRoot',
     );
   });
@@ -124,7 +162,12 @@ describe('ContributionRewards', () => {
   it('claims never pay more than the declared total, even from an inconsistent tree', async () => {
     const { as, accounts } = f;
     const tree = buildRewardTree(entries()); // 403 CMNS of leaves
-    await as(accounts.coordinator).postRewardRoot(1, tree.root, parseEther('300'));
+    await as(accounts.coordinator).postRewardRoot(
+      1,
+      tree.root,
+      parseEther('300'),
+      await ranRound(1),
+    );
     await as(accounts.bob).claimReward(1, tree.claims[1]!); // 250
     await expectRevert(
       as(accounts.alice).claimReward(1, tree.claims[0]!),
@@ -144,7 +187,7 @@ describe('ContributionRewards', () => {
     );
     const tree = buildRewardTree(entries());
     await expectRevert(
-      as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total),
+      as(accounts.coordinator).postRewardRoot(1, tree.root, tree.total, await ranRound(1)),
       'AccessControlUnauthorizedAccount',
     );
   });
@@ -162,7 +205,7 @@ describe('ContributionRewards', () => {
         amount: 1n + rng.bigint(BUDGET / BigInt(size)),
       }));
       const tree = buildRewardTree(leaves);
-      await coordinator.postRewardRoot(round, tree.root, tree.total);
+      await coordinator.postRewardRoot(round, tree.root, tree.total, await ranRound(round));
       const expected = new Map<string, bigint>();
       const order = [...tree.claims].sort(() => rng.next() - 0.5);
       for (const claim of order) {
@@ -187,5 +230,95 @@ describe('ContributionRewards', () => {
       }
       // Fresh accounts per round, so balances are per-round totals.
     }
+  });
+});
+
+describe('rewards only for rounds that ran (issue 11 item 18)', () => {
+  const CMNS = parseEther('1');
+
+  it('refuses roots for never-run rounds: the coordinator cannot pay itself', async () => {
+    const { as, accounts, client } = f;
+    const coordinator = as(accounts.coordinator);
+    const self = accounts.coordinator.address;
+    const supply = await client.totalSupply();
+    // The attack as reported: three round ids that never ran, each paying the coordinator the
+    // whole budget, named after candidates nobody registered.
+    for (const round of [101, 102, 103]) {
+      const tree = buildRewardTree([{ account: self, amount: BUDGET }]);
+      const invented = candidate(GENESIS_HASH, 0x2000 + round, round);
+      await expectRevert(
+        coordinator.postRewardRoot(round, tree.root, tree.total, {
+          contentHash: invented.contentHash,
+          contributorsRoot: invented.contributorsRoot!,
+        }),
+        'ContributionRewardsUnregisteredCandidate',
+        [BigInt(round), invented.contentHash],
+      );
+      expect(await client.rewardRound(round)).toEqual({ root: ZeroHash, total: 0n, claimed: 0n });
+    }
+    expect(await client.balanceOf(self)).toBe(0n);
+    expect(await client.totalSupply()).toBe(supply);
+  });
+
+  it("refuses another round's candidate, so one registration pays one round", async () => {
+    const coordinator = f.as(f.accounts.coordinator);
+    const round1 = await ranRound(1);
+    const tree = buildRewardTree(entries());
+    await expectRevert(
+      coordinator.postRewardRoot(2, tree.root, tree.total, round1),
+      'ContributionRewardsCandidateRoundMismatch',
+      [2n, round1.contentHash, 1n],
+    );
+    await coordinator.postRewardRoot(1, tree.root, tree.total, round1);
+    expect((await f.client.rewardRound(2)).root).toBe(ZeroHash);
+  });
+
+  it('refuses a contributors root that differs from the registered one', async () => {
+    const coordinator = f.as(f.accounts.coordinator);
+    const round = await ranRound(1);
+    const other = '0x' + 'ee'.repeat(32);
+    const tree = buildRewardTree(entries());
+    await expectRevert(
+      coordinator.postRewardRoot(1, tree.root, tree.total, { ...round, contributorsRoot: other }),
+      'ContributionRewardsContributorsRootMismatch',
+      [1n, round.contributorsRoot, other],
+    );
+    // Nothing was recorded: the honest root for the same round still posts and pays.
+    await coordinator.postRewardRoot(1, tree.root, tree.total, round);
+    await f.as(f.accounts.bob).claimReward(1, tree.claims[1]!);
+    expect(await f.client.balanceOf(f.accounts.bob.address)).toBe(HOLDINGS.bob + 250n * CMNS);
+  });
+
+  it('refuses a candidate without contributors, genesis included', async () => {
+    const coordinator = f.as(f.accounts.coordinator);
+    const tree = buildRewardTree(entries());
+    const noContributors = { ...candidate(GENESIS_HASH, 0x3004, 4), contributorsRoot: ZeroHash };
+    await coordinator.registerCandidate(noContributors);
+    for (const [round, hash] of [
+      [0, GENESIS_HASH],
+      [4, noContributors.contentHash],
+    ] as const) {
+      await expectRevert(
+        coordinator.postRewardRoot(round, tree.root, tree.total, {
+          contentHash: hash,
+          contributorsRoot: ZeroHash,
+        }),
+        'ContributionRewardsNoContributors',
+        [BigInt(round), hash],
+      );
+    }
+  });
+
+  it('refuses every account without the coordinator role, even for a registered round', async () => {
+    const round = await ranRound(1);
+    const tree = buildRewardTree(entries());
+    const { deployer, alice, outsider } = f.accounts;
+    for (const caller of [deployer, alice, outsider]) {
+      await expectRevert(
+        f.as(caller).postRewardRoot(1, tree.root, tree.total, round),
+        'AccessControlUnauthorizedAccount',
+      );
+    }
+    expect((await f.client.rewardRound(1)).root).toBe(ZeroHash);
   });
 });

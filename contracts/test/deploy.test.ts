@@ -60,6 +60,10 @@ describe('deployCommons', () => {
     const coordinator = accounts.coordinator.address;
     expect(await has('modelRegistry', COORDINATOR_ROLE, coordinator)).toBe(true);
     expect(await has('contributionRewards', COORDINATOR_ROLE, coordinator)).toBe(true);
+    // Rewards pay only rounds registered in this deployment's registry.
+    expect(await client.contracts.contributionRewards.getFunction('registry').staticCall()).toBe(
+      contracts.modelRegistry,
+    );
   });
 
   it('applies the governance settings and timestamp clock', async () => {

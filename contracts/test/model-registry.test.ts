@@ -1,4 +1,5 @@
 // ModelRegistry: genesis at deployment, candidate registration rules, lineage.
+import { ZeroHash } from 'ethers';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GENESIS_HASH, candidate, deployFixture, expectRevert, type Fixture } from './fixture.ts';
 
@@ -50,6 +51,21 @@ describe('ModelRegistry', () => {
     });
     expect(await f.client.isRegistered(next.contentHash)).toBe(true);
     expect((await f.client.activeModel()).contentHash).toBe(GENESIS_HASH);
+  });
+
+  it('roundOf gives the round and contributors root rewards are checked against', async () => {
+    const next = candidate(GENESIS_HASH, 5, 3);
+    await f.as(f.accounts.coordinator).registerCandidate(next);
+    const roundOf = f.client.contracts.modelRegistry.getFunction('roundOf');
+    expect((await roundOf.staticCall(next.contentHash)).toArray()).toEqual([
+      true,
+      3n,
+      next.contributorsRoot,
+    ]);
+    expect((await roundOf.staticCall(GENESIS_HASH)).toArray()).toEqual([true, 0n, ZeroHash]);
+    for (const unknown of ['0x' + '77'.repeat(32), ZeroHash]) {
+      expect((await roundOf.staticCall(unknown)).toArray()).toEqual([false, 0n, ZeroHash]);
+    }
   });
 
   it('rejects duplicates, unknown parents, zero hashes and empty URIs', async () => {

@@ -1931,6 +1931,17 @@ export const commonsAbis = {
       type: 'function',
     },
     {
+      inputs: [{ internalType: 'bytes32', name: 'contentHash', type: 'bytes32' }],
+      name: 'roundOf',
+      outputs: [
+        { internalType: 'bool', name: 'registered', type: 'bool' },
+        { internalType: 'uint64', name: 'roundId', type: 'uint64' },
+        { internalType: 'bytes32', name: 'contributorsRoot', type: 'bytes32' },
+      ],
+      stateMutability: 'view',
+      type: 'function',
+    },
+    {
       inputs: [{ internalType: 'bytes4', name: 'interfaceId', type: 'bytes4' }],
       name: 'supportsInterface',
       outputs: [{ internalType: 'bool', name: '', type: 'bool' }],
@@ -2257,6 +2268,7 @@ export const commonsAbis = {
           name: 'governanceToken',
           type: 'address',
         },
+        { internalType: 'contract ModelRegistry', name: 'modelRegistry', type: 'address' },
         { internalType: 'address', name: 'admin', type: 'address' },
         { internalType: 'address', name: 'coordinator', type: 'address' },
         { internalType: 'uint256', name: 'initialBudget', type: 'uint256' },
@@ -2292,6 +2304,24 @@ export const commonsAbis = {
     {
       inputs: [
         { internalType: 'uint256', name: 'roundId', type: 'uint256' },
+        { internalType: 'bytes32', name: 'candidate', type: 'bytes32' },
+        { internalType: 'uint256', name: 'candidateRoundId', type: 'uint256' },
+      ],
+      name: 'ContributionRewardsCandidateRoundMismatch',
+      type: 'error',
+    },
+    {
+      inputs: [
+        { internalType: 'uint256', name: 'roundId', type: 'uint256' },
+        { internalType: 'bytes32', name: 'registered', type: 'bytes32' },
+        { internalType: 'bytes32', name: 'given', type: 'bytes32' },
+      ],
+      name: 'ContributionRewardsContributorsRootMismatch',
+      type: 'error',
+    },
+    {
+      inputs: [
+        { internalType: 'uint256', name: 'roundId', type: 'uint256' },
         { internalType: 'uint256', name: 'claimed', type: 'uint256' },
         { internalType: 'uint256', name: 'amount', type: 'uint256' },
         { internalType: 'uint256', name: 'total', type: 'uint256' },
@@ -2310,6 +2340,14 @@ export const commonsAbis = {
       type: 'error',
     },
     {
+      inputs: [
+        { internalType: 'uint256', name: 'roundId', type: 'uint256' },
+        { internalType: 'bytes32', name: 'candidate', type: 'bytes32' },
+      ],
+      name: 'ContributionRewardsNoContributors',
+      type: 'error',
+    },
+    {
       inputs: [{ internalType: 'uint256', name: 'roundId', type: 'uint256' }],
       name: 'ContributionRewardsRoundAlreadyPosted',
       type: 'error',
@@ -2317,6 +2355,14 @@ export const commonsAbis = {
     {
       inputs: [{ internalType: 'uint256', name: 'roundId', type: 'uint256' }],
       name: 'ContributionRewardsUnknownRound',
+      type: 'error',
+    },
+    {
+      inputs: [
+        { internalType: 'uint256', name: 'roundId', type: 'uint256' },
+        { internalType: 'bytes32', name: 'candidate', type: 'bytes32' },
+      ],
+      name: 'ContributionRewardsUnregisteredCandidate',
       type: 'error',
     },
     { inputs: [], name: 'ContributionRewardsZeroRoot', type: 'error' },
@@ -2340,6 +2386,8 @@ export const commonsAbis = {
       anonymous: false,
       inputs: [
         { indexed: true, internalType: 'uint256', name: 'roundId', type: 'uint256' },
+        { indexed: true, internalType: 'bytes32', name: 'candidate', type: 'bytes32' },
+        { indexed: false, internalType: 'bytes32', name: 'contributorsRoot', type: 'bytes32' },
         { indexed: false, internalType: 'bytes32', name: 'root', type: 'bytes32' },
         { indexed: false, internalType: 'uint256', name: 'total', type: 'uint256' },
       ],
@@ -2470,12 +2518,21 @@ export const commonsAbis = {
     {
       inputs: [
         { internalType: 'uint256', name: 'roundId', type: 'uint256' },
+        { internalType: 'bytes32', name: 'candidate', type: 'bytes32' },
+        { internalType: 'bytes32', name: 'contributorsRoot', type: 'bytes32' },
         { internalType: 'bytes32', name: 'root', type: 'bytes32' },
         { internalType: 'uint256', name: 'total', type: 'uint256' },
       ],
       name: 'postRoot',
       outputs: [],
       stateMutability: 'nonpayable',
+      type: 'function',
+    },
+    {
+      inputs: [],
+      name: 'registry',
+      outputs: [{ internalType: 'contract ModelRegistry', name: '', type: 'address' }],
+      stateMutability: 'view',
       type: 'function',
     },
     {

@@ -64,6 +64,18 @@ export interface RewardRound {
   claimed: bigint;
 }
 
+/**
+ * What a round's rewards pay for: the candidate model the round produced and the round's
+ * contributors root, both as registered in ModelRegistry (ContributionRewards refuses a root for
+ * a round without that registration).
+ */
+export interface RewardedCandidate {
+  /** sha256 content hash of the round's registered candidate (64 hex, optional 0x). */
+  contentHash: string;
+  /** The contributors root registered with it. */
+  contributorsRoot: string;
+}
+
 type Contracts = { [K in CommonsContractKey]: Contract };
 
 export class CommonsClient {
@@ -403,13 +415,23 @@ export class CommonsClient {
 
   // ---------------------------------------------------------------- contribution rewards
 
-  /** Posts a round's reward root and total (COORDINATOR_ROLE). */
+  /**
+   * Posts a round's reward root and total (COORDINATOR_ROLE), for the candidate the round
+   * registered: register it first (registerCandidate), with the same round id and contributors root.
+   */
   async postRewardRoot(
     roundId: number | bigint,
     root: string,
     total: bigint,
+    paidFor: RewardedCandidate,
   ): Promise<ContractTransactionReceipt> {
-    return this.send('contributionRewards', 'postRoot', [roundId, root, total]);
+    return this.send('contributionRewards', 'postRoot', [
+      roundId,
+      hashToBytes32(paidFor.contentHash),
+      paidFor.contributorsRoot,
+      root,
+      total,
+    ]);
   }
 
   /** Claims a contributor's reward (anyone may send it; the tokens go to the claim's account). */
