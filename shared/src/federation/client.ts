@@ -28,8 +28,8 @@ import {
 import { signChallenge } from '../protocol/siwe.ts';
 import { chunksOf } from '../protocol/upload.ts';
 import { CheckpointError } from '../checkpoint/errors.ts';
-import { splitNoiseStddev } from '../privacy/dp/calibration.ts';
 import type { LedgerRound, PrivacyLedger } from '../privacy/dp/ledger.ts';
+import { baseModelReason, privacyAdmission, readinessReason } from './admission.ts';
 import { fetchBaseModel, MemoryModelCache, type BaseModel, type ModelCache } from './base-model.ts';
 import {
   tokenize,
@@ -440,16 +440,20 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     round.done = this.#runRound(task, abort.signal);
   }
 
-  /** Why not to take part in this round, or null to accept. */
+  /**
+   * Why not to take part in this round, or null to accept. The decisions are admission.ts's;
+   * this asks its questions in order, cheapest first, and turns a failure to answer into a
+   * reason to decline.
+   */
   async #declineReason(task: RoundTask): Promise<string | null> {
-    if (this.#closed) return 'the client is closing';
-    if (task.protocolVersion !== PROTOCOL_VERSION) {
-      return `protocol ${task.protocolVersion} is not supported (this client speaks ${PROTOCOL_VERSION})`;
-    }
-    if (this.#state.connection !== 'online') return 'not signed in';
-    if (this.#contributed.has(task.roundId)) return 'already contributed to this round';
-    if (task.deadline <= Date.now()) return 'the deadline has passed';
-    if (!hasData(this.#data)) return 'no training data';
+    const unready = readinessReason(task, {
+      closing: this.#closed,
+      signedIn: this.#state.connection === 'online',
+      contributed: this.#contributed,
+      data: this.#data,
+      now: Date.now(),
+    });
+    if (unready !== null) return unready;
     const consent = this.#options.consent;
     try {
       if (!(typeof consent === 'function' ? await consent(task) : consent)) {
@@ -461,10 +465,8 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     if (this.#options.chain) {
       try {
         const active = await this.#options.chain.activeModel();
-        const hash = active.contentHash.toLowerCase().replace(/^0x/, '');
-        if (hash !== task.baseModel.hash) {
-          return `base model ${task.baseModel.hash} is not the active model on chain (${hash})`;
-        }
+        const wrongModel = baseModelReason(task, active.contentHash);
+        if (wrongModel !== null) return wrongModel;
       } catch (err) {
         return `could not read the active model from chain: ${message(err)}`;
       }
@@ -473,32 +475,9 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     if (privacy) {
       try {
         const policy = await privacy.policies.policyAt(task.policyVersion);
-        const round: LedgerRound = {
-          roundId: task.roundId,
-          sampleRate: policy.sampleRate,
-          noiseMultiplier: policy.noiseMultiplier,
-          delta: policy.delta,
-        };
-        const check = privacy.ledger.check({
-          budget: policy.epsilonBudget,
-          delta: policy.delta,
-          round,
-        });
-        if (!check.allowed) return check.message;
-        // On a secure round the noise is added here, at the amount the coordinator announces:
-        // never accept less than the on-chain policy calls for (the ledger assumes that much).
-        const secure = task.secureAggregation;
-        if (secure && policy.noiseMultiplier > 0) {
-          const required = splitNoiseStddev({
-            noiseMultiplier: policy.noiseMultiplier,
-            clipNorm: policy.clipNorm,
-            minSurvivors: Math.max(3, policy.minClients),
-          });
-          if (secure.noiseStddev < required * (1 - 1e-9)) {
-            return `the round asks for noise of stddev ${secure.noiseStddev}, less than the ${required} the community's policy requires`;
-          }
-        }
-        this.#ledgerRounds.set(task.roundId, round);
+        const admission = privacyAdmission(task, policy, privacy.ledger);
+        if (!admission.join) return admission.reason;
+        this.#ledgerRounds.set(task.roundId, admission.round);
       } catch (err) {
         return `could not check the privacy budget: ${message(err)}`;
       }
@@ -894,12 +873,6 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     this.#state = { connection, activity, roundId, ...(detail === undefined ? {} : { detail }) };
     this.emit('state', this.state);
   }
-}
-
-function hasData(data: ContributorData): boolean {
-  if (typeof data === 'string') return data.length > 0;
-  if (data instanceof Int32Array) return data.length > 0;
-  return data.some((text) => text.length > 0);
 }
 
 /** The message, with the cause's when there is one (fetch hides the network error there). */

@@ -1,7 +1,9 @@
-// The contributor's side of federated training: the Socket.IO client, the verified base-model
-// download and the local update (train, delta, clip, encode). No file system: runs in Node,
+// The contributor's side of federated training: the Socket.IO client, its decision to join a
+// round, the signed chunked upload, the verified base-model download and the local update
+// (train, delta, clip, encode). No file system: runs in Node,
 // a browser or a worker.
 export * from './client.ts';
+export * from './admission.ts';
 export * from './base-model.ts';
 export * from './local-update.ts';
 export { TypedEmitter } from './typed-emitter.ts';
