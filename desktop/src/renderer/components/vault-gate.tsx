@@ -4,6 +4,7 @@
 import { useState, type FormEvent, type ReactNode } from 'react';
 import { useApi, useEvent } from '../api.tsx';
 import { errorCode } from '../errors.ts';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 import { ErrorNotice, Loading } from './status.tsx';
 
@@ -12,8 +13,8 @@ export function VaultGate(props: { children: ReactNode }) {
   const status = useCall(() => api['vault.status']({}), [api]);
   useEvent('vault.changed', (e) => e.what === 'status' && status.reload());
   const [passphrase, setPassphrase] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { busy, error } = action;
   const [choice, setChoice] = useState<'keychain' | 'passphrase'>('keychain');
 
   if (!status.data) {
@@ -33,22 +34,16 @@ export function VaultGate(props: { children: ReactNode }) {
 
   async function submit(event: FormEvent, protection: 'keychain' | 'passphrase') {
     event.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      if (creating) {
-        await api['vault.setup'](
-          protection === 'keychain' ? { protection } : { protection, passphrase },
-        );
-      } else {
-        await api['vault.unlock'](needsPassphrase ? { passphrase } : {});
-      }
+    const done = await action.run(() =>
+      creating
+        ? api['vault.setup'](
+            protection === 'keychain' ? { protection } : { protection, passphrase },
+          )
+        : api['vault.unlock'](needsPassphrase ? { passphrase } : {}),
+    );
+    if (done) {
       setPassphrase('');
       status.reload();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
     }
   }
 
@@ -56,16 +51,9 @@ export function VaultGate(props: { children: ReactNode }) {
   const indexDamaged = !creating && errorCode(error) === 'integrity';
 
   async function rebuild() {
-    setBusy(true);
-    setError(null);
-    try {
-      await api['vault.rebuildIndex'](needsPassphrase ? { passphrase } : {});
+    if (await action.run(() => api['vault.rebuildIndex'](needsPassphrase ? { passphrase } : {}))) {
       setPassphrase('');
       status.reload();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
     }
   }
 

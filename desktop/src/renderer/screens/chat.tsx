@@ -7,6 +7,7 @@ import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import { VaultGate } from '../components/vault-gate.tsx';
 import { formatDate, formatNumber, shortHash } from '../format.ts';
 import { Markdown } from '../markdown.tsx';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 
 export function ChatScreen() {
@@ -41,8 +42,11 @@ function Chat() {
   const training = useCall(() => api['training.status']({}), [api]);
   const [streaming, setStreaming] = useState<Streaming | null>(null);
   const [draft, setDraft] = useState('');
-  const [error, setError] = useState<unknown>(null);
-  const [loadingModel, setLoadingModel] = useState(false);
+  const action = useAction();
+  // Loading the model has its own busy state: the buttons that start it say so.
+  const modelLoad = useAction();
+  const loadingModel = modelLoad.busy;
+  const error = action.error ?? modelLoad.error;
   const log = useRef<HTMLOListElement>(null);
 
   useEvent('vault.changed', (e) => {
@@ -59,9 +63,9 @@ function Chat() {
   }, [chat.data, streaming?.text]);
 
   async function generate(kind: 'send' | 'regenerate', text: string) {
-    setError(null);
+    modelLoad.setError(null); // one error shows at a time: the newest action's
     let id = chatId;
-    try {
+    const answered = await action.run(async () => {
       if (!id) {
         const created = await api['vault.createChat']({ title: text.slice(0, 60) || undefined });
         id = created.id;
@@ -75,15 +79,12 @@ function Chat() {
       } else {
         await api['chat.regenerate']({ requestId, chatId: id });
       }
-    } catch (e) {
-      setError(e);
-      if (kind === 'send') setDraft(text);
-    } finally {
-      setStreaming(null);
-      setReplies((n) => n + 1);
-      chats.reload();
-      runtime.reload();
-    }
+    });
+    if (!answered && kind === 'send') setDraft(text);
+    setStreaming(null);
+    setReplies((n) => n + 1);
+    chats.reload();
+    runtime.reload();
   }
 
   function onSubmit(event: FormEvent) {
@@ -99,34 +100,21 @@ function Chat() {
   }
 
   async function newChat() {
-    try {
+    await action.run(async () => {
       const created = await api['vault.createChat']({});
       setSelected(created.id);
       chats.reload();
-    } catch (e) {
-      setError(e);
-    }
+    });
   }
 
   async function loadModel() {
-    setLoadingModel(true);
-    setError(null);
-    try {
-      await api['chat.load']({});
-    } catch (e) {
-      setError(e);
-    } finally {
-      setLoadingModel(false);
-      runtime.reload();
-    }
+    action.setError(null);
+    await modelLoad.run(() => api['chat.load']({}));
+    runtime.reload();
   }
 
   async function toggleAdapter(enabled: boolean) {
-    try {
-      await api['training.useAdapter']({ enabled });
-    } catch (e) {
-      setError(e);
-    }
+    await action.run(() => api['training.useAdapter']({ enabled }));
     runtime.reload();
     training.reload();
   }

@@ -6,6 +6,7 @@ import { useApi, useEvent, useMode } from '../api.tsx';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import { VaultGate } from '../components/vault-gate.tsx';
 import { formatBytes, formatDate } from '../format.ts';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 
 export function DataScreen() {
@@ -53,25 +54,17 @@ function Documents() {
   const api = useApi();
   const mode = useMode();
   const docs = useCall(() => api['vault.listDocuments']({}), [api]);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { busy, error } = action;
   const [result, setResult] = useState<ImportResult | null>(null);
-  const [busy, setBusy] = useState(false);
   const [dragging, setDragging] = useState(false);
   const [selected, setSelected] = useState<Set<string>>(new Set());
   const picker = useRef<HTMLInputElement>(null);
   useEvent('vault.changed', (e) => e.what === 'documents' && docs.reload());
 
-  async function run(action: () => Promise<void>) {
-    setBusy(true);
-    setError(null);
-    try {
-      await action();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-      docs.reload();
-    }
+  async function run(work: () => Promise<void>) {
+    await action.run(work);
+    docs.reload();
   }
 
   /**

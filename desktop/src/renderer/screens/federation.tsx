@@ -8,6 +8,7 @@ import { LineChart } from '../components/line-chart.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import { formatDate, formatNumber, formatTokens, shortHash } from '../format.ts';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 
 export function FederationScreen() {
@@ -149,15 +150,13 @@ function ConsentCard(props: {
   const api = useApi();
   const docs = useCall(() => api['vault.listDocuments']({}).catch(() => null), [api]);
   const [chosen, setChosen] = useState<Set<string>>(new Set(props.consent.documentIds));
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { error } = action;
 
   async function set(granted: boolean) {
-    setError(null);
-    try {
-      await api['federation.setConsent']({ granted, documentIds: granted ? [...chosen] : [] });
+    const documentIds = granted ? [...chosen] : [];
+    if (await action.run(() => api['federation.setConsent']({ granted, documentIds }))) {
       props.onChange();
-    } catch (e) {
-      setError(e);
     }
   }
 
@@ -234,7 +233,8 @@ function Contributor() {
   const status = useCall(() => api['federation.status']({}), [api]);
   const rounds = useCall(() => api['federation.rounds']({}), [api]);
   const [phase, setPhase] = useState<{ phase: string; done: number; total: number } | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { error } = action;
   useEvent('federation.status', () => status.reload());
   useEvent('federation.progress', (p) => setPhase(p));
   useEvent('federation.round', () => {
@@ -244,12 +244,7 @@ function Contributor() {
   });
 
   async function toggle(start: boolean) {
-    setError(null);
-    try {
-      await (start ? api['federation.start']({}) : api['federation.stop']({}));
-    } catch (e) {
-      setError(e);
-    }
+    await action.run(() => (start ? api['federation.start']({}) : api['federation.stop']({})));
     status.reload();
   }
 
@@ -400,23 +395,17 @@ function Rewards() {
   const rewards = useCall(() => api['federation.rewards']({}), [api]);
   useEvent('federation.round', () => rewards.reload());
   useEvent('wallet.changed', () => rewards.reload());
-  const [busy, setBusy] = useState<number | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction<number>();
+  const { pending: busy, error } = action;
   const [done, setDone] = useState<string | null>(null);
 
   async function claim(roundId: number) {
-    setBusy(roundId);
-    setError(null);
     setDone(null);
-    try {
+    await action.run(async () => {
       const tx = await api['federation.claim']({ roundId });
       setDone(`Round ${roundId}'s reward claimed in block ${tx.blockNumber}.`);
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(null);
-      rewards.reload();
-    }
+    }, roundId);
+    rewards.reload();
   }
 
   return (

@@ -20,6 +20,7 @@ import {
   share,
   shortHash,
 } from '../format.ts';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 import { POLICY_FIELDS, policyLabel, policyValue } from './federation.tsx';
 import { WalletCard } from './wallet-card.tsx';
@@ -107,23 +108,17 @@ function Proposal(props: { proposal: ProposalView; clock: number; onChange: () =
   const p = props.proposal;
   const [support, setSupport] = useState<'for' | 'against' | 'abstain'>('for');
   const [reason, setReason] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { busy, error } = action;
   const [done, setDone] = useState<string | null>(null);
 
-  async function run(label: string, action: () => Promise<{ blockNumber: number }>) {
-    setBusy(true);
-    setError(null);
+  async function run(label: string, send: () => Promise<{ blockNumber: number }>) {
     setDone(null);
-    try {
-      const tx = await action();
+    await action.run(async () => {
+      const tx = await send();
       setDone(`${label} in block ${tx.blockNumber}.`);
       props.onChange();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
+    });
   }
 
   const total = BigInt(p.votes.for) + BigInt(p.votes.against) + BigInt(p.votes.abstain);
@@ -323,16 +318,14 @@ function Propose(props: { onProposed: () => void }) {
   const models = useCall(() => api['models.list']({}), [api]);
   const [hash, setHash] = useState('');
   const [description, setDescription] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { busy, error } = action;
   const [done, setDone] = useState<string | null>(null);
   const candidates = models.data?.versions.filter((v) => !v.active) ?? [];
 
   async function propose() {
-    setBusy(true);
-    setError(null);
     setDone(null);
-    try {
+    await action.run(async () => {
       const { id } = await api['governance.proposeActivation']({
         contentHash: hash,
         ...(description.trim() ? { description: description.trim() } : {}),
@@ -340,11 +333,7 @@ function Propose(props: { onProposed: () => void }) {
       setDone(`Proposed (#${shortHash(id)}).`);
       setDescription('');
       props.onProposed();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
+    });
   }
 
   return (
@@ -401,8 +390,8 @@ function ProposePolicy(props: { onProposed: () => void }) {
   const [field, setField] = useState<keyof FederationPolicy>('epsilonBudget');
   const [value, setValue] = useState('');
   const [description, setDescription] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { busy, error } = action;
   const [done, setDone] = useState<string | null>(null);
   const now = policy.data?.policy[field];
 
@@ -416,10 +405,8 @@ function ProposePolicy(props: { onProposed: () => void }) {
   }
 
   async function propose() {
-    setBusy(true);
-    setError(null);
     setDone(null);
-    try {
+    await action.run(async () => {
       const { id } = await api['governance.proposePolicy']({
         changes: { [field]: parsed() },
         ...(description.trim() ? { description: description.trim() } : {}),
@@ -428,11 +415,7 @@ function ProposePolicy(props: { onProposed: () => void }) {
       setDescription('');
       setValue('');
       props.onProposed();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
-    }
+    });
   }
 
   return (

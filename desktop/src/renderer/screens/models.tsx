@@ -6,28 +6,21 @@ import { useApi, useEvent } from '../api.tsx';
 import { ProgressBar } from '../components/progress-bar.tsx';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import { formatBytes, formatDate, formatEpsilon, formatNumber, shortHash } from '../format.ts';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 
 export function ModelsScreen() {
   const api = useApi();
   const list = useCall(() => api['models.list']({}), [api]);
   const [progress, setProgress] = useState<Record<string, { done: number; total: number }>>({});
-  const [busy, setBusy] = useState<string | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction<string>();
+  const { pending: busy, error } = action;
   useEvent('models.activated', () => list.reload());
   useEvent('models.progress', (p) => setProgress((all) => ({ ...all, [p.hash]: p })));
 
-  async function run(hash: string, action: () => Promise<unknown>) {
-    setBusy(hash);
-    setError(null);
-    try {
-      await action();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(null);
-      list.reload();
-    }
+  async function run(hash: string, work: () => Promise<unknown>) {
+    await action.run(work, hash);
+    list.reload();
   }
 
   const versions = list.data?.versions ?? [];

@@ -8,6 +8,7 @@ import { ProgressBar } from '../components/progress-bar.tsx';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import { VaultGate } from '../components/vault-gate.tsx';
 import { formatDate, formatDuration, formatNumber, shortHash } from '../format.ts';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 
 export function PersonaliseScreen() {
@@ -38,7 +39,8 @@ function Trainer() {
     points: [],
   });
   const [live, setLive] = useState<{ state: TrainingStatus['state']; error?: string } | null>(null);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { error } = action;
 
   useEvent('training.progress', (p) => {
     setLosses((l) =>
@@ -54,12 +56,7 @@ function Trainer() {
   useEvent('vault.changed', (e) => e.what === 'documents' && docs.reload());
 
   async function act(call: () => Promise<TrainingStatus>) {
-    setError(null);
-    try {
-      await call();
-    } catch (e) {
-      setError(e);
-    }
+    await action.run(call);
     status.reload();
   }
 

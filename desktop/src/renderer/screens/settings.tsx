@@ -4,6 +4,7 @@ import { useEffect, useState, type FormEvent } from 'react';
 import type { BackendPreference, SettingsView } from '../../api/settings.ts';
 import { useApi, useEvent } from '../api.tsx';
 import { ErrorNotice, Loading } from '../components/status.tsx';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 
 const BACKENDS: BackendPreference[] = [
@@ -167,7 +168,8 @@ function Endpoints(props: { value: SettingsView; onSaved: () => void }) {
   const [rpcUrl, setRpcUrl] = useState(props.value.rpcUrl);
   const [addresses, setAddresses] = useState(addressesText(props.value.addresses));
   const [backend, setBackend] = useState(props.value.backend);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { error } = action;
   const [saved, setSaved] = useState(false);
   useEffect(() => {
     setCoordinatorUrl(props.value.coordinatorUrl);
@@ -178,24 +180,19 @@ function Endpoints(props: { value: SettingsView; onSaved: () => void }) {
 
   async function save(event: FormEvent) {
     event.preventDefault();
-    setError(null);
     setSaved(false);
-    try {
+    const updated = await action.run(async () => {
       const text = addresses.trim();
       await api['settings.update']({
         coordinatorUrl,
         rpcUrl,
         backend,
-        addresses: text === '' ? null : text.startsWith('{') ? (JSON.parse(text) as never) : text,
+        addresses: text === '' ? null : text.startsWith('{') ? parseAddresses(text) : text,
       });
+    });
+    if (updated) {
       setSaved(true);
       props.onSaved();
-    } catch (e) {
-      setError(
-        e instanceof SyntaxError
-          ? new Error('The addresses are not valid JSON; paste the file path instead.')
-          : e,
-      );
     }
   }
 
@@ -204,12 +201,7 @@ function Endpoints(props: { value: SettingsView; onSaved: () => void }) {
       !window.confirm('Restore the default endpoints and backend? Your vault and wallet are kept.')
     )
       return;
-    try {
-      await api['settings.reset']({});
-      props.onSaved();
-    } catch (e) {
-      setError(e);
-    }
+    if (await action.run(() => api['settings.reset']({}))) props.onSaved();
   }
 
   return (
@@ -266,4 +258,13 @@ function Endpoints(props: { value: SettingsView; onSaved: () => void }) {
 function addressesText(value: SettingsView['addresses']): string {
   if (value === null) return '';
   return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+/** Pasted addresses JSON; the core checks its fields, this only says when it is not JSON. */
+function parseAddresses(text: string): never {
+  try {
+    return JSON.parse(text) as never;
+  } catch {
+    throw new Error('The addresses are not valid JSON; paste the file path instead.');
+  }
 }

@@ -4,6 +4,7 @@ import { useState, type FormEvent } from 'react';
 import { useApi, useEvent } from '../api.tsx';
 import { ErrorNotice, Loading } from '../components/status.tsx';
 import { formatTokens, shortHash } from '../format.ts';
+import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
 
 export function WalletCard(props: { onChange: () => void }) {
@@ -18,25 +19,18 @@ export function WalletCard(props: { onChange: () => void }) {
   const [secret, setSecret] = useState('');
   const [mnemonic, setMnemonic] = useState<string | null>(null);
   const [delegateTo, setDelegateTo] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>(null);
+  const action = useAction();
+  const { busy, error } = action;
   useEvent('wallet.changed', () => {
     status.reload();
     props.onChange();
   });
 
-  async function run(action: () => Promise<void>) {
-    setBusy(true);
-    setError(null);
-    try {
-      await action();
+  async function run(work: () => Promise<void>) {
+    if (await action.run(work)) {
       status.reload();
       account.reload();
       props.onChange();
-    } catch (e) {
-      setError(e);
-    } finally {
-      setBusy(false);
     }
   }
 
