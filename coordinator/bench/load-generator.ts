@@ -8,10 +8,8 @@ import { randomFillSync } from 'node:crypto';
 import { keccak256, toUtf8Bytes, Wallet } from 'ethers';
 import { io, type Socket } from 'socket.io-client';
 import type { Manifest } from '@commons/shared/checkpoint/manifest';
-import { sha256Hex } from '@commons/shared/checkpoint/hash';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { encodeTensors, type UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
-import { signCommitment } from '@commons/shared/protocol/commitment';
 import type { ClientToServerEvents, ServerToClientEvents } from '@commons/shared/protocol/events';
 import {
   PROTOCOL_VERSION,
@@ -19,7 +17,12 @@ import {
   type RoundTask,
 } from '@commons/shared/protocol/messages';
 import { signChallenge } from '@commons/shared/protocol/siwe';
-import { chunksOf } from '@commons/shared/protocol/upload';
+import {
+  describeUpload,
+  sendUpload,
+  signUpload,
+  socketUploadChannel,
+} from '@commons/shared/contributor';
 
 export interface GeneratorInput {
   url: string;
@@ -151,7 +154,7 @@ function buildFrame(
   return frame;
 }
 
-/** Builds, signs and uploads this client's update in chunks. */
+/** Builds, signs and uploads this client's update in chunks, as a FederatedClient does. */
 async function upload(wallet: Wallet, socket: LightSocket, task: RoundTask): Promise<void> {
   const pre = input.prebuild;
   const usable =
@@ -161,26 +164,15 @@ async function upload(wallet: Wallet, socket: LightSocket, task: RoundTask): Pro
   const frame =
     (usable ? prebuilt.pop() : undefined) ??
     (await buildFrame(await manifestOf(task.baseModel.hash), task));
-  const unsigned = {
-    roundId: task.roundId,
-    baseModel: task.baseModel.hash,
-    contributor: wallet.address,
+  const unsigned = describeUpload(task, wallet.address, frame, {
     encoding: task.encoding,
-    byteLength: frame.byteLength,
-    sha256: sha256Hex(frame),
     numExamples: 100,
-  };
-  const signature = await signCommitment(unsigned, wallet, input.chainId);
-  const begin = await socket.emitWithAck('upload:begin', { ...unsigned, signature });
-  if (!begin.ok) throw new Error(`upload:begin refused: ${begin.error.code}`);
-  let chunkIndex = 0;
-  for (const chunk of chunksOf(frame, task.upload.chunkBytes)) {
-    // One chunk in flight per client: the ack is the back-pressure.
-    const ack = await socket.emitWithAck('upload:chunk', begin.uploadId, chunkIndex++, chunk);
-    if (!ack.ok) throw new Error(`upload:chunk refused: ${ack.error.code}`);
-  }
-  const end = await socket.emitWithAck('upload:end', begin.uploadId);
-  if (!end.ok) throw new Error(`upload:end refused: ${end.error.code}`);
+  });
+  const begin = await signUpload(unsigned, wallet, input.chainId);
+  const result = await sendUpload(socketUploadChannel(socket), begin, frame, {
+    chunkBytes: task.upload.chunkBytes,
+  });
+  if (!result.ok) throw new Error(`${result.during} refused: ${result.error.code}`);
 }
 
 const prebuilt: Uint8Array[] = [];

@@ -3,7 +3,7 @@ import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket
 import { z } from 'zod';
 import type { CommonsClient } from '../chain/client.ts';
 import type { UpdateEncoding } from '../checkpoint/index.ts';
-import { commitmentDigest, signCommitment } from '../protocol/commitment.ts';
+import { commitmentDigest } from '../protocol/commitment.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { ClientToServerEvents, ServerToClientEvents } from '../protocol/events.ts';
 import {
@@ -23,10 +23,8 @@ import {
   type RoundStatus,
   type RoundTask,
   type UploadAccepted,
-  type UploadBegin,
 } from '../protocol/messages.ts';
 import { signChallenge } from '../protocol/siwe.ts';
-import { chunksOf } from '../protocol/upload.ts';
 import { CheckpointError } from '../checkpoint/errors.ts';
 import type { LedgerRound, PrivacyLedger } from '../privacy/dp/ledger.ts';
 import { baseModelReason, privacyAdmission, readinessReason } from './admission.ts';
@@ -38,6 +36,7 @@ import {
   type LocalUpdate,
 } from './local-update.ts';
 import { TypedEmitter } from './typed-emitter.ts';
+import { describeUpload, sendUpload, signUpload, type UploadChannel } from './uploader.ts';
 import {
   SECAGG_EVENTS,
   SecAggParticipant,
@@ -265,6 +264,17 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
   #closing: Promise<void> | null = null;
   /** This client's part in the secure round it is in, if that round runs secure aggregation. */
   #secagg: SecAggParticipant | null = null;
+  /** The upload's requests, each with this client's timeout and its answer validated. */
+  readonly #uploadChannel: UploadChannel = {
+    begin: (begin) =>
+      this.#ask('upload:begin', beginAck, (s) => s.emitWithAck('upload:begin', begin)),
+    chunk: (uploadId, index, chunk) =>
+      this.#ask('upload:chunk', chunkAck, (s) =>
+        s.emitWithAck('upload:chunk', uploadId, index, chunk),
+      ),
+    end: (uploadId) =>
+      this.#ask('upload:end', endAck, (s) => s.emitWithAck('upload:end', uploadId)),
+  };
 
   constructor(options: FederatedClientOptions) {
     super((err) =>
@@ -630,30 +640,23 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
   }
 
   /**
-   * Signs the commitment and uploads the frame. If the connection drops midway, the upload
-   * starts again from the beginning once signed in again, until the deadline; a refusal is
-   * final.
+   * Signs the commitment and uploads the frame (uploader.ts). If the connection drops midway,
+   * the upload starts again from the beginning once signed in again, until the deadline; a
+   * refusal is final.
    */
   async #upload(task: RoundTask, update: LocalUpdate, signal: AbortSignal): Promise<UploadReceipt> {
     const chainId = this.#chainId!;
-    const unsigned: Omit<UploadBegin, 'signature'> = {
-      roundId: task.roundId,
-      baseModel: task.baseModel.hash,
-      contributor: this.#address!,
-      encoding: update.encoding,
-      byteLength: update.frame.byteLength,
-      sha256: update.sha256,
-      numExamples: update.numExamples,
-    };
-    const begin: UploadBegin = {
-      ...unsigned,
-      signature: await signCommitment(unsigned, this.#options.signer, chainId),
+    const { roundId } = task;
+    const unsigned = describeUpload(task, this.#address!, update.frame, update);
+    const begin = await signUpload(
       // Adaptive clipping moves the clip norm towards a quantile of these bits.
-      clipBit: update.rawNorm <= task.clipNorm,
-    };
+      { ...unsigned, clipBit: update.rawNorm <= task.clipNorm },
+      this.#options.signer,
+      chainId,
+    );
     const expected = commitmentDigest(unsigned, chainId);
     const receipt = (accepted: UploadAccepted): UploadReceipt => ({
-      roundId: task.roundId,
+      roundId,
       baseModel: task.baseModel.hash,
       commitment: accepted.commitment,
       norm: accepted.norm,
@@ -670,16 +673,21 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     for (let attempt = 0; ; attempt++) {
       await this.#whenOnline(signal, task.deadline);
       try {
-        const accepted = await this.#sendFrame(task, begin, update.frame, signal);
-        if (accepted.commitment.toLowerCase() !== expected.toLowerCase()) {
+        const result = await sendUpload(this.#uploadChannel, begin, update.frame, {
+          chunkBytes: task.upload.chunkBytes,
+          signal,
+          onProgress: (done, total) => this.#progress({ roundId, phase: 'uploading', done, total }),
+        });
+        if (!result.ok) throw new Refused(ProtocolError.from(result.error), result.during);
+        if (result.commitment.toLowerCase() !== expected.toLowerCase()) {
           this.emit(
             'error',
             new Error(
-              `round ${task.roundId}: the coordinator's commitment ${accepted.commitment} is not ours (${expected})`,
+              `round ${roundId}: the coordinator's commitment ${result.commitment} is not ours (${expected})`,
             ),
           );
         }
-        return receipt(accepted);
+        return receipt(result);
       } catch (err) {
         // The previous attempt's last acknowledgement was lost, but the update arrived.
         if (attempt > 0 && err instanceof Refused && err.error.code === 'DUPLICATE_UPLOAD') {
@@ -688,35 +696,6 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         if (!(err instanceof NoAnswer) || Date.now() >= task.deadline) throw err;
       }
     }
-  }
-
-  async #sendFrame(
-    task: RoundTask,
-    begin: UploadBegin,
-    frame: Uint8Array,
-    signal: AbortSignal,
-  ): Promise<UploadAccepted> {
-    const { roundId } = task;
-    const { uploadId } = await this.#request('upload:begin', beginAck, (s) =>
-      s.emitWithAck('upload:begin', begin),
-    );
-    let sent = 0;
-    let index = 0;
-    this.#progress({ roundId, phase: 'uploading', done: 0, total: frame.byteLength });
-    // One chunk in flight at a time: the next goes when the last is acknowledged.
-    for (const chunk of chunksOf(frame, task.upload.chunkBytes)) {
-      signal.throwIfAborted();
-      const i = index++;
-      await this.#request('upload:chunk', chunkAck, (s) =>
-        s.emitWithAck('upload:chunk', uploadId, i, chunk),
-      );
-      sent += chunk.byteLength;
-      this.#progress({ roundId, phase: 'uploading', done: sent, total: frame.byteLength });
-    }
-    const { commitment, norm } = await this.#request('upload:end', endAck, (s) =>
-      s.emitWithAck('upload:end', uploadId),
-    );
-    return { commitment, norm };
   }
 
   #onStatus(raw: unknown): void {
@@ -759,6 +738,18 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
     schema: ReturnType<typeof ackSchema<S>>,
     send: (socket: TimeoutSocket) => Promise<unknown>,
   ): Promise<Extract<z.infer<typeof schema>, { ok: true }>> {
+    const answer = await this.#ask(during, schema, send);
+    const ack = answer as Ack<object>;
+    if (!ack.ok) throw new Refused(ProtocolError.from(ack.error), during);
+    return answer as Extract<z.infer<typeof schema>, { ok: true }>;
+  }
+
+  /** As #request, but a refusal is returned as the acknowledgement that carries it. */
+  async #ask<S extends z.ZodRawShape>(
+    during: RequestName,
+    schema: ReturnType<typeof ackSchema<S>>,
+    send: (socket: TimeoutSocket) => Promise<unknown>,
+  ): Promise<z.infer<typeof schema>> {
     const socket = this.#socket;
     // A packet emitted while disconnected would be buffered and sent on the next connection,
     // before that session signs in: never let that happen.
@@ -777,9 +768,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         `the coordinator's answer to ${during} is malformed: ${describeIssue(parsed.error)}`,
       );
     }
-    const ack = parsed.data as Ack<object>;
-    if (!ack.ok) throw new Refused(ProtocolError.from(ack.error), during);
-    return parsed.data as Extract<z.infer<typeof schema>, { ok: true }>;
+    return parsed.data;
   }
 
   /** Resolves once signed in; rejects when `signal` aborts or `until` (Unix ms) passes first. */

@@ -4,6 +4,7 @@
 // a browser or a worker.
 export * from './client.ts';
 export * from './admission.ts';
+export * from './uploader.ts';
 export * from './base-model.ts';
 export * from './local-update.ts';
 export { TypedEmitter } from './typed-emitter.ts';
