@@ -10,6 +10,7 @@ import {
   type ProposalView,
 } from '../../api/governance.ts';
 import { useApi, useEvent } from '../api.tsx';
+import { POLICY_FIELDS, policyLabel, policyValue } from '../components/policy-fields.ts';
 import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import {
   formatDate,
@@ -22,7 +23,6 @@ import {
 } from '../format.ts';
 import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
-import { POLICY_FIELDS, policyLabel, policyValue } from './federation.tsx';
 import { WalletCard } from './wallet-card.tsx';
 
 export function GovernanceScreen() {
