@@ -29,6 +29,9 @@ export interface DecoderConfig {
   rmsNormEps: number;
   ropeTheta: number;
   ropeScaling: Llama3RopeScaling | null;
+  /** Per-frequency divisors of the inverse frequencies, as GGUF files carry a rope scaling
+   * rule (llama.cpp's rope_freqs tensor); null when there are none. */
+  ropeFactors: number[] | null;
   /** The context window. */
   maxPositions: number;
   /** lm_head is the token embedding (no lm_head.weight in the files). */
@@ -111,6 +114,7 @@ export function parseDecoderConfig(json: unknown, source = 'config.json'): Decod
     rmsNormEps: c.rms_norm_eps,
     ropeTheta: c.rope_theta,
     ropeScaling: parseRopeScaling(c.rope_scaling ?? null, bad),
+    ropeFactors: null,
     maxPositions: c.max_position_embeddings,
     tiedEmbeddings: c.tie_word_embeddings,
     qkvBias: c.model_type === 'qwen2' || c.attention_bias,

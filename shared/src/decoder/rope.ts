@@ -12,6 +12,11 @@ export function inverseFrequencies(config: DecoderConfig): Float64Array {
   const d = config.headDim;
   const inv = new Float64Array(d / 2);
   for (let i = 0; i < d / 2; i++) inv[i] = 1 / config.ropeTheta ** ((2 * i) / d);
+  if (config.ropeFactors !== null) {
+    // llama.cpp divides each frequency by its factor (ggml_rope_ext's freq_factors).
+    config.ropeFactors.forEach((f, i) => (inv[i] = inv[i]! / f));
+    return inv;
+  }
   const s = config.ropeScaling;
   if (s === null) return inv;
   // Llama 3.1's rule: long wavelengths (low frequencies) are slowed by `factor`, short ones
