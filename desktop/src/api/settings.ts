@@ -1,20 +1,13 @@
 // settings.*: where the app connects and how it runs. Persisted by the core in the data folder.
 import { z } from 'zod';
+import { BACKEND_PREFERENCES } from '@commons/shared/backend/preferences';
 import { method } from './define.ts';
 import { noInput } from './schemas.ts';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'an http(s) URL' });
 
-/** Backends in preference order, as shared/src/backend/select.ts names them; `auto` picks the best. */
-export const BACKEND_PREFERENCES = [
-  'auto',
-  'tensorflow-gpu',
-  'tensorflow',
-  'webgpu',
-  'wasm',
-  'cpu',
-] as const;
-export type BackendPreference = (typeof BACKEND_PREFERENCES)[number];
+/** `auto` (the best that starts), then the backends best first, as the engine names them. */
+export { BACKEND_PREFERENCES, type BackendPreference } from '@commons/shared/backend/preferences';
 
 /**
  * The deployment: the path of an addresses file (as `npm run deploy -w contracts` writes it) or

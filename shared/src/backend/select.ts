@@ -1,22 +1,21 @@
 import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
+import { BACKEND_ORDER, BACKEND_PREFERENCES, type BackendName } from './preferences.ts';
 
-/**
- * Picks the fastest tfjs backend this machine can run, best first:
+export {
+  BACKEND_ORDER,
+  BACKEND_PREFERENCES,
+  type BackendName,
+  type BackendPreference,
+} from './preferences.ts';
+
+/*
+ * Picks the fastest tfjs backend this machine can run, in BACKEND_ORDER (preferences.ts):
  * tfjs-node-gpu with a visible CUDA device → tfjs-node → WebGPU (where the runtime offers
  * `navigator.gpu`) → wasm → cpu. The native packages are optional dependencies (their
  * install downloads libtensorflow, which fails offline), so each candidate is tried and
  * the reason it was passed over is kept: `commons doctor` prints it.
  */
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
-
-export const BACKEND_ORDER: readonly BackendName[] = [
-  'tensorflow-gpu',
-  'tensorflow',
-  'webgpu',
-  'wasm',
-  'cpu',
-];
 
 export interface GpuInfo {
   name: string;
@@ -75,7 +74,7 @@ export function parseBackendEnv(value: string | undefined): BackendName | undefi
   if (value === undefined || value === '' || value === 'auto') return undefined;
   if ((BACKEND_ORDER as readonly string[]).includes(value)) return value as BackendName;
   throw new Error(
-    `COMMONS_BACKEND=${value} is not a backend; use one of: auto, ${BACKEND_ORDER.join(', ')}`,
+    `COMMONS_BACKEND=${value} is not a backend; use one of: ${BACKEND_PREFERENCES.join(', ')}`,
   );
 }
 

@@ -1,20 +1,15 @@
 // Settings: endpoints and deployment, the compute backend (and why faster ones were passed
 // over), the data folder, connectivity, and resetting to defaults.
 import { useEffect, useState, type FormEvent } from 'react';
-import type { BackendPreference, SettingsView } from '../../api/settings.ts';
+import {
+  BACKEND_PREFERENCES,
+  type BackendPreference,
+  type SettingsView,
+} from '../../api/settings.ts';
 import { useApi, useEvent } from '../api.tsx';
 import { ErrorNotice, Loading } from '../components/status.tsx';
 import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
-
-const BACKENDS: BackendPreference[] = [
-  'auto',
-  'tensorflow-gpu',
-  'tensorflow',
-  'webgpu',
-  'wasm',
-  'cpu',
-];
 
 export function SettingsScreen() {
   const api = useApi();
@@ -233,7 +228,7 @@ function Endpoints(props: { value: SettingsView; onSaved: () => void }) {
         <label>
           Compute backend
           <select value={backend} onChange={(e) => setBackend(e.target.value as BackendPreference)}>
-            {BACKENDS.map((b) => (
+            {BACKEND_PREFERENCES.map((b) => (
               <option key={b} value={b}>
                 {b === 'auto' ? 'best available (auto)' : b}
               </option>
