@@ -4,6 +4,10 @@ import { z } from 'zod';
  * The size and shape of a Commons transformer. Everything about the network comes from
  * here, so a contributor with a GPU can train a bigger model by changing numbers only.
  */
+/** The block projections, each a matrix that may carry a LoRA adapter (`LoraConfig.targets`). */
+export const PROJECTIONS = ['attn.qkv', 'attn.proj', 'mlp.fc', 'mlp.proj'] as const;
+export type Projection = (typeof PROJECTIONS)[number];
+
 export const loraConfigSchema = z.object({
   /** Rank r of the low-rank factors A (in×r) and B (r×out). */
   rank: z.number().int().min(1).max(256),
@@ -11,7 +15,7 @@ export const loraConfigSchema = z.object({
   alpha: z.number().positive(),
   /** Which projections carry adapters. */
   targets: z
-    .array(z.enum(['attn.qkv', 'attn.proj', 'mlp.fc', 'mlp.proj']))
+    .array(z.enum(PROJECTIONS))
     .min(1)
     .refine((t) => new Set(t).size === t.length, 'LoRA targets must be unique'),
 });
@@ -38,6 +42,20 @@ export const modelConfigSchema = z
     path: ['nEmbd'],
   });
 export type ModelConfig = z.infer<typeof modelConfigSchema>;
+
+/**
+ * (in, out) of each projection in a block: a fact of the config that the transformer (its
+ * weights) and LoRA (its factors' shapes) both read.
+ */
+export function projectionShapes(config: ModelConfig): Record<Projection, [number, number]> {
+  const C = config.nEmbd;
+  return {
+    'attn.qkv': [C, 3 * C],
+    'attn.proj': [C, C],
+    'mlp.fc': [C, 4 * C],
+    'mlp.proj': [4 * C, C],
+  };
+}
 
 /** The benchmark's reference shape (issue 2): context 64, width 128, 4 layers, 4 heads. */
 export const REFERENCE_CONFIG: ModelConfig = {

@@ -1,10 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LoraConfig, ModelConfig } from './config.ts';
-import { loraConfigSchema } from './config.ts';
+import { loraConfigSchema, projectionShapes } from './config.ts';
 import { matmul } from './layers.ts';
 import { Rng } from './rng.ts';
-import type { GPT } from './transformer.ts';
-import { projectionShapes } from './transformer.ts';
+
+/**
+ * What merging needs of a model (a GPT): its base weights by name. Named by shape rather than
+ * by class, so that the adapter does not import the transformer that imports it.
+ */
+export interface BaseWeights {
+  readonly params: ReadonlyMap<string, tf.Variable>;
+}
 
 /**
  * Low-rank adapters (Hu et al. 2021) on a model's block projections: a projection
@@ -106,18 +112,18 @@ export class LoraAdapter {
   }
 
   /** W ← W + (α/r)·A·B for every adapted projection, and switch the adapter off. */
-  merge(model: GPT): void {
+  merge(model: BaseWeights): void {
     this.fold(model, +1);
     this.enabled = false;
   }
 
   /** Undo `merge`: W ← W − (α/r)·A·B, and switch the adapter back on. */
-  unmerge(model: GPT): void {
+  unmerge(model: BaseWeights): void {
     this.fold(model, -1);
     this.enabled = true;
   }
 
-  private fold(model: GPT, sign: 1 | -1): void {
+  private fold(model: BaseWeights, sign: 1 | -1): void {
     for (const name of this.params.keys()) {
       if (!name.endsWith('.lora_a')) continue;
       const base = name.slice(0, -'.lora_a'.length);

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ModelConfig } from './config.ts';
-import { modelConfigSchema } from './config.ts';
+import type { ModelConfig, Projection } from './config.ts';
+import { modelConfigSchema, projectionShapes } from './config.ts';
 import { addBias, attention, crossEntropy, embed, gelu, layerNorm, matmul } from './layers.ts';
 import type { LoraAdapter } from './lora.ts';
 import { Rng } from './rng.ts';
@@ -36,9 +36,6 @@ export interface KVCache {
   length: number;
 }
 
-/** Projections that may carry a LoRA adapter, named as in `LoraConfig.targets`. */
-export type Projection = 'attn.qkv' | 'attn.proj' | 'mlp.fc' | 'mlp.proj';
-
 /** Names and shapes of every parameter for a config, in checkpoint order. */
 export function parameterShapes(config: ModelConfig): Map<string, number[]> {
   const { vocabSize: V, blockSize: T, nEmbd: C, nLayer, bias } = config;
@@ -60,17 +57,6 @@ export function parameterShapes(config: ModelConfig): Map<string, number[]> {
   if (bias) shapes.set('ln_f.bias', [C]);
   if (!config.tiedHead) shapes.set('lm_head.weight', [C, V]);
   return shapes;
-}
-
-/** (in, out) of each projection in a block. */
-export function projectionShapes(config: ModelConfig): Record<Projection, [number, number]> {
-  const C = config.nEmbd;
-  return {
-    'attn.qkv': [C, 3 * C],
-    'attn.proj': [C, C],
-    'mlp.fc': [C, 4 * C],
-    'mlp.proj': [4 * C, C],
-  };
 }
 
 export class GPT {
