@@ -19,7 +19,7 @@ import type { TokenSplit } from '../src/model/dataset.ts';
 import { generate } from '../src/model/generate.ts';
 import { MAX_DEFAULT_WORKERS, ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
 import { BpeTokenizer } from '../src/model/tokenizer.ts';
-import type { TrainConfig } from '../src/model/trainer.ts';
+import type { TrainConfig } from '../src/model/training-loop.ts';
 import { Trainer } from '../src/model/trainer.ts';
 import { GPT } from '../src/model/transformer.ts';
 

@@ -20,7 +20,7 @@ import { readCorpus } from '../src/model/corpus.ts';
 import { splitText } from '../src/model/dataset.ts';
 import { evaluate, evaluationSplit } from '../src/model/evaluate.ts';
 import { BpeTokenizer } from '../src/model/tokenizer.ts';
-import type { TrainConfig } from '../src/model/trainer.ts';
+import type { TrainConfig } from '../src/model/training-loop.ts';
 import { ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
 import { GPT } from '../src/model/transformer.ts';
 

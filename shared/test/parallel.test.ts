@@ -10,7 +10,7 @@ import type { TokenSplit } from '../src/model/dataset.ts';
 import { flatLayout, packTensors } from '../src/model/parallel/layout.ts';
 import { ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
 import { Rng } from '../src/model/rng.ts';
-import type { TrainConfig } from '../src/model/trainer.ts';
+import type { TrainConfig } from '../src/model/training-loop.ts';
 import { Trainer } from '../src/model/trainer.ts';
 import { GPT, parameterShapes } from '../src/model/transformer.ts';
 

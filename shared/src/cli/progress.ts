@@ -1,4 +1,4 @@
-import type { TrainProgress } from '../model/trainer.ts';
+import type { TrainProgress } from '../model/training-loop.ts';
 
 /** A one-line progress bar for training on a terminal; plain lines when not a TTY. */
 export function progressBar(stream: NodeJS.WriteStream): {

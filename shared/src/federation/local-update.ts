@@ -7,7 +7,8 @@ import {
   type NamedTensors,
   type UpdateEncoding,
 } from '../checkpoint/index.ts';
-import { Trainer, type TrainConfig, type TrainProgress } from '../model/trainer.ts';
+import { Trainer } from '../model/trainer.ts';
+import type { TrainConfig, TrainProgress } from '../model/training-loop.ts';
 import { GPT } from '../model/transformer.ts';
 import type { TrainingTask } from '../protocol/messages.ts';
 import type { BaseModel } from './base-model.ts';

@@ -1,41 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TokenSplit } from './dataset.ts';
 import { sampleBatch } from './dataset.ts';
-import type { Evaluation } from './evaluate.ts';
 import { evaluate } from './evaluate.ts';
 import type { LoraAdapter } from './lora.ts';
 import { AdamW, clipByGlobalNorm } from './optimizer.ts';
-import type { RunOptions } from './training-loop.ts';
+import type { RunOptions, TrainConfig, TrainResult } from './training-loop.ts';
 import { runTrainingLoop } from './training-loop.ts';
 import { Rng } from './rng.ts';
 import type { GPT } from './transformer.ts';
 
-/**
- * The training loop, kept apart from the network (nanoGPT's train.py): sample batches,
- * accumulate gradients, clip, AdamW with warmup + cosine, evaluate, report progress.
- * With an adapter, only the adapter's factors train and the base weights stay fixed.
- * Deterministic given the seed and backend; cancellable between steps; resumable from
- * `snapshot()` (weights, optimizer moments, step and RNG state). Federated rounds may add
- * FedProx's proximal term (TrainerOptions.proximal).
- */
-export interface TrainConfig {
-  steps: number;
-  batchSize: number;
-  /** Micro-batches per optimiser step (effective batch = batchSize · gradAccum). */
-  gradAccum: number;
-  maxLr: number;
-  minLr: number;
-  warmupSteps: number;
-  weightDecay: number;
-  beta1: number;
-  beta2: number;
-  /** Global-norm gradient clip; 0 disables. */
-  gradClip: number;
-  /** Evaluate every N steps (and at the end) when a validation split is given; 0: only at the end. */
-  evalEvery: number;
-  seed: number;
-}
-
+/** A short run's settings; a caller overrides only what it needs. */
 export const DEFAULT_TRAIN: TrainConfig = {
   steps: 200,
   batchSize: 16,
@@ -67,27 +41,6 @@ export interface TrainerOptions {
   proximal?: ProximalTerm;
 }
 
-export interface TrainProgress {
-  step: number;
-  totalSteps: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  tokensPerSec: number;
-  etaSec: number;
-  /** Present on steps where validation ran. */
-  val?: Evaluation;
-}
-
-export interface TrainResult {
-  steps: number;
-  finalLoss: number;
-  val: Evaluation | null;
-  tokensPerSec: number;
-  seconds: number;
-  cancelled: boolean;
-}
-
 /** Everything needed to continue a run exactly where it stopped. */
 export interface TrainerSnapshot {
   step: number;
@@ -96,6 +49,14 @@ export interface TrainerSnapshot {
   optimizer: Map<string, { shape: number[]; data: Float32Array }>;
 }
 
+/**
+ * The training loop, kept apart from the network (nanoGPT's train.py): sample batches,
+ * accumulate gradients, clip, AdamW with warmup + cosine, evaluate, report progress.
+ * With an adapter, only the adapter's factors train and the base weights stay fixed.
+ * Deterministic given the seed and backend; cancellable between steps; resumable from
+ * `snapshot()` (weights, optimizer moments, step and RNG state). Federated rounds may add
+ * FedProx's proximal term (TrainerOptions.proximal).
+ */
 export class Trainer {
   readonly config: TrainConfig;
   private readonly model: GPT;

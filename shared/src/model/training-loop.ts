@@ -1,7 +1,48 @@
 import type { TokenSplit } from './dataset.ts';
 import type { Evaluation } from './evaluate.ts';
 import { learningRate } from './optimizer.ts';
-import type { TrainConfig, TrainProgress, TrainResult } from './trainer.ts';
+
+/** How a run trains: its length, batch, optimiser and schedule (Trainer's DEFAULT_TRAIN). */
+export interface TrainConfig {
+  steps: number;
+  batchSize: number;
+  /** Micro-batches per optimiser step (effective batch = batchSize · gradAccum). */
+  gradAccum: number;
+  maxLr: number;
+  minLr: number;
+  warmupSteps: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  /** Global-norm gradient clip; 0 disables. */
+  gradClip: number;
+  /** Evaluate every N steps (and at the end) when a validation split is given; 0: only at the end. */
+  evalEvery: number;
+  seed: number;
+}
+
+/** What a run reports after each optimiser step. */
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerSec: number;
+  etaSec: number;
+  /** Present on steps where validation ran. */
+  val?: Evaluation;
+}
+
+/** How a run ended. */
+export interface TrainResult {
+  steps: number;
+  finalLoss: number;
+  val: Evaluation | null;
+  tokensPerSec: number;
+  seconds: number;
+  cancelled: boolean;
+}
 
 /**
  * The outer loop every trainer shares: learning-rate schedule, cancellation, periodic

@@ -2,7 +2,7 @@
 // Float32Arrays (never JSON arrays of floats); the worker knows nothing of the vault or chain.
 import type { BackendName } from '@commons/shared/backend/select';
 import type { LoraConfig, ModelConfig } from '@commons/shared/model/config';
-import type { TrainConfig } from '@commons/shared/model/trainer';
+import type { TrainConfig } from '@commons/shared/model/training-loop';
 
 export type WireTensors = [name: string, shape: number[], data: Float32Array][];
 
