@@ -25,8 +25,13 @@ import { GENESIS_DIR } from '../src/config.ts';
 import type { Coordinator } from '../src/coordinator.ts';
 import { startFederation, type Federation } from './fixtures/federation.ts';
 import { NoisyMeanAggregator } from '../src/privacy/noisy-mean.ts';
-import { AdaptiveClipping, CLIP_LEARNING_RATE } from '../src/privacy/adaptive-clipping.ts';
 import {
+  AdaptiveClipping,
+  CLIP_LEARNING_RATE,
+  type RoundClipping,
+} from '../src/privacy/adaptive-clipping.ts';
+import {
+  configureRoundPrivacy,
   PrivacyAccounting,
   RoundConfigError,
   roundAggregator,
@@ -52,6 +57,18 @@ function privatePolicy(overrides: Partial<FederationPolicy> = {}): FederationPol
     ...overrides,
   };
 }
+
+/** The policy's C and z, fixed (no adaptive clipping). */
+function fixedClipping(policy: FederationPolicy): RoundClipping {
+  return {
+    clipNorm: policy.clipNorm,
+    noiseMultiplier: policy.noiseMultiplier,
+    adaptive: false,
+    bitNoiseStddev: 0,
+  };
+}
+
+const noNoise = { sampleRate: 1, accountedNoiseMultiplier: 0 };
 
 describe('noised mean (DP-FedAvg on the server)', () => {
   it('adds N(0, (σC/n)²) to the equal-weight mean, whatever the example counts', () => {
@@ -120,21 +137,22 @@ describe('privacy accounting', () => {
   it('composes each round once, survives a restart, and matches the RDP maths', () => {
     const file = path.join(dir, 'accounting.db');
     const policy = privatePolicy({ noiseMultiplier: 1.1, delta: 1e-5 });
+    // 10 of 100 eligible clients sampled: q = 0.1.
+    const tenth = configureRoundPrivacy(policy, fixedClipping(policy), 10, 100);
     let db = CoordinatorDatabase.open(file);
     let accounting = new PrivacyAccounting(db);
-    accounting.rememberSampleRate(1, 10, 100);
-    const first = accounting.account(1, policy);
+    const first = accounting.account(1, tenth, policy.delta);
     expect(first.sampleRate).toBe(0.1);
     // A round resumed after a crash is accounted again: no change.
-    expect(accounting.account(1, policy).epsilon).toBe(first.epsilon);
+    expect(accounting.account(1, tenth, policy.delta).epsilon).toBe(first.epsilon);
     db.close();
 
     db = CoordinatorDatabase.open(file);
     accounting = new PrivacyAccounting(db);
-    accounting.rememberSampleRate(2, 10, 100);
-    const second = accounting.account(2, policy);
-    // A round whose sampling was not remembered counts as sampling everyone.
-    const third = accounting.account(3, policy);
+    const second = accounting.account(2, tenth, policy.delta);
+    // A round that sampled everyone: no amplification.
+    const all = configureRoundPrivacy(policy, fixedClipping(policy), 10, 10);
+    const third = accounting.account(3, all, policy.delta);
     db.close();
 
     const rdp = computeRdp({ sampleRate: 0.1, noiseMultiplier: 1.1, steps: 2 });
@@ -148,7 +166,7 @@ describe('privacy accounting', () => {
 
   it('reports ε = ∞ for a round without noise', () => {
     const db = CoordinatorDatabase.open(path.join(dir, 'no-noise.db'));
-    const spent = new PrivacyAccounting(db).account(1, privatePolicy({ noiseMultiplier: 0 }));
+    const spent = new PrivacyAccounting(db).account(1, noNoise, 1e-5);
     db.close();
     expect(spent.epsilon).toBe(Infinity);
   });
@@ -156,10 +174,14 @@ describe('privacy accounting', () => {
   it('reloads after a round without noise: ε = ∞ is saved explicitly, and old files still load', () => {
     const file = path.join(dir, 'no-noise-restart.db');
     let db = CoordinatorDatabase.open(file);
-    new PrivacyAccounting(db).account(1, privatePolicy({ noiseMultiplier: 0 }));
+    new PrivacyAccounting(db).account(1, noNoise, 1e-5);
     db.close();
     db = CoordinatorDatabase.open(file);
-    const spent = new PrivacyAccounting(db).account(2, privatePolicy({ noiseMultiplier: 1.1 }));
+    const spent = new PrivacyAccounting(db).account(
+      2,
+      { sampleRate: 1, accountedNoiseMultiplier: 1.1 },
+      1e-5,
+    );
     db.close();
     expect(spent.epsilon).toBe(Infinity);
 

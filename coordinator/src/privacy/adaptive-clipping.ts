@@ -7,14 +7,14 @@
 // reduced to z_Δ = (z⁻² − (2σ_b)⁻²)^(−1/2): together they spend exactly the policy's z, which is
 // what the accountant composes.
 //
-// The clip norm lives in SQLite between rounds; the policy's clip norm is where it starts (and
-// where it restarts when governance changes γ). With secure aggregation the bits would have to
+// The clip norm lives in SQLite between rounds (each round's bit count in its clip_bits row);
+// the policy's clip norm is where it starts (and where it restarts when governance changes γ). With secure aggregation the bits would have to
 // travel inside the masked sum; that is not built, so secure rounds keep the policy's fixed clip
 // norm (the engine logs it).
 import type { FederationPolicy } from '@commons/shared/chain/policy';
 import { AdaptiveClipper, splitNoiseMultiplier } from '@commons/shared/privacy/dp/adaptive-clip';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
-import type { CoordinatorDatabase } from '../store/database.ts';
+import type { ClipBits, CoordinatorDatabase } from '../store/database.ts';
 
 /** η_C: the log clip norm moves by at most this much a round (the paper's value). */
 export const CLIP_LEARNING_RATE = 0.2;
@@ -80,9 +80,7 @@ export class AdaptiveClipping {
 
   /** Counts one accepted update's bit for round `roundId`. */
   recordBit(roundId: number, fitted: boolean): void {
-    const key = `privacy.clipBits.${roundId}`;
-    const [sum = 0, count = 0] = (this.db.getMeta(key) ?? '0,0').split(',').map(Number);
-    this.db.setMeta(key, `${sum + (fitted ? 1 : 0)},${count + 1}`);
+    this.db.addClipBit(roundId, fitted);
   }
 
   /**
@@ -99,9 +97,7 @@ export class AdaptiveClipping {
     if (!clipping.adaptive) return null;
     const stored = this.load();
     if (stored?.rounds.includes(roundId)) return stored.clipNorm;
-    const [bitSum = 0, survivors = 0] = (this.db.getMeta(`privacy.clipBits.${roundId}`) ?? '0,0')
-      .split(',')
-      .map(Number);
+    const { fitted: bitSum, total: survivors } = this.bitsOf(roundId);
     const clipper = new AdaptiveClipper({
       initialClipNorm: clipping.clipNorm,
       targetQuantile: policy.clipTargetQuantile,
@@ -121,6 +117,15 @@ export class AdaptiveClipping {
     };
     this.db.setMeta(CLIP_KEY, JSON.stringify(next));
     return clipNorm;
+  }
+
+  /** The round's bits; a round begun before they were typed has them as "sum,count" in meta. */
+  private bitsOf(roundId: number): ClipBits {
+    const bits = this.db.clipBits(roundId);
+    const legacy = this.db.getMeta(`privacy.clipBits.${roundId}`);
+    if (bits.total > 0 || legacy === undefined) return bits;
+    const [fitted = 0, total = 0] = legacy.split(',').map(Number);
+    return { fitted, total };
   }
 
   private load(): StoredClip | undefined {

@@ -1,6 +1,8 @@
-// The privacy of what the coordinator publishes: which aggregator a round uses (noised when the
-// policy asks for DP), and the Rényi-DP accountant that composes every noised aggregate this
-// coordinator has computed into the (ε, δ) recorded with each candidate in ModelRegistry.
+// The privacy of what the coordinator publishes: a round's privacy parameters (RoundPrivacy,
+// computed once when it is configured and stored with it), which aggregator a round uses
+// (noised when the policy asks for DP), and the Rényi-DP accountant that composes every noised
+// aggregate this coordinator has computed into the (ε, δ) recorded with each candidate in
+// ModelRegistry.
 //
 // The accountant lives in SQLite (meta table) so that it survives restarts; each round is
 // accounted once, when its aggregate is computed — whether or not the candidate is then
@@ -9,11 +11,42 @@ import type { FederationPolicy } from '@commons/shared/chain/policy';
 import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import type { ParameterLayout } from '../aggregation/layout.ts';
-import type { CoordinatorDatabase } from '../store/database.ts';
+import type { CoordinatorDatabase, RoundPrivacy } from '../store/database.ts';
+import type { RoundClipping } from './adaptive-clipping.ts';
 import type { Aggregator } from '../aggregation/aggregator.ts';
 import { averagingStrategyNames } from '../strategy/index.ts';
 import type { Strategy } from '../strategy/strategy.ts';
 import { NoisyMeanAggregator } from './noisy-mean.ts';
+
+export type { RoundPrivacy };
+
+/**
+ * A round's privacy from its policy, its clipping (adaptive-clipping.ts, sized for
+ * `sampled` clients) and its sample: `sampled` of `eligible` connected clients.
+ */
+export function configureRoundPrivacy(
+  policy: FederationPolicy,
+  clipping: RoundClipping,
+  sampled: number,
+  eligible: number,
+): RoundPrivacy {
+  return {
+    clipNorm: clipping.clipNorm,
+    noiseMultiplier: clipping.noiseMultiplier,
+    accountedNoiseMultiplier: policy.noiseMultiplier,
+    bitNoiseStddev: clipping.bitNoiseStddev,
+    expectedClients: Math.max(1, sampled),
+    sampleRate: eligible > 0 ? Math.min(1, sampled / eligible) : 1,
+    adaptive: clipping.adaptive,
+    secureAggregation: policy.secureAggregation,
+  };
+}
+
+/** What the aggregator's noise depends on (a RoundPrivacy, or a policy read as one). */
+export type AggregatorPrivacy = Pick<
+  RoundPrivacy,
+  'clipNorm' | 'noiseMultiplier' | 'secureAggregation'
+>;
 
 /** A round whose policy cannot be obeyed with the strategy chosen (it fails with the message). */
 export class RoundConfigError extends Error {
@@ -29,19 +62,19 @@ export class RoundConfigError extends Error {
 export function roundAggregator(
   strategy: Strategy,
   layout: ParameterLayout,
-  policy: FederationPolicy,
+  privacy: AggregatorPrivacy,
   random?: RandomSource,
 ): Aggregator {
   const inner = strategy.createAggregator(layout);
-  if (policy.noiseMultiplier === 0 || policy.secureAggregation) return inner;
+  if (privacy.noiseMultiplier === 0 || privacy.secureAggregation) return inner;
   if (!strategy.averages) {
     throw new RoundConfigError(
-      `${strategy.name} cannot be made differentially private by adding noise to a mean; the policy's noise multiplier ${policy.noiseMultiplier} needs one of ${averagingStrategyNames().join(', ')}`,
+      `${strategy.name} cannot be made differentially private by adding noise to a mean; the policy's noise multiplier ${privacy.noiseMultiplier} needs one of ${averagingStrategyNames().join(', ')}`,
     );
   }
   return new NoisyMeanAggregator(inner, {
-    clipNorm: policy.clipNorm,
-    noiseMultiplier: policy.noiseMultiplier,
+    clipNorm: privacy.clipNorm,
+    noiseMultiplier: privacy.noiseMultiplier,
     ...(random ? { random } : {}),
   });
 }
@@ -82,21 +115,16 @@ export class PrivacyAccounting {
     }
   }
 
-  /** The fraction of eligible clients a round sampled; remembered for its accounting. */
-  rememberSampleRate(roundId: number, sampled: number, eligible: number): void {
-    const rate = eligible > 0 ? Math.min(1, sampled / eligible) : 1;
-    this.db.setMeta(`privacy.sampleRate.${roundId}`, String(rate));
-  }
-
   /**
-   * Composes round `roundId` (once) and returns the cumulative (ε, δ). A round whose sampling
-   * fraction was not remembered (it began before this was recorded) counts as sampling
-   * everyone: no amplification, the conservative choice.
+   * Composes round `roundId` (once) with its sampling rate q and noise multiplier z, and
+   * returns the cumulative (ε, δ).
    */
-  account(roundId: number, policy: FederationPolicy): RoundPrivacySpent {
-    const stored = this.db.getMeta(`privacy.sampleRate.${roundId}`);
-    const sampleRate = stored === undefined ? 1 : Number(stored);
-    const { noiseMultiplier, delta } = policy;
+  account(
+    roundId: number,
+    privacy: Pick<RoundPrivacy, 'sampleRate' | 'accountedNoiseMultiplier'>,
+    delta: number,
+  ): RoundPrivacySpent {
+    const { sampleRate, accountedNoiseMultiplier: noiseMultiplier } = privacy;
     if (!this.rounds.has(roundId)) {
       this.accountant.step({ sampleRate, noiseMultiplier });
       this.rounds.add(roundId);

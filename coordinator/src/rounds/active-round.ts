@@ -9,8 +9,7 @@ import type { LayoutEntry } from '@commons/shared/protocol/upload';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import type { Aggregator } from '../aggregation/aggregator.ts';
 import { layoutOf, type ParameterLayout } from '../aggregation/layout.ts';
-import type { RoundClipping } from '../privacy/adaptive-clipping.ts';
-import { roundAggregator } from '../privacy/round-privacy.ts';
+import { roundAggregator, type RoundPrivacy } from '../privacy/round-privacy.ts';
 import type { SecureRound } from '../secagg/secure-round.ts';
 import type { ModelStore } from '../store/models.ts';
 import type { Strategy } from '../strategy/strategy.ts';
@@ -41,10 +40,8 @@ export interface ActiveRound {
   awaySince: Map<string, number>;
   /** Participants that gave up on the round (round:withdraw): not waited for, not re-invited. */
   withdrawn: Set<string>;
-  /** The round's clip norm and update noise (adaptive clipping moves C between rounds). */
-  clipping: RoundClipping;
-  /** About how many clients the round expected: adaptive clipping's fixed denominator. */
-  expectedClients: number;
+  /** C, z, σ_b, m, q: fixed when the round was configured, stored with it (round_privacy). */
+  privacy: RoundPrivacy;
   /** Secure rounds: the unmasked mean and its contributors, once the SecAgg+ stages ran. */
   secure?: SecureRound;
   startedMs: number;
@@ -59,8 +56,7 @@ export interface NewActiveRound {
   policy: FederationPolicy;
   base: BaseModel;
   strategy: Strategy;
-  clipping: RoundClipping;
-  expectedClients: number;
+  privacy: RoundPrivacy;
   participants?: Iterable<string>;
   /** The round's DP noise source (absent: a CSPRNG). */
   noise: RandomSource | undefined;
@@ -71,16 +67,10 @@ export interface NewActiveRound {
  * RoundConfigError when the policy's privacy cannot be had with the strategy.
  */
 export function newActiveRound(input: NewActiveRound): ActiveRound {
-  const { base, strategy, policy, clipping } = input;
+  const { base, strategy, policy, privacy } = input;
   // The round's clip norm and noise are fixed once it is configured: a restored round
   // gets the same ones it announced.
-  const newAggregator = () =>
-    roundAggregator(
-      strategy,
-      base.layout,
-      { ...policy, clipNorm: clipping.clipNorm, noiseMultiplier: clipping.noiseMultiplier },
-      input.noise,
-    );
+  const newAggregator = () => roundAggregator(strategy, base.layout, privacy, input.noise);
   return {
     id: input.id,
     state: input.state,
@@ -94,8 +84,7 @@ export function newActiveRound(input: NewActiveRound): ActiveRound {
     uploaded: new Set(),
     awaySince: new Map(),
     withdrawn: new Set(),
-    clipping,
-    expectedClients: input.expectedClients,
+    privacy,
     startedMs: Date.now(),
     wake: () => undefined,
   };

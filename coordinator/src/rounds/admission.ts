@@ -120,7 +120,7 @@ export async function admitUpload(
       () => {
         foldInto(round, frame, begin.numExamples);
         folded = true;
-        if (round.clipping.adaptive && begin.clipBit !== undefined) {
+        if (round.privacy.adaptive && begin.clipBit !== undefined) {
           deps.clipping.recordBit(round.id, begin.clipBit);
         }
       },

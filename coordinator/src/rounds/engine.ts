@@ -16,7 +16,6 @@
 // not begun training is failed and a fresh one started.
 import { EventEmitter } from 'node:events';
 import type { CommonsClient } from '@commons/shared/chain/client';
-import type { FederationPolicy } from '@commons/shared/chain/policy';
 import type {
   InviteReply,
   RoundResult,
@@ -32,7 +31,11 @@ import type { Logger } from 'pino';
 import { flatten, unflatten } from '../aggregation/layout.ts';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
 import { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
-import { PrivacyAccounting, RoundConfigError } from '../privacy/round-privacy.ts';
+import {
+  configureRoundPrivacy,
+  PrivacyAccounting,
+  RoundConfigError,
+} from '../privacy/round-privacy.ts';
 import { runSecureRound, secureAggregationRefusal } from '../secagg/secure-round.ts';
 import type { SecAggTransport } from '../secagg/transport.ts';
 import type { BlobStore } from '../store/blobs.ts';
@@ -304,8 +307,16 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       this.fail(row.id, `the active model ${baseHash} cannot be loaded: ${message(error)}`, 0);
       return;
     }
-    const expectedClients = expectedSample(policy, hub.connected().length);
-    const clipping = this.clipping.forRound(policy, expectedClients);
+    // The sample fixes the round's privacy: m = the clients sampled, q = their share of the
+    // eligible ones (and σ_b, sized from m). Computed once, here, and stored with the round.
+    const eligible = hub.connected();
+    const sample = sampleClients(eligible, policy, roundSeed(options.seed, nextId));
+    const privacy = configureRoundPrivacy(
+      policy,
+      this.clipping.forRound(policy, Math.max(1, sample.length)),
+      sample.length,
+      eligible.length,
+    );
     if (policy.clipTargetQuantile > 0 && policy.secureAggregation) {
       log.warn(
         { round: nextId },
@@ -319,7 +330,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       base,
       policy,
       policyVersion,
-      clipNorm: clipping.clipNorm,
+      clipNorm: privacy.clipNorm,
       options,
     });
     const row = db.createRound({
@@ -333,6 +344,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     });
     if (row.id !== nextId) throw new Error(`round id ${row.id} is not the expected ${nextId}`);
     db.setRoundState(row.id, 'configuring');
+    db.saveRoundPrivacy(row.id, privacy);
     // Secure aggregation hides single updates: a rule that needs them cannot run (secagg/).
     const secureRefusal = policy.secureAggregation ? secureAggregationRefusal(strategy) : null;
     if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
@@ -345,8 +357,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         policy,
         base,
         strategy,
-        clipping,
-        expectedClients,
+        privacy,
         noise: this.noiseSource(row.id),
       });
     } catch (error) {
@@ -357,9 +368,6 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     this.active = round;
     this.publishStatus(round);
 
-    const eligible = hub.connected();
-    const sample = sampleClients(eligible, policy, roundSeed(options.seed, round.id));
-    this.privacy.rememberSampleRate(round.id, sample.length, eligible.length);
     for (const address of sample) db.inviteParticipant(round.id, address);
     // Training begins as the invitations go out, and each acceptance counts as it arrives: a
     // fast client may upload before a slow one has even answered its invitation.
@@ -489,17 +497,17 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       return;
     }
     // The noised aggregate exists from here on: compose it into the privacy account.
-    const privacy = this.privacy.account(round.id, round.policy);
+    const privacy = this.privacy.account(round.id, round.privacy, round.policy.delta);
     const nextClip = this.clipping.finishRound(
       round.id,
       round.policy,
-      round.clipping,
-      round.expectedClients,
+      round.privacy,
+      round.privacy.expectedClients,
       this.noiseSource(round.id),
     );
     if (nextClip !== null) {
       log.info(
-        { round: round.id, clipNorm: round.clipping.clipNorm, nextClip },
+        { round: round.id, clipNorm: round.privacy.clipNorm, nextClip },
         'clip norm adapted',
       );
     }
@@ -701,10 +709,4 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** About how many clients a round will sample from `eligible` connected ones under `policy`. */
-function expectedSample(policy: FederationPolicy, eligible: number): number {
-  const wanted = Math.ceil(policy.sampleRate * eligible);
-  return Math.max(1, Math.min(policy.maxClients, Math.max(policy.minClients, wanted), eligible));
 }

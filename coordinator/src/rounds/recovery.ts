@@ -8,6 +8,7 @@ import type { RoundTask } from '@commons/shared/protocol/messages';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import type { Logger } from 'pino';
 import type { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
+import { configureRoundPrivacy, type RoundPrivacy } from '../privacy/round-privacy.ts';
 import { SECURE_ROUND_NOT_RESUMABLE } from '../secagg/secure-round.ts';
 import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase, Round } from '../store/database.ts';
@@ -80,7 +81,6 @@ async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
     .participants(row.id)
     .filter((p) => p.status === 'accepted')
     .map((p) => p.address);
-  const expectedClients = Math.max(1, accepted.length);
   const round = newActiveRound({
     id: row.id,
     state: row.state,
@@ -88,9 +88,8 @@ async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
     policy,
     base,
     strategy,
-    // The clip norm the round announced, whatever C has become since.
-    clipping: { ...deps.clipping.forRound(policy, expectedClients), clipNorm: task.clipNorm },
-    expectedClients,
+    // The privacy the round announced, whatever C and the connected clients have become since.
+    privacy: db.roundPrivacy(row.id) ?? legacyRoundPrivacy(deps, row.id, policy, task, accepted),
     participants: accepted,
     noise: deps.noiseSource(row.id),
   });
@@ -102,6 +101,31 @@ async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
     else round.awaySince.set(address, Date.now());
   }
   return round;
+}
+
+/**
+ * A round configured before its privacy was stored: rebuilt as that version did, from the
+ * accepted participants, the clip norm in its task and the sampling rate it kept in meta.
+ */
+function legacyRoundPrivacy(
+  deps: RecoveryDeps,
+  roundId: number,
+  policy: FederationPolicy,
+  task: RoundTask,
+  accepted: readonly string[],
+): RoundPrivacy {
+  const rate = deps.db.getMeta(`privacy.sampleRate.${roundId}`);
+  return {
+    ...configureRoundPrivacy(
+      policy,
+      deps.clipping.forRound(policy, Math.max(1, accepted.length)),
+      accepted.length,
+      accepted.length,
+    ),
+    clipNorm: task.clipNorm,
+    // Not remembered: counted as sampling everyone (no amplification, the conservative choice).
+    sampleRate: rate === undefined ? 1 : Number(rate),
+  };
 }
 
 /**

@@ -145,6 +145,35 @@ export interface StrategyState {
   updatedMs: number;
 }
 
+/**
+ * A round's privacy, computed once when it is configured and kept with it (Flower's DP wrappers
+ * take the same parameters): a restored round adds exactly the noise it announced.
+ */
+export interface RoundPrivacy {
+  /** C: the clip norm clients clip to and uploads are checked against. */
+  clipNorm: number;
+  /** z_Δ: the update noise multiplier (the policy's z, less what the clip bits spend). */
+  noiseMultiplier: number;
+  /** z: the policy's noise multiplier, which bits and update together spend (accounted). */
+  accountedNoiseMultiplier: number;
+  /** σ_b: the noise on the clip-bit count (0 when not adaptive or without DP). */
+  bitNoiseStddev: number;
+  /** m: the clients the round sampled (≥ 1), adaptive clipping's fixed denominator. */
+  expectedClients: number;
+  /** q: the fraction of eligible clients sampled. */
+  sampleRate: number;
+  /** Whether C adapts from the clients' clip bits. */
+  adaptive: boolean;
+  /** Secure rounds: clients add the noise before masking; the server adds none. */
+  secureAggregation: boolean;
+}
+
+/** Adaptive clipping's bits for one round: how many updates fitted under C, of how many. */
+export interface ClipBits {
+  fitted: number;
+  total: number;
+}
+
 export interface DatabaseOptions {
   /** Clock for the *_ms columns; tests pass a fixed one. */
   now?: () => number;
@@ -244,6 +273,28 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE strategy_state DROP COLUMN tensors_blob;
   `,
+  // 3: a round's privacy parameters, fixed when it is configured, and adaptive clipping's bit
+  // counts, typed (they were strings in meta: privacy.sampleRate.<round>, privacy.clipBits.<round>
+  // as "sum,count"; recovery still reads those for a round begun before this version).
+  `
+  CREATE TABLE round_privacy (
+    round_id INTEGER PRIMARY KEY REFERENCES rounds (id),
+    clip_norm REAL NOT NULL CHECK (clip_norm > 0),
+    noise_multiplier REAL NOT NULL CHECK (noise_multiplier >= 0),
+    accounted_noise_multiplier REAL NOT NULL CHECK (accounted_noise_multiplier >= 0),
+    bit_noise_stddev REAL NOT NULL CHECK (bit_noise_stddev >= 0),
+    expected_clients INTEGER NOT NULL CHECK (expected_clients >= 1),
+    sample_rate REAL NOT NULL CHECK (sample_rate >= 0 AND sample_rate <= 1),
+    adaptive INTEGER NOT NULL CHECK (adaptive IN (0, 1)),
+    secure_aggregation INTEGER NOT NULL CHECK (secure_aggregation IN (0, 1))
+  ) STRICT;
+
+  CREATE TABLE clip_bits (
+    round_id INTEGER PRIMARY KEY,
+    fitted INTEGER NOT NULL CHECK (fitted >= 0),
+    total INTEGER NOT NULL CHECK (total >= fitted)
+  ) STRICT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -310,6 +361,18 @@ interface StrategyStateRow {
   round_id: number;
   state_json: string;
   updated_ms: number;
+}
+
+interface RoundPrivacyRow {
+  round_id: number;
+  clip_norm: number;
+  noise_multiplier: number;
+  accounted_noise_multiplier: number;
+  bit_noise_stddev: number;
+  expected_clients: number;
+  sample_rate: number;
+  adaptive: 0 | 1;
+  secure_aggregation: 0 | 1;
 }
 
 type Params = Record<string, unknown>;
@@ -392,6 +455,18 @@ function prepareStatements(db: Database.Database) {
     getStrategyState: one<StrategyStateRow>(
       `SELECT * FROM strategy_state WHERE strategy = @strategy`,
     ),
+    insertRoundPrivacy: one<never>(
+      `INSERT INTO round_privacy (round_id, clip_norm, noise_multiplier, accounted_noise_multiplier,
+         bit_noise_stddev, expected_clients, sample_rate, adaptive, secure_aggregation)
+       VALUES (@roundId, @clipNorm, @noiseMultiplier, @accountedNoiseMultiplier,
+         @bitNoiseStddev, @expectedClients, @sampleRate, @adaptive, @secureAggregation)`,
+    ),
+    getRoundPrivacy: one<RoundPrivacyRow>(`SELECT * FROM round_privacy WHERE round_id = @roundId`),
+    addClipBit: one<never>(
+      `INSERT INTO clip_bits (round_id, fitted, total) VALUES (@roundId, @fitted, 1)
+       ON CONFLICT (round_id) DO UPDATE SET fitted = fitted + excluded.fitted, total = total + 1`,
+    ),
+    getClipBits: one<ClipBits>(`SELECT fitted, total FROM clip_bits WHERE round_id = @roundId`),
     getMeta: one<{ value: string }>(`SELECT value FROM meta WHERE key = @key`),
     setMeta: one<never>(
       `INSERT INTO meta (key, value) VALUES (@key, @value)
@@ -674,6 +749,44 @@ export class CoordinatorDatabase {
     return row === undefined ? undefined : toStrategyState(row);
   }
 
+  // ---- round privacy -------------------------------------------------------------------------
+
+  /** Records round `roundId`'s privacy once, when it is configured (DUPLICATE otherwise). */
+  saveRoundPrivacy(roundId: number, privacy: RoundPrivacy): void {
+    this.write(() => {
+      this.requireRound(roundId);
+      if (this.sql.getRoundPrivacy.get({ roundId }) !== undefined) {
+        throw new StoreError('DUPLICATE', `round ${roundId} already has its privacy parameters`);
+      }
+      this.sql.insertRoundPrivacy.run({
+        roundId,
+        clipNorm: privacy.clipNorm,
+        noiseMultiplier: privacy.noiseMultiplier,
+        accountedNoiseMultiplier: privacy.accountedNoiseMultiplier,
+        bitNoiseStddev: privacy.bitNoiseStddev,
+        expectedClients: privacy.expectedClients,
+        sampleRate: privacy.sampleRate,
+        adaptive: privacy.adaptive ? 1 : 0,
+        secureAggregation: privacy.secureAggregation ? 1 : 0,
+      });
+    });
+  }
+
+  /** Round `roundId`'s privacy; undefined for a round configured before it was recorded. */
+  roundPrivacy(roundId: number): RoundPrivacy | undefined {
+    const row = this.sql.getRoundPrivacy.get({ roundId });
+    return row === undefined ? undefined : toRoundPrivacy(row);
+  }
+
+  /** Counts one update's clip bit for round `roundId` (inside the caller's transaction, if any). */
+  addClipBit(roundId: number, fitted: boolean): void {
+    this.sql.addClipBit.run({ roundId, fitted: fitted ? 1 : 0 });
+  }
+
+  clipBits(roundId: number): ClipBits {
+    return this.sql.getClipBits.get({ roundId }) ?? { fitted: 0, total: 0 };
+  }
+
   // ---- meta ----------------------------------------------------------------------------------
 
   getMeta(key: string): string | undefined {
@@ -858,5 +971,18 @@ function toStrategyState(row: StrategyStateRow): StrategyState {
     roundId: row.round_id,
     state: JSON.parse(row.state_json) as unknown,
     updatedMs: row.updated_ms,
+  };
+}
+
+function toRoundPrivacy(row: RoundPrivacyRow): RoundPrivacy {
+  return {
+    clipNorm: row.clip_norm,
+    noiseMultiplier: row.noise_multiplier,
+    accountedNoiseMultiplier: row.accounted_noise_multiplier,
+    bitNoiseStddev: row.bit_noise_stddev,
+    expectedClients: row.expected_clients,
+    sampleRate: row.sample_rate,
+    adaptive: row.adaptive === 1,
+    secureAggregation: row.secure_aggregation === 1,
   };
 }
