@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { errorMessage } from '@commons/shared/errors/message';
 import { startBridge } from '../src/bridge/server.ts';
 import { startHost } from '../src/main/host.ts';
 import {
@@ -118,6 +119,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(`commons-desktop: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(`commons-desktop: ${errorMessage(error)}`);
   process.exit(1);
 });

@@ -2,6 +2,7 @@
 // commons-stack (`npm start`): the local chain with the DAO, the coordinator and the desktop
 // app, each in its own process; Ctrl-C (SIGINT) or SIGTERM stops them all.
 import { DEVNET_CHAIN_ID } from '@commons/contracts';
+import { errorMessage } from '@commons/shared/errors/message';
 import { parseStackArgs, STACK_USAGE, startStack, StackUsageError } from '../src/stack/index.ts';
 
 async function main(): Promise<void> {
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(`commons-stack: ${error instanceof Error ? error.message : String(error)}`);
+  console.error(`commons-stack: ${errorMessage(error)}`);
   if (error instanceof StackUsageError) console.error(`\n${STACK_USAGE}`);
   process.exit(error instanceof StackUsageError ? 2 : 1);
 });

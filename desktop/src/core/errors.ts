@@ -2,6 +2,7 @@
 // do. Messages stay those of the cause (never a key or passphrase: no caller puts one in).
 import { isError } from 'ethers';
 import { CheckpointError } from '@commons/shared/checkpoint/index';
+import { errorMessage } from '@commons/shared/errors/message';
 import { ApiError } from '../api/define.ts';
 
 /** An error from the chain (RPC unreachable, reverted, rejected) as an ApiError. */
@@ -29,7 +30,7 @@ export function chainError(err: unknown, doing: string): ApiError {
       cause: err,
     });
   }
-  return new ApiError('internal', `${doing}: ${messageOf(err)}`, { cause: err });
+  return new ApiError('internal', `${doing}: ${errorMessage(err)}`, { cause: err });
 }
 
 /** A checkpoint that failed verification is an integrity error; anything else is passed on. */
@@ -48,9 +49,5 @@ export function checkpointError(err: unknown, doing: string): ApiError {
       cause: err,
     });
   }
-  return new ApiError('internal', `${doing}: ${messageOf(err)}`, { cause: err });
-}
-
-export function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return new ApiError('internal', `${doing}: ${errorMessage(err)}`, { cause: err });
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFile, stat } from 'node:fs/promises';
 import { app, BrowserWindow, dialog, ipcMain, protocol, session } from 'electron';
+import { errorMessage } from '@commons/shared/errors/message';
 import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL } from '../transport/ipc-channels.ts';
 import type { CallOutcome } from '../transport/wire.ts';
 import { securityHeaders } from './csp.ts';
@@ -158,7 +159,7 @@ start().catch((error: unknown) => {
   );
   dialog.showErrorBox(
     'Commons could not start',
-    `${error instanceof Error ? error.message : String(error)}\n\nRun commons-desktop --web to use Commons in your browser instead.`,
+    `${errorMessage(error)}\n\nRun commons-desktop --web to use Commons in your browser instead.`,
   );
   app.exit(1);
 });

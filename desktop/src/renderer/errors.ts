@@ -1,5 +1,6 @@
 // What to tell the member for each error code: the core's message says what happened; this
 // adds what to do about it when the message alone might not.
+import { errorMessage } from '@commons/shared/errors/message';
 import { ApiError } from '../api/define.ts';
 
 const ADVICE: Partial<Record<ApiError['code'], string>> = {
@@ -15,7 +16,7 @@ export function describeError(error: unknown): { title: string; advice: string }
     return { title: error.message, advice: ADVICE[error.code] ?? '' };
   }
   return {
-    title: error instanceof Error ? error.message : String(error),
+    title: errorMessage(error),
     advice: 'Try again; if it keeps happening, restart Commons.',
   };
 }

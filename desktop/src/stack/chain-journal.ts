@@ -19,6 +19,7 @@ import {
   truncateSync,
 } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { errorMessage } from '@commons/shared/errors/message';
 
 interface JsonRpcRequest {
   jsonrpc: '2.0';
@@ -327,7 +328,7 @@ export async function startJournalProxy(options: {
 
   const server: Server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
-      const message = error instanceof Error ? error.message : String(error);
+      const message = errorMessage(error);
       if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
       res.end(`Commons chain proxy: the node did not answer (${message})\n`);
     });

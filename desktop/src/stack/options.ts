@@ -1,6 +1,7 @@
 // Flags and environment of `commons-stack` (`npm start`); flags win over the environment.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { errorMessage } from '@commons/shared/errors/message';
 
 export interface StackOptions {
   /** Everything the stack keeps: chain journal, addresses, coordinator data and key, logs. */
@@ -89,7 +90,7 @@ export function parseStackArgs(
       },
     }));
   } catch (error) {
-    throw new StackUsageError(error instanceof Error ? error.message : String(error));
+    throw new StackUsageError(errorMessage(error));
   }
   if (values.help) return null;
   const resolve = (p: string | undefined) => (p ? path.resolve(cwd, p) : undefined);

@@ -25,6 +25,7 @@ import {
 } from '@commons/contracts';
 import { readAddressesFile, type CommonsAddresses } from '@commons/shared/chain/addresses';
 import { CommonsClient } from '@commons/shared/chain/client';
+import { errorMessage } from '@commons/shared/errors/message';
 import { RENDERER_DIR } from '../main/renderer-files.ts';
 import { spawnChild, type StackChild } from './children.ts';
 import { startLocalChain, type LocalChain } from './local-chain.ts';
@@ -332,8 +333,7 @@ export async function startStack(
         signal: AbortSignal.timeout(5000),
       }).then(
         (response) => (response.ok ? 'answers /healthz' : `/healthz answered ${response.status}`),
-        (error: unknown) =>
-          `not answering now: ${error instanceof Error ? error.message : String(error)}`,
+        (error: unknown) => `not answering now: ${errorMessage(error)}`,
       );
       log(
         `Coordinator   ${coordinatorUrl} (given with --coordinator, not started here; ${health})`,

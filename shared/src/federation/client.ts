@@ -36,6 +36,7 @@ import {
   type LocalUpdate,
 } from './local-update.ts';
 import { TypedEmitter } from './typed-emitter.ts';
+import { errorMessage } from '../errors/message.ts';
 import { describeUpload, sendUpload, signUpload, type UploadChannel } from './uploader.ts';
 import {
   SECAGG_EVENTS,
@@ -866,8 +867,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
 
 /** The message, with the cause's when there is one (fetch hides the network error there). */
 function message(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  return err.cause instanceof Error ? `${err.message} (${err.cause.message})` : err.message;
+  return errorMessage(err, { withCause: true });
 }
 
 /**

@@ -4,9 +4,10 @@
 import type { Signer } from 'ethers';
 import { CommonsClient } from '@commons/shared/chain/client';
 import { parseAddresses, readAddressesFile } from '@commons/shared/chain/addresses';
+import { errorMessage } from '@commons/shared/errors/message';
 import { ApiError } from '../../api/define.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
-import { chainError, messageOf } from '../errors.ts';
+import { chainError } from '../errors.ts';
 
 export class ChainConnection {
   readonly #settings: SettingsService;
@@ -60,7 +61,7 @@ export class ChainConnection {
     } catch (err) {
       throw new ApiError(
         'invalid-argument',
-        `the configured deployment is unusable: ${messageOf(err)}`,
+        `the configured deployment is unusable: ${errorMessage(err)}`,
       );
     }
     try {

@@ -8,6 +8,7 @@ import { LoraAdapter } from '@commons/shared/model/lora';
 import type { BpeTokenizer } from '@commons/shared/model/tokenizer';
 import { GPT } from '@commons/shared/model/transformer';
 import type { z } from 'zod';
+import { errorMessage } from '@commons/shared/errors/message';
 import type { chatMethods, generationOptionsSchema, Reply, RuntimeStatus } from '../../api/chat.ts';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { ChatMessage } from '../../api/vault.ts';
@@ -164,7 +165,7 @@ export class ChatService {
             });
           }
         } catch (err) {
-          const message = err instanceof Error ? err.message : String(err);
+          const message = errorMessage(err);
           this.#events.emit('chat.done', { requestId, chatId, finish: 'error', error: message });
           throw new ApiError('internal', `generating a reply: ${message}`, { cause: err });
         }

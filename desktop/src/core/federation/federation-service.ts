@@ -25,10 +25,11 @@ import type {
 } from '../../api/federation.ts';
 import { epsilonOf, type Epsilon } from '../../api/schemas.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';
-import { chainError, messageOf } from '../errors.ts';
+import { chainError } from '../errors.ts';
 import type { CoreEvents } from '../events.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
 import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
+import { errorMessage } from '@commons/shared/errors/message';
 import { Serial } from '../storage/serial.ts';
 import type { VaultService } from '../vault/vault-service.ts';
 import type { WalletService } from '../wallet/wallet-service.ts';
@@ -107,7 +108,7 @@ export class FederationService {
           this.#ledger = null;
           throw err instanceof PrivacyError
             ? new ApiError('integrity', err.message, { cause: err })
-            : new ApiError('internal', `reading the privacy ledger: ${messageOf(err)}`, {
+            : new ApiError('internal', `reading the privacy ledger: ${errorMessage(err)}`, {
                 cause: err,
               });
         },
@@ -262,7 +263,7 @@ export class FederationService {
       (err: unknown) =>
         this.#events.emit('system.notice', {
           level: 'warning',
-          message: `could not record round ${roundId}: ${messageOf(err)}`,
+          message: `could not record round ${roundId}: ${errorMessage(err)}`,
         }),
     );
   }
@@ -300,7 +301,7 @@ export class FederationService {
     } catch (err) {
       throw new ApiError(
         'unavailable',
-        `the coordinator did not answer at ${url.origin} (${messageOf(err)}); check its URL in Settings`,
+        `the coordinator did not answer at ${url.origin} (${errorMessage(err)}); check its URL in Settings`,
         { cause: err },
       );
     }

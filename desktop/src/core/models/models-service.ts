@@ -7,6 +7,7 @@ import {
   verifyBaseModel,
   type BaseModel,
 } from '@commons/shared/federation/base-model';
+import { errorMessage } from '@commons/shared/errors/message';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { modelsMethods, ModelVersionView } from '../../api/models.ts';
 import { epsilonOf } from '../../api/schemas.ts';
@@ -202,8 +203,7 @@ export class ModelsService {
       await this.load(active);
       if (this.#lastActive === active) announce(true, null);
     } catch (err) {
-      if (this.#lastActive === active)
-        announce(false, err instanceof Error ? err.message : String(err));
+      if (this.#lastActive === active) announce(false, errorMessage(err));
     }
   }
 

@@ -3,10 +3,10 @@
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { currentBackend, selectBackend } from '@commons/shared/backend/select';
+import { errorMessage } from '@commons/shared/errors/message';
 import type { Handlers } from '../../api/define.ts';
 import type { AppMode, systemMethods } from '../../api/system.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';
-import { messageOf } from '../errors.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
 
 export interface AppIdentity {
@@ -71,13 +71,13 @@ export class SystemService {
             chainId: c.addresses.chainId,
             block: await c.provider.getBlockNumber(),
           }))
-          .catch((err: unknown) => ({ ok: false as const, error: messageOf(err) }));
+          .catch((err: unknown) => ({ ok: false as const, error: errorMessage(err) }));
         const url = new URL('/healthz', this.#settings.current.coordinatorUrl);
         const coordinator = await fetch(url, { signal: AbortSignal.timeout(3000) })
           .then((r) =>
             r.ok ? { ok: true as const } : { ok: false as const, error: `HTTP ${r.status}` },
           )
-          .catch((err: unknown) => ({ ok: false as const, error: messageOf(err) }));
+          .catch((err: unknown) => ({ ok: false as const, error: errorMessage(err) }));
         return { chain, coordinator };
       },
     };

@@ -21,6 +21,7 @@ import type { ModelsService } from '../models/models-service.ts';
 import { plainHash } from '../models/model-files.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
 import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
+import { errorMessage } from '@commons/shared/errors/message';
 import type { VaultService } from '../vault/vault-service.ts';
 import {
   adapterRecordId,
@@ -264,11 +265,7 @@ export class TrainingService {
       this.#setState(run, 'done');
       for (const listener of this.#adapterListeners) listener();
     } catch (err) {
-      this.#setState(
-        run,
-        'failed',
-        `saving the adapter: ${err instanceof Error ? err.message : String(err)}`,
-      );
+      this.#setState(run, 'failed', `saving the adapter: ${errorMessage(err)}`);
     }
   }
 

@@ -7,6 +7,7 @@ import { evaluate } from '@commons/shared/model/evaluate';
 import { LoraAdapter } from '@commons/shared/model/lora';
 import { Trainer } from '@commons/shared/model/trainer';
 import { GPT } from '@commons/shared/model/transformer';
+import { errorMessage } from '@commons/shared/errors/message';
 import { fromWire, toWire, type FromWorker, type StartMessage, type ToWorker } from './protocol.ts';
 
 const port = parentPort;
@@ -24,7 +25,7 @@ const want = () => wanted;
 port.on('message', (message: ToWorker) => {
   if (message.type === 'start') {
     void run(message).catch((err: unknown) => {
-      post({ type: 'error', message: err instanceof Error ? err.message : String(err) });
+      post({ type: 'error', message: errorMessage(err) });
     });
     return;
   }
