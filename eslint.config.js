@@ -1,13 +1,13 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-// Other packages reach @commons/shared, @commons/chain and @commons/coordinator only through
-// their public entrances (issue 11, item 6): a deep path ties the importer to a file layout the
-// owner must be free to change. Off until .tools/entrances-codemod.mjs has rewritten the ~50
-// deep imports that predate the entrances; the codemod sets this to true.
+// Other packages reach @commons/shared, @commons/chain, @commons/coordinator and @commons/desktop
+// only through their public entrances (issue 11, item 6): a deep path ties the importer to a file
+// layout the owner must be free to change. Off until .tools/entrances-codemod.mjs has rewritten
+// the ~50 deep imports that predate the entrances; the codemod sets this to true.
 const ENTRANCES_ENFORCED = false;
 
-const entrances = `the entrances are @commons/shared/engine (model, checkpoint, backend, storage), @commons/shared/protocol, @commons/shared/privacy (dp, secagg), @commons/shared/contributor (federation), @commons/shared/bench, @commons/chain, @commons/coordinator and @commons/coordinator/lab`;
+const entrances = `the entrances are @commons/shared/engine (model, checkpoint, backend, storage), @commons/shared/protocol, @commons/shared/privacy (dp, secagg), @commons/shared/contributor (federation), @commons/shared/bench, @commons/chain, @commons/coordinator, @commons/coordinator/lab and @commons/desktop/demo`;
 
 const deepImportRule = [
   'error',
@@ -20,6 +20,14 @@ const deepImportRule = [
       {
         regex: '^@commons/(chain|contracts)/',
         message: `Not a public entrance (a package with one entrance): ${entrances}.`,
+      },
+      {
+        regex: '^@commons/desktop(?!/demo$)',
+        message: `Not a public entrance of @commons/desktop: ${entrances}.`,
+      },
+      {
+        regex: '^(\\.\\./)+(shared|coordinator|desktop|contracts)/',
+        message: `Another package reached by a relative path: import it by name, ${entrances}.`,
       },
       {
         regex: '^@commons/coordinator/(?!lab$)',
