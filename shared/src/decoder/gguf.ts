@@ -9,7 +9,7 @@ import {
 import { writeGguf, type GgufTensorPlan, type GgufValue } from '../formats/gguf-write.ts';
 import { decoderTensorShapes, parseDecoderConfig, type DecoderConfig } from './config.ts';
 import { Decoder } from './model.ts';
-import type { LoadedDecoder } from './load.ts';
+import { withContext, type LoadedDecoder, type LoadOptions } from './load.ts';
 import { inverseFrequencies } from './rope.ts';
 
 /**
@@ -134,11 +134,14 @@ export interface LoadedGguf extends LoadedDecoder {
 }
 
 /** Loads a GGUF file: its config, its weights (dequantised, q/k un-permuted), its tokenizer. */
-export async function loadDecoderGguf(path: string): Promise<LoadedGguf> {
+export async function loadDecoderGguf(
+  path: string,
+  options: LoadOptions = {},
+): Promise<LoadedGguf> {
   const file = await GgufFile.open(path);
   try {
     const hfConfig = hfConfigFromGguf(file);
-    const config = parseDecoderConfig(hfConfig, `${path} (GGUF metadata)`);
+    const config = withContext(parseDecoderConfig(hfConfig, `${path} (GGUF metadata)`), options);
     if (file.tensors.has('rope_freqs.weight')) {
       const factors = await file.read('rope_freqs.weight');
       if (factors.data.length !== config.headDim / 2) {

@@ -10,15 +10,35 @@ export interface LoadedDecoder {
   bosTokenId: number | null;
 }
 
+export interface LoadOptions {
+  /** Positions to allow, at most the model's own context (models advertise up to 128k
+   * tokens; a chat keeps a few thousand, as Ollama's num_ctx does). */
+  context?: number;
+}
+
+/** The config with its context window capped at `options.context`. */
+export function withContext(config: DecoderConfig, options: LoadOptions): DecoderConfig {
+  if (options.context === undefined) return config;
+  if (!(Number.isInteger(options.context) && options.context > 0)) {
+    throw new RangeError(
+      `context must be a positive whole number of tokens, got ${options.context}`,
+    );
+  }
+  return { ...config, maxPositions: Math.min(config.maxPositions, options.context) };
+}
+
 /**
  * Loads a Llama or Qwen2 model folder, streaming its tensors one at a time. A tensor the
  * config implies but the files lack, or one of the wrong shape, is refused by name before
  * the rest is read.
  */
-export async function loadDecoderFolder(dir: string): Promise<LoadedDecoder> {
+export async function loadDecoderFolder(
+  dir: string,
+  options: LoadOptions = {},
+): Promise<LoadedDecoder> {
   const folder = await openHfFolder(dir);
   try {
-    const config = parseDecoderConfig(folder.config, `${dir}/config.json`);
+    const config = withContext(parseDecoderConfig(folder.config, `${dir}/config.json`), options);
     const decoder = await Decoder.load(config, (name) => folder.read(name));
     return { decoder, config, eosTokenIds: folder.eosTokenIds, bosTokenId: folder.bosTokenId };
   } finally {

@@ -1,0 +1,182 @@
+import { readFile, stat } from 'node:fs/promises';
+import { freemem } from 'node:os';
+import path from 'node:path';
+import { ChatTokenizer } from '../chat/tokenizer.ts';
+import { decoderTensorShapes, parseDecoderConfig, type DecoderConfig } from '../decoder/config.ts';
+import { hfConfigFromGguf, loadDecoderGguf } from '../decoder/gguf.ts';
+import { loadDecoderFolder } from '../decoder/load.ts';
+import type { Decoder } from '../decoder/model.ts';
+import { elementCount } from '../checkpoint/tensors.ts';
+import { GgufFile } from '../formats/gguf.ts';
+import { openHfFolder } from '../formats/hf-folder.ts';
+import { LibraryError, type LibraryEntry, type ModelLibrary } from './library.ts';
+
+/**
+ * Finding a model by what a member types (a library name, a model folder, a .gguf file),
+ * estimating the memory it needs before loading it, and loading it with its tokenizer.
+ */
+export interface ModelRef {
+  format: 'hf' | 'gguf';
+  /** The folder (hf) or the .gguf file. */
+  path: string;
+  entry: LibraryEntry | null;
+}
+
+export async function resolveModel(ref: string, library: ModelLibrary): Promise<ModelRef> {
+  const info = await stat(ref).catch(() => null);
+  if (info?.isFile() && ref.toLowerCase().endsWith('.gguf'))
+    return { format: 'gguf', path: path.resolve(ref), entry: null };
+  if (info?.isDirectory()) {
+    const hasConfig = await stat(path.join(ref, 'config.json')).then(
+      () => true,
+      () => false,
+    );
+    if (hasConfig) return { format: 'hf', path: path.resolve(ref), entry: null };
+  }
+  const entry = await library.get(ref);
+  return {
+    format: entry.format,
+    path:
+      entry.format === 'gguf' ? path.join(entry.location, entry.files[0]!.name) : entry.location,
+    entry,
+  };
+}
+
+/** The context a chat keeps by default: models advertise up to 128k, which no laptop holds. */
+export const DEFAULT_CONTEXT = 4096;
+
+export async function readConfig(ref: ModelRef): Promise<DecoderConfig> {
+  if (ref.format === 'gguf') {
+    const file = await GgufFile.open(ref.path);
+    try {
+      return parseDecoderConfig(hfConfigFromGguf(file), ref.path);
+    } finally {
+      await file.close();
+    }
+  }
+  const folder = await openHfFolder(ref.path);
+  try {
+    return parseDecoderConfig(folder.config, path.join(ref.path, 'config.json'));
+  } finally {
+    await folder.close();
+  }
+}
+
+export interface MemoryEstimate {
+  parameters: number;
+  /** Weights as this engine holds them (float32). */
+  weightBytes: number;
+  /** Keys and values for a full context. */
+  kvCacheBytes: number;
+  context: number;
+  totalBytes: number;
+  availableBytes: number;
+  fits: boolean;
+}
+
+export class ModelTooLargeError extends Error {
+  readonly estimate: MemoryEstimate;
+
+  constructor(name: string, estimate: MemoryEstimate) {
+    super(
+      `${name} needs about ${gb(estimate.totalBytes)} of memory here (${gb(estimate.weightBytes)} of weights, ${gb(estimate.kvCacheBytes)} for a ${estimate.context}-token context), and this machine has ${gb(estimate.availableBytes)} available. Close other programs, choose a smaller model, or shorten the context with --context.`,
+    );
+    this.name = 'ModelTooLargeError';
+    this.estimate = estimate;
+  }
+}
+
+export function estimateMemory(
+  config: DecoderConfig,
+  context: number,
+  availableBytes: number,
+): MemoryEstimate {
+  let parameters = 0;
+  for (const shape of decoderTensorShapes(config).values()) parameters += elementCount(shape);
+  const weightBytes = parameters * 4;
+  const kvCacheBytes = config.numLayers * 2 * config.numKvHeads * config.headDim * context * 4;
+  // The runtime, the activations of a long prompt and one tensor's host copy while loading.
+  const overhead = 256e6 + 0.1 * weightBytes;
+  const totalBytes = weightBytes + kvCacheBytes + overhead;
+  return {
+    parameters,
+    weightBytes,
+    kvCacheBytes,
+    context,
+    totalBytes,
+    availableBytes,
+    fits: totalBytes <= availableBytes,
+  };
+}
+
+/** Memory the kernel could give this process now (MemAvailable, not just free pages). */
+export async function availableMemory(): Promise<number> {
+  const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '');
+  const kb = /^MemAvailable:\s+(\d+) kB/m.exec(meminfo)?.[1];
+  return kb === undefined ? freemem() : Number(kb) * 1024;
+}
+
+export interface OpenedModel {
+  ref: ModelRef;
+  decoder: Decoder;
+  config: DecoderConfig;
+  tokenizer: ChatTokenizer;
+  eosTokenIds: number[];
+  estimate: MemoryEstimate;
+}
+
+/**
+ * Loads a model to chat with. Refuses, before loading, a model that will not fit in memory
+ * (with a message that says what it needs and what there is) and a library model whose
+ * files no longer hash to its identity when `verify` is asked for.
+ */
+export async function openChatModel(
+  ref: ModelRef,
+  options: { context?: number; availableBytes?: number; expectIdentity?: string } = {},
+): Promise<OpenedModel> {
+  const config = await readConfig(ref);
+  const context = Math.min(config.maxPositions, options.context ?? DEFAULT_CONTEXT);
+  const estimate = estimateMemory(
+    config,
+    context,
+    options.availableBytes ?? (await availableMemory()),
+  );
+  const name = ref.entry?.name ?? path.basename(ref.path);
+  if (!estimate.fits) throw new ModelTooLargeError(name, estimate);
+  if (options.expectIdentity !== undefined && ref.entry?.identity !== options.expectIdentity) {
+    throw new LibraryError(
+      'MISMATCH',
+      `${name} is ${ref.entry?.identity ?? 'not a library model'}, not the model ${options.expectIdentity} it was asked to be`,
+    );
+  }
+  if (ref.format === 'gguf') {
+    const loaded = await loadDecoderGguf(ref.path, { context });
+    const tokenizer = new ChatTokenizer(
+      loaded.tokenizer.tokenizerJson,
+      loaded.tokenizer.tokenizerConfig,
+    );
+    return {
+      ref,
+      decoder: loaded.decoder,
+      config: loaded.config,
+      tokenizer,
+      eosTokenIds: loaded.eosTokenIds,
+      estimate,
+    };
+  }
+  const loaded = await loadDecoderFolder(ref.path, { context });
+  const tokenizer = await ChatTokenizer.fromFolder(ref.path);
+  return {
+    ref,
+    decoder: loaded.decoder,
+    config: loaded.config,
+    tokenizer,
+    eosTokenIds: loaded.eosTokenIds,
+    estimate,
+  };
+}
+
+/** Bytes as gigabytes (or megabytes below one), for people. */
+export function gb(bytes: number): string {
+  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(1)} GB` : `${Math.round(bytes / 1e6)} MB`;
+}
