@@ -119,6 +119,7 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
               },
         sessionTtlMs: config.sessionTtlMs,
         signInTimeoutMs: config.signInTimeoutMs,
+        maxUnauthenticatedPerAddress: config.maxUnauthenticatedPerAddress,
       },
       metrics,
       log,
@@ -151,14 +152,19 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
       },
     });
     hub.attach(engine);
-    health = () => ({
-      status: 'ok',
-      coordinator: coordinatorAddress,
-      chainId: addresses.chainId,
-      backend: backend.backend,
-      clients: hub.connected().length,
-      round: engine.status(),
-    });
+    health = () => {
+      const roundLoop = engine.health();
+      return {
+        // A dead round loop is served as 503 (http/routes.ts): the process is up, its job is not.
+        status: roundLoop.state === 'dead' ? 'dead' : 'ok',
+        roundLoop,
+        coordinator: coordinatorAddress,
+        chainId: addresses.chainId,
+        backend: backend.backend,
+        clients: hub.connected().length,
+        round: engine.status(),
+      };
+    };
     await engine.start();
     log.info(
       { url, dataDir, chainId: addresses.chainId, coordinator: coordinatorAddress },

@@ -43,6 +43,8 @@ function checkpoint(): CheckpointInput {
   };
 }
 
+let healthBody: object = { ok: true, round: 3 };
+
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'commons-http-'));
   const models = await ModelStore.open(join(dir, 'models'));
@@ -51,7 +53,7 @@ beforeAll(async () => {
   size = weights.length;
   const handle = createHttpHandler({
     models,
-    health: () => ({ ok: true, round: 3 }),
+    health: () => healthBody,
     metrics: metrics.registry,
   });
   server = createServer((req, res) => {
@@ -228,6 +230,18 @@ describe('health, metrics and other paths', () => {
     const res = await fetch(`${base}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ ok: true, round: 3 });
+  });
+
+  it('answers 503 when the health says the round loop is dead', async () => {
+    const dead = { status: 'dead', roundLoop: { state: 'dead', error: 'ECONNREFUSED' } };
+    healthBody = dead;
+    try {
+      const res = await fetch(`${base}/healthz`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual(dead);
+    } finally {
+      healthBody = { ok: true, round: 3 };
+    }
   });
 
   it('serves Prometheus text', async () => {

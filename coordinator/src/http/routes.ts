@@ -16,7 +16,7 @@ import { MODEL_FILES, type ModelFileName, type ModelStore } from '../store/model
  *
  *   GET|HEAD /models/<hash>/manifest.json   a published checkpoint's files: immutable, so
  *   GET|HEAD /models/<hash>/weights.bin     cached forever, with ETag and byte ranges
- *   GET|HEAD /healthz                        health() as JSON
+ *   GET|HEAD /healthz                        health() as JSON; 503 when its status is 'dead'
  *   GET|HEAD /metrics                        Prometheus text
  *   GET|HEAD /rewards/<round>/<address>      a contributor's reward claim (index, amount, proof)
  *
@@ -88,7 +88,10 @@ async function serveHealth(
   res: ServerResponse,
   health: HttpRoutesOptions['health'],
 ): Promise<void> {
-  sendJson(res, 200, await health(), { 'Cache-Control': 'no-store' });
+  const body = await health();
+  // A process that is up but can no longer do its job (its round loop died) is unhealthy.
+  const dead = (body as { status?: unknown }).status === 'dead';
+  sendJson(res, dead ? 503 : 200, body, { 'Cache-Control': 'no-store' });
 }
 
 async function serveMetrics(

@@ -27,6 +27,7 @@ import type {
 } from '@commons/shared/protocol/messages';
 import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
 import { seededRandomSource, type RandomSource } from '@commons/shared/privacy/dp/random';
+import { errorMessage as message } from '@commons/shared/errors/message';
 import type { Logger } from 'pino';
 import { flatten, unflatten } from '../aggregation/layout.ts';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
@@ -48,6 +49,7 @@ import { admitUpload, checkUploadBegin } from './admission.ts';
 import type { CandidateEvaluator } from './evaluator.ts';
 import { publishRound } from './publisher.ts';
 import { recoverRound, type RecoveredRound } from './recovery.ts';
+import { retryChain } from './chain-retry.ts';
 import { buildRoundTask, roundSeed } from './round-task.ts';
 import { sampleClients } from './sampling.ts';
 
@@ -99,7 +101,21 @@ export interface RoundOptions {
   noiseSeed?: number;
   /** Stop after this many rounds (0: run until stopped). */
   maxRounds: number;
+  /**
+   * How long the loop retries a chain it cannot reach before it gives up and dies (ms;
+   * default 10 minutes). /healthz says 'retrying' meanwhile, and 503 once the loop is dead.
+   */
+  chainRetryLimitMs?: number;
 }
+
+/** What the round loop is doing, for /healthz. */
+export interface LoopHealth {
+  state: 'starting' | 'running' | 'retrying' | 'finished' | 'dead';
+  /** retrying: the chain error being retried; dead: the error that ended the loop. */
+  error?: string;
+}
+
+const DEFAULT_CHAIN_RETRY_LIMIT_MS = 10 * 60 * 1000;
 
 export interface EngineDeps {
   db: CoordinatorDatabase;
@@ -136,6 +152,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   private broadcastKey = '';
   private statusTimer: NodeJS.Timeout | null = null;
   private roundsRun = 0;
+  private loopHealth: LoopHealth = { state: 'starting' };
 
   constructor(deps: EngineDeps) {
     super();
@@ -151,9 +168,23 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   async start(): Promise<void> {
     if (this.loop) return;
     const resumed = await this.recover();
-    this.loop = this.run(resumed).catch((error: unknown) => {
-      this.deps.log.error({ err: message(error) }, 'round loop stopped on an error');
-    });
+    this.loopHealth = { state: 'running' };
+    this.loop = this.run(resumed).then(
+      () => {
+        this.loopHealth = { state: 'finished' };
+      },
+      (error: unknown) => {
+        // Nothing restarts the loop in this process: /healthz answers 503 from here on, so a
+        // supervisor can restart the coordinator (which resumes the round from its database).
+        this.loopHealth = { state: 'dead', error: message(error) };
+        this.deps.log.error({ err: message(error) }, 'round loop stopped on an error');
+      },
+    );
+  }
+
+  /** The round loop's state: running, retrying an unreachable chain, finished or dead. */
+  health(): LoopHealth {
+    return { ...this.loopHealth };
   }
 
   /** Stops after the current step; a round in progress stays in the database to resume. */
@@ -258,7 +289,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     return recoverRound({
       db,
       blobs,
-      chain,
+      policyAt: (version) => this.chainRead('policy version', () => chain.policyAt(version)),
       log,
       clipping: this.clipping,
       strategyFor: (name) => this.strategyFor(name),
@@ -275,19 +306,19 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
   private async runRound(): Promise<void> {
     const { db, chain, hub, options, log } = this.deps;
     // waiting: until enough eligible clients are connected.
-    let policyRead = await chain.policy();
+    let policyRead = await this.chainRead('policy', () => chain.policy());
     const nextId = db.lastRoundId() + 1;
     while (!this.stopping && hub.connected().length < policyRead.policy.minClients) {
       this.setWaiting(nextId, policyRead.policy.minClients);
       await this.sleep(1000);
-      policyRead = await chain.policy();
+      policyRead = await this.chainRead('policy', () => chain.policy());
     }
     this.waitingStatus = null;
     if (this.stopping) return;
 
     // configuring: the policy and base model in force now, the sample, the invitations.
     const { version: policyVersion, policy } = policyRead;
-    const active = await chain.activeModel();
+    const active = await this.chainRead('active model', () => chain.activeModel());
     const baseHash = active.contentHash.replace(/^0x/, '');
     const strategy = this.strategyFor(options.strategy ?? policy.aggregationRule);
     const fit = strategy.configureRound({ roundId: nextId, policy });
@@ -696,6 +727,20 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     return next;
   }
 
+  /** A chain read the loop needs, retried through an RPC outage (rounds/chain-retry.ts). */
+  private chainRead<T>(what: string, read: () => Promise<T>): Promise<T> {
+    return retryChain(what, read, {
+      log: this.deps.log,
+      limitMs: this.deps.options.chainRetryLimitMs ?? DEFAULT_CHAIN_RETRY_LIMIT_MS,
+      sleep: (ms) => this.sleep(ms),
+      stopping: () => this.stopping,
+      onOutage: (error) => {
+        this.loopHealth =
+          error === null ? { state: 'running' } : { state: 'retrying', error: message(error) };
+      },
+    });
+  }
+
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);
@@ -705,8 +750,4 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       };
     });
   }
-}
-
-function message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -2,7 +2,6 @@
 // begun training is failed (a fresh one starts); a secure round is failed (its masks lived in
 // memory); any other round is rebuilt from what was durably accepted — the submission rows and
 // their blobs, in acceptance order — and resumes where it stopped.
-import type { CommonsClient } from '@commons/shared/chain/client';
 import type { FederationPolicy } from '@commons/shared/chain/policy';
 import type { RoundTask } from '@commons/shared/protocol/messages';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
@@ -18,7 +17,8 @@ import { newActiveRound, type ActiveRound, type BaseModel } from './active-round
 export interface RecoveryDeps {
   db: CoordinatorDatabase;
   blobs: BlobStore;
-  chain: CommonsClient;
+  /** The policy version the round was configured under (read from chain). */
+  policyAt(version: number): Promise<FederationPolicy>;
   log: Logger;
   clipping: AdaptiveClipping;
   strategyFor(name: string): Strategy;
@@ -74,7 +74,7 @@ export async function recoverRound(deps: RecoveryDeps): Promise<RecoveredRound |
 async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
   const { db } = deps;
   const task = row.task as RoundTask;
-  const policy = (await deps.chain.policyAt(row.policyVersion)) as FederationPolicy;
+  const policy = await deps.policyAt(row.policyVersion);
   const strategy = deps.strategyFor(row.strategy);
   const base = await deps.loadBase(row.baseModel);
   const accepted = db
