@@ -5,6 +5,7 @@ import { DEFAULT_ADDRESSES_FILE } from '@commons/shared/chain/addresses';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_SESSION_TTL_MS, DEFAULT_SIGN_IN_TIMEOUT_MS } from './server/sign-in.ts';
+import { DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS } from './server/waiting-room.ts';
 
 export const GENESIS_DIR = fileURLToPath(new URL('../../shared/genesis', import.meta.url));
 
@@ -34,8 +35,21 @@ export const coordinatorConfigSchema = z.strictObject({
    * a client renews it on its connection by signing the challenge sent before it ends.
    */
   sessionTtlMs: z.number().int().min(1_000).default(DEFAULT_SESSION_TTL_MS),
-  /** How long a client has to sign a challenge (its session's renewal goes out this early). */
+  /**
+   * How long a client has to sign a challenge: a connection that has not signed in by then is
+   * closed, and a session's renewal challenge goes out this long before it ends.
+   */
   signInTimeoutMs: z.number().int().min(100).default(DEFAULT_SIGN_IN_TIMEOUT_MS),
+  /**
+   * Connections one remote address may hold open without having signed in; more are refused at
+   * the handshake. The default leaves room for the capacity bench's 4 × 64 concurrent sign-ins
+   * from one machine; behind a reverse proxy all clients share its address.
+   */
+  maxUnauthenticatedPerAddress: z
+    .number()
+    .int()
+    .min(1)
+    .default(DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS),
   roundIntervalMs: z.number().int().nonnegative().default(2_000),
   publishMarginBpc: z.number().nonnegative().default(0.02),
   proposeActivation: z.boolean().default(false),
@@ -74,7 +88,8 @@ export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
   --batch-size N --max-steps N     local training per round (default 8, 20)
   --max-round-seconds N    cap on the policy's round deadline
   --session-seconds N      longest session one sign-in opens; clients renew it (default 3600)
-  --sign-in-seconds N      time a client has to sign a challenge (default 30)
+  --sign-in-seconds N      time a client has to sign in before it is disconnected (default 30)
+  --max-unauthenticated N  connections one address may hold before signing in (default 256)
   --rounds N               stop after N rounds (default: run until stopped)
   --eval-chars N           held-out characters to score candidates on (default all)
   --publish-margin B       refuse a candidate worse than its parent by more than B bits/char (default 0.02)
@@ -136,6 +151,7 @@ export async function configFromArgs(
         'max-round-seconds': { type: 'string' },
         'session-seconds': { type: 'string' },
         'sign-in-seconds': { type: 'string' },
+        'max-unauthenticated': { type: 'string' },
         rounds: { type: 'string' },
         'eval-chars': { type: 'string' },
         'publish-margin': { type: 'string' },
@@ -179,6 +195,7 @@ export async function configFromArgs(
     maxRoundSeconds: int(values['max-round-seconds'], '--max-round-seconds'),
     sessionTtlMs: seconds(values['session-seconds'], '--session-seconds'),
     signInTimeoutMs: seconds(values['sign-in-seconds'], '--sign-in-seconds'),
+    maxUnauthenticatedPerAddress: int(values['max-unauthenticated'], '--max-unauthenticated'),
     maxRounds: int(values.rounds, '--rounds'),
     evalChars: int(values['eval-chars'], '--eval-chars'),
     publishMarginBpc: real(values['publish-margin'], '--publish-margin'),

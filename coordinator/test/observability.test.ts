@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { REJECT_CODES } from '@commons/shared/protocol/errors';
 
 import { createLogger, LOG_LEVEL_ENV, REDACTED } from '../src/observability/logger.ts';
 import { createMetrics } from '../src/observability/metrics.ts';
@@ -50,6 +51,16 @@ describe('metrics', () => {
     const next = await metrics.registry.metrics();
     expect(next).toContain('commons_round_state{state="training"} 0');
     expect(next).toContain('commons_round_state{state="aggregating"} 1');
+  });
+
+  it('has a refusal series for every protocol refusal code from the start', async () => {
+    const text = await createMetrics({ defaultMetrics: false }).registry.metrics();
+    expect(REJECT_CODES).toEqual(
+      expect.arrayContaining(['ENCODING_MISMATCH', 'TOO_MANY_CONNECTIONS']),
+    );
+    for (const code of REJECT_CODES) {
+      expect(text).toContain(`commons_rejections_total{code="${code}"} 0`);
+    }
   });
 
   it('keeps two coordinators apart', async () => {

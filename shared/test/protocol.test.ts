@@ -2,17 +2,21 @@ import { Wallet } from 'ethers';
 import { describe, expect, it } from 'vitest';
 import { buildMerkleTree, verifyMerkleProof } from '../src/chain/merkle.ts';
 import { sha256Hex } from '../src/checkpoint/hash.ts';
-import { encodeTensors } from '../src/checkpoint/update-codec.ts';
+import { encodeTensors, frameEncoding } from '../src/checkpoint/update-codec.ts';
 import type { NamedTensors } from '../src/checkpoint/tensors.ts';
 import {
+  MAX_MESSAGE_DEPTH,
   PROTOCOL_VERSION,
   ProtocolError,
+  REJECT_CODES,
   SIWE_CLOCK_SKEW_MS,
   chunksOf,
   commitmentDigest,
   formatSiweMessage,
   frameByteLength,
+  nestedDeeperThan,
   parseSiweMessage,
+  rejectionSchema,
   roundTaskSchema,
   signChallenge,
   signCommitment,
@@ -213,6 +217,19 @@ describe('upload framing', () => {
     }
   });
 
+  it("reads a frame's declared encoding from its header alone", () => {
+    for (const encoding of ['fp32', 'fp16', 'int8'] as const) {
+      expect(frameEncoding(encodeTensors(tensors, encoding))).toBe(encoding);
+    }
+    const relabelled = encodeTensors(tensors, 'fp32');
+    relabelled[5] = 2;
+    expect(frameEncoding(relabelled)).toBe('int8');
+    relabelled[5] = 9;
+    expect(frameEncoding(relabelled)).toBeUndefined();
+    expect(frameEncoding(new Uint8Array([1, 2, 3]))).toBeUndefined();
+    expect(frameEncoding(new TextEncoder().encode('not an update frame'))).toBeUndefined();
+  });
+
   it('cuts a frame into in-order views that reassemble to the same bytes', () => {
     const frame = encodeTensors(tensors, 'fp32');
     const chunks = [...chunksOf(frame, 16)];
@@ -225,6 +242,56 @@ describe('upload framing', () => {
     }
     expect(sha256Hex(joined)).toBe(sha256Hex(frame));
     expect(() => [...chunksOf(frame, 0)]).toThrow(RangeError);
+  });
+});
+
+describe('refusal codes', () => {
+  it('carries every code, the encoding mismatch and the connection cap included', () => {
+    expect(REJECT_CODES).toEqual(
+      expect.arrayContaining(['ENCODING_MISMATCH', 'TOO_MANY_CONNECTIONS']),
+    );
+    expect(new Set(REJECT_CODES).size).toBe(REJECT_CODES.length);
+    for (const code of REJECT_CODES) {
+      const rejection = new ProtocolError(code, `refused: ${code}`).toRejection();
+      expect(rejectionSchema.parse(rejection)).toEqual({ code, message: `refused: ${code}` });
+      expect(ProtocolError.from(rejection).code).toBe(code);
+    }
+    expect(rejectionSchema.safeParse({ code: 'NO_SUCH_CODE', message: '' }).success).toBe(false);
+  });
+});
+
+describe('message depth', () => {
+  const nest = (depth: number, wrap: (inner: unknown) => unknown) => {
+    let value: unknown = 1;
+    for (let i = 0; i < depth; i++) value = wrap(value);
+    return value;
+  };
+
+  it('bounds nesting without recursion, at any depth', () => {
+    expect(nestedDeeperThan({ a: 1, b: [1, 2] }, MAX_MESSAGE_DEPTH)).toBe(false);
+    expect(
+      nestedDeeperThan(
+        nest(MAX_MESSAGE_DEPTH, (v) => ({ v })),
+        MAX_MESSAGE_DEPTH,
+      ),
+    ).toBe(false);
+    expect(
+      nestedDeeperThan(
+        nest(MAX_MESSAGE_DEPTH + 1, (v) => [v]),
+        MAX_MESSAGE_DEPTH,
+      ),
+    ).toBe(true);
+    // Far deeper than any recursive walk survives.
+    expect(
+      nestedDeeperThan(
+        nest(1_000_000, (v) => ({ v })),
+        MAX_MESSAGE_DEPTH,
+      ),
+    ).toBe(true);
+  });
+
+  it('treats bytes as leaves', () => {
+    expect(nestedDeeperThan([new Uint8Array(1 << 20), new ArrayBuffer(8)], 1)).toBe(false);
   });
 });
 

@@ -5,6 +5,7 @@
 // renews and loses its session is sign-in.ts.
 import { randomUUID } from 'node:crypto';
 import type { CommonsClient } from '@commons/shared/chain/client';
+import { frameEncoding } from '@commons/shared/checkpoint/update-codec';
 import type {
   ClientToServerEvents,
   ServerToClientEvents,
@@ -12,12 +13,14 @@ import type {
 } from '@commons/shared/protocol/events';
 import { ProtocolError, type RejectCode } from '@commons/shared/protocol/errors';
 import {
+  MAX_MESSAGE_DEPTH,
   PROTOCOL_VERSION,
   chunkDataSchema,
   chunkIndexSchema,
   describeIssue,
   inviteReplySchema,
   loginSchema,
+  nestedDeeperThan,
   progressSchema,
   withdrawalSchema,
   uploadBeginSchema,
@@ -42,6 +45,7 @@ import {
   DEFAULT_SIGN_IN_TIMEOUT_MS,
   type SignInPolicy,
 } from './sign-in.ts';
+import { DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS, WaitingRoom } from './waiting-room.ts';
 
 export type FederationServer = Server<
   ClientToServerEvents,
@@ -60,8 +64,10 @@ export interface FederationHubOptions {
   eligibility: Eligibility;
   /** The longest session one sign-in opens (default 1 h); the client renews it on the socket. */
   sessionTtlMs?: number;
-  /** How long a client has to sign a challenge (default 30 s). */
+  /** How long a client has to sign a challenge, on connecting or to renew (default 30 s). */
   signInTimeoutMs?: number;
+  /** Connections one remote address may hold without having signed in (default 256). */
+  maxUnauthenticatedPerAddress?: number;
 }
 
 export class FederationHub implements ClientHub {
@@ -75,6 +81,7 @@ export class FederationHub implements ClientHub {
   /** Signed-in sockets by checksummed address. */
   private readonly sessions = new Map<string, ClientSocket>();
   private readonly signIns = new WeakMap<ClientSocket, ConnectionSignIn>();
+  private readonly waiting: WaitingRoom;
   private readonly uploads = new WeakMap<ClientSocket, UploadSession>();
   /** Secure rounds: SecAgg+ stage requests to signed-in sockets, masked chunks back. */
   readonly secAgg = new SecAggSockets((address) => this.sessions.get(address));
@@ -95,8 +102,12 @@ export class FederationHub implements ClientHub {
       sessionTtlMs: options.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS,
       signInTimeoutMs: options.signInTimeoutMs ?? DEFAULT_SIGN_IN_TIMEOUT_MS,
     };
+    this.waiting = new WaitingRoom(
+      options.maxUnauthenticatedPerAddress ?? DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+    );
     this.metrics = metrics;
     this.log = log;
+    io.use((socket, next) => next(this.admit(socket)));
     io.on('connection', (socket) => this.onConnection(socket));
   }
 
@@ -142,8 +153,33 @@ export class FederationHub implements ClientHub {
 
   // ------------------------------------------------------------------------ events
 
+  /** The handshake: refused (with a reason the client sees) when its address has too many waiting. */
+  private admit(socket: ClientSocket): Error | undefined {
+    if (this.waiting.enter(socket)) return undefined;
+    const message = `${this.waiting.max} connections from ${socket.handshake.address} are already waiting to sign in; sign in on one of them first`;
+    this.reject(socket, 'TOO_MANY_CONNECTIONS', message);
+    return Object.assign(new Error(message), { data: { code: 'TOO_MANY_CONNECTIONS', message } });
+  }
+
   private onConnection(socket: ClientSocket): void {
+    // The count and its release are registered together, before anything else can throw.
     this.metrics.connectedClients.inc();
+    socket.on('disconnect', () => {
+      this.metrics.connectedClients.dec();
+      this.waiting.leave(socket);
+      this.signIns.get(socket)?.dispose();
+      this.endSession(socket);
+    });
+    // Before any handler or schema sees a message: a cheap, iterative bound on its nesting.
+    socket.use((packet, next) => {
+      const [event, ...args] = packet;
+      if (!nestedDeeperThan(args, MAX_MESSAGE_DEPTH)) return next();
+      const message = `${String(event).slice(0, 64)} is nested deeper than ${MAX_MESSAGE_DEPTH} levels`;
+      this.reject(socket, 'MALFORMED_MESSAGE', message);
+      const ack = args.at(-1);
+      if (typeof ack === 'function')
+        ack({ ok: false, error: { code: 'MALFORMED_MESSAGE', message } });
+    });
     const signIn = new ConnectionSignIn(this.signInPolicy, {
       sendChallenge: (challenge) => socket.emit('auth:challenge', challenge),
       close: (code, message) => this.close(socket, code, message),
@@ -210,6 +246,16 @@ export class FederationHub implements ClientHub {
         const session = this.session(socket, this.parse(uploadIdSchema, rawId));
         this.uploads.delete(socket);
         const frame = session.finish();
+        const declared = session.begin.encoding;
+        const named = frameEncoding(frame);
+        // Checked before any value is read: bytes of one encoding read as another are noise
+        // (often NaN), and the refusal should say what is actually wrong.
+        if (named !== undefined && named !== declared) {
+          throw new ProtocolError(
+            'ENCODING_MISMATCH',
+            `the frame's header says ${named}, the upload declared ${declared}`,
+          );
+        }
         return this.engineOrFail().acceptUpload(address, session.begin, frame);
       }),
     );
@@ -223,12 +269,6 @@ export class FederationHub implements ClientHub {
         return { received };
       }),
     );
-
-    socket.on('disconnect', () => {
-      this.metrics.connectedClients.dec();
-      signIn.dispose();
-      this.endSession(socket);
-    });
   }
 
   /**
@@ -257,6 +297,7 @@ export class FederationHub implements ClientHub {
       throw new ProtocolError('UNAUTHENTICATED', 'the connection closed during sign-in');
     }
     signIn.signedIn(session.expiresAt);
+    this.waiting.leave(socket);
     if (socket.data.address === address) {
       this.log.info({ address, socket: socket.id }, 'session renewed');
       return { address };

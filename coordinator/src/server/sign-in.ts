@@ -3,7 +3,8 @@
 // honest retry on the same connection is possible), up to MAX_FAILED_SIGN_INS. A session lasts
 // until its message's expiry, which the challenge caps at the server's session lifetime; shortly
 // before that a new challenge goes out, and a client that does not sign it in time is closed
-// when the session ends.
+// when the session ends. A connection that never signs in is closed at its sign-in deadline,
+// so an idle socket costs the server nothing for long.
 import { randomBytes } from 'node:crypto';
 import type { RejectCode } from '@commons/shared/protocol/errors';
 import { PROTOCOL_VERSION, type Challenge } from '@commons/shared/protocol/messages';
@@ -22,7 +23,10 @@ export interface SignInPolicy {
   chainId: number;
   /** The longest session one sign-in opens: every challenge offers exactly this window. */
   sessionTtlMs: number;
-  /** How long a client has to answer a challenge: a session's renewal goes out this early. */
+  /**
+   * How long a client has to answer a challenge: a new connection before it is closed, a
+   * session between its renewal challenge and its end.
+   */
   signInTimeoutMs: number;
 }
 
@@ -57,12 +61,16 @@ export class ConnectionSignIn {
   #failures = 0;
   #timer: NodeJS.Timeout | undefined;
 
-  /** Sends the first challenge. */
+  /** Sends the first challenge and starts the sign-in deadline. */
   constructor(policy: SignInPolicy, channel: SignInChannel) {
     this.#policy = policy;
     this.#channel = channel;
     this.#challenge = newChallenge(policy);
     channel.sendChallenge(this.#challenge);
+    const seconds = policy.signInTimeoutMs / 1000;
+    this.#schedule(policy.signInTimeoutMs, () =>
+      channel.close('UNAUTHENTICATED', `no sign-in within ${seconds} s of connecting`),
+    );
   }
 
   /**

@@ -104,6 +104,19 @@ export function encodeTensors(tensors: NamedTensors, encoding: UpdateEncoding): 
 }
 
 /**
+ * The encoding a frame's header names, read without decoding anything else; undefined when the
+ * bytes do not start like an update frame of this version (decodeTensors then says why). Lets a
+ * receiver refuse a frame that is not in the encoding it was declared in before reading values
+ * as the wrong type.
+ */
+export function frameEncoding(frame: Uint8Array): UpdateEncoding | undefined {
+  if (frame.byteLength < HEADER_BYTES) return undefined;
+  if (!MAGIC.every((byte, i) => frame[i] === byte)) return undefined;
+  if (frame[4] !== UPDATE_FRAME_VERSION) return undefined;
+  return ENCODINGS[frame[5] as number];
+}
+
+/**
  * The tensors of a frame, each in a fresh array. Any defect throws a CheckpointError
  * (BAD_MAGIC, UNSUPPORTED_FORMAT, UNSUPPORTED_ENCODING, TRUNCATED, MALFORMED_FRAME,
  * NON_FINITE) before anything is returned. Sizes are checked against the bytes actually

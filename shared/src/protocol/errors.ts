@@ -7,8 +7,10 @@ export const REJECT_CODES = [
   'MALFORMED_MESSAGE',
   /** The client speaks another protocol version. */
   'PROTOCOL_VERSION',
-  /** The event needs a signed-in session. */
+  /** The event needs a signed-in session (or the session ended: not signed in, or expired). */
   'UNAUTHENTICATED',
+  /** Too many connections from one remote address are waiting to sign in. */
+  'TOO_MANY_CONNECTIONS',
   /** The Sign-In with Ethereum message or its signature is not valid for this challenge. */
   'BAD_LOGIN',
   /** The address does not meet the coordinator's eligibility rule (e.g. token balance). */
@@ -31,8 +33,10 @@ export const REJECT_CODES = [
   'TRUNCATED',
   /** The bytes do not hash to the declared sha256. */
   'HASH_MISMATCH',
-  /** The frame is not a well-formed update frame, or not in the round's encoding. */
+  /** The frame is not a well-formed update frame. */
   'BAD_FRAME',
+  /** The frame's encoding byte names another encoding than the upload declared. */
+  'ENCODING_MISMATCH',
   /** A tensor is missing, extra, or of the wrong shape for the base model. */
   'WRONG_SHAPE',
   /** A value is NaN or infinite. */

@@ -225,6 +225,30 @@ export interface UploadAccepted {
   norm: number;
 }
 
+/**
+ * How deeply a client message may nest. Every client message is a flat object or a scalar
+ * (depth 1 or 2); the bound only stops a hostile one from costing a deep recursion anywhere
+ * (a schema, a logger) before it is refused.
+ */
+export const MAX_MESSAGE_DEPTH = 32;
+
+/**
+ * Whether `value` nests objects or arrays more than `limit` levels deep. Iterative, so the check
+ * itself cannot overflow the stack, and it stops at the first level past the limit. Bytes
+ * (Buffers, typed arrays, ArrayBuffers) are leaves: their elements are never walked.
+ */
+export function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [node, depth] = item;
+    if (node === null || typeof node !== 'object') continue;
+    if (ArrayBuffer.isView(node) || node instanceof ArrayBuffer) continue;
+    if (depth >= limit) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
 /** The first schema issue of a failed parse, as one readable line. */
 export function describeIssue(error: z.ZodError): string {
   const issue = error.issues[0];
