@@ -90,6 +90,15 @@ export function newActiveRound(input: NewActiveRound): ActiveRound {
   };
 }
 
+/**
+ * An update's FedAvg weight: its self-reported example count, capped by the policy's
+ * maxExamplesPerUpdate, so that no client makes the average its own by reporting 2^53 − 1.
+ * DP rounds weight every update equally whatever this says (privacy/noisy-mean.ts).
+ */
+export function updateWeight(round: ActiveRound, numExamples: number): number {
+  return Math.min(numExamples, round.policy.maxExamplesPerUpdate);
+}
+
 export async function loadBaseModel(models: ModelStore, hash: string): Promise<BaseModel> {
   const { manifest, tensors } = await models.load(hash);
   const layout = layoutOf(tensors);

@@ -12,7 +12,7 @@ import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase } from '../store/database.ts';
 import { StoreError } from '../store/errors.ts';
 import { validateUpdate } from '../uploads/validate-update.ts';
-import type { ActiveRound } from './active-round.ts';
+import { updateWeight, type ActiveRound } from './active-round.ts';
 import { foldAccepted } from './recovery.ts';
 
 export interface AdmissionDeps {
@@ -142,7 +142,7 @@ export async function admitUpload(
 /** Folds a validated frame; the aggregator's own refusals become the wire codes. */
 function foldInto(round: ActiveRound, frame: Uint8Array, numExamples: number): void {
   try {
-    round.aggregator.add(frame, numExamples);
+    round.aggregator.add(frame, updateWeight(round, numExamples));
   } catch (error) {
     if (error instanceof CheckpointError) throw new ProtocolError('WRONG_SHAPE', error.message);
     if (error instanceof AggregationError) throw new ProtocolError('BAD_FRAME', error.message);

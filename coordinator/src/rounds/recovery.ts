@@ -12,7 +12,7 @@ import { SECURE_ROUND_NOT_RESUMABLE } from '../secagg/secure-round.ts';
 import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase, Round } from '../store/database.ts';
 import type { Strategy } from '../strategy/strategy.ts';
-import { newActiveRound, type ActiveRound, type BaseModel } from './active-round.ts';
+import { newActiveRound, updateWeight, type ActiveRound, type BaseModel } from './active-round.ts';
 
 export interface RecoveryDeps {
   db: CoordinatorDatabase;
@@ -140,7 +140,8 @@ export async function foldAccepted(
   round.aggregator = round.newAggregator();
   round.uploaded.clear();
   for (const submission of db.submissions(round.id)) {
-    round.aggregator.add(await blobs.read(submission.sha256), submission.numExamples);
+    const frame = await blobs.read(submission.sha256);
+    round.aggregator.add(frame, updateWeight(round, submission.numExamples));
     round.uploaded.add(submission.address);
   }
 }
