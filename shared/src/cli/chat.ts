@@ -1,7 +1,10 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { selectBackend } from '../backend/select.ts';
 import { loadAdapter, loadModel } from '../model/checkpoint.ts';
 import { generate } from '../model/generate.ts';
+import { chatModel } from './chat-model.ts';
 import { GENESIS_DIR, numberFlag, parse } from './options.ts';
 
 /**
@@ -10,6 +13,10 @@ import { GENESIS_DIR, numberFlag, parse } from './options.ts';
  * Without a terminal (piped input) each line is answered in turn.
  */
 export async function chat(args: string[]): Promise<number> {
+  // An open-weights model (library name, Hugging Face folder, .gguf) has its own chat.
+  const at = args.indexOf('--model');
+  const named = at >= 0 ? args[at + 1] : args.find((a) => a.startsWith('--model='))?.slice(8);
+  if (named !== undefined && !existsSync(path.join(named, 'manifest.json'))) return chatModel(args);
   const { values } = parse(args, {
     model: { type: 'string', default: GENESIS_DIR },
     adapter: { type: 'string' },

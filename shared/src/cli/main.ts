@@ -22,6 +22,17 @@ export const USAGE = `usage: commons <command> [options]
   model eval DIR --data FILE [--json]      loss and bits per character on a text file
   model info DIR                           what a checkpoint holds
 
+Open-weights models (Llama, Qwen2, SmolLM2: a library name, a Hugging Face folder or a .gguf):
+  model pull ORG/NAME [--revision R]       download from the Hugging Face hub into the library
+             [--file X.gguf] [--hub-url U] (HF_TOKEN for gated models; resumes, checks sha256)
+  model import PATH [--name N] [--copy]    add a folder or .gguf already on disk (LM Studio, Ollama)
+  model list | rm NAME                     the library (~/.commons/models, or COMMONS_MODELS)
+  model info|verify MODEL                  shape, memory it needs / its identity re-hashed
+  model eval MODEL --data FILE [--json]    bitsPerChar and natsPerToken on a text file
+  model export MODEL --gguf [--type T]     write GGUF (f32, f16, q8_0) for llama.cpp / Ollama
+  chat --model MODEL [--system TEXT]       multi-turn chat through the model's chat template
+       [--context N] [--top-p P] [--top-k K]   (every command takes --library DIR)
+
 The default model is the genesis checkpoint shipped in shared/genesis. KEYFILE is a 0x private
 key only you can read (chmod 600) or an encrypted JSON keystore (passphrase in
 COMMONS_KEY_PASSPHRASE).`;

@@ -1,22 +1,59 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { readCheckpoint } from '../checkpoint/folder.ts';
 import { selectBackend } from '../backend/select.ts';
 import { loadModel } from '../model/checkpoint.ts';
 import { evaluate, evaluationSplit } from '../model/evaluate.ts';
 import { UsageError } from './errors.ts';
+import {
+  evalModel,
+  exportModel,
+  importCommand,
+  infoModel,
+  list,
+  pull,
+  remove,
+  verifyModel,
+} from './library.ts';
 import { parse } from './options.ts';
 
 export async function modelCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
+    case 'pull':
+      return pull(rest);
+    case 'import':
+      return importCommand(rest);
+    case 'list':
+    case 'ls':
+      return list(rest);
+    case 'rm':
+      return remove(rest);
+  }
+  // The rest take one model: a Commons GPT checkpoint (a folder with manifest.json), or an
+  // open-weights model (a library name, a Hugging Face folder, a .gguf file).
+  const ref = rest.find((a) => !a.startsWith('-'));
+  // A path that does not exist goes the checkpoint way, whose error names the missing file;
+  // library names never contain a slash.
+  const gpt =
+    ref !== undefined &&
+    (existsSync(path.join(ref, 'manifest.json')) || (/[/\\]/.test(ref) && !existsSync(ref)));
+  const open = ref === undefined ? [] : ([ref, rest.filter((a) => a !== ref)] as const);
+  switch (sub) {
     case 'verify':
-      return verify(rest);
+      return gpt || ref === undefined ? verify(rest) : verifyModel(open[0]!, [...open[1]!]);
     case 'eval':
-      return evalCommand(rest);
+      return gpt || ref === undefined ? evalCommand(rest) : evalModel(open[0]!, [...open[1]!]);
     case 'info':
-      return info(rest);
+      return gpt || ref === undefined ? info(rest) : infoModel(open[0]!, [...open[1]!]);
+    case 'export':
+      if (ref === undefined) throw new UsageError('commons model export takes one model');
+      return exportModel(open[0]!, [...open[1]!]);
     default:
-      throw new UsageError(`commons model needs one of: verify, eval, info (got "${sub ?? ''}")`);
+      throw new UsageError(
+        `commons model needs one of: pull, import, list, rm, verify, info, eval, export (got "${sub ?? ''}")`,
+      );
   }
 }
 
