@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // commons-coordinator: runs the federated-learning coordinator until SIGINT/SIGTERM.
 import { readFile, stat } from 'node:fs/promises';
+import { errorMessage } from '@commons/shared/errors/message';
 import { COORDINATOR_USAGE, ConfigError, configFromArgs } from '../src/config.ts';
 import { startCoordinator } from '../src/coordinator.ts';
 
@@ -33,7 +34,7 @@ if (argv.includes('--help') || argv.includes('-h')) {
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
   } catch (error) {
-    const text = error instanceof Error ? error.message : String(error);
+    const text = errorMessage(error);
     console.error(`commons-coordinator: ${text}`);
     if (error instanceof ConfigError) console.error(COORDINATOR_USAGE);
     process.exit(error instanceof ConfigError ? 2 : 1);

@@ -1,6 +1,7 @@
 // Chain reads the round loop cannot do without (the policy, the active model), retried through
 // an RPC outage instead of ending the loop: exponential backoff, every retry logged, bounded in
 // total so that a chain gone for good still ends in a dead loop that /healthz reports.
+import { errorMessage } from '@commons/shared/errors/message';
 import type { Logger } from 'pino';
 
 /** Errors of a node that did not answer (connection refused or reset, timeouts, 5xx). */
@@ -67,7 +68,7 @@ export async function retryChain<T>(
       if (!isTransientChainError(error) || waited >= limitMs || options.stopping()) throw error;
       options.onOutage?.(error);
       log.warn(
-        { what, attempt, retryInMs: delay, err: error instanceof Error ? error.message : error },
+        { what, attempt, retryInMs: delay, err: errorMessage(error) },
         'chain unreachable; retrying',
       );
       await options.sleep(Math.min(delay, limitMs - waited));

@@ -10,6 +10,7 @@ import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import type { Evaluation } from '@commons/shared/model/evaluate';
 import type { RoundResult } from '@commons/shared/protocol/messages';
+import { errorMessage } from '@commons/shared/errors/message';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase } from '../store/database.ts';
@@ -208,10 +209,7 @@ export async function publishCandidate(
     } catch (error) {
       // The only expected failure is a proposal that already exists (a resumed round), or a
       // coordinator key without enough votes to propose; neither undoes the publication.
-      log.warn(
-        { err: error instanceof Error ? error.message : String(error) },
-        'no proposal opened',
-      );
+      log.warn({ err: errorMessage(error) }, 'no proposal opened');
     }
   }
   return { contributorsRoot, registerTx, rewardRoot, rewardTotal, rewardTx, rewards, proposalId };

@@ -5,6 +5,7 @@
 import type { FederationPolicy } from '@commons/shared/chain/policy';
 import type { RoundTask } from '@commons/shared/protocol/messages';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
+import { errorMessage } from '@commons/shared/errors/message';
 import type { Logger } from 'pino';
 import type { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
 import { configureRoundPrivacy, type RoundPrivacy } from '../privacy/round-privacy.ts';
@@ -64,7 +65,7 @@ export async function recoverRound(deps: RecoveryDeps): Promise<RecoveredRound |
   } catch (error) {
     // One round that cannot be rebuilt (a stored update its aggregator refuses, a base model
     // gone) must not keep the coordinator from starting: it fails, and the next one begins.
-    const reason = `the round could not be resumed after a restart: ${error instanceof Error ? error.message : String(error)}`;
+    const reason = `the round could not be resumed after a restart: ${errorMessage(error)}`;
     db.setRoundState(row.id, 'failed', { failureReason: reason });
     log.error({ round: row.id, state: row.state, reason }, 'round failed on restore');
     return null;
