@@ -56,6 +56,14 @@ describe('PrivacyLedger', () => {
     // Gaussian RDP, written out: α/(2z²) per release: 3 releases at z = 3, one at z = 1.5.
     const closedForm = DEFAULT_ORDERS.map((a) => (3 * a) / (2 * 9) + a / (2 * 2.25));
     expect(reopened.spent(1e-5)).toEqual(rdpToEpsilon(closedForm, DEFAULT_ORDERS, 1e-5));
+    // The running total after each entry: the first is one release at z = 3, the last is all.
+    const running = reopened.spentAfterEach(1e-5);
+    expect(running.map((r) => r.roundId)).toEqual([3, 7, 12]);
+    expect(running[0]!.epsilon).toBe(
+      rdpToEpsilon(DEFAULT_ORDERS.map((a) => a / 18), DEFAULT_ORDERS, 1e-5).epsilon,
+    );
+    expect(running[2]!.epsilon).toBe(reopened.spent(1e-5).epsilon);
+    expect(running[0]!.epsilon).toBeLessThan(running[1]!.epsilon);
     // Conservative next to the amplified accounting of the same rounds at q = 0.01.
     const atThree = computeRdp({ sampleRate: 0.01, noiseMultiplier: 3, steps: 3 });
     const atOneHalf = computeRdp({ sampleRate: 0.01, noiseMultiplier: 1.5, steps: 1 });

@@ -11,8 +11,7 @@ import { rewardLeaf } from '@commons/shared/chain/rewards';
 import { verifyMerkleProof } from '@commons/shared/chain/merkle';
 import { FederatedClient } from '@commons/shared/federation/client';
 import { PrivacyError } from '@commons/shared/privacy/dp/errors';
-import { PrivacyLedger, type LedgerEntry } from '@commons/shared/privacy/dp/ledger';
-import { DEFAULT_ORDERS, computeRdp, rdpToEpsilon } from '@commons/shared/privacy/dp/rdp';
+import { PrivacyLedger } from '@commons/shared/privacy/dp/ledger';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type {
   Consent,
@@ -135,7 +134,7 @@ export class FederationService {
   async rounds(): Promise<RoundRecord[]> {
     const [rounds, ledger] = await Promise.all([this.#storedRounds(), this.ledger()]);
     const delta = ledger.entries.at(-1)?.delta;
-    const totals = delta === undefined ? new Map() : runningEpsilon(ledger.entries, delta);
+    const totals = delta === undefined ? new Map() : runningEpsilon(ledger, delta);
     return rounds.map((r) => ({ ...r, epsilon: totals.get(r.roundId) ?? null }));
   }
 
@@ -275,7 +274,7 @@ export class FederationService {
       this.ledger(),
     ]);
     const entries = ledger.entries;
-    const totals = runningEpsilon(entries, policy.delta);
+    const totals = runningEpsilon(ledger, policy.delta);
     const spent = epsilonOf(ledger.spent(policy.delta).epsilon);
     return {
       budget: policy.epsilonBudget,
@@ -447,17 +446,7 @@ function proves(claim: CoordinatorClaim): boolean {
   return verifyMerkleProof(claim.root, leaf, claim.proof);
 }
 
-/**
- * The member's total ε after each ledger entry, composed as the ledger composes (each joined
- * round in full, q = 1, RDP summed over the orders), at δ.
- */
-function runningEpsilon(entries: readonly LedgerEntry[], delta: number): Map<number, Epsilon> {
-  const total = new Float64Array(DEFAULT_ORDERS.length);
-  const after = new Map<number, Epsilon>();
-  for (const e of entries) {
-    const rdp = computeRdp({ sampleRate: 1, noiseMultiplier: e.noiseMultiplier, steps: e.steps });
-    for (let k = 0; k < rdp.length; k++) total[k]! += rdp[k]!;
-    after.set(e.roundId, epsilonOf(rdpToEpsilon(total, DEFAULT_ORDERS, delta).epsilon));
-  }
-  return after;
+/** The member's total ε after each ledger entry, by round, as the ledger composes it. */
+function runningEpsilon(ledger: PrivacyLedger, delta: number): Map<number, Epsilon> {
+  return new Map(ledger.spentAfterEach(delta).map((e) => [e.roundId, epsilonOf(e.epsilon)]));
 }

@@ -118,6 +118,21 @@ export class PrivacyLedger {
     return rdpToEpsilon(this.total, DEFAULT_ORDERS, delta);
   }
 
+  /**
+   * The member's total ε after each entry, in ledger order, at `delta`: the history a
+   * member's round list shows, composed exactly as `spent` composes the whole ledger.
+   */
+  spentAfterEach(delta: number): { roundId: number; epsilon: number }[] {
+    const total = new Float64Array(DEFAULT_ORDERS.length);
+    return this.list.map((entry) => {
+      addRound(total, entry);
+      return {
+        roundId: entry.roundId,
+        epsilon: rdpToEpsilon(total, DEFAULT_ORDERS, delta).epsilon,
+      };
+    });
+  }
+
   /** Whether joining `round` keeps the member within `budget` at `delta`, and why. */
   check(options: { budget: number; delta: number; round: LedgerRound }): LedgerCheck {
     const { budget, delta, round } = options;
