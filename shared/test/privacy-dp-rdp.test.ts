@@ -213,7 +213,7 @@ describe('RdpAccountant', () => {
     const restored = RdpAccountant.fromJSON(stored);
     expect(restored.epsilon(1e-6)).toBe(accountant.epsilon(1e-6));
 
-    const lowered = { ...stored, rdp: stored.rdp.map((r) => r / 2) };
+    const lowered = { ...stored, rdp: stored.rdp.map((r) => (r as number) / 2) };
     expect(() => RdpAccountant.fromJSON(lowered)).toThrow(/history gives/);
     expect(() => RdpAccountant.fromJSON({ ...stored, version: 2 })).toThrow(/UNSUPPORTED_VERSION/);
     expect(() => RdpAccountant.fromJSON({ ...stored, rdp: [1] })).toThrow(/CORRUPT_STATE/);
