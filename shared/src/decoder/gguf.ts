@@ -133,11 +133,20 @@ export interface LoadedGguf extends LoadedDecoder {
   tokenizer: HfTokenizerFiles;
 }
 
-/** Loads a GGUF file: its config, its weights (dequantised, q/k un-permuted), its tokenizer. */
-export async function loadDecoderGguf(
+/** A GGUF model's tensors by Hugging Face name (dequantised, q/k un-permuted), its config and tokenizer. */
+export interface GgufTensors {
+  config: DecoderConfig;
+  tokenizer: HfTokenizerFiles;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  read: (hfName: string) => Promise<HostTensor>;
+  close: () => Promise<void>;
+}
+
+export async function openGgufTensors(
   path: string,
   options: LoadOptions = {},
-): Promise<LoadedGguf> {
+): Promise<GgufTensors> {
   const file = await GgufFile.open(path);
   try {
     const hfConfig = hfConfigFromGguf(file);
@@ -153,27 +162,49 @@ export async function loadDecoderGguf(
       config.ropeFactors = [...factors.data];
     }
     const tokenizer = tokenizerFromGguf(file.metadata as Record<string, unknown>, path);
-    const decoder = await Decoder.load(config, async (hf) => {
-      const name = ggufTensorName(hf);
-      if (!file.tensors.has(name))
-        throw new ModelFormatError('MISSING_TENSOR', `${path} holds no tensor "${name}" (${hf})`);
-      const t = await file.read(name);
-      const heads = permutation(config, hf);
-      return heads === null
-        ? t
-        : { shape: t.shape, data: permuteHeads(t.data, t.shape[0]!, heads, true) };
-    });
     const eos = hfConfig.eos_token_id as number | undefined;
     const bos = hfConfig.bos_token_id as number | undefined;
     return {
-      decoder,
       config,
-      eosTokenIds: eos === undefined ? [] : [eos],
-      bosTokenId: bos ?? null,
       tokenizer,
+      bosTokenId: bos ?? null,
+      eosTokenIds: eos === undefined ? [] : [eos],
+      read: async (hf) => {
+        const name = ggufTensorName(hf);
+        if (!file.tensors.has(name)) {
+          throw new ModelFormatError('MISSING_TENSOR', `${path} holds no tensor "${name}" (${hf})`);
+        }
+        const t = await file.read(name);
+        const heads = permutation(config, hf);
+        return heads === null
+          ? t
+          : { shape: t.shape, data: permuteHeads(t.data, t.shape[0]!, heads, true) };
+      },
+      close: () => file.close(),
+    };
+  } catch (error) {
+    await file.close();
+    throw error;
+  }
+}
+
+/** Loads a GGUF file: its config, its weights (dequantised, q/k un-permuted), its tokenizer. */
+export async function loadDecoderGguf(
+  path: string,
+  options: LoadOptions = {},
+): Promise<LoadedGguf> {
+  const model = await openGgufTensors(path, options);
+  try {
+    const decoder = await Decoder.load(model.config, model.read);
+    return {
+      decoder,
+      config: model.config,
+      eosTokenIds: model.eosTokenIds,
+      bosTokenId: model.bosTokenId,
+      tokenizer: model.tokenizer,
     };
   } finally {
-    await file.close();
+    await model.close();
   }
 }
 
