@@ -9,7 +9,7 @@ const ENTRANCES_ENFORCED = false;
 
 const entrances = `the entrances are @commons/shared/engine (model, checkpoint, backend, storage), @commons/shared/protocol, @commons/shared/privacy (dp, secagg), @commons/shared/contributor (federation), @commons/shared/errors, @commons/shared/bench, @commons/chain, @commons/coordinator, @commons/coordinator/lab and @commons/desktop/demo`;
 
-const deepImportRule = [
+export const deepImportRule = [
   'error',
   {
     patterns: [
