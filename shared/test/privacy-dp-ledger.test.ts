@@ -60,7 +60,11 @@ describe('PrivacyLedger', () => {
     const running = reopened.spentAfterEach(1e-5);
     expect(running.map((r) => r.roundId)).toEqual([3, 7, 12]);
     expect(running[0]!.epsilon).toBe(
-      rdpToEpsilon(DEFAULT_ORDERS.map((a) => a / 18), DEFAULT_ORDERS, 1e-5).epsilon,
+      rdpToEpsilon(
+        DEFAULT_ORDERS.map((a) => a / 18),
+        DEFAULT_ORDERS,
+        1e-5,
+      ).epsilon,
     );
     expect(running[2]!.epsilon).toBe(reopened.spent(1e-5).epsilon);
     expect(running[0]!.epsilon).toBeLessThan(running[1]!.epsilon);
