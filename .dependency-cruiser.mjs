@@ -27,15 +27,17 @@ export default {
       name: 'engine-below-the-wire',
       severity: 'error',
       comment: 'The model engine knows nothing of rounds, privacy, the chain or the contributor.',
-      from: { path: '^shared/src/(model|checkpoint|backend|storage)/' },
+      from: {
+        path: '^shared/src/(model|checkpoint|backend|storage|formats|decoder|chat|library)/',
+      },
       to: { path: `^shared/src/(protocol|privacy|federation|cli)/|${chain}` },
     },
     {
       name: 'checkpoint-without-tfjs',
       severity: 'error',
       comment:
-        'Checkpoints and update frames are plain typed arrays: the coordinator folds them without an ML runtime.',
-      from: { path: '^shared/src/checkpoint/' },
+        'Checkpoints, update frames and model files are plain typed arrays: the coordinator folds and verifies them without an ML runtime.',
+      from: { path: '^shared/src/(checkpoint|formats)/' },
       to: { path: 'node_modules/@tensorflow/' },
     },
     {
