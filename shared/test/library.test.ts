@@ -91,8 +91,7 @@ describe('commons model pull, against a server that answers as the hub does', ()
     // The transfer was cut after 1000 bytes and resumed from where it stopped.
     const cdn = hub.requests.filter((r) => r.url === `/cdn/${sha}`);
     expect(cdn.length).toBeGreaterThanOrEqual(2);
-    expect(cdn.at(-1)!.range).toMatch(/^bytes=\d+-$/);
-    expect(Number(/\d+/.exec(cdn.at(-1)!.range!)![0])).toBeGreaterThan(0);
+    expect(cdn.at(-1)!.range).toBe('bytes=1000-');
     expect(progress.at(-1)!.bytes).toBe(progress.at(-1)!.totalBytes);
     expect(entry.identity).toBe(modelIdentity(entry.files));
     expect((await library.list()).map((e) => e.name)).toEqual(['tiny-qwen']);
