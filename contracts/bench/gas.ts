@@ -4,8 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseEther, type ContractTransactionReceipt, type Signer } from 'ethers';
-import { CommonsClient } from '@commons/shared/chain/client';
-import { buildRewardTree } from '@commons/shared/chain/rewards';
+import { CommonsClient, buildRewardTree } from '@commons/chain';
 import { DEFAULT_POLICY, deployCommons } from '../src/deploy.ts';
 import { readCompiledBytecode } from '../src/generated.ts';
 import { compile, contractsRoot } from '../src/hardhat.ts';

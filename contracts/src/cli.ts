@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseEther } from 'ethers';
-import { DEFAULT_ADDRESSES_FILE } from '@commons/shared/chain/addresses';
+import { DEFAULT_ADDRESSES_FILE } from '@commons/chain';
 import { DEVNET_GOVERNANCE, PRODUCTION_GOVERNANCE, type GovernanceOptions } from './deploy.ts';
 import type { RpcDeployOptions } from './deploy-rpc.ts';
 import { DEVNET_RPC_URL } from './devnet.ts';

@@ -7,8 +7,8 @@ import {
   readAddressesFile,
   writeAddressesFile,
   type CommonsAddresses,
-} from '@commons/shared/chain/addresses';
-import { CommonsClient } from '@commons/shared/chain/client';
+  CommonsClient,
+} from '@commons/chain';
 import {
   DEVNET_GOVERNANCE,
   PRODUCTION_GOVERNANCE,

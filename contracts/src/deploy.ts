@@ -1,11 +1,18 @@
 // Deploys the whole Commons system with plain ethers from the committed bytecode, so the CLI, the
 // devnet, `npm start` and end-to-end tests share one deployment path and none needs Hardhat.
 import { ContractFactory, ZeroAddress, getAddress, parseEther, type Signer } from 'ethers';
-import { commonsAbis, type CommonsContractKey } from '@commons/shared/chain/abi';
-import type { CommonsAddresses } from '@commons/shared/chain/addresses';
-import { COORDINATOR_ROLE, CommonsClient, MINTER_ROLE } from '@commons/shared/chain/client';
-import { encodePolicy, type FederationPolicy } from '@commons/shared/chain/policy';
-import { encodeCandidate, hashToBytes32 } from '@commons/shared/chain/registry';
+import {
+  commonsAbis,
+  type CommonsContractKey,
+  type CommonsAddresses,
+  COORDINATOR_ROLE,
+  CommonsClient,
+  MINTER_ROLE,
+  encodePolicy,
+  type FederationPolicy,
+  encodeCandidate,
+  hashToBytes32,
+} from '@commons/chain';
 import { commonsBytecode } from './bytecode.ts';
 
 /** Governance durations are seconds (the token runs on the timestamp clock). */

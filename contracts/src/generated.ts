@@ -1,5 +1,5 @@
 // The two committed files generated from the compiled contracts, so that other packages use the
-// contracts without running Hardhat: the ABIs (for the typed client in shared/src/chain) and the
+// contracts without running Hardhat: the ABIs (for the typed client in shared/chain/src) and the
 // creation bytecode (for deployCommons). `npm run abi -w contracts` rewrites them; a test fails
 // when they differ from a fresh compile.
 import path from 'node:path';
@@ -17,7 +17,7 @@ export const CONTRACT_NAMES = {
   contributionRewards: 'ContributionRewards',
 } as const;
 
-export const ABI_MODULE_PATH = path.join(contractsRoot, '..', 'shared', 'src', 'chain', 'abi.ts');
+export const ABI_MODULE_PATH = path.join(contractsRoot, '..', 'shared', 'chain', 'src', 'abi.ts');
 export const BYTECODE_MODULE_PATH = path.join(contractsRoot, 'src', 'bytecode.ts');
 
 const HEADER =

@@ -2,7 +2,7 @@
 // manifest the genesis training writes (shared/genesis/manifest.json).
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { hashToBytes32 } from '@commons/shared/chain/registry';
+import { hashToBytes32 } from '@commons/chain';
 
 export const GENESIS_MANIFEST_PATH = fileURLToPath(
   new URL('../../shared/genesis/manifest.json', import.meta.url),

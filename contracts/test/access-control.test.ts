@@ -2,9 +2,7 @@
 // expected custom error — including the deployer, which keeps no role after deployment.
 import { ZeroHash, parseEther, type Contract, type Signer } from 'ethers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { COORDINATOR_ROLE, MINTER_ROLE } from '@commons/shared/chain/client';
-import { encodePolicy } from '@commons/shared/chain/policy';
-import { encodeCandidate } from '@commons/shared/chain/registry';
+import { COORDINATOR_ROLE, MINTER_ROLE, encodePolicy, encodeCandidate } from '@commons/chain';
 import { DEFAULT_POLICY } from '../src/deploy.ts';
 import { GENESIS_HASH, candidate, deployFixture, expectRevert, type Fixture } from './fixture.ts';
 

@@ -3,8 +3,7 @@
 // round's total and the governed per-round budget; a property test over random trees.
 import { Wallet, ZeroHash, parseEther } from 'ethers';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RewardedCandidate } from '@commons/shared/chain/client';
-import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards';
+import { type RewardedCandidate, buildRewardTree, type RewardEntry } from '@commons/chain';
 import {
   GENESIS_HASH,
   HOLDINGS,

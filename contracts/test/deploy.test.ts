@@ -10,8 +10,10 @@ import {
   parseAddresses,
   readAddressesFile,
   writeAddressesFile,
-} from '@commons/shared/chain/addresses';
-import { COORDINATOR_ROLE, CommonsClient, MINTER_ROLE } from '@commons/shared/chain/client';
+  COORDINATOR_ROLE,
+  CommonsClient,
+  MINTER_ROLE,
+} from '@commons/chain';
 import { parseDeployArgs } from '../src/cli.ts';
 import { DEVNET_GOVERNANCE, PRODUCTION_GOVERNANCE } from '../src/deploy.ts';
 import { deployToRpc } from '../src/deploy-rpc.ts';

@@ -7,7 +7,7 @@ import {
   encodePolicy,
   policyViolation,
   type PolicyStruct,
-} from '@commons/shared/chain/policy';
+} from '@commons/chain';
 import { DEFAULT_POLICY } from '../src/deploy.ts';
 import { deployFixture, expectRevert, type Fixture } from './fixture.ts';
 import { random } from './random.ts';

@@ -1,9 +1,7 @@
 // A fresh in-process chain with Commons deployed, for one test file.
 import { Interface, parseEther, type Signer } from 'ethers';
 import { expect } from 'vitest';
-import { commonsAbis } from '@commons/shared/chain/abi';
-import { CommonsClient } from '@commons/shared/chain/client';
-import type { ModelCandidate } from '@commons/shared/chain/registry';
+import { commonsAbis, CommonsClient, type ModelCandidate } from '@commons/chain';
 import { deployCommons, type GovernanceOptions } from '../src/deploy.ts';
 import { readCompiledBytecode } from '../src/generated.ts';
 import { createHre } from '../src/hardhat.ts';

@@ -1,4 +1,4 @@
-// The committed ABI module (shared/src/chain/abi.ts) and bytecode module (src/bytecode.ts) must
+// The committed ABI module (shared/chain/src/abi.ts) and bytecode module (src/bytecode.ts) must
 // match a fresh compile: run `npm run abi -w contracts` after changing a contract.
 import { readFile } from 'node:fs/promises';
 import { expect, it } from 'vitest';

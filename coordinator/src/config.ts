@@ -1,7 +1,7 @@
 // The coordinator's configuration: every knob with its default, from flags and environment
 // (flags win). One schema, so the CLI, `npm start` and tests configure it the same way.
 import { parseArgs } from 'node:util';
-import { DEFAULT_ADDRESSES_FILE } from '@commons/shared/chain/addresses';
+import { DEFAULT_ADDRESSES_FILE } from '@commons/chain';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { DEFAULT_SESSION_TTL_MS, DEFAULT_SIGN_IN_TIMEOUT_MS } from './server/sign-in.ts';

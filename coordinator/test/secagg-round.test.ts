@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Devnet } from '@commons/contracts';
-import { buildMerkleTree } from '@commons/shared/chain/merkle';
+import { buildMerkleTree } from '@commons/chain';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { fetchBaseModel } from '@commons/shared/federation/base-model';

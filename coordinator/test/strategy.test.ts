@@ -1,4 +1,4 @@
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
 import { describe, expect, it } from 'vitest';

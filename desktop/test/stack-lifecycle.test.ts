@@ -20,8 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { JsonRpcProvider, Wallet } from 'ethers';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEV_ACCOUNT_KEYS, freePort } from '@commons/contracts';
-import { readAddressesFile } from '@commons/shared/chain/addresses';
-import { CommonsClient } from '@commons/shared/chain/client';
+import { readAddressesFile, CommonsClient } from '@commons/chain';
 import { parseStackArgs } from '../src/stack/options.ts';
 
 const BIN = fileURLToPath(new URL('../bin/commons-stack.ts', import.meta.url));

@@ -10,7 +10,7 @@ import {
   policyViolation,
   type FederationPolicy,
   type PolicyStruct,
-} from '../src/chain/policy.ts';
+} from '@commons/chain';
 
 const POLICY: FederationPolicy = {
   clipNorm: 1,

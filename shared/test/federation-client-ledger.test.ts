@@ -16,7 +16,7 @@ import type { ModelConfig } from '../src/model/config.ts';
 import { BpeTokenizer } from '../src/model/tokenizer.ts';
 import { GPT } from '../src/model/transformer.ts';
 import { PrivacyLedger } from '../src/privacy/dp/ledger.ts';
-import type { FederationPolicy } from '../src/chain/policy.ts';
+import type { FederationPolicy } from '@commons/chain';
 import {
   PROTOCOL_VERSION,
   type Challenge,

@@ -1,6 +1,6 @@
 import { Wallet } from 'ethers';
 import { describe, expect, it } from 'vitest';
-import { buildMerkleTree, verifyMerkleProof } from '../src/chain/merkle.ts';
+import { buildMerkleTree, verifyMerkleProof } from '@commons/chain';
 import { sha256Hex } from '../src/checkpoint/hash.ts';
 import { encodeTensors, frameEncoding } from '../src/checkpoint/update-codec.ts';
 import type { NamedTensors } from '../src/checkpoint/tensors.ts';

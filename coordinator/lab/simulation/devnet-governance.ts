@@ -4,10 +4,13 @@
 // hardhat_impersonateAccount, so the contracts' own `activate` and `setPolicy` run with their
 // real access control and range checks; no contract or coordinator code is bypassed.
 import { Contract, JsonRpcProvider, JsonRpcSigner, toBeHex } from 'ethers';
-import type { CommonsAddresses } from '@commons/shared/chain/addresses';
-import { commonsAbis } from '@commons/shared/chain/abi';
-import { encodePolicy, type FederationPolicy } from '@commons/shared/chain/policy';
-import { hashToBytes32 } from '@commons/shared/chain/registry';
+import {
+  type CommonsAddresses,
+  commonsAbis,
+  encodePolicy,
+  type FederationPolicy,
+  hashToBytes32,
+} from '@commons/chain';
 
 interface Sent {
   wait(): Promise<unknown>;

@@ -10,7 +10,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_POLICY, defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
 import type { ModelConfig } from '@commons/shared/model/config';

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getAddress, isAddress } from 'ethers';
-import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards';
+import { buildRewardTree, type RewardEntry } from '@commons/chain';
 import { open, type FileHandle } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 

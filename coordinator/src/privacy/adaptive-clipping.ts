@@ -11,7 +11,7 @@
 // the policy's clip norm is where it starts (and where it restarts when governance changes γ). With secure aggregation the bits would have to
 // travel inside the masked sum; that is not built, so secure rounds keep the policy's fixed clip
 // norm (the engine logs it).
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import { AdaptiveClipper, splitNoiseMultiplier } from '@commons/shared/privacy/dp/adaptive-clip';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import type { ClipBits, CoordinatorDatabase } from '../store/database.ts';

@@ -7,7 +7,7 @@
 // The accountant lives in SQLite (meta table) so that it survives restarts; each round is
 // accounted once, when its aggregate is computed — whether or not the candidate is then
 // published, since its evaluation already looked at the noised model.
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import type { ParameterLayout } from '../aggregation/layout.ts';

@@ -1,7 +1,7 @@
 // The round in memory while it runs: what the engine, admission and recovery share. The
 // database row is its durable twin; this is built once per round, by newActiveRound, whether
 // the round is new or restored after a restart.
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import type { Manifest } from '@commons/shared/checkpoint/manifest';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import type { RoundState, RoundTask } from '@commons/shared/protocol/messages';

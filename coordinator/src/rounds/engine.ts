@@ -15,7 +15,7 @@
 // a round past training is re-aggregated and re-published idempotently, and a round that had
 // not begun training is failed and a fresh one started.
 import { EventEmitter } from 'node:events';
-import type { CommonsClient } from '@commons/shared/chain/client';
+import type { CommonsClient } from '@commons/chain';
 import type {
   InviteReply,
   RoundResult,

@@ -4,9 +4,12 @@
 // is opened. Every step checks the chain first, so re-running after a crash does each once.
 // publishRound is the whole tail of a round that passed evaluation: the above, then the
 // database records, the strategy's state, the round marked published and its frames dropped.
-import type { CommonsClient } from '@commons/shared/chain/client';
-import { buildMerkleTree } from '@commons/shared/chain/merkle';
-import { buildRewardTree, type RewardEntry } from '@commons/shared/chain/rewards';
+import {
+  type CommonsClient,
+  buildMerkleTree,
+  buildRewardTree,
+  type RewardEntry,
+} from '@commons/chain';
 import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import type { Evaluation } from '@commons/shared/model/evaluate';
 import type { RoundResult } from '@commons/shared/protocol/messages';

@@ -2,7 +2,7 @@
 // begun training is failed (a fresh one starts); a secure round is failed (its masks lived in
 // memory); any other round is rebuilt from what was durably accepted — the submission rows and
 // their blobs, in acceptance order — and resumes where it stopped.
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import type { RoundTask } from '@commons/shared/protocol/messages';
 import type { RandomSource } from '@commons/shared/privacy/dp/random';
 import { errorMessage } from '@commons/shared/errors/message';

@@ -1,7 +1,7 @@
 // What a round asks of its clients: the RoundTask sent with every invitation and stored with
 // the round (a restarted coordinator re-sends the same one). Built once, when the round is
 // configured, from the policy, the strategy's fit config, the base model and the engine's options.
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
 import { PROTOCOL_VERSION, type RoundTask } from '@commons/shared/protocol/messages';
 import { frameByteLength } from '@commons/shared/protocol/upload';

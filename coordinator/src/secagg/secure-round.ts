@@ -4,7 +4,7 @@
 // policy, the driver run in place of plain uploads, and the aggregate delta it yields. Secure
 // aggregation wraps the strategy (as Flower's SecAgg+ workflow wraps FedAvg): the strategy
 // still configures the round and applies the delta; only the mean comes from the masked sum.
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import {
   SECAGG_DEFAULTS,
   chooseNumShares,

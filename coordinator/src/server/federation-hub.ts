@@ -4,7 +4,7 @@
 // address: signing in again elsewhere closes the older connection. How a connection signs in,
 // renews and loses its session is sign-in.ts.
 import { randomUUID } from 'node:crypto';
-import type { CommonsClient } from '@commons/shared/chain/client';
+import type { CommonsClient } from '@commons/chain';
 import { frameEncoding } from '@commons/shared/checkpoint/update-codec';
 import type {
   ClientToServerEvents,

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 
-import type { RewardEntry } from '@commons/shared/chain/rewards';
+import type { RewardEntry } from '@commons/chain';
 import type { UpdateEncoding } from '@commons/shared/checkpoint/index';
 import { ROUND_STATES, type RoundState } from '@commons/shared/protocol/messages';
 

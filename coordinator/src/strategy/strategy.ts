@@ -1,4 +1,4 @@
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import type { Aggregator } from '../aggregation/aggregator.ts';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 

@@ -1,8 +1,12 @@
 // governance.*: proposals on the Commons Governor (model activations, policy changes), votes
 // (direct, with a reason, or signed off-chain and relayed), queueing and execution.
 import { z } from 'zod';
-import { AGGREGATION_RULES, type FederationPolicy } from '@commons/shared/chain/policy';
-import type { ProposalState, Support } from '@commons/shared/chain/governance';
+import {
+  AGGREGATION_RULES,
+  type FederationPolicy,
+  type ProposalState,
+  type Support,
+} from '@commons/chain';
 import { method } from './define.ts';
 import {
   addressSchema,

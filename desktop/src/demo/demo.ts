@@ -23,8 +23,7 @@ import {
 } from '@commons/coordinator/lab/simulation/init-model';
 import { assignRoles, parseRoles } from '@commons/coordinator/lab/simulation/roles';
 import { selectBackend } from '@commons/shared/backend/select';
-import { CommonsClient } from '@commons/shared/chain/client';
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import { CommonsClient, type FederationPolicy } from '@commons/chain';
 import { readCheckpoint } from '@commons/shared/checkpoint/folder';
 import type { ModelConfig } from '@commons/shared/model/config';
 import { readCorpus } from '@commons/shared/model/corpus';

@@ -3,13 +3,13 @@
 // voting period and the timelock passed by moving the devnet's clock, then queue and execute.
 // Every transaction is recorded with its hash and gas, for the demo's report and the tests.
 import type { ContractTransactionReceipt, ContractTransactionResponse } from 'ethers';
-import type { CommonsClient } from '@commons/shared/chain/client';
 import type {
+  CommonsClient,
   ProposalAction,
   ProposalState,
   ProposalVotes,
   Support,
-} from '@commons/shared/chain/governance';
+} from '@commons/chain';
 
 export interface TxRecord {
   what: string;

@@ -2,7 +2,7 @@
 // version from ModelRegistry, download it from the coordinator's content-addressed store,
 // verify it against the hash on chain (fetchBaseModel refuses anything else), load it and
 // answer a prompt with it.
-import type { CommonsClient } from '@commons/shared/chain/client';
+import type { CommonsClient } from '@commons/chain';
 import { fetchBaseModel } from '@commons/shared/federation/base-model';
 import { generate } from '@commons/shared/model/generate';
 import { GPT } from '@commons/shared/model/transformer';

@@ -2,7 +2,7 @@
 // and two SVG charts beside it, validation loss per round and ε spent per round.
 import { lineChartSvg } from '@commons/coordinator/lab/simulation/svg-chart';
 import { formatEther } from 'ethers';
-import type { FederationPolicy } from '@commons/shared/chain/policy';
+import type { FederationPolicy } from '@commons/chain';
 import type { TxRecord } from './governance.ts';
 
 export interface DemoRound {

@@ -23,8 +23,7 @@ import {
   probeChain,
   resolveGenesis,
 } from '@commons/contracts';
-import { readAddressesFile, type CommonsAddresses } from '@commons/shared/chain/addresses';
-import { CommonsClient } from '@commons/shared/chain/client';
+import { readAddressesFile, type CommonsAddresses, CommonsClient } from '@commons/chain';
 import { errorMessage } from '@commons/shared/errors/message';
 import { RENDERER_DIR } from '../main/renderer-files.ts';
 import { spawnChild, type StackChild } from './children.ts';

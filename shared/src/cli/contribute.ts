@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import { isKeystoreJson, Wallet, type HDNodeWallet } from 'ethers';
 import { selectBackend } from '../backend/select.ts';
-import { CommonsClient } from '../chain/client.ts';
+import { CommonsClient } from '@commons/chain';
 import { FederatedClient, type Connection } from '../federation/client.ts';
 import type { Progress } from '../protocol/messages.ts';
 import { UsageError } from './errors.ts';

@@ -3,7 +3,7 @@
 // consent, the chain's active model, the round's on-chain policy) in between, in the order
 // below, and only when the cheaper checks have passed: consent is never asked for a round the
 // client could not join anyway.
-import type { FederationPolicy } from '../chain/policy.ts';
+import type { FederationPolicy } from '@commons/chain';
 import { splitNoiseStddev } from '../privacy/dp/calibration.ts';
 import type { LedgerRound, PrivacyLedger } from '../privacy/dp/ledger.ts';
 import { PROTOCOL_VERSION, type RoundTask } from '../protocol/messages.ts';

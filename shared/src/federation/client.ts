@@ -1,7 +1,7 @@
 import type { Signer } from 'ethers';
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { z } from 'zod';
-import type { CommonsClient } from '../chain/client.ts';
+import type { CommonsClient } from '@commons/chain';
 import type { UpdateEncoding } from '../checkpoint/index.ts';
 import { commitmentDigest } from '../protocol/commitment.ts';
 import { ProtocolError } from '../protocol/errors.ts';

@@ -2,8 +2,7 @@
 // settings (RPC URL and deployment), rebuilt when they change, and the same client with the
 // unlocked wallet as signer for transactions.
 import type { Signer } from 'ethers';
-import { CommonsClient } from '@commons/shared/chain/client';
-import { parseAddresses, readAddressesFile } from '@commons/shared/chain/addresses';
+import { CommonsClient, parseAddresses, readAddressesFile } from '@commons/chain';
 import { errorMessage } from '@commons/shared/errors/message';
 import { ApiError } from '../../api/define.ts';
 import type { SettingsService } from '../settings/settings-service.ts';

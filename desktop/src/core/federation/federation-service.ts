@@ -7,8 +7,7 @@
 import { join } from 'node:path';
 import { getAddress } from 'ethers';
 import { z } from 'zod';
-import { rewardLeaf } from '@commons/shared/chain/rewards';
-import { verifyMerkleProof } from '@commons/shared/chain/merkle';
+import { rewardLeaf, verifyMerkleProof } from '@commons/chain';
 import { FederatedClient } from '@commons/shared/federation/client';
 import { PrivacyError } from '@commons/shared/privacy/dp/errors';
 import { PrivacyLedger } from '@commons/shared/privacy/dp/ledger';

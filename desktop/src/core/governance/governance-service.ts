@@ -3,14 +3,14 @@
 // holds the ballot relays it with castVoteBySig — the relayer is the wallet unlocked in the app
 // that calls governance.relayVote, and it pays the gas.
 import { isError } from 'ethers';
-import type { CommonsClient } from '@commons/shared/chain/client';
-import { PROPOSAL_STATES } from '@commons/shared/chain/governance';
 import {
+  type CommonsClient,
+  PROPOSAL_STATES,
   encodePolicy,
   policyViolation,
   type FederationPolicy,
   type PolicyViolation,
-} from '@commons/shared/chain/policy';
+} from '@commons/chain';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { governanceMethods } from '../../api/governance.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';

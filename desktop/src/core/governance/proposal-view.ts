@@ -1,13 +1,14 @@
 // Proposals as the renderer shows them: bigints as decimal strings, and every action decoded
 // into what it means (which model becomes active, with its lineage and metrics; which policy
 // fields change, from what to what).
-import type { CommonsClient } from '@commons/shared/chain/client';
-import type { Proposal, ProposalAction } from '@commons/shared/chain/governance';
 import {
+  type CommonsClient,
+  type Proposal,
+  type ProposalAction,
   decodePolicy,
   type FederationPolicy,
   type PolicyStruct,
-} from '@commons/shared/chain/policy';
+} from '@commons/chain';
 import type { ActionView, PolicyFieldChange, ProposalView } from '../../api/governance.ts';
 import { epsilonOf } from '../../api/schemas.ts';
 

@@ -1,7 +1,7 @@
 // models.*: the registry's versions and verified local copies. The hash a copy must have always
 // comes from the chain (ModelRegistry), never from the store that serves the files.
 import { getAddress } from 'ethers';
-import type { ModelVersion } from '@commons/shared/chain/registry';
+import type { ModelVersion } from '@commons/chain';
 import {
   fetchBaseModel,
   verifyBaseModel,
