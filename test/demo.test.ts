@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseEther } from 'ethers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEMO_DEFAULTS, runDemo } from '../desktop/src/demo/demo.ts';
+import { DEMO_DEFAULTS, runDemo } from '@commons/desktop/demo';
 
 let dir: string | undefined;
 

@@ -15,14 +15,11 @@ import Database from 'better-sqlite3';
 import { keccak256, parseEther, toUtf8Bytes, Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startDevnet, type Devnet } from '@commons/contracts';
-import { selectBackend } from '@commons/shared/backend/select';
+import { selectBackend, readCorpus, splitText } from '@commons/shared/engine';
 import { CommonsClient, type FederationPolicy } from '@commons/chain';
-import { fetchBaseModel } from '@commons/shared/federation/base-model';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import { assignRoles, parseRoles } from '@commons/coordinator/lab/simulation/roles';
-import { runProposal, TxLog } from '../desktop/src/demo/governance.ts';
-import { replyWithActiveModel } from '../desktop/src/demo/member.ts';
+import { fetchBaseModel } from '@commons/shared/contributor';
+import { assignRoles, parseRoles } from '@commons/coordinator/lab';
+import { runProposal, TxLog, replyWithActiveModel } from '@commons/desktop/demo';
 
 const COORDINATOR_BIN = fileURLToPath(
   new URL('../coordinator/bin/commons-coordinator.ts', import.meta.url),

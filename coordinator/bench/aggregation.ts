@@ -18,8 +18,7 @@
 import { spawn } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { encodeTensors, type UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
+import { type NamedTensors, encodeTensors, type UpdateEncoding } from '@commons/shared/engine';
 import { layoutOf } from '../src/aggregation/layout.ts';
 import { WeightedMeanAggregator } from '../src/aggregation/weighted-mean.ts';
 import { textTable } from './table.ts';

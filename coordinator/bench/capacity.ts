@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
-import type { RoundResult } from '@commons/shared/protocol/messages';
+import type { RoundResult } from '@commons/shared/protocol';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
 import { ONE_MILLION_MODEL, writeInitialModel } from '../lab/simulation/init-model.ts';
 import type { GeneratorInput, GeneratorMessage } from './load-generator.ts';

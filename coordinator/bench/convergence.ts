@@ -16,10 +16,7 @@
 import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import { BpeTokenizer } from '@commons/shared/model/tokenizer';
+import { readCheckpoint, readCorpus, splitText, BpeTokenizer } from '@commons/shared/engine';
 import { CandidateEvaluator } from '../src/rounds/evaluator.ts';
 import { runFedSgd } from '../lab/simulation/fedsgd.ts';
 import { assignRoles, parseRoles } from '../lab/simulation/roles.ts';

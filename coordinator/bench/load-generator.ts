@@ -7,16 +7,20 @@
 import { randomFillSync } from 'node:crypto';
 import { keccak256, toUtf8Bytes, Wallet } from 'ethers';
 import { io, type Socket } from 'socket.io-client';
-import type { Manifest } from '@commons/shared/checkpoint/manifest';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { encodeTensors, type UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
-import type { ClientToServerEvents, ServerToClientEvents } from '@commons/shared/protocol/events';
 import {
+  type Manifest,
+  type NamedTensors,
+  encodeTensors,
+  type UpdateEncoding,
+} from '@commons/shared/engine';
+import {
+  type ClientToServerEvents,
+  type ServerToClientEvents,
   PROTOCOL_VERSION,
   type Challenge,
   type RoundTask,
-} from '@commons/shared/protocol/messages';
-import { signChallenge } from '@commons/shared/protocol/siwe';
+  signChallenge,
+} from '@commons/shared/protocol';
 import {
   describeUpload,
   sendUpload,

@@ -21,7 +21,7 @@ import { benchConnections, benchRound, formatConnections, formatRound } from './
 import { benchConvergence, formatConvergence } from './convergence.ts';
 import { benchCanary, formatCanary } from './canary.ts';
 import { textTable } from './table.ts';
-import { benchSecAgg, type SecAggBenchRow } from '@commons/shared/bench/secagg';
+import { benchSecAgg, type SecAggBenchRow } from '@commons/shared/bench';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const json = process.argv.includes('--json');

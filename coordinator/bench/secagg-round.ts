@@ -10,10 +10,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { startDevnet } from '@commons/contracts';
-import { FederatedClient } from '@commons/shared/federation/index';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import type { RoundResult } from '@commons/shared/protocol/messages';
+import { FederatedClient } from '@commons/shared/contributor';
+import { readCorpus, splitText } from '@commons/shared/engine';
+import type { RoundResult } from '@commons/shared/protocol';
 import { startCoordinator } from '../src/coordinator.ts';
 
 const numClients = Number(process.argv[2] ?? 5);

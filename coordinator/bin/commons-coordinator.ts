@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // commons-coordinator: runs the federated-learning coordinator until SIGINT/SIGTERM.
 import { readFile, stat } from 'node:fs/promises';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import { COORDINATOR_USAGE, ConfigError, configFromArgs } from '../src/config.ts';
 import { startCoordinator } from '../src/coordinator.ts';
 

@@ -5,10 +5,9 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { Server } from 'socket.io';
-import { selectBackend, type BackendReport } from '@commons/shared/backend/select';
+import { selectBackend, type BackendReport, readCheckpoint } from '@commons/shared/engine';
 import { readAddressesFile, CommonsClient } from '@commons/chain';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import { DEFAULT_CHUNK_BYTES, MESSAGE_OVERHEAD_BYTES } from '@commons/shared/protocol/upload';
+import { DEFAULT_CHUNK_BYTES, MESSAGE_OVERHEAD_BYTES } from '@commons/shared/protocol';
 import type { Logger } from 'pino';
 import {
   coordinatorConfigSchema,

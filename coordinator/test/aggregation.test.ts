@@ -1,10 +1,10 @@
-import { CheckpointError } from '@commons/shared/checkpoint/errors';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
 import {
+  CheckpointError,
+  type NamedTensors,
   decodeTensors,
   encodeTensors,
   type UpdateEncoding,
-} from '@commons/shared/checkpoint/update-codec';
+} from '@commons/shared/engine';
 import { describe, expect, it } from 'vitest';
 import {
   MedianAggregator,

@@ -8,10 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '@commons/shared/backend/select';
-import { evaluate } from '@commons/shared/model/evaluate';
-import { Rng } from '@commons/shared/model/rng';
-import { GPT } from '@commons/shared/model/transformer';
+import { selectBackend, evaluate, Rng, GPT } from '@commons/shared/engine';
 import { candidateSentences, makeCanaries, plantCanaries } from '../lab/canary/canaries.ts';
 import {
   extrapolatedExposure,

@@ -15,17 +15,22 @@ import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startDevnet, type Devnet } from '@commons/contracts';
 import { CommonsClient, buildMerkleTree } from '@commons/chain';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import { sha256Hex } from '@commons/shared/checkpoint/hash';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
-import { FederatedClient, type UploadReceipt } from '@commons/shared/federation/index';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import { Rng } from '@commons/shared/model/rng';
-import { signCommitment } from '@commons/shared/protocol/commitment';
-import type { RoundResult, RoundTask } from '@commons/shared/protocol/messages';
-import { chunksOf } from '@commons/shared/protocol/upload';
+import {
+  readCheckpoint,
+  sha256Hex,
+  type NamedTensors,
+  encodeTensors,
+  readCorpus,
+  splitText,
+  Rng,
+} from '@commons/shared/engine';
+import { FederatedClient, type UploadReceipt } from '@commons/shared/contributor';
+import {
+  signCommitment,
+  type RoundResult,
+  type RoundTask,
+  chunksOf,
+} from '@commons/shared/protocol';
 import { GENESIS_DIR } from '../src/config.ts';
 import { connectRaw, type RawClient } from './fixtures/protocol-client.ts';
 

@@ -1,7 +1,4 @@
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { sampleBatch } from '@commons/shared/model/dataset';
-import { Rng } from '@commons/shared/model/rng';
-import { GPT } from '@commons/shared/model/transformer';
+import { type NamedTensors, sampleBatch, Rng, GPT } from '@commons/shared/engine';
 import { afterAll, describe, expect, it } from 'vitest';
 import { clientGradient, sgdStep } from '../lab/simulation/fedsgd.ts';
 

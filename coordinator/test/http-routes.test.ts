@@ -7,7 +7,7 @@ import { join } from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import type { CheckpointInput } from '@commons/shared/checkpoint/index';
+import type { CheckpointInput } from '@commons/shared/engine';
 
 import { createHttpHandler, parseRange } from '../src/http/routes.ts';
 import { createMetrics } from '../src/observability/metrics.ts';

@@ -6,16 +6,17 @@
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
-import { FederatedClient } from '@commons/shared/federation/index';
+import { readCheckpoint, encodeTensors } from '@commons/shared/engine';
+import { FederatedClient } from '@commons/shared/contributor';
 import {
   MAX_MESSAGE_DEPTH,
   PROTOCOL_VERSION,
   type Challenge,
-} from '@commons/shared/protocol/messages';
-import type { Rejection } from '@commons/shared/protocol/errors';
-import { formatSiweMessage, signChallenge, siweMessageFor } from '@commons/shared/protocol/siwe';
+  type Rejection,
+  formatSiweMessage,
+  signChallenge,
+  siweMessageFor,
+} from '@commons/shared/protocol';
 import { GENESIS_DIR } from '../src/config.ts';
 import type { Coordinator } from '../src/coordinator.ts';
 import { coordinatorOn, startFederation, type Federation } from './fixtures/federation.ts';

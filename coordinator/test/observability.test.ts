@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { REJECT_CODES } from '@commons/shared/protocol/errors';
+import { REJECT_CODES } from '@commons/shared/protocol';
 
 import { createLogger, LOG_LEVEL_ENV, REDACTED } from '../src/observability/logger.ts';
 import { createMetrics } from '../src/observability/metrics.ts';

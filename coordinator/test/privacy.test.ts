@@ -9,16 +9,22 @@ import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY, type Devnet } from '@commons/contracts';
 import { type FederationPolicy, CommonsClient } from '@commons/chain';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
-import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
-import { computeRdp, rdpToEpsilon, DEFAULT_ORDERS } from '@commons/shared/privacy/dp/rdp';
-import { FederatedClient } from '@commons/shared/federation/index';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import { PrivacyLedger } from '@commons/shared/privacy/dp/ledger';
-import type { RoundResult, RoundTask } from '@commons/shared/protocol/messages';
+import {
+  readCheckpoint,
+  type NamedTensors,
+  encodeTensors,
+  readCorpus,
+  splitText,
+} from '@commons/shared/engine';
+import {
+  RdpAccountant,
+  computeRdp,
+  rdpToEpsilon,
+  DEFAULT_ORDERS,
+  PrivacyLedger,
+} from '@commons/shared/privacy';
+import { FederatedClient } from '@commons/shared/contributor';
+import type { RoundResult, RoundTask } from '@commons/shared/protocol';
 import { layoutOf } from '../src/aggregation/layout.ts';
 import { GENESIS_DIR } from '../src/config.ts';
 import type { Coordinator } from '../src/coordinator.ts';

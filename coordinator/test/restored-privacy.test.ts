@@ -8,11 +8,14 @@ import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevnet, type Devnet } from '@commons/contracts';
-import { decodeCheckpoint } from '@commons/shared/checkpoint/codec';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { decodeTensors, encodeTensors } from '@commons/shared/checkpoint/update-codec';
-import type { RoundResult, RoundTask } from '@commons/shared/protocol/messages';
+import {
+  decodeCheckpoint,
+  readCheckpoint,
+  type NamedTensors,
+  decodeTensors,
+  encodeTensors,
+} from '@commons/shared/engine';
+import type { RoundResult, RoundTask } from '@commons/shared/protocol';
 import { GENESIS_DIR } from '../src/config.ts';
 import type { Coordinator } from '../src/coordinator.ts';
 import { coordinatorOn, TEST_POLICY } from './fixtures/federation.ts';

@@ -7,10 +7,8 @@
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Devnet } from '@commons/contracts';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
-import type { RoundResult, RoundStatus, RoundTask } from '@commons/shared/protocol/messages';
+import { readCheckpoint, type NamedTensors, encodeTensors } from '@commons/shared/engine';
+import type { RoundResult, RoundStatus, RoundTask } from '@commons/shared/protocol';
 import { GENESIS_DIR } from '../src/config.ts';
 import type { Coordinator } from '../src/coordinator.ts';
 import { startFederation, type Federation } from './fixtures/federation.ts';

@@ -5,11 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import {
-  encodeCheckpoint,
-  sha256Hex,
-  type CheckpointInput,
-} from '@commons/shared/checkpoint/index';
+import { encodeCheckpoint, sha256Hex, type CheckpointInput } from '@commons/shared/engine';
 
 import { BlobStore } from '../src/store/blobs.ts';
 import {

@@ -1,6 +1,5 @@
 import type { FederationPolicy } from '@commons/chain';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { encodeTensors } from '@commons/shared/checkpoint/update-codec';
+import { type NamedTensors, encodeTensors } from '@commons/shared/engine';
 import { describe, expect, it } from 'vitest';
 import { layoutOf } from '../src/aggregation/layout.ts';
 import { secureAggregationRefusal } from '../src/secagg/secure-round.ts';

@@ -2,11 +2,14 @@
 // the aggregate: after the bad uploads, two good ones produce exactly their weighted mean.
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import { decodeCheckpoint } from '@commons/shared/checkpoint/codec';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { decodeTensors, encodeTensors } from '@commons/shared/checkpoint/update-codec';
-import type { RoundResult, RoundTask, UploadBegin } from '@commons/shared/protocol/messages';
+import {
+  readCheckpoint,
+  decodeCheckpoint,
+  type NamedTensors,
+  decodeTensors,
+  encodeTensors,
+} from '@commons/shared/engine';
+import type { RoundResult, RoundTask, UploadBegin } from '@commons/shared/protocol';
 import { GENESIS_DIR } from '../src/config.ts';
 import type { Coordinator } from '../src/coordinator.ts';
 import type { Devnet } from '@commons/contracts';

@@ -2,7 +2,7 @@
 // commons-stack (`npm start`): the local chain with the DAO, the coordinator and the desktop
 // app, each in its own process; Ctrl-C (SIGINT) or SIGTERM stops them all.
 import { DEVNET_CHAIN_ID } from '@commons/contracts';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import { parseStackArgs, STACK_USAGE, startStack, StackUsageError } from '../src/stack/index.ts';
 
 async function main(): Promise<void> {

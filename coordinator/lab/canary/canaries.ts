@@ -2,7 +2,7 @@
 // with a random secret, planted in one contributor's private data. A canary's exposure is
 // measured against other secrets of the same template (exposure.ts), so everything here is
 // about drawing secrets uniformly and planting sentences where local training will see them.
-import { Rng } from '@commons/shared/model/rng';
+import { Rng } from '@commons/shared/engine';
 
 /**
  * One template per canary: its own owner's name, so the canaries of one run are independent

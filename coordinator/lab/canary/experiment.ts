@@ -3,9 +3,7 @@
 // in worker threads, real tfjs training), then the exposure of each canary in the last
 // published model, loaded from the coordinator's own model store as a member would get it.
 import path from 'node:path';
-import type { GPT } from '@commons/shared/model/transformer';
-import type { BpeTokenizer } from '@commons/shared/model/tokenizer';
-import { loadModel } from '@commons/shared/model/checkpoint';
+import { type GPT, type BpeTokenizer, loadModel } from '@commons/shared/engine';
 import {
   runSimulation,
   SIMULATION_DEFAULTS,

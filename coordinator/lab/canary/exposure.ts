@@ -7,9 +7,8 @@
 // log-perplexities (§4.3, a skew-normal); both are here, plus the null statistics a test of
 // "no more exposed than random" needs.
 import * as tf from '@tensorflow/tfjs';
-import type { BpeTokenizer } from '@commons/shared/model/tokenizer';
-import type { GPT } from '@commons/shared/model/transformer';
-import { logErfc } from '@commons/shared/privacy/dp/log-erfc';
+import type { BpeTokenizer, GPT } from '@commons/shared/engine';
+import { logErfc } from '@commons/shared/privacy';
 
 /**
  * Log-perplexity of each sentence in bits, −Σ log2 p(token | earlier tokens), each sentence

@@ -4,10 +4,7 @@
 // the coordinator's own evaluator on the same held-out text. Same optimiser as the clients
 // (AdamW, constant learning rate, no weight decay, gradient clip 1); its moments carry over
 // from one round-equivalent to the next, as a single training run's would.
-import type { Manifest } from '@commons/shared/checkpoint/manifest';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { Trainer } from '@commons/shared/model/trainer';
-import { GPT } from '@commons/shared/model/transformer';
+import { type Manifest, type NamedTensors, Trainer, GPT } from '@commons/shared/engine';
 import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export interface BaselineOptions {

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { keccak256, toUtf8Bytes, Wallet } from 'ethers';
-import type { UploadReceipt } from '@commons/shared/federation/index';
+import type { UploadReceipt } from '@commons/shared/contributor';
 
 export interface ClientSpec {
   index: number;

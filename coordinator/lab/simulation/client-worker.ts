@@ -3,8 +3,8 @@
 // its own wallet and its own roles' tokens, and reports what they do to the main thread.
 import { parentPort, workerData } from 'node:worker_threads';
 import { Wallet } from 'ethers';
-import { selectBackend } from '@commons/shared/backend/select';
-import { FederatedClient } from '@commons/shared/federation/index';
+import { selectBackend } from '@commons/shared/engine';
+import { FederatedClient } from '@commons/shared/contributor';
 import type { PoolMessage, WorkerInput } from './client-pool.ts';
 
 const input = workerData as WorkerInput;

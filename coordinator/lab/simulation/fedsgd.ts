@@ -11,11 +11,7 @@
 // rounds-to-target it counts can be set against a FedAvg simulation's. There is no transport:
 // gradients are exact float32, which only helps FedSGD.
 import * as tf from '@tensorflow/tfjs';
-import type { Manifest } from '@commons/shared/checkpoint/manifest';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { sampleBatch } from '@commons/shared/model/dataset';
-import { Rng } from '@commons/shared/model/rng';
-import { GPT } from '@commons/shared/model/transformer';
+import { type Manifest, type NamedTensors, sampleBatch, Rng, GPT } from '@commons/shared/engine';
 import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export interface FedSgdOptions {

@@ -1,11 +1,13 @@
 // The starting point of a simulation or bench: a freshly initialised model of a chosen size with
 // the genesis tokenizer (BPE-512), written as a checkpoint folder so the devnet can register it
 // as its genesis and the coordinator can serve it. Federated and centralised runs start from it.
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import type { ModelConfig } from '@commons/shared/model/config';
-import { saveModel } from '@commons/shared/model/checkpoint';
-import { BpeTokenizer } from '@commons/shared/model/tokenizer';
-import { GPT } from '@commons/shared/model/transformer';
+import {
+  readCheckpoint,
+  type ModelConfig,
+  saveModel,
+  BpeTokenizer,
+  GPT,
+} from '@commons/shared/engine';
 import { GENESIS_DIR } from '../../src/config.ts';
 
 /** ~200k parameters: small enough that 10 clients train a round in seconds on 2 cores. */

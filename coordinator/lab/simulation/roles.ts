@@ -3,7 +3,7 @@
 // line; every speech of a name is that role's text. Only the training part of the corpus (the
 // first 90%, splitText's train) is ever parsed: the held-out tail is what the coordinator scores
 // candidates on, so no client may hold a character of it.
-import { Rng } from '@commons/shared/model/rng';
+import { Rng } from '@commons/shared/engine';
 
 export interface Role {
   name: string;

@@ -11,13 +11,15 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_POLICY, defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
 import type { FederationPolicy } from '@commons/chain';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
-import type { ModelConfig } from '@commons/shared/model/config';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import { BpeTokenizer } from '@commons/shared/model/tokenizer';
-import type { RoundResult, RoundStatus } from '@commons/shared/protocol/messages';
+import {
+  readCheckpoint,
+  type UpdateEncoding,
+  type ModelConfig,
+  readCorpus,
+  splitText,
+  BpeTokenizer,
+} from '@commons/shared/engine';
+import type { RoundResult, RoundStatus } from '@commons/shared/protocol';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.ts';
 import { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 import { runBaseline, type BaselinePoint } from './baseline.ts';

@@ -1,7 +1,10 @@
-import { CheckpointError } from '@commons/shared/checkpoint/errors';
-import { float16BitsToFloat32 } from '@commons/shared/checkpoint/float16';
-import { formatShape } from '@commons/shared/checkpoint/tensors';
-import { UPDATE_FRAME_VERSION, type UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
+import {
+  CheckpointError,
+  float16BitsToFloat32,
+  formatShape,
+  UPDATE_FRAME_VERSION,
+  type UpdateEncoding,
+} from '@commons/shared/engine';
 import type { ParameterLayout } from './layout.ts';
 
 /**

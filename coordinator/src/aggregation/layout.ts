@@ -1,10 +1,10 @@
-import { CheckpointError } from '@commons/shared/checkpoint/errors';
 import {
+  CheckpointError,
   elementCount,
   formatShape,
   sameShape,
   type NamedTensors,
-} from '@commons/shared/checkpoint/tensors';
+} from '@commons/shared/engine';
 
 /**
  * Aggregation works on one flat vector per model: every tensor laid end to end in checkpoint

@@ -1,7 +1,11 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-import { REJECT_CODES, type RejectCode } from '@commons/shared/protocol/errors';
-import { ROUND_STATES, type RoundState } from '@commons/shared/protocol/messages';
+import {
+  REJECT_CODES,
+  type RejectCode,
+  ROUND_STATES,
+  type RoundState,
+} from '@commons/shared/protocol';
 
 /**
  * The coordinator's Prometheus metrics, in a registry of its own (never prom-client's global

@@ -12,8 +12,7 @@
 // travel inside the masked sum; that is not built, so secure rounds keep the policy's fixed clip
 // norm (the engine logs it).
 import type { FederationPolicy } from '@commons/chain';
-import { AdaptiveClipper, splitNoiseMultiplier } from '@commons/shared/privacy/dp/adaptive-clip';
-import type { RandomSource } from '@commons/shared/privacy/dp/random';
+import { AdaptiveClipper, splitNoiseMultiplier, type RandomSource } from '@commons/shared/privacy';
 import type { ClipBits, CoordinatorDatabase } from '../store/database.ts';
 
 /** η_C: the log clip norm moves by at most this much a round (the paper's value). */

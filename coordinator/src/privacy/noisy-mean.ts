@@ -13,8 +13,7 @@
 // trimmed mean, Krum) have a different sensitivity and no calibrated noise here: a round that
 // asks for noise with one of them fails with that reason rather than publishing a model whose
 // privacy claim would be false.
-import { addGaussianNoise } from '@commons/shared/privacy/dp/gaussian';
-import type { RandomSource } from '@commons/shared/privacy/dp/random';
+import { addGaussianNoise, type RandomSource } from '@commons/shared/privacy';
 import type { Aggregator } from '../aggregation/aggregator.ts';
 
 export interface NoisyMeanOptions {

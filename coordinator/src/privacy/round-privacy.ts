@@ -8,8 +8,7 @@
 // accounted once, when its aggregate is computed — whether or not the candidate is then
 // published, since its evaluation already looked at the noised model.
 import type { FederationPolicy } from '@commons/chain';
-import { RdpAccountant } from '@commons/shared/privacy/dp/accountant';
-import type { RandomSource } from '@commons/shared/privacy/dp/random';
+import { RdpAccountant, type RandomSource } from '@commons/shared/privacy';
 import type { ParameterLayout } from '../aggregation/layout.ts';
 import type { CoordinatorDatabase, RoundPrivacy } from '../store/database.ts';
 import type { RoundClipping } from './adaptive-clipping.ts';

@@ -2,11 +2,9 @@
 // database row is its durable twin; this is built once per round, by newActiveRound, whether
 // the round is new or restored after a restart.
 import type { FederationPolicy } from '@commons/chain';
-import type { Manifest } from '@commons/shared/checkpoint/manifest';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import type { RoundState, RoundTask } from '@commons/shared/protocol/messages';
-import type { LayoutEntry } from '@commons/shared/protocol/upload';
-import type { RandomSource } from '@commons/shared/privacy/dp/random';
+import type { Manifest, NamedTensors } from '@commons/shared/engine';
+import type { RoundState, RoundTask, LayoutEntry } from '@commons/shared/protocol';
+import type { RandomSource } from '@commons/shared/privacy';
 import type { Aggregator } from '../aggregation/aggregator.ts';
 import { layoutOf, type ParameterLayout } from '../aggregation/layout.ts';
 import { roundAggregator, type RoundPrivacy } from '../privacy/round-privacy.ts';

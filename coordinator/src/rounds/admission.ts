@@ -2,10 +2,14 @@
 // taken, the complete frame is validated, and only then does it count — the blob fsynced
 // first, then its submission row and its fold into the running aggregate, in one transaction.
 // An upload is wholly accepted or wholly refused by name, with nothing recorded.
-import { CheckpointError } from '@commons/shared/checkpoint/errors';
-import { commitmentDigest, verifyCommitment } from '@commons/shared/protocol/commitment';
-import { ProtocolError } from '@commons/shared/protocol/errors';
-import type { UploadAccepted, UploadBegin } from '@commons/shared/protocol/messages';
+import { CheckpointError } from '@commons/shared/engine';
+import {
+  commitmentDigest,
+  verifyCommitment,
+  ProtocolError,
+  type UploadAccepted,
+  type UploadBegin,
+} from '@commons/shared/protocol';
 import { AggregationError } from '../aggregation/aggregator.ts';
 import type { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
 import type { BlobStore } from '../store/blobs.ts';

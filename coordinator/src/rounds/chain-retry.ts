@@ -1,7 +1,7 @@
 // Chain reads the round loop cannot do without (the policy, the active model), retried through
 // an RPC outage instead of ending the loop: exponential backoff, every retry logged, bounded in
 // total so that a chain gone for good still ends in a dead loop that /healthz reports.
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import type { Logger } from 'pino';
 
 /** Errors of a node that did not answer (connection refused or reset, timeouts, 5xx). */

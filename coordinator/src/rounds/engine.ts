@@ -24,10 +24,10 @@ import type {
   RoundTask,
   UploadAccepted,
   UploadBegin,
-} from '@commons/shared/protocol/messages';
-import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
-import { seededRandomSource, type RandomSource } from '@commons/shared/privacy/dp/random';
-import { errorMessage as message } from '@commons/shared/errors/message';
+} from '@commons/shared/protocol';
+import type { UpdateEncoding } from '@commons/shared/engine';
+import { seededRandomSource, type RandomSource } from '@commons/shared/privacy';
+import { errorMessage as message } from '@commons/shared/errors';
 import type { Logger } from 'pino';
 import { flatten, unflatten } from '../aggregation/layout.ts';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';

@@ -1,13 +1,17 @@
 // Central evaluation (Flower's `evaluate`): every candidate and its parent are scored on the
 // same public held-out text — the validation tail of tinyshakespeare, which no client trains on
 // by construction of the genesis split — so "not worse than its parent" compares like with like.
-import type { Manifest } from '@commons/shared/checkpoint/manifest';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import { evaluate, evaluationSplit, type Evaluation } from '@commons/shared/model/evaluate';
-import { BpeTokenizer } from '@commons/shared/model/tokenizer';
-import { GPT } from '@commons/shared/model/transformer';
+import {
+  type Manifest,
+  type NamedTensors,
+  readCorpus,
+  splitText,
+  evaluate,
+  evaluationSplit,
+  type Evaluation,
+  BpeTokenizer,
+  GPT,
+} from '@commons/shared/engine';
 
 export interface EvaluatorOptions {
   /** The held-out text; defaults to the last 10% of tinyshakespeare (the genesis split). */

@@ -10,10 +10,9 @@ import {
   buildRewardTree,
   type RewardEntry,
 } from '@commons/chain';
-import type { NamedTensors } from '@commons/shared/checkpoint/tensors';
-import type { Evaluation } from '@commons/shared/model/evaluate';
-import type { RoundResult } from '@commons/shared/protocol/messages';
-import { errorMessage } from '@commons/shared/errors/message';
+import type { NamedTensors, Evaluation } from '@commons/shared/engine';
+import type { RoundResult } from '@commons/shared/protocol';
+import { errorMessage } from '@commons/shared/errors';
 import type { Logger } from 'pino';
 import type { BlobStore } from '../store/blobs.ts';
 import type { CoordinatorDatabase } from '../store/database.ts';

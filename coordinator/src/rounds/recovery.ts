@@ -3,9 +3,9 @@
 // memory); any other round is rebuilt from what was durably accepted — the submission rows and
 // their blobs, in acceptance order — and resumes where it stopped.
 import type { FederationPolicy } from '@commons/chain';
-import type { RoundTask } from '@commons/shared/protocol/messages';
-import type { RandomSource } from '@commons/shared/privacy/dp/random';
-import { errorMessage } from '@commons/shared/errors/message';
+import type { RoundTask } from '@commons/shared/protocol';
+import type { RandomSource } from '@commons/shared/privacy';
+import { errorMessage } from '@commons/shared/errors';
 import type { Logger } from 'pino';
 import type { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
 import { configureRoundPrivacy, type RoundPrivacy } from '../privacy/round-privacy.ts';

@@ -2,9 +2,8 @@
 // the round (a restarted coordinator re-sends the same one). Built once, when the round is
 // configured, from the policy, the strategy's fit config, the base model and the engine's options.
 import type { FederationPolicy } from '@commons/chain';
-import type { UpdateEncoding } from '@commons/shared/checkpoint/update-codec';
-import { PROTOCOL_VERSION, type RoundTask } from '@commons/shared/protocol/messages';
-import { frameByteLength } from '@commons/shared/protocol/upload';
+import type { UpdateEncoding } from '@commons/shared/engine';
+import { PROTOCOL_VERSION, type RoundTask, frameByteLength } from '@commons/shared/protocol';
 import { secureTask } from '../secagg/secure-round.ts';
 import type { ClientFitConfig } from '../strategy/strategy.ts';
 import type { BaseModel } from './active-round.ts';

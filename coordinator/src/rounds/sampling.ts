@@ -1,7 +1,7 @@
 // Which connected clients a round invites: a uniform sample of `sampleRate` of them, at least
 // the policy's minimum and at most its maximum — reproducible from the round's seed, so a
 // simulation run twice invites the same clients.
-import { Rng } from '@commons/shared/model/rng';
+import { Rng } from '@commons/shared/engine';
 
 export interface SampleRule {
   sampleRate: number;

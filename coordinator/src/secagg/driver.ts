@@ -14,17 +14,15 @@ import {
   type SecAggConfig,
   type SecAggFault,
   type SecAggSettings,
-} from '@commons/shared/privacy/secagg/index';
+} from '@commons/shared/privacy';
 import {
   describeIssue,
   maskedInputHeaderSchema,
   secAggAnswerSchema,
-} from '@commons/shared/protocol/messages';
-import {
   maskedCommitmentDigest,
   verifyMaskedCommitment,
-} from '@commons/shared/protocol/masked-commitment';
-import { ProtocolError } from '@commons/shared/protocol/errors';
+  ProtocolError,
+} from '@commons/shared/protocol';
 import type { Logger } from 'pino';
 import { MaskedUpload } from './masked-upload.ts';
 import type { SecAggRequestEvent, SecAggTransport } from './transport.ts';

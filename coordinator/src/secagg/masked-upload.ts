@@ -4,8 +4,8 @@
 // and what it assembles is stored as a blob before it counts — a masked vector has neither
 // an encoding nor any business on disk. This one lives only until the driver folds it into
 // the SecAgg+ running sum.
-import { sha256Stream } from '@commons/shared/checkpoint/hash';
-import { ProtocolError } from '@commons/shared/protocol/errors';
+import { sha256Stream } from '@commons/shared/engine';
+import { ProtocolError } from '@commons/shared/protocol';
 
 export class MaskedUpload {
   readonly address: string;

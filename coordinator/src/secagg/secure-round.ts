@@ -10,10 +10,9 @@ import {
   chooseNumShares,
   majorityThreshold,
   type SecAggSettings,
-} from '@commons/shared/privacy/secagg/index';
-import { splitNoiseStddev } from '@commons/shared/privacy/dp/calibration';
-import type { SecureAggregationTask } from '@commons/shared/protocol/messages';
-import { DEFAULT_CHUNK_BYTES } from '@commons/shared/protocol/upload';
+  splitNoiseStddev,
+} from '@commons/shared/privacy';
+import { type SecureAggregationTask, DEFAULT_CHUNK_BYTES } from '@commons/shared/protocol';
 import type { Logger } from 'pino';
 import { averagingStrategyNames } from '../strategy/index.ts';
 import type { Strategy } from '../strategy/strategy.ts';

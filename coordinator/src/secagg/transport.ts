@@ -2,18 +2,16 @@
 // answered in its acknowledgement, and the masked vector's chunks routed back. The federation
 // hub implements it over its Socket.IO sessions (SecAggSockets); the driver knows nothing else
 // of sockets.
-import type {
-  ClientToServerEvents,
-  ServerToClientEvents,
-  SocketData,
-} from '@commons/shared/protocol/events';
-import { ProtocolError } from '@commons/shared/protocol/errors';
 import {
+  type ClientToServerEvents,
+  type ServerToClientEvents,
+  type SocketData,
+  ProtocolError,
   chunkDataSchema,
   chunkIndexSchema,
   packBinary,
   unpackBinary,
-} from '@commons/shared/protocol/messages';
+} from '@commons/shared/protocol';
 import type { Socket } from 'socket.io';
 import { z } from 'zod';
 

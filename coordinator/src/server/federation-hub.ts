@@ -5,14 +5,13 @@
 // renews and loses its session is sign-in.ts.
 import { randomUUID } from 'node:crypto';
 import type { CommonsClient } from '@commons/chain';
-import { frameEncoding } from '@commons/shared/checkpoint/update-codec';
-import type {
-  ClientToServerEvents,
-  ServerToClientEvents,
-  SocketData,
-} from '@commons/shared/protocol/events';
-import { ProtocolError, type RejectCode } from '@commons/shared/protocol/errors';
+import { frameEncoding } from '@commons/shared/engine';
 import {
+  type ClientToServerEvents,
+  type ServerToClientEvents,
+  type SocketData,
+  ProtocolError,
+  type RejectCode,
   MAX_MESSAGE_DEPTH,
   PROTOCOL_VERSION,
   chunkDataSchema,
@@ -30,8 +29,8 @@ import {
   type RoundResult,
   type RoundStatus,
   type RoundTask,
-} from '@commons/shared/protocol/messages';
-import { verifySiweSession } from '@commons/shared/protocol/siwe';
+  verifySiweSession,
+} from '@commons/shared/protocol';
 import type { Logger } from 'pino';
 import type { Server, Socket } from 'socket.io';
 import type { z } from 'zod';

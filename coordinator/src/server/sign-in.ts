@@ -6,8 +6,7 @@
 // when the session ends. A connection that never signs in is closed at its sign-in deadline,
 // so an idle socket costs the server nothing for long.
 import { randomBytes } from 'node:crypto';
-import type { RejectCode } from '@commons/shared/protocol/errors';
-import { PROTOCOL_VERSION, type Challenge } from '@commons/shared/protocol/messages';
+import { type RejectCode, PROTOCOL_VERSION, type Challenge } from '@commons/shared/protocol';
 
 /** Refused sign-ins one connection may make before it is closed (each costs a signature check). */
 export const MAX_FAILED_SIGN_INS = 5;

@@ -3,9 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
-import { sha256Hex } from '@commons/shared/checkpoint/index';
-
-import { syncDirectory, writeNewFileDurably } from '@commons/shared/storage/durable-write';
+import { sha256Hex, syncDirectory, writeNewFileDurably } from '@commons/shared/engine';
 
 import { isErrorCode, statOrUndefined } from './durable-fs.ts';
 import { assertSha256Hex, isSha256Hex, StoreError } from './errors.ts';

@@ -1,8 +1,8 @@
 import Database from 'better-sqlite3';
 
 import type { RewardEntry } from '@commons/chain';
-import type { UpdateEncoding } from '@commons/shared/checkpoint/index';
-import { ROUND_STATES, type RoundState } from '@commons/shared/protocol/messages';
+import type { UpdateEncoding } from '@commons/shared/engine';
+import { ROUND_STATES, type RoundState } from '@commons/shared/protocol';
 
 import { assertSha256Hex, StoreError } from './errors.ts';
 

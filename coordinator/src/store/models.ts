@@ -8,14 +8,12 @@ import {
   type DecodedCheckpoint,
   type DecodeOptions,
   type EncodedCheckpoint,
-} from '@commons/shared/checkpoint/index';
-import {
   MANIFEST_FILE,
   readCheckpoint,
   WEIGHTS_FILE,
   writeCheckpoint,
-} from '@commons/shared/checkpoint/folder';
-import { syncDirectory } from '@commons/shared/storage/durable-write';
+  syncDirectory,
+} from '@commons/shared/engine';
 
 import { isErrorCode, statOrUndefined } from './durable-fs.ts';
 import { assertSha256Hex, isSha256Hex, StoreError } from './errors.ts';

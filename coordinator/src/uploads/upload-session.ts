@@ -1,9 +1,8 @@
 // One client's upload in flight: chunks arrive in order, each acknowledged before the next is
 // sent; the bytes are hashed as they come and never exceed the declared size. The bytes are
 // held in memory until the upload ends (one upload per socket, at most one frame's size).
-import { sha256Stream } from '@commons/shared/checkpoint/hash';
-import { ProtocolError } from '@commons/shared/protocol/errors';
-import type { UploadBegin } from '@commons/shared/protocol/messages';
+import { sha256Stream } from '@commons/shared/engine';
+import { ProtocolError, type UploadBegin } from '@commons/shared/protocol';
 
 export class UploadSession {
   readonly id: string;

@@ -1,12 +1,14 @@
 // The checks an update frame passes before it may touch an aggregate: it decodes, holds exactly
 // the base model's tensors with their shapes, in the model's order, every value is finite, and its L2 norm is within
 // the policy's clip bound. Each failure is a ProtocolError with the code the client receives.
-import { CheckpointError } from '@commons/shared/checkpoint/errors';
-import { l2Norm } from '@commons/shared/checkpoint/delta';
-import { formatShape, sameShape } from '@commons/shared/checkpoint/tensors';
-import { decodeTensors } from '@commons/shared/checkpoint/update-codec';
-import { ProtocolError } from '@commons/shared/protocol/errors';
-import type { LayoutEntry } from '@commons/shared/protocol/upload';
+import {
+  CheckpointError,
+  l2Norm,
+  formatShape,
+  sameShape,
+  decodeTensors,
+} from '@commons/shared/engine';
+import { ProtocolError, type LayoutEntry } from '@commons/shared/protocol';
 
 /**
  * Clients clip before encoding and check the decoded norm, so an honest update is at most C up

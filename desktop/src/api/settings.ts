@@ -1,13 +1,13 @@
 // settings.*: where the app connects and how it runs. Persisted by the core in the data folder.
 import { z } from 'zod';
-import { BACKEND_PREFERENCES } from '@commons/shared/backend/preferences';
+import { BACKEND_PREFERENCES } from '@commons/shared/engine';
 import { method } from './define.ts';
 import { noInput } from './schemas.ts';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'an http(s) URL' });
 
 /** `auto` (the best that starts), then the backends best first, as the engine names them. */
-export { BACKEND_PREFERENCES, type BackendPreference } from '@commons/shared/backend/preferences';
+export { BACKEND_PREFERENCES, type BackendPreference } from '@commons/shared/engine';
 
 /**
  * The deployment: the path of an addresses file (as `npm run deploy -w contracts` writes it) or

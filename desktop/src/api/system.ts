@@ -1,7 +1,7 @@
 // system.*: what the app runs on: tfjs backend and GPU (the `commons doctor` report), versions,
 // data folder, run mode, and whether chain and coordinator answer.
 import { z } from 'zod';
-import type { BackendReport } from '@commons/shared/backend/select';
+import type { BackendReport } from '@commons/shared/engine';
 import { method } from './define.ts';
 import { noInput } from './schemas.ts';
 

@@ -1,8 +1,8 @@
 // Turning what the libraries throw into the API's error codes, so the renderer can say what to
 // do. Messages stay those of the cause (never a key or passphrase: no caller puts one in).
 import { isError } from 'ethers';
-import { CheckpointError } from '@commons/shared/checkpoint/index';
-import { errorMessage } from '@commons/shared/errors/message';
+import { CheckpointError } from '@commons/shared/engine';
+import { errorMessage } from '@commons/shared/errors';
 import { ApiError } from '../api/define.ts';
 
 /** An error from the chain (RPC unreachable, reverted, rejected) as an ApiError. */

@@ -14,23 +14,25 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_POLICY, defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
-import { startCoordinator, type Coordinator } from '@commons/coordinator/coordinator';
-import { CandidateEvaluator } from '@commons/coordinator/rounds/evaluator';
-import { ClientPool } from '@commons/coordinator/lab/simulation/client-pool';
+import { startCoordinator, type Coordinator, CandidateEvaluator } from '@commons/coordinator';
 import {
+  ClientPool,
   SIMULATION_MODEL,
   writeInitialModel,
-} from '@commons/coordinator/lab/simulation/init-model';
-import { assignRoles, parseRoles } from '@commons/coordinator/lab/simulation/roles';
-import { selectBackend } from '@commons/shared/backend/select';
+  assignRoles,
+  parseRoles,
+} from '@commons/coordinator/lab';
+import {
+  selectBackend,
+  readCheckpoint,
+  type ModelConfig,
+  readCorpus,
+  splitText,
+  Rng,
+  BpeTokenizer,
+} from '@commons/shared/engine';
 import { CommonsClient, type FederationPolicy } from '@commons/chain';
-import { readCheckpoint } from '@commons/shared/checkpoint/folder';
-import type { ModelConfig } from '@commons/shared/model/config';
-import { readCorpus } from '@commons/shared/model/corpus';
-import { splitText } from '@commons/shared/model/dataset';
-import { Rng } from '@commons/shared/model/rng';
-import { BpeTokenizer } from '@commons/shared/model/tokenizer';
-import type { RoundResult, RoundStatus } from '@commons/shared/protocol/messages';
+import type { RoundResult, RoundStatus } from '@commons/shared/protocol';
 import { runProposal, TxLog } from './governance.ts';
 import { replyWithActiveModel } from './member.ts';
 import {

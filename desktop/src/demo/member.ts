@@ -3,9 +3,8 @@
 // verify it against the hash on chain (fetchBaseModel refuses anything else), load it and
 // answer a prompt with it.
 import type { CommonsClient } from '@commons/chain';
-import { fetchBaseModel } from '@commons/shared/federation/base-model';
-import { generate } from '@commons/shared/model/generate';
-import { GPT } from '@commons/shared/model/transformer';
+import { fetchBaseModel } from '@commons/shared/contributor';
+import { generate, GPT } from '@commons/shared/engine';
 
 export interface MemberReply {
   /** The active model's sha256 (64 hex), as the chain names it and the download hashed to. */

@@ -1,6 +1,6 @@
 // The demo's report: Markdown with the numbers (rounds, losses, ε, transactions, gas, timings)
 // and two SVG charts beside it, validation loss per round and ε spent per round.
-import { lineChartSvg } from '@commons/coordinator/lab/simulation/svg-chart';
+import { lineChartSvg } from '@commons/coordinator/lab';
 import { formatEther } from 'ethers';
 import type { FederationPolicy } from '@commons/chain';
 import type { TxRecord } from './governance.ts';

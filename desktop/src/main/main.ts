@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFile, stat } from 'node:fs/promises';
 import { app, BrowserWindow, dialog, ipcMain, protocol, session } from 'electron';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import { IPC_CALL_CHANNEL, IPC_EVENT_CHANNEL } from '../transport/ipc-channels.ts';
 import type { CallOutcome } from '../transport/wire.ts';
 import { securityHeaders } from './csp.ts';

@@ -1,6 +1,6 @@
 // What to tell the member for each error code: the core's message says what happened; this
 // adds what to do about it when the message alone might not.
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import { ApiError } from '../api/define.ts';
 
 const ADVICE: Partial<Record<ApiError['code'], string>> = {

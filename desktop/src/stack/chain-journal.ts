@@ -19,7 +19,7 @@ import {
   truncateSync,
 } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 
 interface JsonRpcRequest {
   jsonrpc: '2.0';

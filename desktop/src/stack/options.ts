@@ -1,7 +1,7 @@
 // Flags and environment of `commons-stack` (`npm start`); flags win over the environment.
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 
 export interface StackOptions {
   /** Everything the stack keeps: chain journal, addresses, coordinator data and key, logs. */

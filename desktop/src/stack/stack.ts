@@ -24,7 +24,7 @@ import {
   resolveGenesis,
 } from '@commons/contracts';
 import { readAddressesFile, type CommonsAddresses, CommonsClient } from '@commons/chain';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import { RENDERER_DIR } from '../main/renderer-files.ts';
 import { spawnChild, type StackChild } from './children.ts';
 import { startLocalChain, type LocalChain } from './local-chain.ts';

@@ -3,7 +3,7 @@
 // unlocked wallet as signer for transactions.
 import type { Signer } from 'ethers';
 import { CommonsClient, parseAddresses, readAddressesFile } from '@commons/chain';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import { ApiError } from '../../api/define.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
 import { chainError } from '../errors.ts';

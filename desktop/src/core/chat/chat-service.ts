@@ -2,13 +2,16 @@
 // backend shared's selection picks (or the one settings force), the personal adapter is layered
 // on when it is switched on, and replies stream as chat.token events. Replies are generated one
 // at a time (one model, one thread); each request can be cancelled, queued or running.
-import { selectBackend, type BackendReport } from '@commons/shared/backend/select';
-import { generate } from '@commons/shared/model/generate';
-import { LoraAdapter } from '@commons/shared/model/lora';
-import type { BpeTokenizer } from '@commons/shared/model/tokenizer';
-import { GPT } from '@commons/shared/model/transformer';
+import {
+  selectBackend,
+  type BackendReport,
+  generate,
+  LoraAdapter,
+  type BpeTokenizer,
+  GPT,
+} from '@commons/shared/engine';
 import type { z } from 'zod';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import type { chatMethods, generationOptionsSchema, Reply, RuntimeStatus } from '../../api/chat.ts';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { ChatMessage } from '../../api/vault.ts';

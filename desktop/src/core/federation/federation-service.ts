@@ -8,9 +8,8 @@ import { join } from 'node:path';
 import { getAddress } from 'ethers';
 import { z } from 'zod';
 import { rewardLeaf, verifyMerkleProof } from '@commons/chain';
-import { FederatedClient } from '@commons/shared/federation/client';
-import { PrivacyError } from '@commons/shared/privacy/dp/errors';
-import { PrivacyLedger } from '@commons/shared/privacy/dp/ledger';
+import { FederatedClient } from '@commons/shared/contributor';
+import { PrivacyError, PrivacyLedger } from '@commons/shared/privacy';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type {
   Consent,
@@ -26,8 +25,8 @@ import type { ChainConnection } from '../chain/chain-connection.ts';
 import { chainError } from '../errors.ts';
 import type { CoreEvents } from '../events.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
-import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
-import { errorMessage } from '@commons/shared/errors/message';
+import { readIfExists, writeFileAtomic } from '@commons/shared/engine';
+import { errorMessage } from '@commons/shared/errors';
 import { Serial } from '../storage/serial.ts';
 import type { VaultService } from '../vault/vault-service.ts';
 import type { WalletService } from '../wallet/wallet-service.ts';

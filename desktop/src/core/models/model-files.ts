@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CheckpointBytes, ModelCache } from '@commons/shared/federation/base-model';
-import { writeFileAtomic } from '@commons/shared/storage/atomic-file';
+import type { CheckpointBytes, ModelCache } from '@commons/shared/contributor';
+import { writeFileAtomic } from '@commons/shared/engine';
 
 /** 64 lowercase hex digits, the form the store and the manifests use (the chain adds 0x). */
 export function plainHash(hash: string): string {

@@ -2,12 +2,8 @@
 // comes from the chain (ModelRegistry), never from the store that serves the files.
 import { getAddress } from 'ethers';
 import type { ModelVersion } from '@commons/chain';
-import {
-  fetchBaseModel,
-  verifyBaseModel,
-  type BaseModel,
-} from '@commons/shared/federation/base-model';
-import { errorMessage } from '@commons/shared/errors/message';
+import { fetchBaseModel, verifyBaseModel, type BaseModel } from '@commons/shared/contributor';
+import { errorMessage } from '@commons/shared/errors';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { modelsMethods, ModelVersionView } from '../../api/models.ts';
 import { epsilonOf } from '../../api/schemas.ts';

@@ -6,7 +6,7 @@ import { ApiError, type Handlers } from '../../api/define.ts';
 import type { settingsMethods } from '../../api/settings.ts';
 import { settingsSchema, type Settings, type SettingsView } from '../../api/settings.ts';
 import type { CoreEvents } from '../events.ts';
-import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
+import { readIfExists, writeFileAtomic } from '@commons/shared/engine';
 
 export const DEFAULT_SETTINGS: Settings = {
   coordinatorUrl: 'http://127.0.0.1:7070',

@@ -2,8 +2,8 @@
 // mode and data folder, and whether chain and coordinator answer.
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
-import { currentBackend, selectBackend } from '@commons/shared/backend/select';
-import { errorMessage } from '@commons/shared/errors/message';
+import { currentBackend, selectBackend } from '@commons/shared/engine';
+import { errorMessage } from '@commons/shared/errors';
 import type { Handlers } from '../../api/define.ts';
 import type { AppMode, systemMethods } from '../../api/system.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';

@@ -6,8 +6,9 @@ import {
   decodeCheckpoint,
   encodeCheckpoint,
   type Manifest,
-} from '@commons/shared/checkpoint/index';
-import type { LoraConfig, ModelConfig } from '@commons/shared/model/config';
+  type LoraConfig,
+  type ModelConfig,
+} from '@commons/shared/engine';
 import type { AdapterInfo } from '../../api/training.ts';
 
 export type StoredAdapterInfo = Omit<AdapterInfo, 'enabled'>;

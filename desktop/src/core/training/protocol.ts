@@ -1,8 +1,6 @@
 // Messages between the training service and its worker thread. Tensors travel as transferable
 // Float32Arrays (never JSON arrays of floats); the worker knows nothing of the vault or chain.
-import type { BackendName } from '@commons/shared/backend/select';
-import type { LoraConfig, ModelConfig } from '@commons/shared/model/config';
-import type { TrainConfig } from '@commons/shared/model/training-loop';
+import type { BackendName, LoraConfig, ModelConfig, TrainConfig } from '@commons/shared/engine';
 
 export type WireTensors = [name: string, shape: number[], data: Float32Array][];
 

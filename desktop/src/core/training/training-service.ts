@@ -5,9 +5,13 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
-import { splitText } from '@commons/shared/model/dataset';
-import { evaluationSplit } from '@commons/shared/model/evaluate';
-import { DEFAULT_LORA } from '@commons/shared/model/config';
+import {
+  splitText,
+  evaluationSplit,
+  DEFAULT_LORA,
+  readIfExists,
+  writeFileAtomic,
+} from '@commons/shared/engine';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type {
   AdapterInfo,
@@ -20,8 +24,7 @@ import type { CoreEvents } from '../events.ts';
 import type { ModelsService } from '../models/models-service.ts';
 import { plainHash } from '../models/model-files.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
-import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
-import { errorMessage } from '@commons/shared/errors/message';
+import { errorMessage } from '@commons/shared/errors';
 import type { VaultService } from '../vault/vault-service.ts';
 import {
   adapterRecordId,

@@ -2,12 +2,8 @@
 // thread (IPC, chat, the web bridge) stays responsive. Pausing stops the run between steps
 // and keeps the trainer (weights, optimiser moments, RNG); resuming continues the same run.
 import { parentPort } from 'node:worker_threads';
-import { selectBackend } from '@commons/shared/backend/select';
-import { evaluate } from '@commons/shared/model/evaluate';
-import { LoraAdapter } from '@commons/shared/model/lora';
-import { Trainer } from '@commons/shared/model/trainer';
-import { GPT } from '@commons/shared/model/transformer';
-import { errorMessage } from '@commons/shared/errors/message';
+import { selectBackend, evaluate, LoraAdapter, Trainer, GPT } from '@commons/shared/engine';
+import { errorMessage } from '@commons/shared/errors';
 import { fromWire, toWire, type FromWorker, type StartMessage, type ToWorker } from './protocol.ts';
 
 const port = parentPort;

@@ -23,7 +23,7 @@ import {
   type VaultStatus,
 } from '../../api/vault.ts';
 import type { CoreEvents } from '../events.ts';
-import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
+import { readIfExists, writeFileAtomic } from '@commons/shared/engine';
 import { Serial } from '../storage/serial.ts';
 import {
   createKeychainKey,

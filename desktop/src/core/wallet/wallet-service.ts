@@ -16,7 +16,7 @@ import type { walletMethods, WalletStatus } from '../../api/wallet.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';
 import { chainError } from '../errors.ts';
 import type { CoreEvents } from '../events.ts';
-import { readIfExists, writeFileAtomic } from '@commons/shared/storage/atomic-file';
+import { readIfExists, writeFileAtomic } from '@commons/shared/engine';
 import { Serial } from '../storage/serial.ts';
 
 export interface WalletOptions {
