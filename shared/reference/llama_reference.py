@@ -9,7 +9,9 @@ as transformers writes it, the llama3 rope rule as _compute_llama3_parameters wr
 
 Usage (Debian's Python, which has torch):
   /usr/bin/python3 llama_reference.py <model folder> <prompt ids, comma separated> <new tokens>
-prints JSON {"logits": [[...] per prompt position], "greedy": [ids]} on stdout.
+prints JSON {"logits": [[...] per prompt position], "greedy": [ids]} on stdout;
+  /usr/bin/python3 llama_reference.py --bench <model folder> <tokens> <threads>
+prints the prefill speed (shared/bench/real-models.ts runs it beside the engine).
 """
 import json
 import math
@@ -114,7 +116,29 @@ def forward(cfg, weights, ids):
     return x @ head.T
 
 
+def bench(folder, tokens, threads):
+    """Prefill speed: one forward pass over `tokens` positions, best of three, as JSON."""
+    import time
+
+    torch.set_num_threads(threads)
+    with open(f"{folder}/config.json") as f:
+        cfg = json.load(f)
+    weights = read_safetensors(f"{folder}/model.safetensors")
+    ids = [(i * 7919) % cfg["vocab_size"] for i in range(tokens)]
+    best = float("inf")
+    with torch.no_grad():
+        forward(cfg, weights, ids[:8])
+        for _ in range(3):
+            start = time.perf_counter()
+            forward(cfg, weights, ids)
+            best = min(best, time.perf_counter() - start)
+    json.dump({"prefillTokensPerSec": tokens / best, "threads": threads, "torch": torch.__version__}, sys.stdout)
+
+
 def main():
+    if sys.argv[1] == "--bench":
+        bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
     folder, prompt, new_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)
     with open(f"{folder}/config.json") as f:
