@@ -3,9 +3,10 @@
  * run (SmolLM2-135M, SmolLM2-360M, Qwen2.5-0.5B), with random weights since none can be
  * downloaded here, stored as BF16 safetensors as the hub ships them. Each shape is loaded
  * in a fresh process (load seconds, peak RSS), prefills a 512-token prompt and decodes 128
- * tokens; the plain-PyTorch reference prefills the same weights with the same thread count
- * in the same run. Prints a table and adds `realModels` to bench/results/latest.json.
- *   node bench/real-models.ts [--json] [--only smollm2-135m,...]
+ * tokens, once with float32 weights and once with int8 ones (decoder/int8.ts); the
+ * plain-PyTorch reference prefills the same weights with the same thread count in the same
+ * run. Prints a table and adds `realModels` to bench/results/latest.json.
+ *   node bench/real-models.ts [--json] [--only smollm2-135m,...] [--weights f32|int8]
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parseDecoderConfig } from '../src/decoder/config.ts';
+import type { WeightsMode } from '../src/decoder/model.ts';
 import { randomDecoderWeights } from '../src/decoder/random.ts';
 import { writeHfFolder } from '../src/formats/hf-folder.ts';
 
@@ -72,6 +74,7 @@ export interface RealModelRow {
   shape: string;
   parameters: number;
   backend: string;
+  weights: WeightsMode;
   loadSeconds: number;
   peakRssMb: number;
   prefillTokensPerSec: number;
@@ -83,6 +86,8 @@ export interface RealModelRow {
 
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt > 0 ? new Set(process.argv[onlyAt + 1]!.split(',')) : null;
+const weightsAt = process.argv.indexOf('--weights');
+const modes = (weightsAt > 0 ? [process.argv[weightsAt + 1]] : ['f32', 'int8']) as WeightsMode[];
 const threads = Math.min(2, availableParallelism());
 const rows: RealModelRow[] = [];
 const dir = await mkdtemp(path.join(tmpdir(), 'commons-real-models-'));
@@ -99,15 +104,21 @@ try {
     log(
       `${shape}: ${(parameters / 1e6).toFixed(0)}M parameters; engine: load, prefill ${PROMPT}, decode ${NEW} …`,
     );
-    const child = await run(
-      process.execPath,
-      [path.join(here, 'real-model-child.ts'), folder, String(PROMPT), String(NEW)],
-      { maxBuffer: 1 << 20, timeout: 1_800_000 },
-    );
-    const engine = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Omit<
-      RealModelRow,
-      'shape' | 'parameters' | 'pytorchPrefillTokensPerSec' | 'pytorchThreads'
-    >;
+    const engines = [];
+    for (const weights of modes) {
+      log(`${shape}: ${weights} weights …`);
+      const child = await run(
+        process.execPath,
+        [path.join(here, 'real-model-child.ts'), folder, String(PROMPT), String(NEW), weights],
+        { maxBuffer: 1 << 20, timeout: 1_800_000 },
+      );
+      engines.push(
+        JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Omit<
+          RealModelRow,
+          'shape' | 'parameters' | 'pytorchPrefillTokensPerSec' | 'pytorchThreads'
+        >,
+      );
+    }
     let pytorch: number | null = null;
     if (existsSync('/usr/bin/python3')) {
       log(`${shape}: PyTorch reference prefill (${threads} threads) …`);
@@ -128,13 +139,15 @@ try {
         log(`  PyTorch skipped: ${(error as Error).message.split('\n')[0]}`);
       }
     }
-    rows.push({
-      shape,
-      parameters,
-      ...engine,
-      pytorchPrefillTokensPerSec: pytorch,
-      pytorchThreads: threads,
-    });
+    for (const engine of engines) {
+      rows.push({
+        shape,
+        parameters,
+        ...engine,
+        pytorchPrefillTokensPerSec: pytorch,
+        pytorchThreads: threads,
+      });
+    }
     await rm(folder, { recursive: true, force: true });
   }
 } finally {
@@ -152,14 +165,14 @@ if (json) {
   const f = (x: number | null, d = 1) => (x === null ? '—' : x.toFixed(d));
   console.log('');
   console.log(
-    'shape          params  backend  load s  peak RSS MB  prefill tok/s  PyTorch prefill  ratio  decode tok/s  TTFT ms',
+    'shape          params  backend  weights  load s  peak RSS MB  prefill tok/s  PyTorch prefill  ratio  decode tok/s  TTFT ms',
   );
   for (const r of rows) {
     const ratio = r.pytorchPrefillTokensPerSec
       ? r.prefillTokensPerSec / r.pytorchPrefillTokensPerSec
       : null;
     console.log(
-      `${r.shape.padEnd(14)} ${`${(r.parameters / 1e6).toFixed(0)}M`.padStart(6)}  ${r.backend.padEnd(7)}  ${f(r.loadSeconds).padStart(6)}  ${f(r.peakRssMb, 0).padStart(11)}  ${f(r.prefillTokensPerSec).padStart(13)}  ${f(r.pytorchPrefillTokensPerSec).padStart(15)}  ${f(ratio, 2).padStart(5)}  ${f(r.decodeTokensPerSec, 2).padStart(12)}  ${f(r.timeToFirstTokenMs, 0).padStart(7)}`,
+      `${r.shape.padEnd(14)} ${`${(r.parameters / 1e6).toFixed(0)}M`.padStart(6)}  ${r.backend.padEnd(7)}  ${r.weights.padEnd(7)}  ${f(r.loadSeconds).padStart(6)}  ${f(r.peakRssMb, 0).padStart(11)}  ${f(r.prefillTokensPerSec).padStart(13)}  ${f(r.pytorchPrefillTokensPerSec).padStart(15)}  ${f(ratio, 2).padStart(5)}  ${f(r.decodeTokensPerSec, 2).padStart(12)}  ${f(r.timeToFirstTokenMs, 0).padStart(7)}`,
     );
   }
   console.log(`JSON: ${path.join('bench', 'results', 'latest.json')} (realModels)`);

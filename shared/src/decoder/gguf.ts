@@ -195,7 +195,7 @@ export async function loadDecoderGguf(
 ): Promise<LoadedGguf> {
   const model = await openGgufTensors(path, options);
   try {
-    const decoder = await Decoder.load(model.config, model.read);
+    const decoder = await Decoder.load(model.config, model.read, options.weights);
     return {
       decoder,
       config: model.config,

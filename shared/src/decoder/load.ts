@@ -1,6 +1,6 @@
 import { openHfFolder } from '../formats/hf-folder.ts';
 import { parseDecoderConfig, type DecoderConfig } from './config.ts';
-import { Decoder } from './model.ts';
+import { Decoder, type WeightsMode } from './model.ts';
 
 /** A decoder loaded from a Hugging Face folder, with the ids that end its replies. */
 export interface LoadedDecoder {
@@ -14,6 +14,8 @@ export interface LoadOptions {
   /** Positions to allow, at most the model's own context (models advertise up to 128k
    * tokens; a chat keeps a few thousand, as Ollama's num_ctx does). */
   context?: number;
+  /** How the large matrices are held (model.ts); float32 unless memory calls for int8. */
+  weights?: WeightsMode;
 }
 
 /** The config with its context window capped at `options.context`. */
@@ -39,7 +41,7 @@ export async function loadDecoderFolder(
   const folder = await openHfFolder(dir);
   try {
     const config = withContext(parseDecoderConfig(folder.config, `${dir}/config.json`), options);
-    const decoder = await Decoder.load(config, (name) => folder.read(name));
+    const decoder = await Decoder.load(config, (name) => folder.read(name), options.weights);
     return { decoder, config, eosTokenIds: folder.eosTokenIds, bosTokenId: folder.bosTokenId };
   } finally {
     await folder.close();

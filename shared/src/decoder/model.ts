@@ -2,6 +2,15 @@ import * as tf from '@tensorflow/tfjs';
 import { formatShape, sameShape, type HostTensor } from '../checkpoint/tensors.ts';
 import { ModelFormatError } from '../formats/errors.ts';
 import { decoderTensorShapes, type DecoderConfig } from './config.ts';
+import {
+  dequantizeColumnsInt8,
+  dequantizeRowsInt8,
+  gatherRowsInt8,
+  quantizeRowsInt8,
+  toColumnsInt8,
+  type Int8Columns,
+  type Int8Rows,
+} from './int8.ts';
 import { inverseFrequencies, rotaryTables } from './rope.ts';
 
 /**
@@ -13,10 +22,18 @@ import { inverseFrequencies, rotaryTables } from './rope.ts';
  * position's work.
  */
 
+/** How the large matrices are held: float32 tensors, or int8 on the host (int8.ts),
+ * dequantised one matrix at a time for its matMul. Norms and biases are float32 either way. */
+export type WeightsMode = 'f32' | 'int8';
+
+/** Rows of the tied LM head dequantised at a time: bounds the transient float32 copy of the
+ * embedding table (8192 × hidden) instead of materialising all of it. */
+const HEAD_CHUNK_ROWS = 8192;
+
 interface Linear {
   /** [in, out]: PyTorch's [out, in] transposed once at load, since an untransposed 2-D
    * matMul is the fast path on the wasm backend. */
-  w: tf.Tensor2D;
+  w: tf.Tensor2D | Int8Columns;
   b: tf.Tensor1D | null;
 }
 
@@ -69,19 +86,19 @@ export type TensorSource = (name: string, expectedShape: readonly number[]) => P
 
 export class Decoder {
   readonly config: DecoderConfig;
-  readonly #embed: tf.Tensor2D;
+  readonly #embed: tf.Tensor2D | Int8Rows;
   readonly #blocks: Block[];
   readonly #norm: tf.Tensor1D;
   /** [hidden, vocab]; null when tied to the embedding. */
-  readonly #head: tf.Tensor2D | null;
+  readonly #head: tf.Tensor2D | Int8Columns | null;
   readonly #inv: Float64Array;
 
   private constructor(
     config: DecoderConfig,
-    embed: tf.Tensor2D,
+    embed: tf.Tensor2D | Int8Rows,
     blocks: Block[],
     norm: tf.Tensor1D,
-    head: tf.Tensor2D | null,
+    head: tf.Tensor2D | Int8Columns | null,
   ) {
     this.config = config;
     this.#embed = embed;
@@ -94,12 +111,17 @@ export class Decoder {
   /**
    * Builds the model from a source of host tensors, one tensor at a time (each host copy is
    * dropped once it is on the backend). Every tensor's shape is checked against the config
-   * before it is used.
+   * before it is used. With `weights: 'int8'` the large matrices are quantised per output
+   * row as they arrive and never become tensors.
    */
-  static async load(config: DecoderConfig, source: TensorSource): Promise<Decoder> {
+  static async load(
+    config: DecoderConfig,
+    source: TensorSource,
+    weights: WeightsMode = 'f32',
+  ): Promise<Decoder> {
     const shapes = decoderTensorShapes(config);
     const owned: tf.Tensor[] = [];
-    const get = async (name: string): Promise<tf.Tensor> => {
+    const read = async (name: string): Promise<HostTensor> => {
       const expected = shapes.get(name)!;
       const host = await source(name, expected);
       if (!sameShape(host.shape, expected)) {
@@ -108,20 +130,36 @@ export class Decoder {
           `tensor "${name}" is ${formatShape(host.shape)} but the config implies ${formatShape(expected)}`,
         );
       }
+      return host;
+    };
+    const get = async (name: string): Promise<tf.Tensor> => {
+      const host = await read(name);
       const t = tf.tensor(host.data, host.shape);
       owned.push(t);
       return t;
     };
-    const linear = async (prefix: string, bias: boolean): Promise<Linear> => {
-      const w = (await get(`${prefix}.weight`)) as tf.Tensor2D;
+    const quantized = async (name: string): Promise<Int8Rows> => {
+      const host = await read(name);
+      return quantizeRowsInt8(host.data, host.shape[0]!, host.shape[1]!);
+    };
+    const matrix = async (name: string): Promise<tf.Tensor2D | Int8Columns> => {
+      if (weights === 'int8') return toColumnsInt8(await quantized(name));
+      const w = (await get(name)) as tf.Tensor2D;
       const wt = tf.transpose(w);
       owned.push(wt);
       w.dispose();
-      return { w: wt, b: bias ? ((await get(`${prefix}.bias`)) as tf.Tensor1D) : null };
+      return wt;
     };
+    const linear = async (prefix: string, bias: boolean): Promise<Linear> => ({
+      w: await matrix(`${prefix}.weight`),
+      b: bias ? ((await get(`${prefix}.bias`)) as tf.Tensor1D) : null,
+    });
     try {
       const c = config;
-      const embed = (await get('model.embed_tokens.weight')) as tf.Tensor2D;
+      const embed =
+        weights === 'int8'
+          ? await quantized('model.embed_tokens.weight')
+          : ((await get('model.embed_tokens.weight')) as tf.Tensor2D);
       const blocks: Block[] = [];
       for (let i = 0; i < c.numLayers; i++) {
         const p = `model.layers.${i}`;
@@ -138,7 +176,7 @@ export class Decoder {
         });
       }
       const norm = (await get('model.norm.weight')) as tf.Tensor1D;
-      const head = c.tiedEmbeddings ? null : (await linear('lm_head', false)).w;
+      const head = c.tiedEmbeddings ? null : await matrix('lm_head.weight');
       return new Decoder(config, embed, blocks, norm, head);
     } catch (error) {
       for (const t of owned) if (!t.isDisposed) t.dispose();
@@ -180,7 +218,12 @@ export class Decoder {
       start + count,
     ]);
     try {
-      let x = tf.tidy(() => tf.gather(this.#embed, tf.tensor1d(tokens as number[], 'int32')));
+      const embed = this.#embed;
+      let x = tf.tidy(() =>
+        embed instanceof tf.Tensor
+          ? tf.gather(embed, tf.tensor1d(tokens as number[], 'int32'))
+          : tf.tensor2d(gatherRowsInt8(embed, tokens), [count, embed.cols]),
+      );
       this.#blocks.forEach((block, layer) => {
         const next = tf.tidy(() => {
           const h = rmsNorm(x, block.inputNorm, c.rmsNormEps);
@@ -204,9 +247,10 @@ export class Decoder {
       const logits = tf.tidy((): tf.Tensor2D => {
         const last = lastOnly ? tf.slice(hidden, [count - 1, 0], [1, -1]) : hidden;
         const normed = rmsNorm(last, this.#norm, c.rmsNormEps);
-        return this.#head === null
-          ? tf.matMul(normed, this.#embed, false, true)
-          : tf.matMul(normed, this.#head);
+        if (this.#head !== null) return matMulWeight(normed, this.#head);
+        return embed instanceof tf.Tensor
+          ? tf.matMul(normed, embed, false, true)
+          : tiedHeadInt8(normed, embed);
       });
       hidden.dispose();
       return logits;
@@ -253,13 +297,16 @@ export class Decoder {
   }
 
   dispose(): void {
-    this.#embed.dispose();
+    const drop = (w: object | null) => {
+      if (w instanceof tf.Tensor) w.dispose();
+    };
+    drop(this.#embed);
     this.#norm.dispose();
-    this.#head?.dispose();
+    drop(this.#head);
     for (const b of this.#blocks) {
       for (const t of [b.inputNorm, b.postNorm]) t.dispose();
       for (const l of [b.q, b.k, b.v, b.o, b.gate, b.up, b.down]) {
-        l.w.dispose();
+        drop(l.w);
         l.b?.dispose();
       }
     }
@@ -267,8 +314,30 @@ export class Decoder {
 }
 
 function apply(l: Linear, x: tf.Tensor2D): tf.Tensor2D {
-  const y = tf.matMul(x, l.w) as tf.Tensor2D;
+  const y = matMulWeight(x, l.w);
   return l.b === null ? y : (tf.add(y, l.b) as tf.Tensor2D);
+}
+
+/** x · w; an int8 w is dequantised for this one matMul and freed straight after, so only
+ * one matrix is float32 at a time however many the enclosing tidy runs. */
+function matMulWeight(x: tf.Tensor2D, w: tf.Tensor2D | Int8Columns): tf.Tensor2D {
+  if (w instanceof tf.Tensor) return tf.matMul(x, w);
+  const dense = tf.tensor2d(dequantizeColumnsInt8(w), [w.inputs, w.outputs]);
+  const y = tf.matMul(x, dense);
+  dense.dispose();
+  return y as tf.Tensor2D;
+}
+
+/** x · embedᵀ over the vocabulary in chunks of HEAD_CHUNK_ROWS rows, logits concatenated. */
+function tiedHeadInt8(x: tf.Tensor2D, embed: Int8Rows): tf.Tensor2D {
+  const parts: tf.Tensor2D[] = [];
+  for (let first = 0; first < embed.rows; first += HEAD_CHUNK_ROWS) {
+    const count = Math.min(HEAD_CHUNK_ROWS, embed.rows - first);
+    const rows = tf.tensor2d(dequantizeRowsInt8(embed, first, count), [count, embed.cols]);
+    parts.push(tf.matMul(x, rows, false, true));
+    rows.dispose();
+  }
+  return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
 }
 
 /** x · rsqrt(mean(x²) + eps) · w over the last axis, all in float32 as transformers does. */

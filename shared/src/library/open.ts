@@ -5,7 +5,7 @@ import { ChatTokenizer } from '../chat/tokenizer.ts';
 import { decoderTensorShapes, parseDecoderConfig, type DecoderConfig } from '../decoder/config.ts';
 import { hfConfigFromGguf, loadDecoderGguf } from '../decoder/gguf.ts';
 import { loadDecoderFolder } from '../decoder/load.ts';
-import type { Decoder } from '../decoder/model.ts';
+import type { Decoder, WeightsMode } from '../decoder/model.ts';
 import { elementCount } from '../checkpoint/tensors.ts';
 import { GgufFile } from '../formats/gguf.ts';
 import { openHfFolder } from '../formats/hf-folder.ts';
@@ -64,7 +64,10 @@ export async function readConfig(ref: ModelRef): Promise<DecoderConfig> {
 
 export interface MemoryEstimate {
   parameters: number;
-  /** Weights as this engine holds them (float32). */
+  /** How the weights would be held (decoder/model.ts). */
+  weights: WeightsMode;
+  /** Weights as this engine holds them: float32, or int8 matrices with a float32 scale per row
+   * (norms and biases stay float32). */
   weightBytes: number;
   /** Keys and values for a full context. */
   kvCacheBytes: number;
@@ -79,7 +82,7 @@ export class ModelTooLargeError extends Error {
 
   constructor(name: string, estimate: MemoryEstimate) {
     super(
-      `${name} needs about ${gb(estimate.totalBytes)} of memory here (${gb(estimate.weightBytes)} of weights, ${gb(estimate.kvCacheBytes)} for a ${estimate.context}-token context), and this machine has ${gb(estimate.availableBytes)} available. Close other programs, choose a smaller model, or shorten the context with --context.`,
+      `${name} needs about ${gb(estimate.totalBytes)} of memory here (${gb(estimate.weightBytes)} of weights${estimate.weights === 'int8' ? ' even as int8' : ''}, ${gb(estimate.kvCacheBytes)} for a ${estimate.context}-token context), and this machine has ${gb(estimate.availableBytes)} available. Close other programs, choose a smaller model, or shorten the context with --context.`,
     );
     this.name = 'ModelTooLargeError';
     this.estimate = estimate;
@@ -90,16 +93,29 @@ export function estimateMemory(
   config: DecoderConfig,
   context: number,
   availableBytes: number,
+  weights: WeightsMode = 'f32',
 ): MemoryEstimate {
   let parameters = 0;
-  for (const shape of decoderTensorShapes(config).values()) parameters += elementCount(shape);
-  const weightBytes = parameters * 4;
+  let weightBytes = 0;
+  let largestMatrix = 0;
+  for (const shape of decoderTensorShapes(config).values()) {
+    const count = elementCount(shape);
+    parameters += count;
+    // Every 2-D tensor is a matrix int8 mode quantises; 1-D ones (norms, biases) stay float32.
+    const quantized = weights === 'int8' && shape.length === 2;
+    weightBytes += quantized ? count + 4 * shape[0]! : 4 * count;
+    if (shape.length === 2) largestMatrix = Math.max(largestMatrix, count);
+  }
   const kvCacheBytes = config.numLayers * 2 * config.numKvHeads * config.headDim * context * 4;
-  // The runtime, the activations of a long prompt and one tensor's host copy while loading.
-  const overhead = 256e6 + 0.1 * weightBytes;
+  // The runtime, the activations of a long prompt and one tensor's host copy while loading;
+  // int8 mode also holds one matrix as float32 at a time (while quantising it at load, and
+  // dequantised for its matMul).
+  const transient = weights === 'int8' ? 4 * largestMatrix : 0;
+  const overhead = 256e6 + 0.1 * weightBytes + transient;
   const totalBytes = weightBytes + kvCacheBytes + overhead;
   return {
     parameters,
+    weights,
     weightBytes,
     kvCacheBytes,
     context,
@@ -126,9 +142,11 @@ export interface OpenedModel {
 }
 
 /**
- * Loads a model to chat with. Refuses, before loading, a model that will not fit in memory
- * (with a message that says what it needs and what there is) and a library model whose
- * files no longer hash to its identity when `verify` is asked for.
+ * Loads a model to chat with, its weights as float32 where they fit and as int8 where only
+ * that fits (slower: each matrix is dequantised for every use). Refuses, before loading, a
+ * model that will not fit either way (with a message that says what it needs and what there
+ * is) and a library model whose files no longer hash to its identity when `verify` is asked
+ * for.
  */
 export async function openChatModel(
   ref: ModelRef,
@@ -136,11 +154,9 @@ export async function openChatModel(
 ): Promise<OpenedModel> {
   const config = await readConfig(ref);
   const context = Math.min(config.maxPositions, options.context ?? DEFAULT_CONTEXT);
-  const estimate = estimateMemory(
-    config,
-    context,
-    options.availableBytes ?? (await availableMemory()),
-  );
+  const available = options.availableBytes ?? (await availableMemory());
+  const f32 = estimateMemory(config, context, available);
+  const estimate = f32.fits ? f32 : estimateMemory(config, context, available, 'int8');
   const name = ref.entry?.name ?? path.basename(ref.path);
   if (!estimate.fits) throw new ModelTooLargeError(name, estimate);
   if (options.expectIdentity !== undefined && ref.entry?.identity !== options.expectIdentity) {
@@ -150,7 +166,7 @@ export async function openChatModel(
     );
   }
   if (ref.format === 'gguf') {
-    const loaded = await loadDecoderGguf(ref.path, { context });
+    const loaded = await loadDecoderGguf(ref.path, { context, weights: estimate.weights });
     const tokenizer = new ChatTokenizer(
       loaded.tokenizer.tokenizerJson,
       loaded.tokenizer.tokenizerConfig,
@@ -164,7 +180,7 @@ export async function openChatModel(
       estimate,
     };
   }
-  const loaded = await loadDecoderFolder(ref.path, { context });
+  const loaded = await loadDecoderFolder(ref.path, { context, weights: estimate.weights });
   const tokenizer = await ChatTokenizer.fromFolder(ref.path);
   return {
     ref,

@@ -1,0 +1,94 @@
+/**
+ * Weights held on the host as int8 with one float32 scale per output row (symmetric absmax:
+ * scale = max|row| / 127, q = round(x / scale)), a quarter of float32's memory. tfjs has no
+ * int8 dtype, so the decoder keeps these outside tfjs and dequantises a matrix into a float32
+ * tensor only for the matMul that needs it.
+ */
+
+/** A [rows, cols] matrix, row-major, quantised per row (PyTorch's [out, in]: per output). */
+export interface Int8Rows {
+  rows: number;
+  cols: number;
+  values: Int8Array;
+  /** One per row; 0 for an all-zero row. */
+  scales: Float32Array;
+}
+
+/**
+ * The same quantisation laid out [cols, rows] (a Linear's [in, out], the layout the decoder's
+ * matMul takes), so dequantising is one sequential pass with the scale varying fastest.
+ */
+export interface Int8Columns {
+  inputs: number;
+  outputs: number;
+  /** [inputs, outputs], row-major. */
+  values: Int8Array;
+  /** One per output. */
+  scales: Float32Array;
+}
+
+export function quantizeRowsInt8(data: Float32Array, rows: number, cols: number): Int8Rows {
+  if (data.length !== rows * cols) {
+    throw new RangeError(`${data.length} values are not a ${rows}×${cols} matrix`);
+  }
+  const values = new Int8Array(rows * cols);
+  const scales = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    let max = 0;
+    for (let c = 0; c < cols; c++) max = Math.max(max, Math.abs(data[base + c]!));
+    const scale = max / 127;
+    scales[r] = scale;
+    if (scale === 0) continue;
+    const inverse = 1 / scale;
+    for (let c = 0; c < cols; c++) values[base + c] = Math.round(data[base + c]! * inverse);
+  }
+  return { rows, cols, values, scales };
+}
+
+/** Rows `first` … `first + count − 1` as float32, [count, cols]. */
+export function dequantizeRowsInt8(m: Int8Rows, first = 0, count = m.rows - first): Float32Array {
+  const { cols, values, scales } = m;
+  const out = new Float32Array(count * cols);
+  for (let r = 0; r < count; r++) {
+    const scale = scales[first + r]!;
+    const from = (first + r) * cols;
+    const to = r * cols;
+    for (let c = 0; c < cols; c++) out[to + c] = values[from + c]! * scale;
+  }
+  return out;
+}
+
+/** The rows `ids` as float32, [ids.length, cols]: an embedding lookup without the table. */
+export function gatherRowsInt8(m: Int8Rows, ids: readonly number[]): Float32Array {
+  const { cols, values, scales } = m;
+  const out = new Float32Array(ids.length * cols);
+  ids.forEach((id, r) => {
+    const scale = scales[id]!;
+    const from = id * cols;
+    const to = r * cols;
+    for (let c = 0; c < cols; c++) out[to + c] = values[from + c]! * scale;
+  });
+  return out;
+}
+
+/** Transposes the int8 values once (at load), keeping each output's scale. */
+export function toColumnsInt8(m: Int8Rows): Int8Columns {
+  const { rows, cols, values: src } = m;
+  const values = new Int8Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) values[c * rows + r] = src[r * cols + c]!;
+  }
+  return { inputs: cols, outputs: rows, values, scales: m.scales };
+}
+
+/** The whole matrix as float32, [inputs, outputs]. */
+export function dequantizeColumnsInt8(m: Int8Columns): Float32Array {
+  const { outputs, values, scales } = m;
+  const out = new Float32Array(values.length);
+  for (let i = 0, o = 0; i < values.length; i++) {
+    out[i] = values[i]! * scales[o]!;
+    if (++o === outputs) o = 0;
+  }
+  return out;
+}

@@ -1,0 +1,200 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDecoderConfig } from '../src/decoder/config.ts';
+import {
+  dequantizeColumnsInt8,
+  dequantizeRowsInt8,
+  quantizeRowsInt8,
+  toColumnsInt8,
+} from '../src/decoder/int8.ts';
+import { loadDecoderFolder } from '../src/decoder/load.ts';
+import { Decoder, type TensorSource } from '../src/decoder/model.ts';
+import { randomDecoderWeights } from '../src/decoder/random.ts';
+import { openHfFolder, writeHfFolder } from '../src/formats/hf-folder.ts';
+import { estimateMemory } from '../src/library/open.ts';
+import reference from '../reference/decoder_reference.json' with { type: 'json' };
+import {
+  REFERENCE_NEW_TOKENS,
+  REFERENCE_PROMPT,
+  TINY_DECODERS,
+} from '../reference/tiny-decoders.ts';
+
+const fixtures = reference as Record<string, { logits: number[][]; greedy: number[] }>;
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'commons-decoder-int8-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('int8 quantisation per row', () => {
+  it('round-trips every element within half its row scale, in both layouts', () => {
+    const rows = 5;
+    const cols = 7;
+    const data = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 1.7) * (i % 3));
+    data.fill(0, 14, 21); // an all-zero row has scale 0 and dequantises to zeros
+    const q = quantizeRowsInt8(data, rows, cols);
+    const back = dequantizeRowsInt8(q);
+    const columns = dequantizeColumnsInt8(toColumnsInt8(q));
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        const x = data[r * cols + c]!;
+        expect(Math.abs(back[r * cols + c]! - x)).toBeLessThanOrEqual(q.scales[r]! / 2 + 1e-7);
+        expect(columns[c * rows + r]).toBe(back[r * cols + c]);
+      }
+    }
+    expect([...back.subarray(14, 21)]).toEqual(new Array(7).fill(0));
+    expect([...dequantizeRowsInt8(q, 3, 2)]).toEqual([...back.subarray(21)]);
+  });
+});
+
+describe('decoder with int8 weights', () => {
+  for (const tiny of TINY_DECODERS) {
+    it(`${tiny.name}: exactly the float32 model of the rounded weights, and near PyTorch`, async () => {
+      const folder = path.join(dir, tiny.name);
+      const tensors = randomDecoderWeights(parseDecoderConfig(tiny.config), tiny.seed);
+      await writeHfFolder(folder, { config: tiny.config, tensors, dtype: tiny.dtype });
+      const { decoder: int8, config } = await loadDecoderFolder(folder, { weights: 'int8' });
+      const files = await openHfFolder(folder);
+      const rounded = await Decoder.load(
+        config,
+        roundedSource((name) => files.read(name)),
+      );
+      await files.close();
+      const expected = fixtures[tiny.name]!;
+      try {
+        const got = await promptAndGreedy(int8);
+        const same = await promptAndGreedy(rounded);
+        expect(maxDiff(got.logits, same.logits)).toBeLessThan(1e-4);
+        expect(got.greedy).toEqual(same.greedy);
+
+        // Against the unrounded weights these random models amplify rounding layer by layer
+        // (their blocks are N(0, 4/fan_in), see random.ts), so 2e-2 absolute is out of reach.
+        // Measured worst |Δ| / max |logit|: 0.035, 0.074, 0.042, 0.090 (0.29–0.61 absolute on
+        // logits up to 6.4–8.3), and greedy decoding first leaves PyTorch's tokens at step 5,
+        // 25, 9 and 13 of 32.
+        const scale = Math.max(...expected.logits.flat().map(Math.abs));
+        expect(maxDiff(got.logits, expected.logits)).toBeLessThan(0.12 * scale);
+        expect(got.greedy.slice(0, 5)).toEqual(expected.greedy.slice(0, 5));
+      } finally {
+        int8.dispose();
+        rounded.dispose();
+      }
+    });
+  }
+
+  it('splits a tied head over a vocabulary larger than one chunk, leaking no tensors', async () => {
+    const hf = {
+      model_type: 'llama',
+      vocab_size: 9000,
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      num_key_value_heads: 1,
+      max_position_embeddings: 32,
+      rms_norm_eps: 1e-5,
+      tie_word_embeddings: true,
+    };
+    const config = parseDecoderConfig(hf);
+    const tensors = randomDecoderWeights(config, 3);
+    const folder = path.join(dir, 'wide-vocab');
+    await writeHfFolder(folder, { config: hf, tensors });
+    const int8 = (await loadDecoderFolder(folder, { weights: 'int8' })).decoder;
+    const rounded = await Decoder.load(
+      config,
+      roundedSource(async (name) => tensors.get(name)!),
+    );
+    const lastLogits = async (decoder: Decoder) => {
+      const cache = decoder.newCache();
+      decoder.forward([1, 8500], cache).dispose();
+      const before = tf.memory().numTensors;
+      const out = decoder.forward([8999], cache, true);
+      const row = (await out.array()) as number[][];
+      out.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      cache.dispose();
+      return row;
+    };
+    const got = await lastLogits(int8);
+    expect(got[0]!.length).toBe(9000);
+    expect(maxDiff(got, await lastLogits(rounded))).toBeLessThan(1e-4);
+    int8.dispose();
+    rounded.dispose();
+  });
+});
+
+describe('memory estimate with int8 weights', () => {
+  // SmolLM2-360M's shape (bench/real-models.ts) with a 4096-token context.
+  const config = parseDecoderConfig({
+    model_type: 'llama',
+    vocab_size: 49152,
+    hidden_size: 960,
+    intermediate_size: 2560,
+    num_hidden_layers: 32,
+    num_attention_heads: 15,
+    num_key_value_heads: 5,
+    rms_norm_eps: 1e-5,
+    max_position_embeddings: 8192,
+    tie_word_embeddings: true,
+  });
+
+  it('counts a byte per matrix element, a scale per row, and one float32 matrix in flight', () => {
+    const f32 = estimateMemory(config, 4096, 4e9);
+    const int8 = estimateMemory(config, 4096, 4e9, 'int8');
+    expect(f32.weights).toBe('f32');
+    expect(int8.parameters).toBe(f32.parameters);
+    // Norms are 1-D: (2·32 + 1)·960 float32 values, the rest int8 plus a scale per row.
+    const norms = 65 * 960;
+    const rows = 49152 + 32 * (960 + 320 + 320 + 960 + 2560 + 2560 + 960);
+    expect(int8.weightBytes).toBe(f32.parameters - norms + 4 * rows + 4 * norms);
+    expect(int8.totalBytes - int8.weightBytes - int8.kvCacheBytes).toBeCloseTo(
+      256e6 + 0.1 * int8.weightBytes + 4 * 49152 * 960,
+    );
+  });
+});
+
+/** The float32 decoder's source with each matrix already rounded to int8 and back: what int8
+ * mode must compute, up to float32 summation order. */
+function roundedSource(source: TensorSource): TensorSource {
+  return async (name, shape) => {
+    const t = await source(name, shape);
+    if (t.shape.length !== 2) return t;
+    const [rows, cols] = t.shape as [number, number];
+    return { shape: t.shape, data: dequantizeRowsInt8(quantizeRowsInt8(t.data, rows, cols)) };
+  };
+}
+
+/** The prompt's logits, then 32 greedy tokens decoded one at a time through the cache. */
+async function promptAndGreedy(
+  decoder: Decoder,
+): Promise<{ logits: number[][]; greedy: number[] }> {
+  const cache = decoder.newCache();
+  const out = decoder.forward(REFERENCE_PROMPT, cache);
+  const logits = (await out.array()) as number[][];
+  out.dispose();
+  const greedy = [argmax(logits.at(-1)!)];
+  while (greedy.length < REFERENCE_NEW_TOKENS) {
+    const step = decoder.forward([greedy.at(-1)!], cache, true);
+    greedy.push(argmax((await step.array())[0]!));
+    step.dispose();
+  }
+  cache.dispose();
+  return { logits, greedy };
+}
+
+function maxDiff(a: readonly number[][], b: readonly number[][]): number {
+  let worst = 0;
+  a.forEach((row, t) => row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - b[t]![i]!)))));
+  return worst;
+}
+
+function argmax(row: readonly number[]): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+  return best;
+}
