@@ -120,6 +120,20 @@ await as(relayer).queue(policyChange.id);
 await advance(governance.timelockDelay + 1);
 record('execute (policy change)', await as(relayer).execute(policyChange.id));
 
+// A base model: one proposal records it and makes it the community's (two calls in the timelock).
+const baseModelId = await proposer.proposeBaseModel({
+  identity: '5a'.repeat(32),
+  format: 'hf-folder',
+  licence: 'apache-2.0',
+  name: 'HuggingFaceTB/SmolLM2-135M-Instruct',
+});
+await advance(governance.votingDelay + 1);
+await as(alice).castVote(baseModelId, 'for');
+await advance(governance.votingPeriod + 1);
+await as(relayer).queue(baseModelId);
+await advance(governance.timelockDelay + 1);
+record('execute (record + select base model)', await as(relayer).execute(baseModelId));
+
 // Rewards: 64 contributors, fresh accounts (their first tokens) and existing holders.
 const fresh = Array.from({ length: 62 }, () => ethers.Wallet.createRandom().address);
 const entries = [

@@ -4,13 +4,18 @@ pragma solidity 0.8.30;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 
 /// @title ModelRegistry
-/// @notice The record of every Commons model version and which one everyone runs.
+/// @notice The record of every Commons model version and which one everyone runs, and of the
+/// open-weights base models (Llama, Qwen2, SmolLM2…) the community has chosen to build on.
 /// @dev Invariants: a version is identified by the sha256 of its checkpoint (`contentHash`,
 /// never zero); once registered its record never changes; every version's parent is registered
 /// (the genesis version has parent zero), so lineage walks always terminate at genesis; the
 /// active version is always a registered one. Coordinators (COORDINATOR_ROLE) register
 /// candidates; only the admin (the timelock, i.e. a passed governance proposal) activates one
 /// and grants or revokes the coordinator role.
+/// Base models: a base model is identified by its model-library identity (the sha256 of the
+/// canonical manifest of its files' names, sizes and sha256s, never zero); only the admin
+/// records one, once, and its record never changes; the community base model is zero (none
+/// chosen yet) or a recorded one, and only the admin selects it.
 contract ModelRegistry is AccessControl {
     /// @notice Role allowed to register candidate versions.
     bytes32 public constant COORDINATOR_ROLE = keccak256("COORDINATOR_ROLE");
@@ -50,9 +55,27 @@ contract ModelRegistry is AccessControl {
         uint48 registeredAt;
     }
 
+    /// @notice A recorded open-weights base model.
+    /// @param identity sha256 of the canonical manifest of the model's files (name, size, sha256).
+    /// @param format How the files are laid out: "hf-folder" (a Hugging Face folder) or "gguf".
+    /// @param licence The licence the model is published under, as the hub names it
+    /// ("apache-2.0", "llama3.2").
+    /// @param name The model's public name ("HuggingFaceTB/SmolLM2-135M-Instruct").
+    struct BaseModel {
+        bytes32 identity;
+        string format;
+        string licence;
+        string name;
+        address registrant;
+        uint48 registeredAt;
+    }
+
     mapping(bytes32 contentHash => ModelVersion) private _versions;
     bytes32[] private _hashes;
     bytes32 private _active;
+    mapping(bytes32 identity => BaseModel) private _baseModels;
+    bytes32[] private _baseModelIds;
+    bytes32 private _baseModel;
 
     /// @notice Emitted when a version is registered.
     event ModelRegistered(
@@ -64,6 +87,17 @@ contract ModelRegistry is AccessControl {
     );
     /// @notice Emitted when the active version changes.
     event ModelActivated(bytes32 indexed contentHash, bytes32 indexed previous);
+
+    /// @notice Emitted when governance records a base model.
+    event BaseModelRecorded(
+        bytes32 indexed identity,
+        string name,
+        string format,
+        string licence,
+        address registrant
+    );
+    /// @notice Emitted when the community base model changes (`previous` is zero the first time).
+    event BaseModelSelected(bytes32 indexed identity, bytes32 indexed previous);
 
     /// @notice A content hash of zero was given.
     error ModelRegistryZeroHash();
@@ -77,6 +111,18 @@ contract ModelRegistry is AccessControl {
     error ModelRegistryUnknownVersion(bytes32 contentHash);
     /// @notice The version is already the active one.
     error ModelRegistryAlreadyActive(bytes32 contentHash);
+    /// @notice A base model identity of zero was given.
+    error ModelRegistryZeroIdentity();
+    /// @notice The base model's format is empty.
+    error ModelRegistryEmptyFormat();
+    /// @notice The base model's name is empty.
+    error ModelRegistryEmptyName();
+    /// @notice A base model with this identity is already recorded.
+    error ModelRegistryBaseModelAlreadyRecorded(bytes32 identity);
+    /// @notice No base model with this identity is recorded.
+    error ModelRegistryUnknownBaseModel(bytes32 identity);
+    /// @notice The base model is already the community's.
+    error ModelRegistryAlreadyBaseModel(bytes32 identity);
 
     /// @param admin Holder of DEFAULT_ADMIN_ROLE (activates versions, manages coordinators).
     /// @param coordinator Initial holder of COORDINATOR_ROLE (`address(0)` for none).
@@ -109,6 +155,76 @@ contract ModelRegistry is AccessControl {
         }
         if (contentHash == _active) revert ModelRegistryAlreadyActive(contentHash);
         _activate(contentHash);
+    }
+
+    /// @notice Records an open-weights base model the community may build on.
+    /// @dev Only DEFAULT_ADMIN_ROLE (the timelock, so a passed proposal). Recording does not select
+    /// it: a proposal that makes it the community's base model also calls `setBaseModel`.
+    /// @param identity The model-library identity of its files (never zero, recorded once).
+    /// @param format "hf-folder" or "gguf" (never empty).
+    /// @param licence The licence it is published under.
+    /// @param name Its public name (never empty).
+    function recordBaseModel(
+        bytes32 identity,
+        string calldata format,
+        string calldata licence,
+        string calldata name
+    ) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (identity == bytes32(0)) revert ModelRegistryZeroIdentity();
+        if (bytes(format).length == 0) revert ModelRegistryEmptyFormat();
+        if (bytes(name).length == 0) revert ModelRegistryEmptyName();
+        if (_baseModels[identity].identity != bytes32(0)) {
+            revert ModelRegistryBaseModelAlreadyRecorded(identity);
+        }
+        _baseModels[identity] = BaseModel({
+            identity: identity,
+            format: format,
+            licence: licence,
+            name: name,
+            registrant: msg.sender,
+            registeredAt: uint48(block.timestamp)
+        });
+        _baseModelIds.push(identity);
+        emit BaseModelRecorded(identity, name, format, licence, msg.sender);
+    }
+
+    /// @notice Makes a recorded base model the community's: the one members' chat checks its
+    /// files against.
+    /// @dev Only DEFAULT_ADMIN_ROLE (the timelock). An earlier base model may be selected again.
+    /// @param identity A recorded base model, not the current one.
+    function setBaseModel(bytes32 identity) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (_baseModels[identity].identity == bytes32(0)) revert ModelRegistryUnknownBaseModel(identity);
+        bytes32 previous = _baseModel;
+        if (identity == previous) revert ModelRegistryAlreadyBaseModel(identity);
+        _baseModel = identity;
+        emit BaseModelSelected(identity, previous);
+    }
+
+    /// @notice The community base model's identity, or zero while none is selected.
+    function baseModel() external view returns (bytes32) {
+        return _baseModel;
+    }
+
+    /// @notice The record of a recorded base model; reverts if unknown.
+    function getBaseModel(bytes32 identity) external view returns (BaseModel memory) {
+        BaseModel storage model = _baseModels[identity];
+        if (model.identity == bytes32(0)) revert ModelRegistryUnknownBaseModel(identity);
+        return model;
+    }
+
+    /// @notice Whether a base model with this identity is recorded.
+    function isBaseModelRecorded(bytes32 identity) external view returns (bool) {
+        return identity != bytes32(0) && _baseModels[identity].identity == identity;
+    }
+
+    /// @notice Number of recorded base models.
+    function baseModelCount() external view returns (uint256) {
+        return _baseModelIds.length;
+    }
+
+    /// @notice Identity of the `index`-th recorded base model, in recording order.
+    function baseModelAt(uint256 index) external view returns (bytes32) {
+        return _baseModelIds[index];
     }
 
     /// @notice The active version's content hash.

@@ -103,6 +103,22 @@ const cases: Case[] = [
     role: 'admin',
     error: 'AccessControlUnauthorizedAccount',
   },
+  {
+    contract: 'modelRegistry',
+    method: 'recordBaseModel',
+    args: () => ['0x' + '5a'.repeat(32), 'hf-folder', 'apache-2.0', 'HuggingFaceTB/SmolLM2'],
+    callers: () => [...wrongAccounts(), f.accounts.coordinator],
+    role: 'admin',
+    error: 'AccessControlUnauthorizedAccount',
+  },
+  {
+    contract: 'modelRegistry',
+    method: 'setBaseModel',
+    args: () => ['0x' + '5a'.repeat(32)],
+    callers: () => [...wrongAccounts(), f.accounts.coordinator],
+    role: 'admin',
+    error: 'AccessControlUnauthorizedAccount',
+  },
   // FederationPolicy
   {
     contract: 'federationPolicy',

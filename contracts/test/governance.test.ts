@@ -104,6 +104,90 @@ describe('model upgrade', () => {
   });
 });
 
+describe('community base model', () => {
+  const smol = {
+    identity: '0x' + '5a'.repeat(32),
+    format: 'hf-folder' as const,
+    licence: 'apache-2.0',
+    name: 'HuggingFaceTB/SmolLM2-135M-Instruct',
+  };
+
+  it('is recorded and selected by one passed proposal', async () => {
+    const { as, accounts, client, pass, now } = f;
+    expect(await client.baseModel()).toBeNull();
+    const id = await as(accounts.alice).proposeBaseModel(smol);
+    const proposal = await client.proposal(id);
+    expect(proposal.description).toMatch(
+      /^Record HuggingFaceTB\/SmolLM2-135M-Instruct as the community's base model\n/,
+    );
+    expect(proposal.decoded).toEqual([
+      {
+        contract: 'modelRegistry',
+        function: 'recordBaseModel',
+        args: [smol.identity, smol.format, smol.licence, smol.name],
+      },
+      { contract: 'modelRegistry', function: 'setBaseModel', args: [smol.identity] },
+    ]);
+    await pass(id);
+    const record = await client.baseModel();
+    expect(record).toEqual({
+      ...smol,
+      registrant: client.addresses.contracts.timelock,
+      registeredAt: expect.any(Number),
+    });
+    expect(record!.registeredAt).toBeLessThanOrEqual(await now());
+    expect(await client.listBaseModels()).toEqual([record]);
+    // The community model's versions are untouched.
+    expect((await client.activeModel()).contentHash).toBe(GENESIS_HASH);
+  });
+
+  it('switches to a second model, then back to the first without recording it again', async () => {
+    const { as, accounts, client, pass } = f;
+    const qwen = {
+      identity: '0x' + '6b'.repeat(32),
+      format: 'gguf' as const,
+      licence: 'apache-2.0',
+      name: 'Qwen/Qwen2.5-0.5B-Instruct-GGUF',
+    };
+    await pass(await as(accounts.alice).proposeBaseModel(smol));
+    await pass(await as(accounts.alice).proposeBaseModel(qwen));
+    expect((await client.baseModel())?.identity).toBe(qwen.identity);
+    expect(await client.baseModelActions(smol)).toEqual([client.setBaseModelAction(smol.identity)]);
+    await pass(await as(accounts.alice).proposeBaseModel(smol, 'Back to SmolLM2'));
+    expect((await client.baseModel())?.identity).toBe(smol.identity);
+    expect((await client.listBaseModels()).map((m) => m.name)).toEqual([smol.name, qwen.name]);
+    // Proposing what is already the base model is refused before anyone votes.
+    await expect(client.baseModelActions(smol)).rejects.toThrow(
+      /already the community's base model/,
+    );
+    await expect(client.baseModelActions({ ...smol, name: 'another' })).rejects.toThrow(
+      /already the community's base model/,
+    );
+    await expect(client.baseModelActions({ ...qwen, format: 'hf-folder' })).rejects.toThrow(
+      /is recorded as Qwen\/Qwen2.5-0.5B-Instruct-GGUF \(gguf\)/,
+    );
+  });
+
+  it('a record the contract refuses passes the vote but reverts at execution by name', async () => {
+    const { as, accounts, client, pass } = f;
+    const action = {
+      target: client.addresses.contracts.modelRegistry,
+      value: 0n,
+      calldata: client.contracts.modelRegistry.interface.encodeFunctionData('recordBaseModel', [
+        smol.identity,
+        '',
+        smol.licence,
+        smol.name,
+      ]),
+    };
+    await expectRevert(
+      pass(await as(accounts.alice).propose([action], 'No format')),
+      'ModelRegistryEmptyFormat',
+    );
+    expect(await client.listBaseModels()).toEqual([]);
+  });
+});
+
 describe('policy change', () => {
   it('takes effect as a new policy version after a passed vote', async () => {
     const next = {

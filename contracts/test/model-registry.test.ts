@@ -1,4 +1,4 @@
-// ModelRegistry: genesis at deployment, candidate registration rules, lineage.
+// ModelRegistry: genesis at deployment, candidate registration rules, lineage, base models.
 import { ZeroHash } from 'ethers';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GENESIS_HASH, candidate, deployFixture, expectRevert, type Fixture } from './fixture.ts';
@@ -124,5 +124,89 @@ describe('ModelRegistry', () => {
     expect((await f.client.activeModel()).contentHash).toBe(next.contentHash);
     await f.pass(await f.as(f.accounts.alice).proposeActivateModel(GENESIS_HASH, 'Roll back'));
     expect((await f.client.activeModel()).contentHash).toBe(GENESIS_HASH);
+  });
+});
+
+describe('ModelRegistry base models', () => {
+  const identity = '0x' + '5a'.repeat(32);
+  const record = ['hf-folder', 'apache-2.0', 'HuggingFaceTB/SmolLM2-135M-Instruct'] as const;
+
+  async function asTimelock() {
+    const timelock = await f.impersonateTimelock();
+    return f.client.contracts.modelRegistry.connect(timelock);
+  }
+
+  it('starts with none recorded and no community base model', async () => {
+    expect(await f.client.baseModel()).toBeNull();
+    expect(await f.client.listBaseModels()).toEqual([]);
+    expect(await f.client.isBaseModelRecorded(identity)).toBe(false);
+    await expectRevert(f.client.baseModelRecord(identity), 'ModelRegistryUnknownBaseModel', [
+      identity,
+    ]);
+  });
+
+  it('records a base model with its events, once, and selects it', async () => {
+    const registry = await asTimelock();
+    const timelock = f.addresses.contracts.timelock;
+    const receipt = await (
+      await registry.getFunction('recordBaseModel').send(identity, ...record)
+    ).wait();
+    const events = receipt!.logs.map((log) => registry.interface.parseLog(log));
+    expect(events.find((e) => e?.name === 'BaseModelRecorded')?.args.toArray()).toEqual([
+      identity,
+      record[2],
+      record[0],
+      record[1],
+      timelock,
+    ]);
+    expect(await f.client.isBaseModelRecorded(identity)).toBe(true);
+    expect(await f.client.baseModel()).toBeNull();
+    await expectRevert(
+      registry.getFunction('recordBaseModel').send(identity, 'gguf', 'mit', 'again'),
+      'ModelRegistryBaseModelAlreadyRecorded',
+      [identity],
+    );
+
+    const selected = await (await registry.getFunction('setBaseModel').send(identity)).wait();
+    const selection = selected!.logs
+      .map((log) => registry.interface.parseLog(log))
+      .find((e) => e?.name === 'BaseModelSelected');
+    expect(selection?.args.toArray()).toEqual([identity, ZeroHash]);
+    expect(await f.client.baseModel()).toMatchObject({
+      identity,
+      format: record[0],
+      licence: record[1],
+      name: record[2],
+      registrant: timelock,
+    });
+    await expectRevert(
+      registry.getFunction('setBaseModel').send(identity),
+      'ModelRegistryAlreadyBaseModel',
+      [identity],
+    );
+  });
+
+  it('refuses a zero identity, an empty format or name, and selecting an unknown model', async () => {
+    const registry = await asTimelock();
+    const record = registry.getFunction('recordBaseModel');
+    await expectRevert(record.send(ZeroHash, 'gguf', 'mit', 'x'), 'ModelRegistryZeroIdentity');
+    await expectRevert(record.send(identity, '', 'mit', 'x'), 'ModelRegistryEmptyFormat');
+    await expectRevert(record.send(identity, 'gguf', 'mit', ''), 'ModelRegistryEmptyName');
+    await expectRevert(
+      registry.getFunction('setBaseModel').send(identity),
+      'ModelRegistryUnknownBaseModel',
+      [identity],
+    );
+    expect(await f.client.isBaseModelRecorded(ZeroHash)).toBe(false);
+  });
+
+  it('the client refuses what the contract would, and formats Commons does not read', () => {
+    const base = { identity, format: 'gguf' as const, licence: 'mit', name: 'x' };
+    expect(() => f.client.recordBaseModelAction({ ...base, identity: ZeroHash })).toThrow(/zero/);
+    expect(() => f.client.recordBaseModelAction({ ...base, name: ' ' })).toThrow(/name/);
+    expect(() => f.client.recordBaseModelAction({ ...base, licence: '' })).toThrow(/licence/);
+    expect(() =>
+      f.client.recordBaseModelAction({ ...base, format: 'onnx' as unknown as 'gguf' }),
+    ).toThrow(/hf-folder, gguf/);
   });
 });

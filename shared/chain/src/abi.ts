@@ -1723,11 +1723,28 @@ export const commonsAbis = {
       type: 'error',
     },
     {
+      inputs: [{ internalType: 'bytes32', name: 'identity', type: 'bytes32' }],
+      name: 'ModelRegistryAlreadyBaseModel',
+      type: 'error',
+    },
+    {
       inputs: [{ internalType: 'bytes32', name: 'contentHash', type: 'bytes32' }],
       name: 'ModelRegistryAlreadyRegistered',
       type: 'error',
     },
+    {
+      inputs: [{ internalType: 'bytes32', name: 'identity', type: 'bytes32' }],
+      name: 'ModelRegistryBaseModelAlreadyRecorded',
+      type: 'error',
+    },
+    { inputs: [], name: 'ModelRegistryEmptyFormat', type: 'error' },
+    { inputs: [], name: 'ModelRegistryEmptyName', type: 'error' },
     { inputs: [], name: 'ModelRegistryEmptyUri', type: 'error' },
+    {
+      inputs: [{ internalType: 'bytes32', name: 'identity', type: 'bytes32' }],
+      name: 'ModelRegistryUnknownBaseModel',
+      type: 'error',
+    },
     {
       inputs: [{ internalType: 'bytes32', name: 'parentHash', type: 'bytes32' }],
       name: 'ModelRegistryUnknownParent',
@@ -1739,6 +1756,28 @@ export const commonsAbis = {
       type: 'error',
     },
     { inputs: [], name: 'ModelRegistryZeroHash', type: 'error' },
+    { inputs: [], name: 'ModelRegistryZeroIdentity', type: 'error' },
+    {
+      anonymous: false,
+      inputs: [
+        { indexed: true, internalType: 'bytes32', name: 'identity', type: 'bytes32' },
+        { indexed: false, internalType: 'string', name: 'name', type: 'string' },
+        { indexed: false, internalType: 'string', name: 'format', type: 'string' },
+        { indexed: false, internalType: 'string', name: 'licence', type: 'string' },
+        { indexed: false, internalType: 'address', name: 'registrant', type: 'address' },
+      ],
+      name: 'BaseModelRecorded',
+      type: 'event',
+    },
+    {
+      anonymous: false,
+      inputs: [
+        { indexed: true, internalType: 'bytes32', name: 'identity', type: 'bytes32' },
+        { indexed: true, internalType: 'bytes32', name: 'previous', type: 'bytes32' },
+      ],
+      name: 'BaseModelSelected',
+      type: 'event',
+    },
     {
       anonymous: false,
       inputs: [
@@ -1819,6 +1858,48 @@ export const commonsAbis = {
       type: 'function',
     },
     {
+      inputs: [],
+      name: 'baseModel',
+      outputs: [{ internalType: 'bytes32', name: '', type: 'bytes32' }],
+      stateMutability: 'view',
+      type: 'function',
+    },
+    {
+      inputs: [{ internalType: 'uint256', name: 'index', type: 'uint256' }],
+      name: 'baseModelAt',
+      outputs: [{ internalType: 'bytes32', name: '', type: 'bytes32' }],
+      stateMutability: 'view',
+      type: 'function',
+    },
+    {
+      inputs: [],
+      name: 'baseModelCount',
+      outputs: [{ internalType: 'uint256', name: '', type: 'uint256' }],
+      stateMutability: 'view',
+      type: 'function',
+    },
+    {
+      inputs: [{ internalType: 'bytes32', name: 'identity', type: 'bytes32' }],
+      name: 'getBaseModel',
+      outputs: [
+        {
+          components: [
+            { internalType: 'bytes32', name: 'identity', type: 'bytes32' },
+            { internalType: 'string', name: 'format', type: 'string' },
+            { internalType: 'string', name: 'licence', type: 'string' },
+            { internalType: 'string', name: 'name', type: 'string' },
+            { internalType: 'address', name: 'registrant', type: 'address' },
+            { internalType: 'uint48', name: 'registeredAt', type: 'uint48' },
+          ],
+          internalType: 'struct ModelRegistry.BaseModel',
+          name: '',
+          type: 'tuple',
+        },
+      ],
+      stateMutability: 'view',
+      type: 'function',
+    },
+    {
       inputs: [{ internalType: 'bytes32', name: 'role', type: 'bytes32' }],
       name: 'getRoleAdmin',
       outputs: [{ internalType: 'bytes32', name: '', type: 'bytes32' }],
@@ -1871,6 +1952,13 @@ export const commonsAbis = {
       type: 'function',
     },
     {
+      inputs: [{ internalType: 'bytes32', name: 'identity', type: 'bytes32' }],
+      name: 'isBaseModelRecorded',
+      outputs: [{ internalType: 'bool', name: '', type: 'bool' }],
+      stateMutability: 'view',
+      type: 'function',
+    },
+    {
       inputs: [{ internalType: 'bytes32', name: 'contentHash', type: 'bytes32' }],
       name: 'isRegistered',
       outputs: [{ internalType: 'bool', name: '', type: 'bool' }],
@@ -1885,6 +1973,18 @@ export const commonsAbis = {
       name: 'lineage',
       outputs: [{ internalType: 'bytes32[]', name: 'chain', type: 'bytes32[]' }],
       stateMutability: 'view',
+      type: 'function',
+    },
+    {
+      inputs: [
+        { internalType: 'bytes32', name: 'identity', type: 'bytes32' },
+        { internalType: 'string', name: 'format', type: 'string' },
+        { internalType: 'string', name: 'licence', type: 'string' },
+        { internalType: 'string', name: 'name', type: 'string' },
+      ],
+      name: 'recordBaseModel',
+      outputs: [],
+      stateMutability: 'nonpayable',
       type: 'function',
     },
     {
@@ -1939,6 +2039,13 @@ export const commonsAbis = {
         { internalType: 'bytes32', name: 'contributorsRoot', type: 'bytes32' },
       ],
       stateMutability: 'view',
+      type: 'function',
+    },
+    {
+      inputs: [{ internalType: 'bytes32', name: 'identity', type: 'bytes32' }],
+      name: 'setBaseModel',
+      outputs: [],
+      stateMutability: 'nonpayable',
       type: 'function',
     },
     {

@@ -25,9 +25,14 @@ import {
 } from './governance.ts';
 import { decodePolicy, encodePolicy, type FederationPolicy, type PolicyStruct } from './policy.ts';
 import {
+  decodeBaseModel,
   decodeModelVersion,
+  encodeBaseModel,
   encodeCandidate,
   hashToBytes32,
+  type BaseModelInput,
+  type BaseModelRecord,
+  type BaseModelStruct,
   type ModelCandidate,
   type ModelVersion,
   type ModelVersionStruct,
@@ -77,6 +82,11 @@ export interface RewardedCandidate {
 }
 
 type Contracts = { [K in CommonsContractKey]: Contract };
+
+/** The title a base-model proposal carries unless its proposer writes another. */
+export function baseModelProposalTitle(model: BaseModelInput): string {
+  return `Record ${model.name} as the community's base model\n\nIdentity ${hashToBytes32(model.identity)} (${model.format}, licence ${model.licence}).`;
+}
 
 export class CommonsClient {
   readonly addresses: CommonsAddresses;
@@ -192,6 +202,37 @@ export class CommonsClient {
     return async () => {
       await registry.off('ModelActivated', handler);
     };
+  }
+
+  // ---------------------------------------------------------------- base models
+
+  /** The community base model, or null while governance has chosen none. */
+  async baseModel(): Promise<BaseModelRecord | null> {
+    const identity = await this.call<string>('modelRegistry', 'baseModel');
+    return /^0x0{64}$/.test(identity) ? null : this.baseModelRecord(identity);
+  }
+
+  /** A recorded base model (reverts with ModelRegistryUnknownBaseModel if unknown). */
+  async baseModelRecord(identity: string): Promise<BaseModelRecord> {
+    const raw = await this.call<BaseModelStruct>('modelRegistry', 'getBaseModel', [
+      hashToBytes32(identity),
+    ]);
+    return decodeBaseModel(raw);
+  }
+
+  async isBaseModelRecorded(identity: string): Promise<boolean> {
+    return this.call<boolean>('modelRegistry', 'isBaseModelRecorded', [hashToBytes32(identity)]);
+  }
+
+  /** Every recorded base model, in recording order. */
+  async listBaseModels(): Promise<BaseModelRecord[]> {
+    const count = Number(await this.call<bigint>('modelRegistry', 'baseModelCount'));
+    const ids = await Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        this.call<string>('modelRegistry', 'baseModelAt', [i]),
+      ),
+    );
+    return Promise.all(ids.map((identity) => this.baseModelRecord(identity)));
   }
 
   // ---------------------------------------------------------------- federation policy
@@ -314,6 +355,40 @@ export class CommonsClient {
     return this.action('modelRegistry', 'activate', [hashToBytes32(contentHash)]);
   }
 
+  /** Action: record an open-weights base model (checked as the contract will check it). */
+  recordBaseModelAction(model: BaseModelInput): ProposalAction {
+    return this.action('modelRegistry', 'recordBaseModel', encodeBaseModel(model));
+  }
+
+  /** Action: make a recorded base model the community's. */
+  setBaseModelAction(identity: string): ProposalAction {
+    return this.action('modelRegistry', 'setBaseModel', [hashToBytes32(identity)]);
+  }
+
+  /**
+   * The actions that make `model` the community's base model: record it (unless it is recorded
+   * already, then its record must say the same) and select it. Throws when it already is the
+   * community's base model, or when a record with its identity says something else.
+   */
+  async baseModelActions(model: BaseModelInput): Promise<ProposalAction[]> {
+    const identity = hashToBytes32(model.identity);
+    const [recorded, current] = await Promise.all([
+      this.isBaseModelRecorded(identity),
+      this.call<string>('modelRegistry', 'baseModel'),
+    ]);
+    if (current === identity) {
+      throw new Error(`${model.name} (${identity}) is already the community's base model`);
+    }
+    if (!recorded) return [this.recordBaseModelAction(model), this.setBaseModelAction(identity)];
+    const record = await this.baseModelRecord(identity);
+    if (record.format !== model.format || record.name !== model.name) {
+      throw new Error(
+        `${identity} is recorded as ${record.name} (${record.format}), not ${model.name} (${model.format})`,
+      );
+    }
+    return [this.setBaseModelAction(identity)];
+  }
+
   /** Action: replace the federation policy. */
   setPolicyAction(policy: FederationPolicy): ProposalAction {
     return this.action('federationPolicy', 'setPolicy', [encodePolicy(policy)]);
@@ -355,6 +430,14 @@ export class CommonsClient {
   async proposeActivateModel(contentHash: string, description?: string): Promise<bigint> {
     const hash = hashToBytes32(contentHash);
     return this.propose([this.activateModelAction(hash)], description ?? `Activate model ${hash}`);
+  }
+
+  /** Proposes recording `model` (if it is not yet) and making it the community's base model. */
+  async proposeBaseModel(model: BaseModelInput, description?: string): Promise<bigint> {
+    return this.propose(
+      await this.baseModelActions(model),
+      description ?? baseModelProposalTitle(model),
+    );
   }
 
   /** Proposes a new federation policy. */

@@ -1,4 +1,4 @@
-// Model versions as the ModelRegistry contract records them.
+// Model versions and open-weights base models as the ModelRegistry contract records them.
 import { fromMicro, fromWad, toMicro, toWad } from './fixed-point.ts';
 
 const ZERO_HASH = '0x' + '0'.repeat(64);
@@ -104,4 +104,77 @@ function epsilonToMicro(epsilon: number): bigint {
   if (epsilon === Infinity) return NO_DP_EPSILON_MICRO;
   if (!(epsilon >= 0)) throw new Error(`ε must be ≥ 0 or Infinity, got ${epsilon}`);
   return toMicro(epsilon);
+}
+
+/**
+ * How a base model's files are laid out, as ModelRegistry records it: a Hugging Face folder
+ * (config.json, safetensors, tokenizer) or one GGUF file.
+ */
+export const BASE_MODEL_FORMATS = ['hf-folder', 'gguf'] as const;
+export type BaseModelFormat = (typeof BASE_MODEL_FORMATS)[number];
+
+/** What a proposal states about an open-weights base model it records. */
+export interface BaseModelInput {
+  /** The model-library identity: sha256 of the canonical manifest of its files (64 hex, optional 0x). */
+  identity: string;
+  format: BaseModelFormat;
+  /** The licence it is published under, as the hub names it ("apache-2.0", "llama3.2"). */
+  licence: string;
+  /** Its public name ("HuggingFaceTB/SmolLM2-135M-Instruct"). */
+  name: string;
+}
+
+/** A recorded base model. */
+export interface BaseModelRecord {
+  /** 0x-prefixed bytes32. */
+  identity: string;
+  /** As recorded; one of BASE_MODEL_FORMATS for every record this client proposes. */
+  format: string;
+  licence: string;
+  name: string;
+  /** Who recorded it: the timelock, for every record made through governance. */
+  registrant: string;
+  /** Unix seconds. */
+  registeredAt: number;
+}
+
+/** The contract's `BaseModel` struct as ethers returns it. */
+export interface BaseModelStruct {
+  identity: string;
+  format: string;
+  licence: string;
+  name: string;
+  registrant: string;
+  registeredAt: bigint;
+}
+
+export function decodeBaseModel(raw: BaseModelStruct): BaseModelRecord {
+  return {
+    identity: raw.identity,
+    format: raw.format,
+    licence: raw.licence,
+    name: raw.name,
+    registrant: raw.registrant,
+    registeredAt: Number(raw.registeredAt),
+  };
+}
+
+/**
+ * The arguments of `recordBaseModel`, checked as the contract checks them (and the format
+ * against the ones Commons reads), so a proposal that would revert on execution is refused
+ * before anyone votes on it.
+ */
+export function encodeBaseModel(model: BaseModelInput): [string, string, string, string] {
+  if (!(BASE_MODEL_FORMATS as readonly string[]).includes(model.format)) {
+    throw new Error(
+      `A base model's format is one of ${BASE_MODEL_FORMATS.join(', ')}, not "${model.format}"`,
+    );
+  }
+  if (model.name.trim() === '') throw new Error("A base model's name must not be empty");
+  if (model.licence.trim() === '') {
+    throw new Error(`State the licence ${model.name} is published under (e.g. apache-2.0)`);
+  }
+  const identity = hashToBytes32(model.identity);
+  if (identity === ZERO_HASH) throw new Error("A base model's identity must not be zero");
+  return [identity, model.format, model.licence, model.name];
 }
