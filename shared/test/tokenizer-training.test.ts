@@ -52,7 +52,12 @@ describe('trainTokenizer', () => {
     expect(vocab['Ġ']).toBe(32);
     expect(vocab['Ċ']).toBe(10);
     expect(merges).toHaveLength(VOCAB - FIRST_MERGE_ID);
-    merges.forEach(([a, b], i) => expect(vocab[a + b]).toBe(FIRST_MERGE_ID + i));
+    merges.forEach((m, i) => {
+      const parts = m.split(' ');
+      expect(parts).toHaveLength(2);
+      expect(vocab[parts.join('')]).toBe(FIRST_MERGE_ID + i);
+    });
+    expect(merges[0]).toBe('Ġ t'); // " t": the commonest pair in English text
     expect(trained.tokenizerJson.added_tokens.map((t) => [t.id, t.content, t.special])).toEqual([
       [256, '<|endoftext|>', true],
       [257, '<|im_start|>', true],
@@ -169,16 +174,17 @@ describe('createBpeEncoder', () => {
     for (const text of texts) {
       expect(fast(text)).toEqual(hf.encode(text, { add_special_tokens: false }).ids);
     }
-    // "a b" string merges, the older layout, read the same.
-    const oldLayout = {
+    // [left, right] pair merges, the newer layout, read the same in both.
+    const pairLayout = {
       ...trained.tokenizerJson,
       model: {
         ...trained.tokenizerJson.model,
-        merges: trained.tokenizerJson.model.merges.map(([a, b]) => `${a} ${b}`),
+        merges: trained.tokenizerJson.model.merges.map((m) => m.split(' ') as [string, string]),
       },
     };
-    const fastOld = createBpeEncoder(oldLayout as unknown as typeof trained.tokenizerJson);
-    expect(fastOld(heldOut)).toEqual(fast(heldOut));
+    const hfPairs = new Tokenizer(pairLayout, trained.tokenizerConfig);
+    expect(createBpeEncoder(pairLayout)(heldOut)).toEqual(fast(heldOut));
+    expect(hfPairs.encode(heldOut, { add_special_tokens: false }).ids).toEqual(fast(heldOut));
   });
 
   it('encodes the whole corpus with a 512-token vocabulary (timings printed)', () => {

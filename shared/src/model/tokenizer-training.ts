@@ -111,8 +111,12 @@ export interface ByteLevelBpeTokenizerJson {
     byte_fallback: false;
     ignore_merges: boolean;
     vocab: Record<string, number>;
-    /** The new (tokenizers >= 0.20) form: `[left, right]`, not `"left right"`. */
-    merges: [string, string][];
+    /**
+     * `"left right"`: the form every version of the Rust library and of
+     * @huggingface/tokenizers reads (SmolLM2's and GPT-2's files use it; the `[left, right]`
+     * form needs tokenizers >= 0.20). Unambiguous, as no byte-level token holds a space.
+     */
+    merges: string[];
   };
 }
 
@@ -186,7 +190,7 @@ export function trainTokenizer(
 
   const tokenText: string[] = [...BYTE_TO_UNICODE, ...SPECIALS.map((s) => s.content)];
   const tokenIds = new Map<string, number>(tokenText.map((t, id) => [t, id]));
-  const merges: [string, string][] = [];
+  const merges: string[] = [];
   learnMerges(countChunks(text), vocabSize, minFrequency, tokenText, tokenIds, merges);
 
   const vocab: Record<string, number> = {};
@@ -268,7 +272,7 @@ function learnMerges(
   minFrequency: number,
   tokenText: string[],
   tokenIds: Map<string, number>,
-  merges: [string, string][],
+  merges: string[],
 ): void {
   const encoder = new TextEncoder();
   const words: number[][] = [];
@@ -319,7 +323,7 @@ function learnMerges(
     const id = tokenText.length;
     tokenText.push(merged);
     tokenIds.set(merged, id);
-    merges.push([tokenText[left]!, tokenText[right]!]);
+    merges.push(`${tokenText[left]!} ${tokenText[right]!}`);
 
     const delta = new Map<number, number>();
     const add = (k: number, d: number) => delta.set(k, (delta.get(k) ?? 0) + d);
@@ -457,6 +461,20 @@ function* splitOnSpecials(
   if (start < text.length) yield { text: text.slice(start), special: false };
 }
 
+/** What createBpeEncoder reads of a tokenizer.json. */
+export interface BpeTokenizerJsonLike {
+  added_tokens: readonly { id: number; content: string }[];
+  normalizer: unknown;
+  pre_tokenizer: { type: string; add_prefix_space?: boolean; use_regex?: boolean } | null;
+  model: {
+    type: string;
+    vocab: Record<string, number>;
+    /** `"left right"` or `[left, right]`; both forms are read. */
+    merges: readonly (string | readonly [string, string])[];
+    ignore_merges?: boolean;
+  };
+}
+
 /** Chunks cached by the fast encoder before the cache is dropped whole. */
 const MAX_CACHE_ENTRIES = 200_000;
 
@@ -467,9 +485,7 @@ const MAX_CACHE_ENTRIES = 200_000;
  * are looked up by id pairs, and each distinct chunk is merged once. Special tokens in the
  * text are parsed as such, as `encode(text, { add_special_tokens: false })` does.
  */
-export function createBpeEncoder(
-  tokenizerJson: ByteLevelBpeTokenizerJson,
-): (text: string) => number[] {
+export function createBpeEncoder(tokenizerJson: BpeTokenizerJsonLike): (text: string) => number[] {
   if (
     tokenizerJson.normalizer !== null ||
     tokenizerJson.pre_tokenizer?.type !== 'ByteLevel' ||
@@ -498,9 +514,14 @@ export function createBpeEncoder(
   /** By the (left id, right id) key: the merge's rank, and the id it makes. */
   const rankOf = new Map<number, number>();
   const resultOf = new Map<number, number>();
-  const pairs = merges as unknown as ([string, string] | string)[];
-  pairs.forEach((m, rank) => {
+  // Pair keys are left * base + right, exact in a double for any real vocabulary.
+  let base = 1;
+  for (const id of ids.values()) base = Math.max(base, id + 1);
+  merges.forEach((m, rank) => {
     const [a, b] = typeof m === 'string' ? (m.split(' ', 2) as [string, string]) : m;
+    if (a === undefined || b === undefined) {
+      throw new TokenizerTrainingError(`merges[${rank}] is not a pair: ${JSON.stringify(m)}`);
+    }
     const l = ids.get(a);
     const r = ids.get(b);
     const out = ids.get(a + b);
@@ -509,7 +530,7 @@ export function createBpeEncoder(
         `merges[${rank}] (${a} ${b}) names a token not in the vocab`,
       );
     }
-    const key = l * PAIR_BASE + r;
+    const key = l * base + r;
     // A repeated pair: a Map built from the list keeps the last rank, as the library does.
     rankOf.set(key, rank);
     resultOf.set(key, out);
@@ -533,14 +554,14 @@ export function createBpeEncoder(
       let bestRank = Infinity;
       let at = -1;
       for (let i = 0; i + 1 < sym.length; i++) {
-        const rank = rankOf.get(sym[i]! * PAIR_BASE + sym[i + 1]!);
+        const rank = rankOf.get(sym[i]! * base + sym[i + 1]!);
         if (rank !== undefined && rank < bestRank) {
           bestRank = rank;
           at = i;
         }
       }
       if (at < 0) return sym;
-      sym.splice(at, 2, resultOf.get(sym[at]! * PAIR_BASE + sym[at + 1]!)!);
+      sym.splice(at, 2, resultOf.get(sym[at]! * base + sym[at + 1]!)!);
     }
   };
 
