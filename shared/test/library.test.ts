@@ -10,7 +10,7 @@ import { encodeSafetensors } from '../src/formats/safetensors.ts';
 import { writeHfFolder } from '../src/formats/hf-folder.ts';
 import { importModel } from '../src/library/import.ts';
 import { modelIdentity } from '../src/library/identity.ts';
-import { ModelLibrary } from '../src/library/library.ts';
+import { baseModelDescription, ModelLibrary, readmeLicence } from '../src/library/library.ts';
 import { pullModel, PullError, type PullProgress } from '../src/library/hub-pull.ts';
 import { openChatModel, resolveModel, ModelTooLargeError } from '../src/library/open.ts';
 import { TINY_DECODERS } from '../reference/tiny-decoders.ts';
@@ -203,6 +203,32 @@ describe('commons model import, list, verify, rm', () => {
     );
     await library.remove('tiny-hf');
     expect((await library.list()).map((e) => e.name)).toEqual(['tiny-qwen-q8_0']);
+  });
+
+  it('takes the licence from the model card or the member, and describes the model for the chain', async () => {
+    const library = new ModelLibrary(path.join(dir, 'lib-licence'));
+    const folder = path.join(dir, 'hf-licensed');
+    await writeHfFolder(folder, { config: tiny.config, tensors });
+    await writeFile(path.join(folder, 'tokenizer.json'), tokenizerJson);
+    await writeFile(path.join(folder, 'tokenizer_config.json'), '{}');
+    await writeFile(
+      path.join(folder, 'README.md'),
+      '---\nlicense: other\nlicense_name: llama3.2\n---\n# license: not-this\n',
+    );
+    const carded = await importModel(library, folder);
+    expect(carded.licence).toBe('llama3.2');
+    expect(baseModelDescription(carded)).toEqual({
+      identity: carded.identity,
+      format: 'hf-folder',
+      licence: 'llama3.2',
+      name: 'hf-licensed',
+    });
+    const stated = await importModel(library, folder, { name: 'stated', licence: 'apache-2.0' });
+    expect(stated.licence).toBe('apache-2.0');
+    expect((await library.setLicence('stated', 'mit')).licence).toBe('mit');
+    expect((await library.get('stated')).licence).toBe('mit');
+    expect(readmeLicence('# no front matter\nlicense: mit\n')).toBeNull();
+    expect(readmeLicence('---\nlicense: "apache-2.0"\n---\n')).toBe('apache-2.0');
   });
 
   it('refuses, before loading, a model that will not fit, saying what it needs', async () => {

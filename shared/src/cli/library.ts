@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { CommonsClient, hashToBytes32 } from '@commons/chain';
 import { selectBackend } from '../backend/select.ts';
 import { ChatTokenizer } from '../chat/tokenizer.ts';
 import { decoderTensorShapes, parseDecoderConfig, type DecoderConfig } from '../decoder/config.ts';
@@ -9,7 +10,7 @@ import { openHfFolder } from '../formats/hf-folder.ts';
 import type { HfTokenizerFiles } from '../formats/gguf-tokenizer.ts';
 import type { HostTensor } from '../checkpoint/tensors.ts';
 import { importModel } from '../library/import.ts';
-import { ModelLibrary } from '../library/library.ts';
+import { baseModelDescription, ModelLibrary } from '../library/library.ts';
 import { DEFAULT_HUB_URL, pullModel } from '../library/hub-pull.ts';
 import {
   availableMemory,
@@ -21,6 +22,7 @@ import {
   resolveModel,
   type ModelRef,
 } from '../library/open.ts';
+import { loadSigner } from './contribute.ts';
 import { UsageError } from './errors.ts';
 import { numberFlag, parse } from './options.ts';
 
@@ -68,16 +70,24 @@ export async function pull(args: string[]): Promise<number> {
 export async function importCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(
     args,
-    { ...libraryFlag, name: { type: 'string' }, copy: { type: 'boolean', default: false } },
+    {
+      ...libraryFlag,
+      name: { type: 'string' },
+      copy: { type: 'boolean', default: false },
+      licence: { type: 'string' },
+    },
     true,
   );
   if (positionals.length !== 1)
     throw new UsageError('commons model import takes one folder or .gguf file');
   const entry = await importModel(library(values), positionals[0]!, {
     ...(values.name ? { name: values.name } : {}),
+    ...(values.licence ? { licence: values.licence } : {}),
     copy: values.copy,
   });
-  console.log(`${entry.name}  ${entry.identity}  (${entry.format}, at ${entry.location})`);
+  console.log(
+    `${entry.name}  ${entry.identity}  (${entry.format}, at ${entry.location}, licence ${entry.licence ?? 'unknown'})`,
+  );
   return 0;
 }
 
@@ -118,6 +128,57 @@ export async function remove(args: string[]): Promise<number> {
   console.log(
     `removed ${entry.name}${kept ? ` (its files at ${entry.location} were left where they are)` : ''}`,
   );
+  return 0;
+}
+
+/**
+ * `commons model propose NAME --rpc URL --key KEYFILE`: a Governor proposal to record a library
+ * model as the community's base model (identity, format, licence, public name), made by the
+ * key's account. The files are re-hashed first, so what is proposed is what this machine holds.
+ */
+export async function propose(args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      ...libraryFlag,
+      rpc: { type: 'string' },
+      addresses: { type: 'string' },
+      key: { type: 'string' },
+      licence: { type: 'string' },
+      'public-name': { type: 'string' },
+      description: { type: 'string' },
+    },
+    true,
+  );
+  if (positionals.length !== 1)
+    throw new UsageError('commons model propose takes one library name');
+  if (!values.rpc) throw new UsageError('commons model propose needs --rpc URL (the chain)');
+  if (!values.key) throw new UsageError('commons model propose needs --key KEYFILE (the proposer)');
+  const lib = library(values);
+  let entry = await lib.verify(positionals[0]!);
+  const licence = values.licence ?? entry.licence;
+  if (!licence) {
+    throw new UsageError(
+      `the licence of ${entry.name} is not known: state it with --licence (e.g. apache-2.0, llama3.2)`,
+    );
+  }
+  if (licence !== entry.licence) entry = await lib.setLicence(entry.name, licence);
+  const described = baseModelDescription(entry);
+  const model = { ...described, licence, name: values['public-name'] ?? described.name };
+  const signer = await loadSigner(values.key);
+  const chain = await CommonsClient.connect({
+    rpcUrl: values.rpc,
+    ...(values.addresses ? { addresses: values.addresses } : {}),
+    privateKey: signer.privateKey,
+  });
+  try {
+    const id = await chain.proposeBaseModel(model, values.description);
+    console.log(
+      `proposal ${id}: record ${model.name} as the community's base model (${hashToBytes32(model.identity)}, ${model.format}, licence ${licence})`,
+    );
+  } finally {
+    chain.destroy();
+  }
   return 0;
 }
 

@@ -26,7 +26,11 @@ Open-weights models (Llama, Qwen2, SmolLM2: a library name, a Hugging Face folde
   model pull ORG/NAME [--revision R]       download from the Hugging Face hub into the library
              [--file X.gguf] [--hub-url U] (HF_TOKEN for gated models; resumes, checks sha256)
   model import PATH [--name N] [--copy]    add a folder or .gguf already on disk (LM Studio, Ollama)
+               [--licence L]               the licence it is published under, if it does not say
   model list | rm NAME                     the library (~/.commons/models, or COMMONS_MODELS)
+  model propose NAME --rpc URL             a Governor proposal: record NAME as the community's
+                --key KEYFILE              base model (identity, format, licence); --licence L
+                [--addresses F]            where the library does not know it
   model info|verify MODEL                  shape, memory it needs / its identity re-hashed
   model eval MODEL --data FILE [--json]    bitsPerChar and natsPerToken on a text file
   model export MODEL --gguf [--type T]     write GGUF (f32, f16, q8_0) for llama.cpp / Ollama

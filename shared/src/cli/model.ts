@@ -12,6 +12,7 @@ import {
   importCommand,
   infoModel,
   list,
+  propose,
   pull,
   remove,
   verifyModel,
@@ -30,6 +31,8 @@ export async function modelCommand(args: string[]): Promise<number> {
       return list(rest);
     case 'rm':
       return remove(rest);
+    case 'propose':
+      return propose(rest);
   }
   // The rest take one model: a Commons GPT checkpoint (a folder with manifest.json), or an
   // open-weights model (a library name, a Hugging Face folder, a .gguf file).
@@ -52,7 +55,7 @@ export async function modelCommand(args: string[]): Promise<number> {
       return exportModel(open[0]!, [...open[1]!]);
     default:
       throw new UsageError(
-        `commons model needs one of: pull, import, list, rm, verify, info, eval, export (got "${sub ?? ''}")`,
+        `commons model needs one of: pull, import, list, rm, propose, verify, info, eval, export (got "${sub ?? ''}")`,
       );
   }
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { listFiles } from '@huggingface/hub';
 import { sha256Stream } from '../checkpoint/hash.ts';
 import type { ModelFile } from './identity.ts';
-import { libraryName, type LibraryEntry, type ModelLibrary } from './library.ts';
+import { libraryName, readmeLicence, type LibraryEntry, type ModelLibrary } from './library.ts';
 
 /**
  * `commons model pull <org/name>`: the files of a Hugging Face hub repository into the
@@ -128,7 +128,7 @@ export async function pullModel(options: PullOptions): Promise<LibraryEntry> {
     // The identity covers the model, not its README or licence text.
     files: chosen.map((f) => f.path).filter((p) => p !== 'README.md' && p !== 'LICENSE'),
     source: { kind: 'hub', repo: options.repo, revision, commit, hubUrl },
-    licence: /^license:\s*(\S+)/m.exec(readme)?.[1] ?? null,
+    licence: readmeLicence(readme),
     known,
   });
 }

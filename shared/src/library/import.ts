@@ -1,22 +1,29 @@
-import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDecoderConfig } from '../decoder/config.ts';
 import { hfConfigFromGguf } from '../decoder/gguf.ts';
 import { ModelFormatError } from '../formats/errors.ts';
 import { GgufFile } from '../formats/gguf.ts';
 import { openHfFolder } from '../formats/hf-folder.ts';
-import { libraryName, LibraryError, type LibraryEntry, type ModelLibrary } from './library.ts';
+import {
+  libraryName,
+  LibraryError,
+  readmeLicence,
+  type LibraryEntry,
+  type ModelLibrary,
+} from './library.ts';
 
 /**
  * `commons model import <folder | file.gguf>`: adds a model already on disk, such as the
  * GGUF files LM Studio and Ollama have downloaded. It is checked first (headers, tensor
  * extents, a config this engine runs), then recorded where it lies, so gigabytes are not
- * copied; `copy` puts the files inside the library instead.
+ * copied; `copy` puts the files inside the library instead. The licence is the one given,
+ * else the one the folder's README.md front matter or the GGUF's `general.license` states.
  */
 export async function importModel(
   library: ModelLibrary,
   source: string,
-  options: { name?: string; copy?: boolean } = {},
+  options: { name?: string; copy?: boolean; licence?: string } = {},
 ): Promise<LibraryEntry> {
   const resolved = path.resolve(source);
   const info = await stat(resolved).catch(() => {
@@ -37,6 +44,7 @@ export async function importModel(
   let format: LibraryEntry['format'];
   let location: string;
   let files: string[];
+  let licence: string | null = null;
   if (info.isFile()) {
     if (!resolved.toLowerCase().endsWith('.gguf')) {
       throw new ModelFormatError(
@@ -47,6 +55,8 @@ export async function importModel(
     const file = await GgufFile.open(resolved);
     try {
       parseDecoderConfig(hfConfigFromGguf(file), `${source} (GGUF metadata)`);
+      const stated = file.metadata['general.license'];
+      if (typeof stated === 'string' && stated !== '') licence = stated;
     } finally {
       await file.close();
     }
@@ -67,6 +77,9 @@ export async function importModel(
     }
     format = 'hf';
     location = resolved;
+    if (present.has('README.md')) {
+      licence = readmeLicence(await readFile(path.join(resolved, 'README.md'), 'utf8'));
+    }
     files = [...present].filter(
       (f) =>
         f.endsWith('.safetensors') ||
@@ -86,5 +99,12 @@ export async function importModel(
     for (const f of files) await copyFile(path.join(location, f), path.join(target, f));
     location = target;
   }
-  return library.add({ name, format, location, files, source: { kind: 'import', path: resolved } });
+  return library.add({
+    name,
+    format,
+    location,
+    files,
+    source: { kind: 'import', path: resolved },
+    licence: options.licence ?? licence,
+  });
 }

@@ -73,6 +73,41 @@ export function libraryName(from: string): string {
   return name;
 }
 
+/**
+ * The licence a Hugging Face model card states in its YAML front matter (`license: apache-2.0`;
+ * `license: other` with a `license_name: llama3.2` names its own), or null.
+ */
+export function readmeLicence(readme: string): string | null {
+  const front = /^---\r?\n([\s\S]*?)\r?\n---/.exec(readme)?.[1];
+  if (front === undefined) return null;
+  const field = (key: string) =>
+    new RegExp(`^${key}:[ \\t]*["']?([^\\s"']+)`, 'm').exec(front)?.[1] ?? null;
+  const licence = field('license');
+  return licence === 'other' ? (field('license_name') ?? licence) : licence;
+}
+
+/**
+ * How a library model is described when the community records it as a base model on chain
+ * (ModelRegistry): its identity, its format as the registry names it, its licence (null when
+ * unknown: the proposer must state it) and its public name (the hub repository it came from,
+ * else its library name).
+ */
+export interface BaseModelDescription {
+  identity: string;
+  format: 'hf-folder' | 'gguf';
+  licence: string | null;
+  name: string;
+}
+
+export function baseModelDescription(entry: LibraryEntry): BaseModelDescription {
+  return {
+    identity: entry.identity,
+    format: entry.format === 'hf' ? 'hf-folder' : 'gguf',
+    licence: entry.licence,
+    name: entry.source.kind === 'hub' ? entry.source.repo : entry.name,
+  };
+}
+
 export class ModelLibrary {
   readonly root: string;
 
@@ -174,6 +209,17 @@ export class ModelLibrary {
       `${JSON.stringify(entry, null, 2)}\n`,
     );
     return entry;
+  }
+
+  /** Records the licence a model is published under (one the member stated, where none was known). */
+  async setLicence(name: string, licence: string): Promise<LibraryEntry> {
+    const entry = await this.get(name);
+    const next: LibraryEntry = { ...entry, licence };
+    await writeFileAtomic(
+      path.join(this.folder(name), ENTRY_FILE),
+      `${JSON.stringify(next, null, 2)}\n`,
+    );
+    return next;
   }
 
   async remove(name: string): Promise<LibraryEntry> {
