@@ -1,15 +1,41 @@
-// chat.*: the model runtime. Loads the active, verified model with the best tfjs backend,
-// optionally layers the personal adapter, streams replies as `chat.token` events and keeps
-// the conversation in the vault.
+// chat.*: the model runtime. Loads the community's active, verified model with the best tfjs
+// backend (optionally with the personal adapter), or an open-weights model from the member's
+// library through its own chat template; streams replies as `chat.token` events and keeps the
+// conversation in the vault.
 import { z } from 'zod';
 import { method } from './define.ts';
+import { libraryNameSchema } from './models.ts';
 import { noInput, recordIdSchema, requestIdSchema } from './schemas.ts';
 import type { ChatMessage } from './vault.ts';
+
+/**
+ * Which model chat runs: the community's active version (ModelRegistry), a model of the
+ * member's library by name, or the library model whose identity is the community's base model
+ * on chain. A library model recorded on chain as a base model is re-hashed before it loads and
+ * refused (integrity) when its files are not the ones recorded.
+ */
+export const chatModelSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('community') }),
+  z.strictObject({ kind: z.literal('library'), name: libraryNameSchema }),
+  z.strictObject({ kind: z.literal('community-base') }),
+]);
+export type ChatModelChoice = z.infer<typeof chatModelSchema>;
 
 export interface RuntimeStatus {
   /** Null until chat.load (or the first chat.send) loads a model. */
   model: {
+    /** The community version's content hash, or a library model's identity. */
     hash: string;
+    /** 'library' for an open-weights model of the member's library. */
+    source: 'community' | 'library';
+    /** The library name (null for the community version). */
+    name: string | null;
+    /** Its identity matched a base model recorded on chain when it loaded. */
+    verifiedOnChain: boolean;
+    /** Tokens of conversation the model sees (older turns are left out, and chat.context says so). */
+    context: number | null;
+    /** The system prompt library models are given (null: none). */
+    system: string | null;
     parameters: number;
     /** What shared's backend selection chose, e.g. `wasm` (see system.backend for why). */
     backend: string;
@@ -40,6 +66,8 @@ export interface Reply {
   finish: 'length' | 'stop' | 'cancelled';
   /** The assistant message as stored in the vault (with what was generated before a cancel). */
   message: ChatMessage;
+  /** Old messages left out of the prompt because they no longer fit the context (library models). */
+  droppedMessages: number;
 }
 
 export const chatMethods = {
@@ -48,8 +76,16 @@ export const chatMethods = {
     'The loaded model, its backend and adapter, and requests in progress.',
   ),
   'chat.load': method<RuntimeStatus>()(
-    noInput,
-    'Loads the active model (downloading and verifying it if needed) and the personal adapter if enabled.',
+    z
+      .strictObject({
+        model: chatModelSchema.optional(),
+        /** For library models: the system prompt every conversation starts with. */
+        system: z.string().max(20_000).optional(),
+        /** For library models: tokens of context kept (default 4096, at most the model's). */
+        context: z.number().int().min(64).max(131_072).optional(),
+      })
+      .optional(),
+    'Loads the chosen model (default: the community’s active version, downloaded and verified if needed, with the personal adapter if enabled); later replies use it. A library model that claims an on-chain base-model identity is re-hashed and refused (integrity) if its files differ.',
   ),
   'chat.send': method<Reply>()(
     z.strictObject({
@@ -80,6 +116,14 @@ export const chatEvents = {
     chatId: z.string(),
     index: z.number(),
     text: z.string(),
+  }),
+  /** A library model's prompt: its size, and how many old messages no longer fit and were left out. */
+  'chat.context': z.object({
+    requestId: z.string(),
+    chatId: z.string(),
+    promptTokens: z.number(),
+    droppedMessages: z.number(),
+    contextTokens: z.number(),
   }),
   'chat.done': z.object({
     requestId: z.string(),

@@ -4,7 +4,7 @@ import type { ApiClient, Handlers } from './define.ts';
 import { chatEvents, chatMethods } from './chat.ts';
 import { federationEvents, federationMethods } from './federation.ts';
 import { governanceEvents, governanceMethods } from './governance.ts';
-import { modelsEvents, modelsMethods } from './models.ts';
+import { libraryMethods, modelsEvents, modelsMethods } from './models.ts';
 import { settingsEvents, settingsMethods } from './settings.ts';
 import { systemEvents, systemMethods } from './system.ts';
 import { trainingEvents, trainingMethods } from './training.ts';
@@ -17,6 +17,7 @@ export const apiMethods = {
   ...walletMethods,
   ...governanceMethods,
   ...modelsMethods,
+  ...libraryMethods,
   ...chatMethods,
   ...trainingMethods,
   ...federationMethods,

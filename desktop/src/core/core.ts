@@ -17,6 +17,7 @@ import { ChatService } from './chat/chat-service.ts';
 import { CoreEvents } from './events.ts';
 import { FederationService } from './federation/federation-service.ts';
 import { GovernanceService } from './governance/governance-service.ts';
+import { LibraryService } from './models/library-service.ts';
 import { ModelsService } from './models/models-service.ts';
 import { SettingsService } from './settings/settings-service.ts';
 import { SystemService } from './system/system-service.ts';
@@ -45,6 +46,10 @@ export interface CoreOptions {
   scrypt?: { vaultLogN?: number; walletLogN?: number };
   /** How often to look for a newly activated model version on chain; default 15 s. */
   activeModelPollMs?: number;
+  /** The open-weights model library (default: COMMONS_MODELS, else ~/.commons/models, as the CLI). */
+  modelLibraryDir?: string;
+  /** Where library pulls come from (default: HF_ENDPOINT, else https://huggingface.co). */
+  hubUrl?: string;
 }
 
 export interface Core {
@@ -80,7 +85,11 @@ export async function createCore(options: CoreOptions): Promise<Core> {
   const models = new ModelsService(dataDir, chain, settings, events);
   models.watchActive(options.activeModelPollMs ?? 15_000);
   const training = new TrainingService(dataDir, vault, models, settings, events);
-  const chat = new ChatService(vault, models, training, settings, events);
+  const library = new LibraryService(chain, governance, events, {
+    ...(options.modelLibraryDir ? { root: options.modelLibraryDir } : {}),
+    ...(options.hubUrl ? { hubUrl: options.hubUrl } : {}),
+  });
+  const chat = new ChatService(vault, models, training, settings, library, events);
   const federation = new FederationService(dataDir, settings, chain, wallet, vault, events);
   const system = new SystemService(
     dataDir,
@@ -99,6 +108,7 @@ export async function createCore(options: CoreOptions): Promise<Core> {
     ...wallet.handlers(),
     ...governance.handlers(),
     ...models.handlers(),
+    ...library.handlers(),
     ...chat.handlers(),
     ...training.handlers(),
     ...federation.handlers(),

@@ -1,7 +1,13 @@
 // Turning what the libraries throw into the API's error codes, so the renderer can say what to
 // do. Messages stay those of the cause (never a key or passphrase: no caller puts one in).
 import { isError } from 'ethers';
-import { CheckpointError } from '@commons/shared/engine';
+import {
+  CheckpointError,
+  LibraryError,
+  ModelFormatError,
+  ModelTooLargeError,
+  PullError,
+} from '@commons/shared/engine';
 import { errorMessage } from '@commons/shared/errors';
 import { ApiError } from '../api/define.ts';
 
@@ -50,4 +56,33 @@ export function checkpointError(err: unknown, doing: string): ApiError {
     });
   }
   return new ApiError('internal', `${doing}: ${errorMessage(err)}`, { cause: err });
+}
+
+/** What the model library, the hub pull and the model loaders throw, as an ApiError. */
+export function libraryError(err: unknown, doing: string): ApiError {
+  if (err instanceof ApiError) return err;
+  const say = (code: ApiError['code']) =>
+    new ApiError(code, `${doing}: ${errorMessage(err)}`, { cause: err });
+  if (err instanceof LibraryError) {
+    return say(
+      err.code === 'NOT_FOUND' ? 'not-found' : err.code === 'EXISTS' ? 'conflict' : 'integrity',
+    );
+  }
+  if (err instanceof PullError) {
+    const codes = {
+      OFFLINE: 'unavailable',
+      HTTP: 'unavailable',
+      NOT_FOUND: 'not-found',
+      UNAUTHORIZED: 'refused',
+      CHECKSUM: 'integrity',
+      NO_MODEL_FILES: 'not-found',
+    } as const;
+    return say(codes[err.code]);
+  }
+  // Too large for this machine: the estimate's own message says what it needs and what there is.
+  if (err instanceof ModelTooLargeError)
+    return new ApiError('refused', err.message, { cause: err });
+  if (err instanceof ModelFormatError) return say('invalid-argument');
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return say('not-found');
+  return say('internal');
 }

@@ -31,7 +31,10 @@ export async function startHost(options: {
   keyProvider?: KeyProvider;
   dialogs?: ShellDialogs;
   /** Passed to the core as is (tests lower the scrypt cost to its floor). */
-  core?: Pick<CoreOptions, 'scrypt' | 'initialSettings' | 'app' | 'activeModelPollMs'>;
+  core?: Pick<
+    CoreOptions,
+    'scrypt' | 'initialSettings' | 'app' | 'activeModelPollMs' | 'modelLibraryDir' | 'hubUrl'
+  >;
 }): Promise<Host> {
   const { launch, dialogs } = options;
   const core = await createCore({

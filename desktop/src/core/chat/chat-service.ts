@@ -1,7 +1,10 @@
 // chat.*: the model runtime. The active version's verified weights are loaded into tfjs on the
 // backend shared's selection picks (or the one settings force), the personal adapter is layered
-// on when it is switched on, and replies stream as chat.token events. Replies are generated one
-// at a time (one model, one thread); each request can be cancelled, queued or running.
+// on when it is switched on, and replies stream as chat.token events. Or, chosen with chat.load,
+// an open-weights model of the member's library answers through its own chat template
+// (library-chat.ts), after the check of its files against any identity it claims on chain
+// (LibraryService.openForChat). Replies are generated one at a time (one model, one thread);
+// each request can be cancelled, queued or running.
 import {
   selectBackend,
   type BackendReport,
@@ -12,16 +15,24 @@ import {
 } from '@commons/shared/engine';
 import type { z } from 'zod';
 import { errorMessage } from '@commons/shared/errors';
-import type { chatMethods, generationOptionsSchema, Reply, RuntimeStatus } from '../../api/chat.ts';
+import type {
+  chatMethods,
+  ChatModelChoice,
+  generationOptionsSchema,
+  Reply,
+  RuntimeStatus,
+} from '../../api/chat.ts';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { ChatMessage } from '../../api/vault.ts';
 import type { CoreEvents } from '../events.ts';
+import type { LibraryService } from '../models/library-service.ts';
 import { plainHash } from '../models/model-files.ts';
 import type { ModelsService } from '../models/models-service.ts';
 import type { SettingsService } from '../settings/settings-service.ts';
 import { Serial } from '../storage/serial.ts';
 import type { TrainingService } from '../training/training-service.ts';
 import type { VaultService } from '../vault/vault-service.ts';
+import { LibraryChat } from './library-chat.ts';
 
 type GenerationOptions = z.output<typeof generationOptionsSchema>;
 
@@ -41,23 +52,32 @@ export class ChatService {
   readonly #models: ModelsService;
   readonly #training: TrainingService;
   readonly #settings: SettingsService;
+  readonly #library: LibraryService;
   readonly #events: CoreEvents;
   readonly #serial = new Serial();
   readonly #requests = new Map<string, AbortController>();
   #loaded: Loaded | null = null;
   #adapterStale = false;
+  /** What chat.load chose; replies use it. */
+  #choice: ChatModelChoice = { kind: 'community' };
+  #system: string | null = null;
+  #context: number | undefined;
+  /** The library model loaded, when the choice is one. */
+  #libraryChat: LibraryChat | null = null;
 
   constructor(
     vault: VaultService,
     models: ModelsService,
     training: TrainingService,
     settings: SettingsService,
+    library: LibraryService,
     events: CoreEvents,
   ) {
     this.#vault = vault;
     this.#models = models;
     this.#training = training;
     this.#settings = settings;
+    this.#library = library;
     this.#events = events;
     training.onAdapterChanged(() => (this.#adapterStale = true));
     settings.onChange((next, prev) => {
@@ -67,11 +87,35 @@ export class ChatService {
   }
 
   status(): RuntimeStatus {
+    const lib = this.#libraryChat;
+    if (lib) {
+      const { entry, model, record } = lib.opened;
+      return {
+        model: {
+          hash: entry.identity,
+          source: 'library',
+          name: entry.name,
+          verifiedOnChain: record !== null,
+          context: lib.context,
+          system: lib.system,
+          parameters: model.estimate.parameters,
+          backend: lib.backend.backend,
+          adapter: null,
+        },
+        generating: [...this.#requests.keys()],
+        newActive: null,
+      };
+    }
     const l = this.#loaded;
     return {
       model: l
         ? {
             hash: l.hash,
+            source: 'community',
+            name: null,
+            verifiedOnChain: true,
+            context: null,
+            system: null,
             parameters: l.model.numParams(),
             backend: l.backend.backend,
             adapter: l.adapter
@@ -92,6 +136,7 @@ export class ChatService {
     const active = plainHash(await this.#models.activeHash());
     if (this.#loaded?.hash !== active) {
       this.unload();
+      this.#unloadLibrary();
       const preference = this.#settings.current.backend;
       const backend = await selectBackend(preference === 'auto' ? {} : { force: preference });
       const base = await this.#models.load(active);
@@ -117,6 +162,29 @@ export class ChatService {
     return loaded;
   }
 
+  /**
+   * Loads the chosen library model, checking its files against any identity it claims on chain
+   * (every chat.load checks again; replies use what was checked). Runs inside #serial.
+   */
+  async #loadLibrary(
+    choice: Exclude<ChatModelChoice, { kind: 'community' }>,
+  ): Promise<LibraryChat> {
+    this.unload();
+    this.#unloadLibrary();
+    const preference = this.#settings.current.backend;
+    const backend = await selectBackend(preference === 'auto' ? {} : { force: preference });
+    const opened = await this.#library.openForChat(choice, this.#context);
+    this.#libraryChat = new LibraryChat(opened, backend, this.#system);
+    this.#library.inUse = opened.entry.name;
+    return this.#libraryChat;
+  }
+
+  #unloadLibrary(): void {
+    this.#libraryChat?.dispose();
+    this.#libraryChat = null;
+    this.#library.inUse = null;
+  }
+
   unload(): void {
     if (!this.#loaded) return;
     this.#loaded.adapter?.adapter.dispose();
@@ -138,6 +206,11 @@ export class ChatService {
     this.#requests.set(requestId, control);
     try {
       return await this.#serial.run(async () => {
+        const choice = this.#choice;
+        if (choice.kind !== 'community') {
+          const chat = this.#libraryChat ?? (await this.#loadLibrary(choice));
+          return await this.#libraryReply(chat, requestId, chatId, history, options, control);
+        }
         const loaded = await this.#ensureLoaded();
         const prompt = renderPrompt(history);
         const o = { maxTokens: 200, temperature: 0.8, ...options };
@@ -180,19 +253,81 @@ export class ChatService {
         };
         await this.#vault.writeChat(chatId, [...history, message]);
         this.#events.emit('chat.done', { requestId, chatId, finish });
-        return { requestId, chatId, finish, message };
+        return { requestId, chatId, finish, message, droppedMessages: 0 };
       });
     } finally {
       this.#requests.delete(requestId);
     }
   }
 
+  /** A reply from a library model, through its chat template. Runs inside #serial. */
+  async #libraryReply(
+    chat: LibraryChat,
+    requestId: string,
+    chatId: string,
+    history: ChatMessage[],
+    options: GenerationOptions | undefined,
+    control: AbortController,
+  ): Promise<Reply> {
+    const o = { maxTokens: 200, temperature: 0.8, ...options };
+    let result: Awaited<ReturnType<LibraryChat['reply']>>;
+    try {
+      result = await chat.reply(history, {
+        maxTokens: o.maxTokens,
+        temperature: o.temperature,
+        topK: o.topK,
+        seed: o.seed ?? Math.floor(Math.random() * 2 ** 31),
+        signal: control.signal,
+        onText: (text, index) =>
+          this.#events.emit('chat.token', { requestId, chatId, index, text }),
+        onContext: (promptTokens, droppedMessages) =>
+          this.#events.emit('chat.context', {
+            requestId,
+            chatId,
+            promptTokens,
+            droppedMessages,
+            contextTokens: chat.context,
+          }),
+      });
+    } catch (err) {
+      const message = errorMessage(err);
+      this.#events.emit('chat.done', { requestId, chatId, finish: 'error', error: message });
+      throw new ApiError('internal', `generating a reply: ${message}`, { cause: err });
+    }
+    const message: ChatMessage = {
+      role: 'assistant',
+      text: result.text.trim(),
+      at: new Date().toISOString(),
+      model: { hash: chat.opened.entry.identity, adapter: false },
+    };
+    await this.#vault.writeChat(chatId, [...history, message]);
+    const { finish, droppedMessages } = result;
+    this.#events.emit('chat.done', { requestId, chatId, finish });
+    return { requestId, chatId, finish, message, droppedMessages };
+  }
+
   handlers(): Handlers<typeof chatMethods> {
     return {
       'chat.status': async () => this.status(),
-      'chat.load': () =>
+      'chat.load': (input) =>
         this.#serial.run(async () => {
-          await this.#ensureLoaded();
+          const choice = input?.model ?? { kind: 'community' };
+          this.#choice = choice;
+          this.#system = input?.system ?? null;
+          this.#context = input?.context;
+          if (choice.kind === 'community') {
+            this.#unloadLibrary();
+            await this.#ensureLoaded();
+          } else {
+            try {
+              await this.#loadLibrary(choice);
+            } catch (err) {
+              // Refused or failed: chat goes back to the community model rather than keep a
+              // choice that cannot load.
+              this.#choice = { kind: 'community' };
+              throw err;
+            }
+          }
           return this.status();
         }),
       'chat.send': async ({ requestId, chatId, text, options }) => {
@@ -220,7 +355,10 @@ export class ChatService {
 
   async close(): Promise<void> {
     for (const control of this.#requests.values()) control.abort();
-    await this.#serial.run(async () => this.unload());
+    await this.#serial.run(async () => {
+      this.unload();
+      this.#unloadLibrary();
+    });
   }
 }
 

@@ -4,13 +4,17 @@
 // that calls governance.relayVote, and it pays the gas.
 import { isError } from 'ethers';
 import {
+  type BaseModelInput,
   type CommonsClient,
+  baseModelProposalTitle,
+  hashToBytes32,
   PROPOSAL_STATES,
   encodePolicy,
   policyViolation,
   type FederationPolicy,
   type PolicyViolation,
 } from '@commons/chain';
+import { errorMessage } from '@commons/shared/errors';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { governanceMethods } from '../../api/governance.ts';
 import type { ChainConnection } from '../chain/chain-connection.ts';
@@ -82,6 +86,37 @@ export class GovernanceService {
 
   #announce(id: bigint | string, state: string): void {
     this.#events.emit('governance.proposal', { id: id.toString(), state });
+  }
+
+  /**
+   * Proposes, with the unlocked wallet, recording `model` (unless it is recorded already) and
+   * making it the community's base model. Conflict when it already is; invalid-argument when
+   * the record would revert on execution (no licence, an unknown format, a record with the same
+   * identity that says otherwise).
+   */
+  async proposeBaseModel(model: BaseModelInput, description?: string): Promise<bigint> {
+    const identity = hashToBytes32(model.identity);
+    const current = await this.#read('reading the community base model', (chain) =>
+      chain.baseModel(),
+    );
+    if (current?.identity === identity) {
+      throw new ApiError(
+        'conflict',
+        `${current.name} (${identity}) is already the community's base model`,
+      );
+    }
+    return this.#write('proposing a base model', async (chain) => {
+      let actions;
+      try {
+        actions = await chain.baseModelActions(model);
+      } catch (err) {
+        if (isError(err, 'CALL_EXCEPTION') || isError(err, 'NETWORK_ERROR')) throw err;
+        throw new ApiError('invalid-argument', errorMessage(err), { cause: err });
+      }
+      const id = await chain.propose(actions, description ?? baseModelProposalTitle(model));
+      this.#announce(id, 'pending');
+      return id;
+    });
   }
 
   handlers(): Handlers<typeof governanceMethods> {
