@@ -1,5 +1,6 @@
 // Models: every registered version, the lineage tree, which one is active, and whether this
-// machine holds a copy that matches the hash on chain.
+// machine holds a copy that matches the hash on chain; and the member's own open-weights library
+// (model-library.tsx).
 import { useState } from 'react';
 import type { ModelVersionView } from '../../api/models.ts';
 import { useApi, useEvent } from '../api.tsx';
@@ -8,6 +9,7 @@ import { Empty, ErrorNotice, Loading } from '../components/status.tsx';
 import { formatBytes, formatDate, formatEpsilon, formatNumber, shortHash } from '../format.ts';
 import { useAction } from '../use-action.ts';
 import { useCall } from '../use-call.ts';
+import { ModelLibrarySection } from './model-library.tsx';
 
 export function ModelsScreen() {
   const api = useApi();
@@ -128,6 +130,7 @@ export function ModelsScreen() {
           <ul className="tree root">{roots.map(node)}</ul>
         </section>
       ) : null}
+      <ModelLibrarySection />
     </>
   );
 }
