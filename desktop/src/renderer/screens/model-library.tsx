@@ -211,7 +211,7 @@ function LibraryRow(props: {
             <>
               about {formatBytes(memory.totalBytes)}
               {memory.weights === 'int8' ? ' (as int8, slower)' : ''} ·{' '}
-              {formatNumber(memory.parameters / 1e6, 3)}M parameters
+              {parameterCount(memory.parameters)} parameters
             </>
           ) : (
             <span className="badge warn" title={memory.message ?? undefined}>
@@ -255,4 +255,11 @@ function LibraryRow(props: {
       </td>
     </tr>
   );
+}
+
+/** 135M, 1.2B, or the exact count for toy models. */
+function parameterCount(n: number): string {
+  if (n >= 1e9) return `${formatNumber(n / 1e9, 2)}B`;
+  if (n >= 1e6) return `${formatNumber(n / 1e6, 3)}M`;
+  return n.toLocaleString('en-US');
 }
