@@ -199,6 +199,16 @@ describe('library models through the desktop API', () => {
     });
     const proposal = await h('governance.get', { id });
     expect(proposal.description).toMatch(/^Record tiny-qwen as the community's base model/);
+    expect(proposal.actions).toEqual([
+      {
+        kind: 'record-base-model',
+        identity,
+        format: 'hf-folder',
+        licence: 'apache-2.0',
+        name: 'tiny-qwen',
+      },
+      { kind: 'set-base-model', identity, name: null },
+    ]);
     await advance(2);
     await h('governance.vote', { id, support: 'for' });
     await advance(301);

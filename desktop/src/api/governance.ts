@@ -53,6 +53,20 @@ export type ActionView =
       policy: FederationPolicy;
     }
   | {
+      /** Record an open-weights base model in ModelRegistry (identity, format, licence, name). */
+      kind: 'record-base-model';
+      identity: string;
+      format: string;
+      licence: string;
+      name: string;
+    }
+  | {
+      /** Make a recorded base model the community's; `name` null when it is not recorded yet. */
+      kind: 'set-base-model';
+      identity: string;
+      name: string | null;
+    }
+  | {
       kind: 'other';
       target: string;
       /** Commons contract and function, when the target is one of ours. */

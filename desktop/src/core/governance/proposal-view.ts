@@ -49,6 +49,24 @@ export async function describeAction(
     }
     return { kind: 'activate-model', contentHash, version };
   }
+  if (decoded?.contract === 'modelRegistry' && decoded.function === 'recordBaseModel') {
+    const [identity, format, licence, name] = decoded.args.map(String) as [
+      string,
+      string,
+      string,
+      string,
+    ];
+    return { kind: 'record-base-model', identity, format, licence, name };
+  }
+  if (decoded?.contract === 'modelRegistry' && decoded.function === 'setBaseModel') {
+    const identity = String(decoded.args[0]);
+    // Not recorded yet when the same proposal records it first (its name is in that action).
+    const name = await chain
+      .baseModelRecord(identity)
+      .then((r) => r.name)
+      .catch(() => null);
+    return { kind: 'set-base-model', identity, name };
+  }
   if (decoded?.contract === 'federationPolicy' && decoded.function === 'setPolicy') {
     const iface = chain.contracts.federationPolicy.interface;
     const struct = iface.decodeFunctionData('setPolicy', action.calldata)[0] as {

@@ -276,6 +276,42 @@ function Action(props: { action: ActionView }) {
       </div>
     );
   }
+  if (a.kind === 'record-base-model') {
+    return (
+      <div className="action">
+        <p>
+          <strong>Record the base model</strong> {a.name}
+        </p>
+        <dl className="facts">
+          <div>
+            <dt>Identity</dt>
+            <dd>
+              <code title={a.identity}>{shortHash(a.identity)}</code>
+            </dd>
+          </div>
+          <div>
+            <dt>Format</dt>
+            <dd>{a.format}</dd>
+          </div>
+          <div>
+            <dt>Licence</dt>
+            <dd>{a.licence}</dd>
+          </div>
+        </dl>
+      </div>
+    );
+  }
+  if (a.kind === 'set-base-model') {
+    return (
+      <div className="action">
+        <p>
+          <strong>Make</strong> {a.name ?? 'it'} (
+          <code title={a.identity}>{shortHash(a.identity)}</code>){' '}
+          <strong>the community's base model</strong>
+        </p>
+      </div>
+    );
+  }
   if (a.kind === 'set-policy') {
     return (
       <div className="action">
