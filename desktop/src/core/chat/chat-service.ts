@@ -82,7 +82,13 @@ export class ChatService {
     training.onAdapterChanged(() => (this.#adapterStale = true));
     settings.onChange((next, prev) => {
       // Another backend takes effect at the next load.
-      if (next.backend !== prev.backend) void this.#serial.run(async () => this.unload());
+      // A library model is loaded again (and checked again) at its next reply.
+      if (next.backend !== prev.backend) {
+        void this.#serial.run(async () => {
+          this.unload();
+          this.#unloadLibrary();
+        });
+      }
     });
   }
 
