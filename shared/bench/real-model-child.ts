@@ -22,6 +22,7 @@ const { decoder, config } = await loadDecoderFolder(folder!, {
   weights,
 });
 const loadSeconds = (performance.now() - t0) / 1000;
+const loadPeakRssMb = process.resourceUsage().maxRSS / 1024;
 const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 7919) % config.vocabSize);
 
 // Warm the kernels on a short prompt first (wasm compiles each shape once).
@@ -54,6 +55,7 @@ console.log(
     backend,
     weights,
     loadSeconds,
+    loadPeakRssMb,
     peakRssMb: process.resourceUsage().maxRSS / 1024,
     prefillTokensPerSec: promptTokens / (prefillMs / 1000),
     decodeTokensPerSec: newTokens / (decodeMs / 1000),

@@ -1,12 +1,13 @@
 /**
  * The real-model section of `npm run bench -w shared`: the decoder at the shapes members
- * run (SmolLM2-135M, SmolLM2-360M, Qwen2.5-0.5B), with random weights since none can be
- * downloaded here, stored as BF16 safetensors as the hub ships them. Each shape is loaded
- * in a fresh process (load seconds, peak RSS), prefills a 512-token prompt and decodes 128
- * tokens, once with float32 weights and once with int8 ones (decoder/int8.ts); the
- * plain-PyTorch reference prefills the same weights with the same thread count in the same
- * run. Prints a table and adds `realModels` to bench/results/latest.json.
- *   node bench/real-models.ts [--json] [--only smollm2-135m,...] [--weights f32|int8]
+ * run (SmolLM2-135M, SmolLM2-360M, Qwen2.5-0.5B, Llama-3.2-1B; decoder/shapes.ts), with
+ * random weights since none can be downloaded here, stored as BF16 safetensors as the hub
+ * ships them. Each shape is loaded in a fresh process (load seconds, peak RSS), prefills a
+ * 512-token prompt and decodes 128 tokens, once with float32 weights and once with int8
+ * ones (decoder/int8.ts); the plain-PyTorch reference prefills the same weights with the
+ * same thread count in the same run. Llama-3.2-1B runs a shorter plan (PLANS below).
+ * Prints a table and adds `realModels` to bench/results/latest.json.
+ *   node bench/real-models.ts [--json] [--shapes smollm2-135m,...] [--weights f32|int8]
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -15,9 +16,11 @@ import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { parseDecoderConfig } from '../src/decoder/config.ts';
+import { elementCount } from '../src/checkpoint/tensors.ts';
+import { decoderTensorShapes, parseDecoderConfig } from '../src/decoder/config.ts';
 import type { WeightsMode } from '../src/decoder/model.ts';
-import { randomDecoderWeights } from '../src/decoder/random.ts';
+import { randomDecoderTensors } from '../src/decoder/random.ts';
+import { REAL_SHAPES, type RealShapeName } from '../src/decoder/shapes.ts';
 import { writeHfFolder } from '../src/formats/hf-folder.ts';
 
 const run = promisify(execFile);
@@ -27,47 +30,19 @@ const log = (line: string) => (json ? process.stderr.write(`${line}\n`) : consol
 const PROMPT = 512;
 const NEW = 128;
 
-/** The shapes, from each model's config.json on the hub. */
-export const REAL_SHAPES: Record<string, Record<string, unknown>> = {
-  'smollm2-135m': {
-    model_type: 'llama',
-    vocab_size: 49152,
-    hidden_size: 576,
-    intermediate_size: 1536,
-    num_hidden_layers: 30,
-    num_attention_heads: 9,
-    num_key_value_heads: 3,
-    rms_norm_eps: 1e-5,
-    rope_theta: 100000,
-    max_position_embeddings: 8192,
-    tie_word_embeddings: true,
-  },
-  'smollm2-360m': {
-    model_type: 'llama',
-    vocab_size: 49152,
-    hidden_size: 960,
-    intermediate_size: 2560,
-    num_hidden_layers: 32,
-    num_attention_heads: 15,
-    num_key_value_heads: 5,
-    rms_norm_eps: 1e-5,
-    rope_theta: 100000,
-    max_position_embeddings: 8192,
-    tie_word_embeddings: true,
-  },
-  'qwen2.5-0.5b': {
-    model_type: 'qwen2',
-    vocab_size: 151936,
-    hidden_size: 896,
-    intermediate_size: 4864,
-    num_hidden_layers: 24,
-    num_attention_heads: 14,
-    num_key_value_heads: 2,
-    rms_norm_eps: 1e-6,
-    rope_theta: 1000000,
-    max_position_embeddings: 32768,
-    tie_word_embeddings: true,
-  },
+/**
+ * How a shape is measured where it differs from the rest. Llama-3.2-1B's shape is measured
+ * for what its goal asks, loading in int8 within 2.5 GB (float32 would hold 5 GB of weights,
+ * which is why openChatModel falls back to int8 on machines it is meant for): load, then a
+ * short forward so peak RSS includes running it (an 8-token prompt and 4 decoded tokens).
+ * int8 dequantises every matrix per forward, so a 512-token prefill and 128 decoded tokens
+ * there would take many minutes and tell nothing the smaller shapes do not; its prefill and
+ * PyTorch columns stay null and its decode tok/s comes from the 4 tokens.
+ */
+const PLANS: Partial<
+  Record<RealShapeName, { modes: WeightsMode[]; prompt: number; newTokens: number }>
+> = {
+  'llama-3.2-1b': { modes: ['int8'], prompt: 8, newTokens: 4 },
 };
 
 export interface RealModelRow {
@@ -77,50 +52,80 @@ export interface RealModelRow {
   weights: WeightsMode;
   loadSeconds: number;
   peakRssMb: number;
-  prefillTokensPerSec: number;
+  /** Peak RSS right after loading, before any forward pass. */
+  loadPeakRssMb: number;
+  /** null where the shape's plan prefills fewer than PROMPT tokens (not comparable). */
+  prefillTokensPerSec: number | null;
   decodeTokensPerSec: number;
-  timeToFirstTokenMs: number;
+  timeToFirstTokenMs: number | null;
   pytorchPrefillTokensPerSec: number | null;
   pytorchThreads: number;
 }
 
-const onlyAt = process.argv.indexOf('--only');
-const only = onlyAt > 0 ? new Set(process.argv[onlyAt + 1]!.split(',')) : null;
-const weightsAt = process.argv.indexOf('--weights');
-const modes = (weightsAt > 0 ? [process.argv[weightsAt + 1]] : ['f32', 'int8']) as WeightsMode[];
+const flag = (name: string) => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : undefined;
+};
+const shapesArg = flag('--shapes') ?? flag('--only');
+const only = shapesArg === undefined ? null : new Set(shapesArg.split(','));
+for (const name of only ?? []) {
+  if (!(name in REAL_SHAPES)) {
+    throw new Error(`no shape ${name}; the shapes are ${Object.keys(REAL_SHAPES).join(', ')}`);
+  }
+}
+const weightsArg = flag('--weights') as WeightsMode | undefined;
 const threads = Math.min(2, availableParallelism());
 const rows: RealModelRow[] = [];
 const dir = await mkdtemp(path.join(tmpdir(), 'commons-real-models-'));
 try {
-  for (const [shape, hf] of Object.entries(REAL_SHAPES)) {
+  for (const [shape, hf] of Object.entries(REAL_SHAPES) as [RealShapeName, object][]) {
     if (only && !only.has(shape)) continue;
+    const plan = PLANS[shape] ?? { modes: ['f32', 'int8'], prompt: PROMPT, newTokens: NEW };
+    const modes = weightsArg ? [weightsArg] : plan.modes;
     const config = parseDecoderConfig(hf);
     const folder = path.join(dir, shape);
     log(`${shape}: writing random BF16 weights …`);
-    let tensors: ReturnType<typeof randomDecoderWeights> | null = randomDecoderWeights(config, 1);
-    const parameters = [...tensors.values()].reduce((n, t) => n + t.data.length, 0);
-    await writeHfFolder(folder, { config: hf, tensors, dtype: 'BF16' });
-    tensors = null;
+    // One tensor at a time: Llama-3.2-1B's would be 5 GB as float32 at once.
+    const shapes = decoderTensorShapes(config);
+    const parameters = [...shapes.values()].reduce((n, s) => n + elementCount(s), 0);
+    await writeHfFolder(folder, {
+      config: hf,
+      tensors: randomDecoderTensors(config, 1),
+      shapes,
+      dtype: 'BF16',
+    });
     log(
-      `${shape}: ${(parameters / 1e6).toFixed(0)}M parameters; engine: load, prefill ${PROMPT}, decode ${NEW} …`,
+      `${shape}: ${(parameters / 1e6).toFixed(0)}M parameters; engine: load, prefill ${plan.prompt}, decode ${plan.newTokens} …`,
     );
     const engines = [];
     for (const weights of modes) {
       log(`${shape}: ${weights} weights …`);
       const child = await run(
         process.execPath,
-        [path.join(here, 'real-model-child.ts'), folder, String(PROMPT), String(NEW), weights],
+        [
+          path.join(here, 'real-model-child.ts'),
+          folder,
+          String(plan.prompt),
+          String(plan.newTokens),
+          weights,
+        ],
         { maxBuffer: 1 << 20, timeout: 1_800_000 },
       );
-      engines.push(
-        JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Omit<
-          RealModelRow,
-          'shape' | 'parameters' | 'pytorchPrefillTokensPerSec' | 'pytorchThreads'
-        >,
+      const engine = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Omit<
+        RealModelRow,
+        'shape' | 'parameters' | 'pytorchPrefillTokensPerSec' | 'pytorchThreads'
+      >;
+      log(
+        `  load ${engine.loadSeconds.toFixed(1)} s, peak RSS ${engine.peakRssMb.toFixed(0)} MB (${engine.loadPeakRssMb.toFixed(0)} MB after load)`,
       );
+      if (plan.prompt < PROMPT) {
+        engine.prefillTokensPerSec = null;
+        engine.timeToFirstTokenMs = null;
+      }
+      engines.push(engine);
     }
     let pytorch: number | null = null;
-    if (existsSync('/usr/bin/python3')) {
+    if (plan.prompt === PROMPT && existsSync('/usr/bin/python3')) {
       log(`${shape}: PyTorch reference prefill (${threads} threads) …`);
       try {
         const ref = await run(
@@ -168,9 +173,10 @@ if (json) {
     'shape          params  backend  weights  load s  peak RSS MB  prefill tok/s  PyTorch prefill  ratio  decode tok/s  TTFT ms',
   );
   for (const r of rows) {
-    const ratio = r.pytorchPrefillTokensPerSec
-      ? r.prefillTokensPerSec / r.pytorchPrefillTokensPerSec
-      : null;
+    const ratio =
+      r.pytorchPrefillTokensPerSec && r.prefillTokensPerSec !== null
+        ? r.prefillTokensPerSec / r.pytorchPrefillTokensPerSec
+        : null;
     console.log(
       `${r.shape.padEnd(14)} ${`${(r.parameters / 1e6).toFixed(0)}M`.padStart(6)}  ${r.backend.padEnd(7)}  ${r.weights.padEnd(7)}  ${f(r.loadSeconds).padStart(6)}  ${f(r.peakRssMb, 0).padStart(11)}  ${f(r.prefillTokensPerSec).padStart(13)}  ${f(r.pytorchPrefillTokensPerSec).padStart(15)}  ${f(ratio, 2).padStart(5)}  ${f(r.decodeTokensPerSec, 2).padStart(12)}  ${f(r.timeToFirstTokenMs, 0).padStart(7)}`,
     );

@@ -1,8 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseDecoderConfig } from '../src/decoder/config.ts';
 import {
   dequantizeColumnsInt8,
@@ -15,21 +13,10 @@ import { Decoder, type TensorSource } from '../src/decoder/model.ts';
 import { randomDecoderWeights } from '../src/decoder/random.ts';
 import { openHfFolder, writeHfFolder } from '../src/formats/hf-folder.ts';
 import { estimateMemory } from '../src/library/open.ts';
-import reference from '../reference/decoder_reference.json' with { type: 'json' };
-import {
-  REFERENCE_NEW_TOKENS,
-  REFERENCE_PROMPT,
-  TINY_DECODERS,
-} from '../reference/tiny-decoders.ts';
+import { REAL_SHAPES } from '../src/decoder/shapes.ts';
+import * as ref from './fixtures/decoder-reference.ts';
 
-const fixtures = reference as Record<string, { logits: number[][]; greedy: number[] }>;
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'commons-decoder-int8-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const scratch = ref.scratchDir('commons-decoder-int8-');
 
 describe('int8 quantisation per row', () => {
   it('round-trips every element within half its row scale, in both layouts', () => {
@@ -53,11 +40,10 @@ describe('int8 quantisation per row', () => {
 });
 
 describe('decoder with int8 weights', () => {
-  for (const tiny of TINY_DECODERS) {
+  for (const tiny of ref.TINY_DECODERS) {
     it(`${tiny.name}: exactly the float32 model of the rounded weights, and near PyTorch`, async () => {
-      const folder = path.join(dir, tiny.name);
-      const tensors = randomDecoderWeights(parseDecoderConfig(tiny.config), tiny.seed);
-      await writeHfFolder(folder, { config: tiny.config, tensors, dtype: tiny.dtype });
+      const folder = path.join(scratch(), tiny.name);
+      await ref.writeTinyDecoder(folder, tiny);
       const { decoder: int8, config } = await loadDecoderFolder(folder, { weights: 'int8' });
       const files = await openHfFolder(folder);
       const rounded = await Decoder.load(
@@ -65,7 +51,7 @@ describe('decoder with int8 weights', () => {
         roundedSource((name) => files.read(name)),
       );
       await files.close();
-      const expected = fixtures[tiny.name]!;
+      const expected = ref.fixtures[tiny.name]!;
       try {
         const got = await promptAndGreedy(int8);
         const same = await promptAndGreedy(rounded);
@@ -102,7 +88,7 @@ describe('decoder with int8 weights', () => {
     };
     const config = parseDecoderConfig(hf);
     const tensors = randomDecoderWeights(config, 3);
-    const folder = path.join(dir, 'wide-vocab');
+    const folder = path.join(scratch(), 'wide-vocab');
     await writeHfFolder(folder, { config: hf, tensors });
     const int8 = (await loadDecoderFolder(folder, { weights: 'int8' })).decoder;
     const rounded = await Decoder.load(
@@ -129,19 +115,8 @@ describe('decoder with int8 weights', () => {
 });
 
 describe('memory estimate with int8 weights', () => {
-  // SmolLM2-360M's shape (bench/real-models.ts) with a 4096-token context.
-  const config = parseDecoderConfig({
-    model_type: 'llama',
-    vocab_size: 49152,
-    hidden_size: 960,
-    intermediate_size: 2560,
-    num_hidden_layers: 32,
-    num_attention_heads: 15,
-    num_key_value_heads: 5,
-    rms_norm_eps: 1e-5,
-    max_position_embeddings: 8192,
-    tie_word_embeddings: true,
-  });
+  // SmolLM2-360M's shape (decoder/shapes.ts, as the bench loads it) with a 4096-token context.
+  const config = parseDecoderConfig(REAL_SHAPES['smollm2-360m']);
 
   it('counts a byte per matrix element, a scale per row, and one float32 matrix in flight', () => {
     const f32 = estimateMemory(config, 4096, 4e9);
@@ -174,11 +149,11 @@ async function promptAndGreedy(
   decoder: Decoder,
 ): Promise<{ logits: number[][]; greedy: number[] }> {
   const cache = decoder.newCache();
-  const out = decoder.forward(REFERENCE_PROMPT, cache);
+  const out = decoder.forward(ref.REFERENCE_PROMPT, cache);
   const logits = (await out.array()) as number[][];
   out.dispose();
   const greedy = [argmax(logits.at(-1)!)];
-  while (greedy.length < REFERENCE_NEW_TOKENS) {
+  while (greedy.length < ref.REFERENCE_NEW_TOKENS) {
     const step = decoder.forward([greedy.at(-1)!], cache, true);
     greedy.push(argmax((await step.array())[0]!));
     step.dispose();

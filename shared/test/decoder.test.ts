@@ -1,39 +1,21 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseDecoderConfig } from '../src/decoder/config.ts';
+import { describe, expect, it } from 'vitest';
 import { loadDecoderFolder } from '../src/decoder/load.ts';
-import { randomDecoderWeights } from '../src/decoder/random.ts';
-import { writeHfFolder } from '../src/formats/hf-folder.ts';
-import reference from '../reference/decoder_reference.json' with { type: 'json' };
-import {
-  REFERENCE_NEW_TOKENS,
-  REFERENCE_PROMPT,
-  TINY_DECODERS,
-} from '../reference/tiny-decoders.ts';
+import * as ref from './fixtures/decoder-reference.ts';
 
-const fixtures = reference as Record<string, { logits: number[][]; greedy: number[] }>;
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'commons-decoder-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const scratch = ref.scratchDir('commons-decoder-');
 
 describe('Llama-family decoder against the plain-PyTorch reference', () => {
-  for (const tiny of TINY_DECODERS) {
+  for (const tiny of ref.TINY_DECODERS) {
     it(`${tiny.name}: prompt logits within 1e-4, and the same 32 greedy tokens through the KV cache`, async () => {
-      const folder = path.join(dir, tiny.name);
-      const tensors = randomDecoderWeights(parseDecoderConfig(tiny.config), tiny.seed);
-      await writeHfFolder(folder, { config: tiny.config, tensors, dtype: tiny.dtype });
+      const folder = path.join(scratch(), tiny.name);
+      await ref.writeTinyDecoder(folder, tiny);
       const { decoder } = await loadDecoderFolder(folder);
-      const expected = fixtures[tiny.name]!;
+      const expected = ref.fixtures[tiny.name]!;
       try {
         const cache = decoder.newCache();
-        const logits = decoder.forward(REFERENCE_PROMPT, cache);
+        const logits = decoder.forward(ref.REFERENCE_PROMPT, cache);
         const rows = (await logits.array()) as number[][];
         logits.dispose();
         let worst = 0;
@@ -45,9 +27,9 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
         // Decode one token at a time from the cache, as chat does.
         const greedy: number[] = [];
         let next = argmax(rows.at(-1)!);
-        for (let i = 0; i < REFERENCE_NEW_TOKENS; i++) {
+        for (let i = 0; i < ref.REFERENCE_NEW_TOKENS; i++) {
           greedy.push(next);
-          if (i === REFERENCE_NEW_TOKENS - 1) break;
+          if (i === ref.REFERENCE_NEW_TOKENS - 1) break;
           const step = decoder.forward([next], cache, true);
           next = argmax((await step.array())[0]!);
           step.dispose();
@@ -61,10 +43,8 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
   }
 
   it('leaks no tensors: a forward pass leaves only the cache behind', async () => {
-    const tiny = TINY_DECODERS[2]!;
-    const config = parseDecoderConfig(tiny.config);
-    const folder = path.join(dir, 'leak');
-    await writeHfFolder(folder, { config: tiny.config, tensors: randomDecoderWeights(config, 1) });
+    const folder = path.join(scratch(), 'leak');
+    await ref.writeTinyDecoder(folder, ref.TINY_DECODERS[2]!);
     const { decoder } = await loadDecoderFolder(folder);
     const cache = decoder.newCache();
     decoder.forward([1, 2, 3], cache).dispose();
@@ -76,11 +56,9 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
   });
 
   it('refuses positions past the context window and ids outside the vocabulary', async () => {
-    const tiny = TINY_DECODERS[0]!;
-    const config = parseDecoderConfig(tiny.config);
-    const folder = path.join(dir, 'limits');
-    await writeHfFolder(folder, { config: tiny.config, tensors: randomDecoderWeights(config, 1) });
-    const { decoder } = await loadDecoderFolder(folder);
+    const folder = path.join(scratch(), 'limits');
+    await ref.writeTinyDecoder(folder, ref.TINY_DECODERS[0]!);
+    const { decoder, config } = await loadDecoderFolder(folder);
     const cache = decoder.newCache();
     expect(() => decoder.forward([config.vocabSize], cache)).toThrow(/outside the vocabulary/);
     expect(() => decoder.forward(new Array(config.maxPositions + 1).fill(1), cache)).toThrow(

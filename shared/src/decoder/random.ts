@@ -1,4 +1,4 @@
-import type { NamedTensors } from '../checkpoint/tensors.ts';
+import type { HostTensor, NamedTensors } from '../checkpoint/tensors.ts';
 import { elementCount } from '../checkpoint/tensors.ts';
 import { Rng } from '../model/rng.ts';
 import { decoderTensorShapes, type DecoderConfig } from './config.ts';
@@ -12,8 +12,16 @@ import { decoderTensorShapes, type DecoderConfig } from './config.ts';
  * nothing. Norm gains sit near 1, biases near 0.
  */
 export function randomDecoderWeights(config: DecoderConfig, seed: number): NamedTensors {
+  return new Map(randomDecoderTensors(config, seed));
+}
+
+/** The same weights one tensor at a time, in decoderTensorShapes order: a model larger than
+ * memory can be written without holding it (writeHfFolder's `shapes`). */
+export function* randomDecoderTensors(
+  config: DecoderConfig,
+  seed: number,
+): Generator<[string, HostTensor]> {
   const rng = new Rng(seed);
-  const tensors: NamedTensors = new Map();
   for (const [name, shape] of decoderTensorShapes(config)) {
     const data = new Float32Array(elementCount(shape));
     if (name.endsWith('norm.weight')) {
@@ -24,7 +32,6 @@ export function randomDecoderWeights(config: DecoderConfig, seed: number): Named
       const scale = name === 'model.embed_tokens.weight' ? 0.25 : 2 / Math.sqrt(shape[1]!);
       for (let i = 0; i < data.length; i++) data[i] = scale * rng.normal();
     }
-    tensors.set(name, { shape, data });
+    yield [name, { shape, data }];
   }
-  return tensors;
 }

@@ -2,7 +2,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { HostTensor } from '../checkpoint/tensors.ts';
 import { ModelFormatError } from './errors.ts';
-import { encodeSafetensors, SafetensorsFile, type SafetensorsDtype } from './safetensors.ts';
+import { SafetensorsFile, writeSafetensorsFile, type SafetensorsDtype } from './safetensors.ts';
 
 /**
  * A Hugging Face model folder as the hub serves it: config.json, generation_config.json,
@@ -127,13 +127,19 @@ function tokenIds(value: unknown): number[] {
   return list.filter((v): v is number => Number.isSafeInteger(v) && (v as number) >= 0);
 }
 
-/** Writes config.json, generation_config.json and a single model.safetensors into `dir`. */
+/**
+ * Writes config.json, generation_config.json and a single model.safetensors into `dir`. With
+ * `shapes` (every tensor's name and shape, in the order `tensors` yields them) the tensors
+ * are written as they come, so `tensors` may be a generator making one at a time and a model
+ * larger than memory is never held whole.
+ */
 export async function writeHfFolder(
   dir: string,
   files: {
     config: object;
     generationConfig?: object;
     tensors: Iterable<[string, HostTensor]>;
+    shapes?: ReadonlyMap<string, readonly number[]>;
     dtype?: SafetensorsDtype;
   },
 ): Promise<void> {
@@ -145,14 +151,26 @@ export async function writeHfFolder(
       `${JSON.stringify(files.generationConfig, null, 2)}\n`,
     );
   }
-  const tensors = [...files.tensors].map(([name, t]) => ({
-    name,
-    shape: t.shape,
-    data: t.data,
-    dtype: files.dtype ?? 'F32',
-  }));
-  await writeFile(
+  const tensors = files.shapes === undefined ? [...files.tensors] : files.tensors;
+  const shapes = files.shapes ?? new Map([...tensors].map(([name, t]) => [name, t.shape]));
+  const dtype = files.dtype ?? 'F32';
+  const layout = [...shapes].map(([name, shape]) => ({ name, shape, dtype }));
+  await writeSafetensorsFile(
     path.join(dir, 'model.safetensors'),
-    encodeSafetensors(tensors, { format: 'pt' }),
+    layout,
+    (function* () {
+      let i = 0;
+      for (const [name, t] of tensors) {
+        if (name !== layout[i]?.name) {
+          throw new ModelFormatError(
+            'MISSING_TENSOR',
+            `tensor "${name}" came where "${layout[i]?.name ?? '(none)'}" was due`,
+          );
+        }
+        i++;
+        yield t;
+      }
+    })(),
+    { format: 'pt' },
   );
 }

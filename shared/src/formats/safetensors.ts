@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { float16BitsToFloat32, float32ArrayToFloat16Bits } from '../checkpoint/float16.ts';
-import { elementCount, formatShape, type HostTensor } from '../checkpoint/tensors.ts';
+import { elementCount, formatShape, sameShape, type HostTensor } from '../checkpoint/tensors.ts';
 import { ModelFormatError } from './errors.ts';
 
 /**
@@ -245,6 +245,13 @@ export interface SafetensorsInput {
   dtype?: SafetensorsDtype;
 }
 
+/** Where a tensor goes in a file being written: its name, shape and stored dtype. */
+export interface SafetensorsLayout {
+  name: string;
+  shape: readonly number[];
+  dtype?: SafetensorsDtype;
+}
+
 /**
  * The bytes of a safetensors file holding `tensors` in the given order (the order the
  * reference writer uses is sorted by dtype and name; readers accept any dense order).
@@ -253,29 +260,78 @@ export function encodeSafetensors(
   tensors: readonly SafetensorsInput[],
   metadata: Record<string, string> = {},
 ): Buffer {
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
-  const chunks: Buffer[] = [];
-  let offset = 0;
-  for (const t of tensors) {
-    const dtype = t.dtype ?? 'F32';
-    if (elementCount(t.shape) !== t.data.length) {
+  return Buffer.concat([
+    encodeHeader(tensors, metadata),
+    ...tensors.map((t) => encodeTensor(t, t.data)),
+  ]);
+}
+
+/**
+ * Writes a safetensors file to `file` one tensor at a time: the header from `layout`, then
+ * each of `tensors` (in layout order) encoded and appended, so a model larger than memory can
+ * be written from a generator that makes one tensor at a time.
+ */
+export async function writeSafetensorsFile(
+  file: string,
+  layout: readonly SafetensorsLayout[],
+  tensors: Iterable<HostTensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  const handle = await open(file, 'w');
+  try {
+    await handle.write(encodeHeader(layout, metadata));
+    let i = 0;
+    for (const t of tensors) {
+      const spec = layout[i++];
+      if (spec === undefined) {
+        throw new ModelFormatError('SHAPE_MISMATCH', `${file}: more tensors than the layout names`);
+      }
+      if (!sameShape(t.shape, spec.shape)) {
+        throw new ModelFormatError(
+          'SHAPE_MISMATCH',
+          `tensor "${spec.name}" is ${formatShape(t.shape)}, not the ${formatShape(spec.shape)} its layout says`,
+        );
+      }
+      await handle.write(encodeTensor(spec, t.data));
+    }
+    if (i !== layout.length) {
       throw new ModelFormatError(
-        'SHAPE_MISMATCH',
-        `tensor "${t.name}": shape ${formatShape(t.shape)} does not hold ${t.data.length} values`,
+        'TRUNCATED',
+        `${file}: ${layout.length - i} of the layout's tensors never came`,
       );
     }
-    const bytes = encode(dtype, t.data);
-    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    chunks.push(bytes);
-    offset += bytes.length;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The 8-byte length and the JSON header for tensors stored densely in `layout` order. */
+function encodeHeader(layout: readonly SafetensorsLayout[], metadata: Record<string, string>) {
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of layout) {
+    const dtype = t.dtype ?? 'F32';
+    const bytes = elementCount(t.shape) * BYTES[dtype];
+    header[t.name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
   }
   // Pad the JSON with spaces to 8 bytes so the data section is aligned, as the reference does.
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([prefix, Buffer.from(json, 'utf8'), ...chunks]);
+  return Buffer.concat([prefix, Buffer.from(json, 'utf8')]);
+}
+
+function encodeTensor(spec: SafetensorsLayout, data: Float32Array): Buffer {
+  if (elementCount(spec.shape) !== data.length) {
+    throw new ModelFormatError(
+      'SHAPE_MISMATCH',
+      `tensor "${spec.name}": shape ${formatShape(spec.shape)} does not hold ${data.length} values`,
+    );
+  }
+  return encode(spec.dtype ?? 'F32', data);
 }
 
 function encode(dtype: SafetensorsDtype, data: Float32Array): Buffer {
