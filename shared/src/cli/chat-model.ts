@@ -45,6 +45,7 @@ export async function chatModel(args: string[]): Promise<number> {
     `${ref.entry?.name ?? ref.path}: ${model.config.family}, ${model.estimate.parameters.toLocaleString('en-US')} parameters, ` +
       `context ${model.config.maxPositions}, about ${gb(model.estimate.totalBytes)} of memory, on ${backend}\n`,
   );
+  if (model.notice !== null) err(`${model.notice}\n`);
   const tty = process.stdin.isTTY === true;
   if (tty)
     err('type a message and press enter; Ctrl-C stops a reply; /reset starts over; /exit leaves\n');

@@ -240,6 +240,7 @@ export async function evalModel(ref: string, args: string[]): Promise<number> {
   const window = numberFlag('context', values.context, 256, (n) => Number.isInteger(n) && n > 1);
   const { backend } = await selectBackend();
   const model = await openChatModel(await resolveModel(ref, library(values)), { context: window });
+  if (model.notice !== null) process.stderr.write(`${model.notice}\n`);
   try {
     const ids = model.tokenizer.encode(text);
     if (ids.length < 2) throw new UsageError(`${values.data} is too short to evaluate`);

@@ -139,6 +139,9 @@ export interface OpenedModel {
   tokenizer: ChatTokenizer;
   eosTokenIds: number[];
   estimate: MemoryEstimate;
+  /** What to tell the member about how the model was opened: set when float32 weights did
+   * not fit and they are held as int8 instead (slower, and slightly less exact); else null. */
+  notice: string | null;
 }
 
 /**
@@ -159,6 +162,10 @@ export async function openChatModel(
   const estimate = f32.fits ? f32 : estimateMemory(config, context, available, 'int8');
   const name = ref.entry?.name ?? path.basename(ref.path);
   if (!estimate.fits) throw new ModelTooLargeError(name, estimate);
+  const notice =
+    estimate.weights === 'int8'
+      ? `${name} would need about ${gb(f32.totalBytes)} with float32 weights and ${gb(available)} is available, so its weights are held as int8 with a scale per row (about ${gb(estimate.totalBytes)} in all): replies are slower and a little less exact.`
+      : null;
   if (options.expectIdentity !== undefined && ref.entry?.identity !== options.expectIdentity) {
     throw new LibraryError(
       'MISMATCH',
@@ -178,6 +185,7 @@ export async function openChatModel(
       tokenizer,
       eosTokenIds: loaded.eosTokenIds,
       estimate,
+      notice,
     };
   }
   const loaded = await loadDecoderFolder(ref.path, { context, weights: estimate.weights });
@@ -189,6 +197,7 @@ export async function openChatModel(
     tokenizer,
     eosTokenIds: loaded.eosTokenIds,
     estimate,
+    notice,
   };
 }
 
