@@ -15,7 +15,7 @@ import { DEFAULT_HUB_URL, pullModel } from '../library/hub-pull.ts';
 import {
   availableMemory,
   DEFAULT_CONTEXT,
-  estimateMemory,
+  chooseWeights,
   gb,
   openChatModel,
   readConfig,
@@ -203,7 +203,7 @@ export async function infoModel(ref: string, args: string[]): Promise<number> {
     config.maxPositions,
     numberFlag('context', values.context, DEFAULT_CONTEXT, (n) => Number.isInteger(n) && n > 0),
   );
-  const estimate = estimateMemory(config, context, await availableMemory());
+  const { f32, estimate } = chooseWeights(config, context, await availableMemory());
   if (values.json) {
     console.log(JSON.stringify({ ref: resolved, config, estimate }, null, 2));
     return 0;
@@ -221,7 +221,12 @@ export async function infoModel(ref: string, args: string[]): Promise<number> {
       `family       ${c.family}: ${c.numLayers} layers, ${c.numHeads} heads (${c.numKvHeads} key/value), width ${c.hiddenSize}, MLP ${c.intermediateSize}`,
       `vocabulary   ${c.vocabSize.toLocaleString('en-US')} tokens; context ${c.maxPositions.toLocaleString('en-US')} (chat keeps ${context})`,
       `parameters   ${estimate.parameters.toLocaleString('en-US')}`,
-      `memory       about ${gb(estimate.totalBytes)} (${gb(estimate.weightBytes)} weights as float32, ${gb(estimate.kvCacheBytes)} cache); ${gb(estimate.availableBytes)} available: ${estimate.fits ? 'fits' : 'does NOT fit'}`,
+      `memory       about ${gb(f32.totalBytes)} (${gb(f32.weightBytes)} weights as float32, ${gb(f32.kvCacheBytes)} cache); ${gb(f32.availableBytes)} available: ${f32.fits ? 'fits' : 'does NOT fit'}`,
+      ...(f32.fits
+        ? []
+        : [
+            `int8         about ${gb(estimate.totalBytes)} (${gb(estimate.weightBytes)} weights as int8 with a float32 scale per row): ${estimate.fits ? 'fits, so chat holds the weights as int8 (slower, a little less exact)' : 'does NOT fit either'}`,
+          ]),
     ].join('\n'),
   );
   return 0;

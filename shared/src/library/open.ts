@@ -125,6 +125,22 @@ export function estimateMemory(
   };
 }
 
+/**
+ * How openChatModel holds a model's weights: float32 where that estimate fits, else int8
+ * (`estimate`, which may not fit either); `f32` is the float32 estimate either way.
+ */
+export function chooseWeights(
+  config: DecoderConfig,
+  context: number,
+  availableBytes: number,
+): { f32: MemoryEstimate; estimate: MemoryEstimate } {
+  const f32 = estimateMemory(config, context, availableBytes);
+  return {
+    f32,
+    estimate: f32.fits ? f32 : estimateMemory(config, context, availableBytes, 'int8'),
+  };
+}
+
 /** Memory the kernel could give this process now (MemAvailable, not just free pages). */
 export async function availableMemory(): Promise<number> {
   const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '');
@@ -158,8 +174,7 @@ export async function openChatModel(
   const config = await readConfig(ref);
   const context = Math.min(config.maxPositions, options.context ?? DEFAULT_CONTEXT);
   const available = options.availableBytes ?? (await availableMemory());
-  const f32 = estimateMemory(config, context, available);
-  const estimate = f32.fits ? f32 : estimateMemory(config, context, available, 'int8');
+  const { f32, estimate } = chooseWeights(config, context, available);
   const name = ref.entry?.name ?? path.basename(ref.path);
   if (!estimate.fits) throw new ModelTooLargeError(name, estimate);
   const notice =
