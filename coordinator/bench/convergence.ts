@@ -16,7 +16,7 @@
 import path from 'node:path';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { readCheckpoint, readCorpus, splitText, BpeTokenizer } from '@commons/shared/engine';
+import { readCheckpoint, readCorpus, splitText, ChatTokenizer } from '@commons/shared/engine';
 import { CandidateEvaluator } from '../src/rounds/evaluator.ts';
 import { runFedSgd } from '../lab/simulation/fedsgd.ts';
 import { assignRoles, parseRoles } from '../lab/simulation/roles.ts';
@@ -117,7 +117,7 @@ export async function benchConvergence(options: Options): Promise<ConvergenceRes
 
     // FedSGD starts from FedAvg's initial model, on the simulation's split of the same text.
     const { manifest, tensors } = await readCheckpoint(path.join(dir, 'fedavg', 'init-model'));
-    const tokenizer = BpeTokenizer.fromJSON(manifest.tokenizer);
+    const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
     const { train, val } = splitText(readCorpus());
     const data = assignRoles(parseRoles(train), clients, seed).map((shard) =>
       Int32Array.from(tokenizer.encode(shard.text)),

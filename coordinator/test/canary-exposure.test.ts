@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend, evaluate, Rng, GPT } from '@commons/shared/engine';
+import { selectBackend, evaluate, Rng, Transformer } from '@commons/shared/engine';
 import { candidateSentences, makeCanaries, plantCanaries } from '../lab/canary/canaries.ts';
 import {
   extrapolatedExposure,
@@ -109,7 +109,7 @@ describe('canary measurement', () => {
 
   it('batched log-perplexities equal the model loss of each sentence alone', async () => {
     const tokenizer = await genesisTokenizer();
-    const model = GPT.create({ ...SIMULATION_MODEL, vocabSize: tokenizer.vocabSize }, 7);
+    const model = Transformer.create({ ...SIMULATION_MODEL, vocabSize: tokenizer.vocabSize }, 7);
     try {
       const sentences = [
         'the secret code of alice is 123456',

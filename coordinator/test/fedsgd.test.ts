@@ -1,8 +1,8 @@
-import { type NamedTensors, sampleBatch, Rng, GPT } from '@commons/shared/engine';
+import { type NamedTensors, sampleBatch, Rng, Transformer } from '@commons/shared/engine';
 import { afterAll, describe, expect, it } from 'vitest';
 import { clientGradient, sgdStep } from '../lab/simulation/fedsgd.ts';
 
-const model = GPT.create(
+const model = Transformer.create(
   {
     vocabSize: 11,
     blockSize: 4,

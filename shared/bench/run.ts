@@ -18,10 +18,10 @@ import { REFERENCE_CONFIG } from '../src/model/config.ts';
 import type { TokenSplit } from '../src/model/dataset.ts';
 import { generate } from '../src/model/generate.ts';
 import { MAX_DEFAULT_WORKERS, ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
-import { BpeTokenizer } from '../src/model/tokenizer.ts';
+import { ChatTokenizer } from '../src/chat/tokenizer.ts';
 import type { TrainConfig } from '../src/model/training-loop.ts';
 import { Trainer } from '../src/model/trainer.ts';
-import { GPT } from '../src/model/transformer.ts';
+import { Transformer } from '../src/model/transformer.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..', '..');
@@ -171,7 +171,7 @@ async function measureTraining(
     `training: ${backend}${nWorkers > 1 ? ` ×${nWorkers}` : ''}, batch ${batch}, ${warmup}+${measured} steps …`,
   );
   if (nWorkers === 1) await selectBackend({ force: backend });
-  const model = GPT.create(trainConfig, 1);
+  const model = Transformer.create(trainConfig, 1);
   const config: Partial<TrainConfig> = {
     steps: warmup + measured,
     batchSize: batch,
@@ -263,13 +263,13 @@ async function measureGeneration(): Promise<{
   ttftRuns: number[];
 }> {
   log('generation: tokenizer …');
-  const tokenizer = BpeTokenizer.train(text.slice(0, 100_000), 512);
+  const tokenizer = ChatTokenizer.train(text.slice(0, 100_000), 512);
   const config: ModelConfig = {
     ...REFERENCE_CONFIG,
     vocabSize: tokenizer.vocabSize,
     blockSize: GEN_BLOCK,
   };
-  const model = GPT.create(config, 2);
+  const model = Transformer.create(config, 2);
   // A prompt of exactly 64 tokens: decode 64 ids of the corpus, re-encode, trim.
   let prompt = tokenizer.decode(
     tokenizer.encode(text.slice(200_000, 201_000)).slice(0, GEN_PROMPT_TOKENS),

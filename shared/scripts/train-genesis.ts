@@ -1,33 +1,33 @@
 /**
  * Trains the genesis model — the first shared model every member starts from — on the
- * public corpus, holding out its last 10% for validation, and writes the checkpoint into
- * shared/genesis/. Its hash is what the contracts register at deployment.
+ * public corpus, holding out its last 10% for validation, and writes it into shared/genesis/
+ * as a Hugging Face model folder (a Llama-family decoder with its own byte-level BPE
+ * tokenizer.json and a ChatML chat_template). Its hash is what the contracts register at
+ * deployment.
  *
  *   npm run train:genesis [-- --steps N --out DIR --workers N --init DIR]
  *
- * The shipped checkpoint was made in two runs: 600 steps from scratch (lr 3e-3, seed 1337,
- * 2.62 bits/char) and 450 more with `--init` on it (lr 1e-3, seed 2024, 2.49 bits/char);
- * its provenance names the first as parent.
+ * The shipped model is one run of these defaults (see its commons-checkpoint.json).
  */
 import { rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { selectBackend } from '../src/backend/select.ts';
-import { loadModel, saveModel } from '../src/model/checkpoint.ts';
+import { loadModel, saveHfModel } from '../src/model/checkpoint.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { readCorpus } from '../src/model/corpus.ts';
 import { splitText } from '../src/model/dataset.ts';
 import { evaluate, evaluationSplit } from '../src/model/evaluate.ts';
-import { BpeTokenizer } from '../src/model/tokenizer.ts';
+import { ChatTokenizer } from '../src/chat/tokenizer.ts';
 import type { TrainConfig } from '../src/model/training-loop.ts';
 import { ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
-import { GPT } from '../src/model/transformer.ts';
+import { Transformer } from '../src/model/transformer.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
   options: {
-    steps: { type: 'string', default: '1050' },
+    steps: { type: 'string', default: '1100' },
     batch: { type: 'string', default: '16' },
     lr: { type: 'string', default: '3e-3' },
     out: { type: 'string', default: resolve(here, '../genesis') },
@@ -46,7 +46,7 @@ const { train, val } = splitText(text, 0.1);
 
 let t0 = performance.now();
 const init = values.init ? await loadModel(values.init) : null;
-const tokenizer = init ? init.tokenizer : BpeTokenizer.train(train, Number(values.vocab));
+const tokenizer = init ? init.tokenizer : ChatTokenizer.train(train, Number(values.vocab));
 console.log(
   `tokenizer: ${tokenizer.vocabSize} tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
 );
@@ -61,9 +61,10 @@ const config: ModelConfig = {
   blockSize: 128,
   nLayer: 4,
   nHead: 4,
+  nKvHead: 2,
   nEmbd: 128,
   dropout: 0,
-  bias: true,
+  bias: false,
   tiedHead: true,
 };
 const training: Partial<TrainConfig> = {
@@ -78,7 +79,7 @@ const training: Partial<TrainConfig> = {
   evalEvery: 0,
   seed: SEED,
 };
-const model = init ? init.model : GPT.create(config, SEED);
+const model = init ? init.model : Transformer.create(config, SEED);
 console.log(`model: ${model.numParams().toLocaleString()} parameters on ${backend.backend}`);
 const trainer = new ParallelTrainer(model, training, {
   ...(values.workers ? { workers: Number(values.workers) } : {}),
@@ -101,7 +102,7 @@ console.log(
 );
 
 await rm(values.out, { recursive: true, force: true });
-const { hash } = await saveModel(values.out, model, tokenizer, {
+const { hash } = await saveHfModel(values.out, model, tokenizer, {
   name: 'genesis',
   parent: init ? init.hash : null,
   data: 'tinyshakespeare.txt, first 90% (last 10% held out for validation)',

@@ -16,7 +16,6 @@
 export * from './model/config.ts';
 export * from './model/transformer.ts';
 export * from './model/lora.ts';
-export * from './model/tokenizer.ts';
 export * from './model/corpus.ts';
 export * from './model/dataset.ts';
 export * from './model/rng.ts';
@@ -40,6 +39,7 @@ export * from './checkpoint/float16.ts';
 export * from './checkpoint/delta.ts';
 export * from './checkpoint/update-codec.ts';
 export * from './checkpoint/folder.ts';
+export * from './checkpoint/hf-checkpoint.ts';
 
 export * from './backend/select.ts';
 

@@ -5,8 +5,8 @@ import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/select.ts';
 import { saveModel } from '../src/model/checkpoint.ts';
-import { BpeTokenizer } from '../src/model/tokenizer.ts';
-import { GPT } from '../src/model/transformer.ts';
+import { ChatTokenizer } from '../src/model/tokenizer.ts';
+import { Transformer } from '../src/model/transformer.ts';
 
 // The CLI as people run it: a separate process, exit codes, one-line errors.
 const BIN = resolve(import.meta.dirname, '../bin/commons.ts');
@@ -28,8 +28,8 @@ let modelDir: string;
 beforeAll(async () => {
   await selectBackend();
   dir = mkdtempSync(join(tmpdir(), 'commons-cli-'));
-  const tokenizer = BpeTokenizer.train(NOTES + 'To be or not to be, that is the question.', 300);
-  const model = GPT.create(
+  const tokenizer = ChatTokenizer.train(NOTES + 'To be or not to be, that is the question.', 300);
+  const model = Transformer.create(
     {
       vocabSize: tokenizer.vocabSize,
       blockSize: 32,

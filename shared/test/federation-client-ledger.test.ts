@@ -13,8 +13,8 @@ import { selectBackend } from '../src/backend/select.ts';
 import { encodeCheckpoint } from '../src/checkpoint/index.ts';
 import { FederatedClient } from '../src/federation/client.ts';
 import type { ModelConfig } from '../src/model/config.ts';
-import { BpeTokenizer } from '../src/model/tokenizer.ts';
-import { GPT } from '../src/model/transformer.ts';
+import { ChatTokenizer } from '../src/model/tokenizer.ts';
+import { Transformer } from '../src/model/transformer.ts';
 import { PrivacyLedger } from '../src/privacy/dp/ledger.ts';
 import type { FederationPolicy } from '@commons/chain';
 import {
@@ -49,7 +49,7 @@ let checkpoint: { hash: string; manifest: Uint8Array; weights: Uint8Array; frame
 
 beforeAll(async () => {
   await selectBackend({ force: 'cpu' });
-  const tokenizer = BpeTokenizer.train(TEXT, 270);
+  const tokenizer = ChatTokenizer.train(TEXT, 270);
   const config: ModelConfig = {
     vocabSize: tokenizer.vocabSize,
     blockSize: 8,
@@ -60,7 +60,7 @@ beforeAll(async () => {
     bias: true,
     tiedHead: true,
   };
-  const model = GPT.create(config, 1);
+  const model = Transformer.create(config, 1);
   const encoded = encodeCheckpoint({
     config,
     tokenizer: tokenizer.toJSON(),

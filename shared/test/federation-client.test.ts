@@ -31,9 +31,9 @@ import {
 import { saveModel } from '../src/model/checkpoint.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { Rng } from '../src/model/rng.ts';
-import { BpeTokenizer } from '../src/model/tokenizer.ts';
+import { ChatTokenizer } from '../src/model/tokenizer.ts';
 import { Trainer } from '../src/model/trainer.ts';
-import { GPT } from '../src/model/transformer.ts';
+import { Transformer } from '../src/model/transformer.ts';
 import type { TrainingTask } from '../src/protocol/messages.ts';
 
 // The parts of the federated client that stand alone, against real parts: the model engine,
@@ -42,7 +42,7 @@ import type { TrainingTask } from '../src/protocol/messages.ts';
 
 const TEXT =
   'Dear diary, today the garden gnome moved again. The gnome is watching the roses.\n'.repeat(20);
-let tokenizer: BpeTokenizer;
+let tokenizer: ChatTokenizer;
 let config: ModelConfig;
 let base: BaseModel;
 
@@ -57,7 +57,7 @@ const TASK: TrainingTask = {
 
 beforeAll(async () => {
   await selectBackend();
-  tokenizer = BpeTokenizer.train(TEXT, 280);
+  tokenizer = ChatTokenizer.train(TEXT, 280);
   config = {
     vocabSize: tokenizer.vocabSize,
     blockSize: 16,
@@ -68,7 +68,7 @@ beforeAll(async () => {
     bias: true,
     tiedHead: true,
   };
-  const model = GPT.create(config, 3);
+  const model = Transformer.create(config, 3);
   const encoded = encodeCheckpoint({
     config,
     tokenizer: tokenizer.toJSON(),
@@ -230,7 +230,7 @@ function boundFor(encoding: UpdateEncoding, x: number, maxAbs: number): number {
 
 describe('FedProx proximal term', () => {
   async function trainedDistance(mu: number | null): Promise<number> {
-    const model = GPT.fromTensors(config, base.tensors);
+    const model = Transformer.fromTensors(config, base.tensors);
     const trainer = new Trainer(
       model,
       { steps: 8, batchSize: 2, maxLr: 1e-2, minLr: 1e-2, warmupSteps: 0, weightDecay: 0, seed: 5 },
@@ -256,7 +256,7 @@ describe('FedProx proximal term', () => {
   });
 
   it('refuses an anchor that does not match the parameters', () => {
-    const model = GPT.fromTensors(config, base.tensors);
+    const model = Transformer.fromTensors(config, base.tensors);
     const anchor = new Map(base.tensors);
     anchor.delete([...anchor.keys()][0]!);
     expect(() => new Trainer(model, {}, null, { proximal: { mu: 1, anchor } })).toThrow(
@@ -274,7 +274,7 @@ describe('base model download', () => {
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'commons-federation-'));
-    const model = GPT.create(config, 4);
+    const model = Transformer.create(config, 4);
     ({ hash } = await saveModel(join(dir, 'good'), model, tokenizer, { name: 'test' }));
     model.dispose();
     cpSync(join(dir, 'good'), join(dir, 'tampered'), { recursive: true });

@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/select.ts';
@@ -6,15 +9,19 @@ import { countChars } from '../src/model/dataset.ts';
 import { evaluate } from '../src/model/evaluate.ts';
 import { generate } from '../src/model/generate.ts';
 import { LoraAdapter } from '../src/model/lora.ts';
-import { BpeTokenizer } from '../src/model/tokenizer.ts';
+import { ChatTokenizer } from '../src/chat/tokenizer.ts';
 import { Trainer } from '../src/model/trainer.ts';
-import { GPT, parameterShapes } from '../src/model/transformer.ts';
+import { hfConfig, modelConfigFromHf, parameterShapes } from '../src/model/config.ts';
+import { loadModel, saveHfModel } from '../src/model/checkpoint.ts';
+import { loadDecoderFolder } from '../src/decoder/load.ts';
+import { Transformer } from '../src/model/transformer.ts';
 
 const SMALL: ModelConfig = {
   vocabSize: 300,
   blockSize: 16,
   nLayer: 2,
   nHead: 2,
+  nKvHead: 1,
   nEmbd: 16,
   dropout: 0,
   bias: true,
@@ -22,13 +29,13 @@ const SMALL: ModelConfig = {
 };
 
 const TEXT = 'the quick brown fox jumps over the lazy dog. '.repeat(40);
-let tokenizer: BpeTokenizer;
+let tokenizer: ChatTokenizer;
 let tokens: Int32Array;
 
 beforeAll(async () => {
   const report = await selectBackend();
   expect(['wasm', 'cpu', 'tensorflow', 'tensorflow-gpu', 'webgpu']).toContain(report.backend);
-  tokenizer = BpeTokenizer.train(TEXT, SMALL.vocabSize);
+  tokenizer = ChatTokenizer.train(TEXT, SMALL.vocabSize);
   tokens = Int32Array.from(tokenizer.encode(TEXT));
 });
 
@@ -36,37 +43,43 @@ const split = () => ({ tokens, chars: countChars(TEXT) });
 const weights = (m: { toTensors(): Map<string, { data: Float32Array }> }) =>
   [...m.toTensors().values()].map((t) => Array.from(t.data));
 
-function logitsAt(model: GPT, ids: number[]): Float32Array {
+function logitsAt(model: Transformer, ids: number[]): Float32Array {
   const out = tf.tidy(() => model.forward({ ids: Int32Array.from(ids), B: 1, T: ids.length }));
   const data = out.dataSync() as Float32Array;
   out.dispose();
   return data;
 }
 
-describe('GPT', () => {
+describe('Transformer', () => {
   it('has the parameters its config says, and refuses a wrong checkpoint', () => {
-    const m = GPT.create(SMALL, 1);
+    const m = Transformer.create(SMALL, 1);
     const shapes = parameterShapes(SMALL);
     expect([...m.params.keys()]).toEqual([...shapes.keys()]);
+    expect(shapes.get('model.layers.0.self_attn.q_proj.weight')).toEqual([16, 16]);
+    expect(shapes.get('model.layers.0.self_attn.k_proj.weight')).toEqual([8, 16]);
+    expect(shapes.get('model.layers.0.self_attn.k_proj.bias')).toEqual([8]);
+    expect(shapes.get('model.layers.1.mlp.gate_proj.weight')).toEqual([48, 16]);
     const tensors = m.toTensors();
-    tensors.set('wte', { shape: [3, 3], data: new Float32Array(9) });
-    expect(() => GPT.fromTensors(SMALL, tensors)).toThrow(
-      /"wte" has shape \[3,3\], expected \[300,16\]/,
+    tensors.set('model.embed_tokens.weight', { shape: [3, 3], data: new Float32Array(9) });
+    expect(() => Transformer.fromTensors(SMALL, tensors)).toThrow(
+      /"model.embed_tokens.weight" has shape \[3,3\], expected \[300,16\]/,
     );
-    tensors.delete('wte');
-    expect(() => GPT.fromTensors(SMALL, tensors)).toThrow(/missing tensor "wte"/);
+    tensors.delete('model.embed_tokens.weight');
+    expect(() => Transformer.fromTensors(SMALL, tensors)).toThrow(
+      /missing tensor "model.embed_tokens.weight"/,
+    );
     m.dispose();
   });
 
   it('refuses token ids outside the vocabulary and sequences longer than blockSize', () => {
-    const m = GPT.create(SMALL, 1);
+    const m = Transformer.create(SMALL, 1);
     expect(() => logitsAt(m, [SMALL.vocabSize])).toThrow(/outside the vocabulary/);
     expect(() => logitsAt(m, new Array(SMALL.blockSize + 1).fill(1))).toThrow(/exceeds blockSize/);
     m.dispose();
   });
 
   it('gives the same logits with the KV cache as with the full forward pass', () => {
-    const m = GPT.create(SMALL, 2);
+    const m = Transformer.create(SMALL, 2);
     const ids = Array.from(tokens.slice(0, 10));
     const full = logitsAt(m, ids);
     const V = SMALL.vocabSize;
@@ -87,9 +100,34 @@ describe('GPT', () => {
     m.dispose();
   });
 
+  it('saves as a Hugging Face folder that the inference engine runs to the same logits', async () => {
+    for (const config of [SMALL, { ...SMALL, bias: false, nKvHead: 2, tiedHead: true }]) {
+      const m = Transformer.create(config, 5);
+      const dir = join(mkdtempSync(join(tmpdir(), 'commons-hf-')), 'model');
+      const { hash } = await saveHfModel(dir, m, tokenizer, { note: 'test' });
+      const ids = Array.from(tokens.slice(0, 12));
+      const want = logitsAt(m, ids);
+      const { decoder, eosTokenIds } = await loadDecoderFolder(dir);
+      expect(eosTokenIds).toEqual([tokenizer.tokenId('<|im_end|>'), tokenizer.tokenId('<|endoftext|>')]);
+      const got = tf.tidy(() => decoder.forward(ids, decoder.newCache()).dataSync() as Float32Array);
+      expect(got.length).toBe(want.length);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+      expect(worst).toBeLessThan(1e-4);
+      decoder.dispose();
+      // And back into a trainable model, with the hash it was saved under.
+      const loaded = await loadModel(dir, { expectedHash: hash });
+      expect(loaded.model.config).toEqual(modelConfigFromHf(hfConfig(config)));
+      expect(weights(loaded.model)).toEqual(weights(m));
+      expect(loaded.tokenizer.encode('the lazy dog')).toEqual(tokenizer.encode('the lazy dog'));
+      loaded.model.dispose();
+      m.dispose();
+    }
+  });
+
   it('training lowers the loss, deterministically, without leaking tensors', async () => {
     const run = async () => {
-      const m = GPT.create(SMALL, 3);
+      const m = Transformer.create(SMALL, 3);
       const trainer = new Trainer(m, {
         steps: 12,
         batchSize: 4,
@@ -122,17 +160,17 @@ describe('GPT', () => {
 
   it('resumes from a snapshot exactly where it stopped', async () => {
     const cfg = { steps: 6, batchSize: 4, warmupSteps: 2, seed: 11, gradAccum: 2 };
-    const straight = GPT.create(SMALL, 4);
+    const straight = Transformer.create(SMALL, 4);
     const t1 = new Trainer(straight, cfg);
     await t1.run(split());
 
-    const first = GPT.create(SMALL, 4);
+    const first = Transformer.create(SMALL, 4);
     const t2 = new Trainer(first, { ...cfg, steps: 6 });
     const ac = new AbortController();
     await t2.run(split(), { signal: ac.signal, onProgress: (p) => p.step === 3 && ac.abort() });
     expect(t2.completedSteps).toBe(3);
     const snap = t2.snapshot();
-    const resumed = GPT.fromTensors(SMALL, first.toTensors());
+    const resumed = Transformer.fromTensors(SMALL, first.toTensors());
     const t3 = new Trainer(resumed, cfg);
     t3.restore(snap);
     const result = await t3.run(split());
@@ -145,13 +183,13 @@ describe('GPT', () => {
 
 describe('LoRA', () => {
   it('starts as a no-op, trains only the adapter, and merges to the same function', async () => {
-    const m = GPT.create(SMALL, 5);
+    const m = Transformer.create(SMALL, 5);
     const base = weights(m);
     const ids = tokenizer.encode('the quick brown').slice(0, 8);
     const plain = logitsAt(m, ids);
     const adapter = LoraAdapter.create(
       SMALL,
-      { rank: 4, alpha: 8, targets: ['attn.qkv', 'mlp.fc'] },
+      { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'gate_proj'] },
       1,
     );
     m.adapter = adapter;
@@ -183,18 +221,25 @@ describe('LoRA', () => {
   });
 
   it('refuses adapter tensors that do not fit the model', () => {
-    const lora = { rank: 2, alpha: 2, targets: ['attn.proj' as const] };
+    const lora = { rank: 2, alpha: 2, targets: ['o_proj' as const] };
     const a = LoraAdapter.create(SMALL, lora, 1);
     const t = a.toTensors();
-    t.set('h.0.attn.proj.lora_a', { shape: [16, 3], data: new Float32Array(48) });
-    expect(() => LoraAdapter.fromTensors(SMALL, lora, t)).toThrow(/lora_a" has shape \[16,3\]/);
+    expect(t.get('model.layers.0.self_attn.o_proj.lora_A.weight')?.shape).toEqual([2, 16]);
+    expect(t.get('model.layers.0.self_attn.o_proj.lora_B.weight')?.shape).toEqual([16, 2]);
+    t.set('model.layers.0.self_attn.o_proj.lora_A.weight', {
+      shape: [16, 3],
+      data: new Float32Array(48),
+    });
+    expect(() => LoraAdapter.fromTensors(SMALL, lora, t)).toThrow(
+      /lora_A.weight" has shape \[16,3\]/,
+    );
     a.dispose();
   });
 });
 
 describe('generate', () => {
   it('streams reproducibly with a seed, stops on stop sequences and max tokens, and cancels', async () => {
-    const m = GPT.create(SMALL, 6);
+    const m = Transformer.create(SMALL, 6);
     const trainer = new Trainer(m, { steps: 30, batchSize: 8, maxLr: 1e-2, warmupSteps: 2 });
     await trainer.run(split());
     trainer.dispose();
@@ -244,19 +289,16 @@ describe('generate', () => {
 
 describe('training state on disk', () => {
   it('resumes bit-identically from a saved state and refuses a tampered optimizer file', async () => {
-    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join } = await import('node:path');
     const { loadTrainingState, saveTrainingState } = await import('../src/model/training-state.ts');
     const dir = join(mkdtempSync(join(tmpdir(), 'commons-state-')), 'run');
     const cfg = { steps: 4, batchSize: 4, warmupSteps: 1, seed: 5 };
 
     const config = { ...SMALL, vocabSize: tokenizer.vocabSize };
-    const straight = GPT.create(config, 9);
+    const straight = Transformer.create(config, 9);
     const t1 = new Trainer(straight, cfg);
     await t1.run(split());
 
-    const first = GPT.create(config, 9);
+    const first = Transformer.create(config, 9);
     const t2 = new Trainer(first, { ...cfg, steps: 2 });
     await t2.run(split());
     await saveTrainingState(dir, first, tokenizer, t2);

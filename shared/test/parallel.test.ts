@@ -12,7 +12,8 @@ import { ParallelTrainer } from '../src/model/parallel/parallel-trainer.ts';
 import { Rng } from '../src/model/rng.ts';
 import type { TrainConfig } from '../src/model/training-loop.ts';
 import { Trainer } from '../src/model/trainer.ts';
-import { GPT, parameterShapes } from '../src/model/transformer.ts';
+import { parameterShapes } from '../src/model/config.ts';
+import { Transformer } from '../src/model/transformer.ts';
 
 const SMALL: ModelConfig = {
   vocabSize: 24,
@@ -41,7 +42,7 @@ const TRAIN: Partial<TrainConfig> = {
   seed: 7,
 };
 
-const flat = (m: GPT) => packTensors(flatLayout(parameterShapes(m.config)), m.toTensors());
+const flat = (m: Transformer) => packTensors(flatLayout(parameterShapes(m.config)), m.toTensors());
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let d = 0;
@@ -56,13 +57,13 @@ beforeAll(async () => {
 describe('ParallelTrainer', () => {
   it('keeps the workers bit-identical and matches a single-thread Trainer on the same batch', async () => {
     const data = stream(4000, 1);
-    const single = GPT.create(SMALL, 3);
+    const single = Transformer.create(SMALL, 3);
     const trainer = new Trainer(single, TRAIN);
     const losses: number[] = [];
     await trainer.run(data, { onProgress: (p) => losses.push(p.loss) });
     trainer.dispose();
 
-    const model = GPT.create(SMALL, 3);
+    const model = Transformer.create(SMALL, 3);
     const parallel = new ParallelTrainer(model, TRAIN, { workers: 2 });
     const parallelLosses: number[] = [];
     try {
@@ -88,7 +89,7 @@ describe('ParallelTrainer', () => {
     const data = stream(4000, 2);
     const config = { ...TRAIN, steps: 30 };
 
-    const straight = GPT.create(SMALL, 4);
+    const straight = Transformer.create(SMALL, 4);
     const uninterrupted = new ParallelTrainer(straight, config, { workers: 2 });
     const losses: number[] = [];
     try {
@@ -101,7 +102,7 @@ describe('ParallelTrainer', () => {
     expect(last).toBeLessThan(first - 0.5);
 
     // Stop at step 12, snapshot, continue on a fresh trainer (fresh workers).
-    const model = GPT.create(SMALL, 4);
+    const model = Transformer.create(SMALL, 4);
     const stop = new AbortController();
     const before = new ParallelTrainer(model, config, { workers: 2 });
     let snap;
@@ -127,7 +128,7 @@ describe('ParallelTrainer', () => {
     expect(Buffer.from(flat(model).buffer).equals(Buffer.from(flat(straight).buffer))).toBe(true);
 
     // The snapshot is in Trainer's format: a single-thread Trainer continues from it too.
-    const single = GPT.fromTensors(SMALL, at12!);
+    const single = Transformer.fromTensors(SMALL, at12!);
     const trainer = new Trainer(single, { ...config, steps: 32 });
     trainer.restore(snap);
     expect(trainer.completedSteps).toBe(12);
@@ -141,7 +142,7 @@ describe('ParallelTrainer', () => {
   });
 
   it('rejects with the worker’s own message when a worker fails, and ends all workers', async () => {
-    const model = GPT.create(SMALL, 5);
+    const model = Transformer.create(SMALL, 5);
     const bad: TokenSplit = { tokens: new Int32Array(200).fill(SMALL.vocabSize + 5), chars: 200 };
     const parallel = new ParallelTrainer(model, TRAIN, { workers: 2 });
     await expect(parallel.run(bad)).rejects.toThrow(/token id 29 is outside the vocabulary/);
@@ -161,17 +162,17 @@ describe('ParallelTrainer', () => {
       `
 import { selectBackend } from '${src('backend/select.ts')}';
 import { ParallelTrainer } from '${src('model/parallel/parallel-trainer.ts')}';
-import { GPT } from '${src('model/transformer.ts')}';
+import { Transformer } from '${src('model/transformer.ts')}';
 await selectBackend({ force: 'wasm' });
 const config = ${JSON.stringify(SMALL)};
 const tokens = new Int32Array(500).map((_, i) => i % 12);
 const cfg = { steps: 2, batchSize: 4, warmupSteps: 1 };
-const a = new ParallelTrainer(GPT.create(config, 1), cfg, { workers: 2 });
+const a = new ParallelTrainer(Transformer.create(config, 1), cfg, { workers: 2 });
 await a.run({ tokens, chars: 500 });
 await a.dispose();
-const b = new ParallelTrainer(GPT.create(config, 1), cfg, { workers: 2 });
+const b = new ParallelTrainer(Transformer.create(config, 1), cfg, { workers: 2 });
 await b.run({ tokens: tokens.map(() => 99), chars: 500 }).catch((e) => console.log('rejected:', e.message));
-const c = new ParallelTrainer(GPT.create(config, 1), cfg, { workers: 2 });
+const c = new ParallelTrainer(Transformer.create(config, 1), cfg, { workers: 2 });
 await c.run({ tokens, chars: 500 });
 console.log('done');
 `,

@@ -3,7 +3,7 @@
 // in worker threads, real tfjs training), then the exposure of each canary in the last
 // published model, loaded from the coordinator's own model store as a member would get it.
 import path from 'node:path';
-import { type GPT, type BpeTokenizer, loadModel } from '@commons/shared/engine';
+import { type Transformer, type ChatTokenizer, loadModel } from '@commons/shared/engine';
 import {
   runSimulation,
   SIMULATION_DEFAULTS,
@@ -22,8 +22,8 @@ import {
 
 /** Each canary's exposure among `candidates` random sentences of its template. */
 export function measureExposure(
-  model: GPT,
-  tokenizer: BpeTokenizer,
+  model: Transformer,
+  tokenizer: ChatTokenizer,
   canaries: readonly Canary[],
   options: { candidates: number; seed: number },
 ): ExposureSummary {

@@ -7,7 +7,7 @@
 // log-perplexities (§4.3, a skew-normal); both are here, plus the null statistics a test of
 // "no more exposed than random" needs.
 import * as tf from '@tensorflow/tfjs';
-import type { BpeTokenizer, GPT } from '@commons/shared/engine';
+import type { ChatTokenizer, Transformer } from '@commons/shared/engine';
 import { logErfc } from '@commons/shared/privacy';
 
 /**
@@ -16,8 +16,8 @@ import { logErfc } from '@commons/shared/privacy';
  * of equal token length are evaluated together in batches of `batchSize` rows.
  */
 export function logPerplexities(
-  model: GPT,
-  tokenizer: BpeTokenizer,
+  model: Transformer,
+  tokenizer: ChatTokenizer,
   sentences: readonly string[],
   batchSize = 256,
 ): Float64Array {

@@ -4,7 +4,7 @@
 // the coordinator's own evaluator on the same held-out text. Same optimiser as the clients
 // (AdamW, constant learning rate, no weight decay, gradient clip 1); its moments carry over
 // from one round-equivalent to the next, as a single training run's would.
-import { type Manifest, type NamedTensors, Trainer, GPT } from '@commons/shared/engine';
+import { type Manifest, type NamedTensors, Trainer, Transformer } from '@commons/shared/engine';
 import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export interface BaselineOptions {
@@ -33,7 +33,7 @@ export interface BaselinePoint {
 /** Trains and evaluates; the first point is the initial model (round 0). */
 export async function runBaseline(options: BaselineOptions): Promise<BaselinePoint[]> {
   const { manifest, evaluator } = options;
-  const model = GPT.fromTensors(manifest.config, options.tensors);
+  const model = Transformer.fromTensors(manifest.config, options.tensors);
   const boundaries: number[] = [];
   let total = 0;
   for (const steps of options.stepsPerRound) boundaries.push((total += steps));

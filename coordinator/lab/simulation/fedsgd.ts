@@ -11,7 +11,7 @@
 // rounds-to-target it counts can be set against a FedAvg simulation's. There is no transport:
 // gradients are exact float32, which only helps FedSGD.
 import * as tf from '@tensorflow/tfjs';
-import { type Manifest, type NamedTensors, sampleBatch, Rng, GPT } from '@commons/shared/engine';
+import { type Manifest, type NamedTensors, sampleBatch, Rng, Transformer } from '@commons/shared/engine';
 import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export interface FedSgdOptions {
@@ -46,7 +46,7 @@ export interface FedSgdResult {
  * of its tokens, at the model's current weights, as host vectors by parameter name.
  */
 export function clientGradient(
-  model: GPT,
+  model: Transformer,
   tokens: Int32Array,
   batchSize: number,
   rng: Rng,
@@ -111,7 +111,7 @@ export function runFedSgd(options: FedSgdOptions): FedSgdResult {
   const examples = data.map((tokens) => tokens.length);
   const rngs = data.map((_, k) => new Rng(options.seed * 1009 + k + 1));
   let weights = options.tensors;
-  const model = GPT.fromTensors(manifest.config, weights);
+  const model = Transformer.fromTensors(manifest.config, weights);
   const losses: number[] = [];
   // Past twice the untrained model's loss, a run does not come back within any useful cap.
   const ceiling = 2 * evaluator.evaluate(manifest, weights).loss;

@@ -5,8 +5,8 @@ import {
   readCheckpoint,
   type ModelConfig,
   saveModel,
-  BpeTokenizer,
-  GPT,
+  ChatTokenizer,
+  Transformer,
 } from '@commons/shared/engine';
 import { GENESIS_DIR } from '../../src/config.ts';
 
@@ -32,9 +32,9 @@ export const ONE_MILLION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
   tiedHead: true,
 };
 
-export async function genesisTokenizer(): Promise<BpeTokenizer> {
+export async function genesisTokenizer(): Promise<ChatTokenizer> {
   const { manifest } = await readCheckpoint(GENESIS_DIR);
-  return BpeTokenizer.fromJSON(manifest.tokenizer);
+  return ChatTokenizer.fromJSON(manifest.tokenizer);
 }
 
 /** Writes a fresh model into `dir` (which must not exist); its hash and parameter count. */
@@ -45,7 +45,7 @@ export async function writeInitialModel(
 ): Promise<{ hash: string; dir: string; params: number; config: ModelConfig }> {
   const tokenizer = await genesisTokenizer();
   const config: ModelConfig = { ...shape, vocabSize: tokenizer.vocabSize };
-  const model = GPT.create(config, seed);
+  const model = Transformer.create(config, seed);
   try {
     const params = model.numParams();
     const saved = await saveModel(dir, model, tokenizer, { init: 'gpt2', seed });

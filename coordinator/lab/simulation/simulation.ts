@@ -17,7 +17,7 @@ import {
   type ModelConfig,
   readCorpus,
   splitText,
-  BpeTokenizer,
+  ChatTokenizer,
 } from '@commons/shared/engine';
 import type { RoundResult, RoundStatus } from '@commons/shared/protocol';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.ts';
@@ -169,9 +169,9 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
 
   const init = await writeInitialModel(path.join(out, 'init-model'), options.model, options.seed);
   const { manifest, tensors } = await readCheckpoint(init.dir);
-  const tokenizer = BpeTokenizer.fromJSON(manifest.tokenizer);
+  const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
   const data = shards.map((s, i) =>
-    Int32Array.from(tokenizer.encode(options.editShard ? options.editShard(i, s.text) : s.text)),
+    Int32Array.from(tokenizer.encodeText(options.editShard ? options.editShard(i, s.text) : s.text)),
   );
   const tooShort = data.findIndex((tokens) => tokens.length <= init.config.blockSize);
   if (tooShort >= 0) {

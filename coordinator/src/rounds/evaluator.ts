@@ -9,8 +9,8 @@ import {
   evaluate,
   evaluationSplit,
   type Evaluation,
-  BpeTokenizer,
-  GPT,
+  ChatTokenizer,
+  Transformer,
 } from '@commons/shared/engine';
 
 export interface EvaluatorOptions {
@@ -46,8 +46,8 @@ export class CandidateEvaluator {
       const known = this.cache.get(hash);
       if (known) return known;
     }
-    const tokenizer = BpeTokenizer.fromJSON(manifest.tokenizer);
-    const model = GPT.fromTensors(manifest.config, tensors);
+    const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
+    const model = Transformer.fromTensors(manifest.config, tensors);
     try {
       const result = evaluate(model, evaluationSplit(tokenizer, this.text), this.batchSize);
       if (hash !== undefined) this.cache.set(hash, result);

@@ -29,7 +29,7 @@ import {
   readCorpus,
   splitText,
   Rng,
-  BpeTokenizer,
+  ChatTokenizer,
 } from '@commons/shared/engine';
 import { CommonsClient, type FederationPolicy } from '@commons/chain';
 import type { RoundResult, RoundStatus } from '@commons/shared/protocol';
@@ -119,7 +119,7 @@ export async function runDemo(
   const backend = await selectBackend();
   const init = await writeInitialModel(path.join(work, 'init-model'), options.model, options.seed);
   const { manifest, tensors } = await readCheckpoint(init.dir);
-  const tokenizer = BpeTokenizer.fromJSON(manifest.tokenizer);
+  const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
   const texts = shards.map((s) => s.text.slice(0, options.charsPerMember));
   const initial = new CandidateEvaluator({ text: val, maxChars: options.evalChars }).evaluate(
     manifest,
@@ -190,7 +190,7 @@ export async function runDemo(
     pool = await ClientPool.start({
       coordinator: coordinatorUrl,
       chainId: devnet.addresses.chainId,
-      data: order.map((i) => Int32Array.from(tokenizer.encode(texts[i]!))),
+      data: order.map((i) => Int32Array.from(tokenizer.encodeText(texts[i]!))),
       seed: options.seed,
     });
     pool.on('clientError', ({ index, message }) => log(`contributor ${index}: ${message}`));

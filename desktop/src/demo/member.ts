@@ -4,7 +4,7 @@
 // answer a prompt with it.
 import type { CommonsClient } from '@commons/chain';
 import { fetchBaseModel } from '@commons/shared/contributor';
-import { generate, GPT } from '@commons/shared/engine';
+import { generate, Transformer } from '@commons/shared/engine';
 
 export interface MemberReply {
   /** The active model's sha256 (64 hex), as the chain names it and the download hashed to. */
@@ -26,7 +26,7 @@ export async function replyWithActiveModel(
   const fetched = performance.now();
   const base = await fetchBaseModel(coordinator, { hash, path: `/models/${hash}/` });
   const generated = performance.now();
-  const model = GPT.fromTensors(base.config, base.tensors);
+  const model = Transformer.fromTensors(base.config, base.tensors);
   try {
     let reply = '';
     for await (const chunk of generate(model, base.tokenizer, prompt, {

@@ -12,6 +12,7 @@ import {
   type DecodeOptions,
 } from './codec.ts';
 import { CheckpointError } from './errors.ts';
+import { isHfCheckpointFolder, readHfCheckpoint } from './hf-checkpoint.ts';
 
 /**
  * A checkpoint on disk is a folder holding manifest.json and weights.bin. Node only: the
@@ -59,11 +60,18 @@ export async function writeCheckpoint(
   return { hash, dir: target };
 }
 
-/** Reads and fully verifies the checkpoint in `dir` (see decodeCheckpoint for the checks). */
+/**
+ * Reads and fully verifies the checkpoint in `dir` (see decodeCheckpoint for the checks): a
+ * commons-checkpoint folder, or a model saved as a Hugging Face folder (hf-checkpoint.ts),
+ * which has the same hash.
+ */
 export async function readCheckpoint(
   dir: string,
   opts: DecodeOptions = {},
 ): Promise<DecodedCheckpoint> {
+  if (!(await exists(join(dir, MANIFEST_FILE))) && (await isHfCheckpointFolder(dir))) {
+    return readHfCheckpoint(dir, opts);
+  }
   const manifest = await readRequired(join(dir, MANIFEST_FILE));
   const weights = await readRequired(join(dir, WEIGHTS_FILE));
   return decodeCheckpoint(manifest, weights, opts);

@@ -1,5 +1,5 @@
 import { CheckpointError } from '../checkpoint/index.ts';
-import { TokenizerError } from '../model/tokenizer.ts';
+import { ModelFormatError } from '../formats/errors.ts';
 import { chat } from './chat.ts';
 import { contribute } from './contribute.ts';
 import { doctor } from './doctor.ts';
@@ -76,7 +76,7 @@ function describe(err: unknown): string {
   if (
     err instanceof UsageError ||
     err instanceof CheckpointError ||
-    err instanceof TokenizerError
+    err instanceof ModelFormatError
   ) {
     return err.message;
   }

@@ -34,7 +34,7 @@ export async function modelCommand(args: string[]): Promise<number> {
     case 'propose':
       return propose(rest);
   }
-  // The rest take one model: a Commons GPT checkpoint (a folder with manifest.json), or an
+  // The rest take one model: a Commons Transformer checkpoint (a folder with manifest.json), or an
   // open-weights model (a library name, a Hugging Face folder, a .gguf file).
   const ref = rest.find((a) => !a.startsWith('-'));
   // A path that does not exist goes the checkpoint way, whose error names the missing file;

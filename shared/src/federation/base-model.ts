@@ -6,8 +6,8 @@ import {
   type NamedTensors,
 } from '../checkpoint/index.ts';
 import type { ModelConfig } from '../model/config.ts';
-import { BpeTokenizer } from '../model/tokenizer.ts';
-import { parameterShapes } from '../model/transformer.ts';
+import { ChatTokenizer } from '../chat/tokenizer.ts';
+import { parameterShapes } from '../model/config.ts';
 
 /**
  * A round's base model, fetched from the coordinator's content-addressed model store
@@ -64,7 +64,7 @@ export interface BaseModel {
   hash: string;
   manifest: Manifest;
   config: ModelConfig;
-  tokenizer: BpeTokenizer;
+  tokenizer: ChatTokenizer;
   /** Every weight, host copies in checkpoint order. */
   tensors: NamedTensors;
 }
@@ -141,11 +141,11 @@ export function verifyBaseModel(bytes: CheckpointBytes, expectedHash: string): B
     expectedHash,
     expectedShapes: parameterShapes(declared.config),
   });
-  const tokenizer = BpeTokenizer.fromJSON(manifest.tokenizer);
-  if (tokenizer.vocabSize !== manifest.config.vocabSize) {
+  const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
+  if (tokenizer.vocabSize > manifest.config.vocabSize) {
     throw new CheckpointError(
       'MALFORMED_MANIFEST',
-      `tokenizer has ${tokenizer.vocabSize} tokens but the model config says ${manifest.config.vocabSize}`,
+      `tokenizer has ${tokenizer.vocabSize} tokens but the model embeds only ${manifest.config.vocabSize}`,
     );
   }
   return { hash, manifest, config: manifest.config, tokenizer, tensors };

@@ -9,7 +9,7 @@ import {
 } from '../checkpoint/index.ts';
 import { Trainer } from '../model/trainer.ts';
 import type { TrainConfig, TrainProgress } from '../model/training-loop.ts';
-import { GPT } from '../model/transformer.ts';
+import { Transformer } from '../model/transformer.ts';
 import type { TrainingTask } from '../protocol/messages.ts';
 import type { BaseModel } from './base-model.ts';
 
@@ -33,7 +33,7 @@ export function tokenize(data: ContributorData, base: Pick<BaseModel, 'tokenizer
     return data;
   }
   const text = typeof data === 'string' ? data : data.join('\n\n');
-  return Int32Array.from(base.tokenizer.encode(text));
+  return Int32Array.from(base.tokenizer.encodeText(text));
 }
 
 /**
@@ -135,7 +135,7 @@ export async function trainLocalUpdate(options: LocalUpdateOptions): Promise<Loc
     );
   }
   const config = localTrainConfig(task, tokens.length, T);
-  const model = GPT.fromTensors(base.config, base.tensors);
+  const model = Transformer.fromTensors(base.config, base.tensors);
   const trainer = new Trainer(
     model,
     config,

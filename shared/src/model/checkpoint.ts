@@ -1,9 +1,11 @@
 import type { Manifest } from '../checkpoint/index.ts';
 import { CheckpointError } from '../checkpoint/index.ts';
 import { readCheckpoint, writeCheckpoint } from '../checkpoint/folder.ts';
+import { writeHfCheckpoint } from '../checkpoint/hf-checkpoint.ts';
 import { LoraAdapter } from './lora.ts';
-import { BpeTokenizer } from './tokenizer.ts';
-import { GPT, parameterShapes } from './transformer.ts';
+import { ChatTokenizer } from '../chat/tokenizer.ts';
+import { parameterShapes } from './config.ts';
+import { Transformer } from './transformer.ts';
 
 /**
  * Models and adapters to and from verified checkpoint folders: the one place where the
@@ -11,16 +13,16 @@ import { GPT, parameterShapes } from './transformer.ts';
  * expected hash, e.g. the one registered on chain) before a single weight reaches tfjs.
  */
 export interface LoadedModel {
-  model: GPT;
-  tokenizer: BpeTokenizer;
+  model: Transformer;
+  tokenizer: ChatTokenizer;
   manifest: Manifest;
   hash: string;
 }
 
 export async function saveModel(
   dir: string,
-  model: GPT,
-  tokenizer: BpeTokenizer,
+  model: Transformer,
+  tokenizer: ChatTokenizer,
   provenance: Record<string, unknown> = {},
 ): Promise<{ hash: string; dir: string }> {
   return writeCheckpoint(dir, {
@@ -32,6 +34,26 @@ export async function saveModel(
   });
 }
 
+/**
+ * Saves a model as a Hugging Face folder (hf-checkpoint.ts): what the genesis model ships as
+ * and what a member exports, loadable by loadModel, the inference engine and transformers.
+ */
+export async function saveHfModel(
+  dir: string,
+  model: Transformer,
+  tokenizer: ChatTokenizer,
+  provenance: Record<string, unknown> = {},
+): Promise<{ hash: string; dir: string }> {
+  const record = tokenizer.toJSON();
+  return writeHfCheckpoint(dir, {
+    config: model.config,
+    tokenizer: { tokenizer: record.tokenizer, config: record.config },
+    tensors: model.toTensors(),
+    provenance,
+  });
+}
+
+/** A model from a commons-checkpoint or Hugging Face checkpoint folder, verified first. */
 export async function loadModel(
   dir: string,
   opts: { expectedHash?: string } = {},
@@ -40,17 +62,18 @@ export async function loadModel(
   if (manifest.kind !== 'model') {
     throw new CheckpointError('MALFORMED_MANIFEST', `${dir} holds an adapter, not a model`);
   }
-  const tokenizer = BpeTokenizer.fromJSON(manifest.tokenizer);
-  if (tokenizer.vocabSize !== manifest.config.vocabSize) {
+  const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
+  // The embedding may have spare rows (Qwen2.5 pads its vocabulary), never too few.
+  if (tokenizer.vocabSize > manifest.config.vocabSize) {
     throw new CheckpointError(
       'MALFORMED_MANIFEST',
-      `tokenizer has ${tokenizer.vocabSize} tokens but the model config says ${manifest.config.vocabSize}`,
+      `tokenizer has ${tokenizer.vocabSize} tokens but the model embeds only ${manifest.config.vocabSize}`,
     );
   }
   const expected = parameterShapes(manifest.config);
   const problem = shapeProblem(expected, tensors);
   if (problem) throw new CheckpointError('SHAPE_MISMATCH', `${dir}: ${problem}`);
-  return { model: GPT.fromTensors(manifest.config, tensors), tokenizer, manifest, hash };
+  return { model: Transformer.fromTensors(manifest.config, tensors), tokenizer, manifest, hash };
 }
 
 export async function saveAdapter(

@@ -1,14 +1,16 @@
 import type { SamplingOptions } from './sampling.ts';
 import { DEFAULT_SAMPLING, sampleToken, validateSampling } from './sampling.ts';
+import { TextStream } from '../chat/text-stream.ts';
 import { Rng } from './rng.ts';
-import type { BpeTokenizer } from './tokenizer.ts';
-import type { GPT } from './transformer.ts';
+import type { ChatTokenizer } from '../chat/tokenizer.ts';
+import type { Transformer } from './transformer.ts';
 
 /**
  * Streaming text generation: an async iterator that yields text as each token is made,
  * using the model's KV cache (each new token costs one position, not the whole context).
  * When the context reaches the model's blockSize, the cache is rebuilt from the last half
- * of the context (positions are learned and absolute, so a sliding cache is not possible).
+ * of the context (the model was never trained past blockSize positions, so the window
+ * restarts at position 0 rather than sliding on).
  */
 export interface GenerateOptions extends SamplingOptions {
   maxTokens: number;
@@ -39,8 +41,8 @@ export interface GeneratedChunk {
 export type FinishReason = 'length' | 'stop' | 'cancelled';
 
 export async function* generate(
-  model: GPT,
-  tokenizer: BpeTokenizer,
+  model: Transformer,
+  tokenizer: ChatTokenizer,
   prompt: string,
   options: Partial<GenerateOptions> = {},
 ): AsyncGenerator<GeneratedChunk, FinishReason> {
@@ -54,7 +56,7 @@ export async function* generate(
   const context = tokenizer.encode(prompt);
   // An empty prompt starts from a newline, the corpus's most common separator.
   if (context.length === 0) context.push(...tokenizer.encode('\n'));
-  const decoder = tokenizer.createStreamDecoder();
+  const decoder = new TextStream((ids) => tokenizer.decode(ids));
   const cache = model.newCache();
   // Text not yet yielded: its tail could still grow into a stop sequence.
   let buffer = '';
@@ -104,9 +106,9 @@ function firstStop(text: string, stops: readonly string[]): number {
 
 /** Start (or restart) the cache from the context's tail: all of it, or the last half when full. */
 function prefill(
-  model: GPT,
+  model: Transformer,
   context: number[],
-  cache: ReturnType<GPT['newCache']>,
+  cache: ReturnType<Transformer['newCache']>,
   blockSize: number,
   useCache: boolean,
 ): Float32Array {

@@ -48,67 +48,60 @@ export function columnSums(m: tf.Tensor2D): tf.Tensor1D {
   return tf.reshape(tf.matMul(tf.ones([1, n]), m), [cols]);
 }
 
-const LN_EPS = 1e-5;
+/**
+ * y = x · wᵀ for x (N, in) and w (out, in), PyTorch's nn.Linear layout (the layout of every
+ * Hugging Face checkpoint, so weights load without a transpose). Gradients: dx = dy · w (an
+ * untransposed product, the fast one on wasm) and dw = dyᵀ · x.
+ */
+export const linear = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w, save) => {
+  save([x, w]);
+  return {
+    value: tf.matMul(x, w, false, true),
+    gradFunc: (dy: tf.Tensor, saved: Saved) => {
+      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const dy2 = dy as tf.Tensor2D;
+      return [tf.matMul(dy2, ws), tf.matMul(tf.transpose(dy2), xs)];
+    },
+  };
+});
 
 /**
- * Layer normalisation over the last axis of x (N, C), with gain g and optional bias b.
- * Backward: dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ · x̂)), where dx̂ = dy · g.
+ * RMSNorm over the last axis of x (N, C) with gain g, as Llama computes it in float32:
+ * y = g · x / √(mean(x²) + eps). Backward, with r = 1/√(mean(x²) + eps) and x̂ = x·r:
+ * dx = r · (dx̂ − x̂ · mean(dx̂ · x̂)) where dx̂ = dy · g; dg = Σ_rows dy · x̂.
  */
-export function layerNorm(x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D | null): tf.Tensor2D {
+export function rmsNorm(x: tf.Tensor2D, g: tf.Tensor1D, eps: number): tf.Tensor2D {
   const f = withGradient<[tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>((xIn, gIn, save) => {
-    const mean = tf.mean(xIn, -1, true);
-    const xc = tf.sub(xIn, mean);
-    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(xc), -1, true), LN_EPS));
-    const xhat = tf.mul(xc, rstd);
-    save([xhat, rstd, gIn]);
+    const r = tf.rsqrt(tf.add(tf.mean(tf.mul(xIn, xIn), -1, true), eps));
+    const xhat = tf.mul(xIn, r);
+    save([xhat, r, gIn]);
     return {
       value: tf.mul(xhat, gIn),
       gradFunc: (dy: tf.Tensor, saved: Saved) => {
         const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
         const dxhat = tf.mul(dy, gs);
-        const dx = tf.mul(
-          rs,
-          tf.sub(
-            tf.sub(dxhat, tf.mean(dxhat, -1, true)),
-            tf.mul(xh, tf.mean(tf.mul(dxhat, xh), -1, true)),
-          ),
-        );
+        const dx = tf.mul(rs, tf.sub(dxhat, tf.mul(xh, tf.mean(tf.mul(dxhat, xh), -1, true))));
         return [dx, columnSums(tf.mul(dy, xh) as tf.Tensor2D)];
       },
     };
   });
-  const y = f(x, g);
-  return b ? addBias(y, b) : y;
+  return f(x, g);
 }
 
 /**
- * GELU, tanh approximation (as GPT-2 and the PyTorch reference): 0.5·x·(1 + tanh(u)) with
- * u = √(2/π)(x + 0.044715x³). Written as x·σ(2u), the same function, because wasm's sigmoid
- * is ~8× faster than its tanh.
+ * SwiGLU's gate: silu(gate) · up, with silu(a) = a·σ(a). Backward by hand (one sigmoid kept):
+ * d/dgate = dy · up · σ(a)(1 + a(1 − σ(a))), d/dup = dy · silu(a).
  */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return geluWithGradient(x);
-}
-
-const GELU_K = 2 * Math.sqrt(2 / Math.PI);
-const GELU_A = 0.044715;
-
-/**
- * Backward by hand: with s = σ(k(x + a·x³)), d(x·s)/dx = s + x·s·(1 − s)·k(1 + 3a·x²) —
- * half the kernels of differentiating through the forward ops one by one.
- */
-const geluWithGradient = withGradient<[tf.Tensor], tf.Tensor>((x, save) => {
-  // x·x·x: wasm's pow is ~5× slower than two multiplies.
-  const x2 = tf.mul(x, x);
-  const s = tf.sigmoid(tf.mul(tf.add(x, tf.mul(tf.mul(x2, x), GELU_A)), GELU_K));
-  save([x, x2, s]);
+export const swiglu = withGradient<[tf.Tensor, tf.Tensor], tf.Tensor>((gate, up, save) => {
+  const s = tf.sigmoid(gate);
+  const silu = tf.mul(gate, s);
+  save([gate, up, s, silu]);
   return {
-    value: tf.mul(x, s),
+    value: tf.mul(silu, up),
     gradFunc: (dy: tf.Tensor, saved: Saved) => {
-      const [xs, xx, ss] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
-      const du = tf.add(tf.mul(xx, 3 * GELU_A * GELU_K), GELU_K); // k(1 + 3a·x²)
-      const ds = tf.mul(tf.mul(ss, tf.sub(1, ss)), tf.mul(xs, du)); // x·s(1 − s)·du
-      return tf.mul(dy, tf.add(ss, ds));
+      const [a, u, sg, sl] = saved as tf.Tensor[];
+      const dSilu = tf.mul(sg!, tf.add(1, tf.mul(a!, tf.sub(1, sg!))));
+      return [tf.mul(tf.mul(dy, u!), dSilu), tf.mul(dy, sl!)];
     },
   };
 });

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import type { LoraConfig, ModelConfig } from './config.ts';
-import { loraConfigSchema, projectionShapes } from './config.ts';
-import { matmul } from './layers.ts';
+import { loraConfigSchema, PROJECTION_MODULE, projectionShapes } from './config.ts';
+import { linear } from './layers.ts';
 import { Rng } from './rng.ts';
 
 /**
- * What merging needs of a model (a GPT): its base weights by name. Named by shape rather than
+ * What merging needs of a model (a Transformer): its base weights by name. Named by shape rather than
  * by class, so that the adapter does not import the transformer that imports it.
  */
 export interface BaseWeights {
@@ -14,12 +14,16 @@ export interface BaseWeights {
 
 /**
  * Low-rank adapters (Hu et al. 2021) on a model's block projections: a projection
- * y = x·W becomes y = x·W + (α/r)·(x·A)·B with A (in, r) and B (r, out). B starts at zero,
- * so a fresh adapter leaves the model unchanged; only A and B train, so a personal adapter
- * is small to save and the shared weights stay untouched.
+ * y = x·Wᵀ becomes y = x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ with A (r, in) and B (out, r). B starts at
+ * zero, so a fresh adapter leaves the model unchanged; only A and B train, so a personal
+ * adapter is small to save and the shared weights stay untouched.
  *
- * Tensor names are `<projection>.lora_a` / `.lora_b`, e.g. `h.0.attn.qkv.lora_a`.
+ * Names and layouts are PEFT's, so an adapter is what `peft` saves and loads:
+ * `model.layers.0.self_attn.q_proj.lora_A.weight` (r, in) and `….lora_B.weight` (out, r).
  */
+const LORA_A = '.lora_A.weight';
+const LORA_B = '.lora_B.weight';
+
 export class LoraAdapter {
   readonly config: LoraConfig;
   readonly params: Map<string, tf.Variable>;
@@ -43,8 +47,9 @@ export class LoraAdapter {
     for (let i = 0; i < model.nLayer; i++) {
       for (const target of lora.targets) {
         const [fanIn, fanOut] = dims[target];
-        shapes.set(`h.${i}.${target}.lora_a`, [fanIn, lora.rank]);
-        shapes.set(`h.${i}.${target}.lora_b`, [lora.rank, fanOut]);
+        const base = `model.layers.${i}.${PROJECTION_MODULE[target]}.${target}`;
+        shapes.set(`${base}${LORA_A}`, [lora.rank, fanIn]);
+        shapes.set(`${base}${LORA_B}`, [fanOut, lora.rank]);
       }
     }
     return shapes;
@@ -57,8 +62,8 @@ export class LoraAdapter {
     const params = new Map<string, tf.Variable>();
     for (const [name, shape] of LoraAdapter.shapes(model, cfg)) {
       const data = new Float32Array(shape[0]! * shape[1]!);
-      if (name.endsWith('lora_a')) {
-        const std = 1 / Math.sqrt(shape[0]!);
+      if (name.endsWith(LORA_A)) {
+        const std = 1 / Math.sqrt(shape[1]!);
         for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
       }
       params.set(name, tf.variable(tf.tensor2d(data, shape as [number, number]), true));
@@ -101,23 +106,23 @@ export class LoraAdapter {
     return out;
   }
 
-  /** The adapter's contribution (α/r)·(x·A)·B for projection `name`, or null if none. */
+  /** The adapter's contribution (α/r)·(x·Aᵀ)·Bᵀ for projection `name`, or null if none. */
   forward(name: string, x: tf.Tensor2D): tf.Tensor2D | null {
     if (!this.enabled) return null;
-    const a = this.params.get(`${name}.lora_a`);
-    const b = this.params.get(`${name}.lora_b`);
+    const a = this.params.get(`${name}${LORA_A}`);
+    const b = this.params.get(`${name}${LORA_B}`);
     if (!a || !b) return null;
-    const low = matmul(x, a as tf.Tensor2D); // (N, r)
-    return tf.mul(matmul(low, b as tf.Tensor2D), this.scale) as tf.Tensor2D; // (N, out)
+    const low = linear(x, a as tf.Tensor2D); // (N, r)
+    return tf.mul(linear(low, b as tf.Tensor2D), this.scale) as tf.Tensor2D; // (N, out)
   }
 
-  /** W ← W + (α/r)·A·B for every adapted projection, and switch the adapter off. */
+  /** W ← W + (α/r)·B·A for every adapted projection, and switch the adapter off. */
   merge(model: BaseWeights): void {
     this.fold(model, +1);
     this.enabled = false;
   }
 
-  /** Undo `merge`: W ← W − (α/r)·A·B, and switch the adapter back on. */
+  /** Undo `merge`: W ← W − (α/r)·B·A, and switch the adapter back on. */
   unmerge(model: BaseWeights): void {
     this.fold(model, -1);
     this.enabled = true;
@@ -125,13 +130,13 @@ export class LoraAdapter {
 
   private fold(model: BaseWeights, sign: 1 | -1): void {
     for (const name of this.params.keys()) {
-      if (!name.endsWith('.lora_a')) continue;
-      const base = name.slice(0, -'.lora_a'.length);
+      if (!name.endsWith(LORA_A)) continue;
+      const base = name.slice(0, -LORA_A.length);
       const w = model.params.get(`${base}.weight`);
       if (!w) throw new Error(`model has no projection "${base}" to merge into`);
-      const a = this.params.get(`${base}.lora_a`)!;
-      const b = this.params.get(`${base}.lora_b`)!;
-      tf.tidy(() => w.assign(tf.add(w, tf.mul(tf.matMul(a, b), sign * this.scale))));
+      const a = this.params.get(`${base}${LORA_A}`)!;
+      const b = this.params.get(`${base}${LORA_B}`)!;
+      tf.tidy(() => w.assign(tf.add(w, tf.mul(tf.matMul(b, a), sign * this.scale))));
     }
   }
 

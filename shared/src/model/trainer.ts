@@ -7,7 +7,7 @@ import { AdamW, clipByGlobalNorm } from './optimizer.ts';
 import type { RunOptions, TrainConfig, TrainResult } from './training-loop.ts';
 import { runTrainingLoop } from './training-loop.ts';
 import { Rng } from './rng.ts';
-import type { GPT } from './transformer.ts';
+import type { Transformer } from './transformer.ts';
 
 /** A short run's settings; a caller overrides only what it needs. */
 export const DEFAULT_TRAIN: TrainConfig = {
@@ -59,7 +59,7 @@ export interface TrainerSnapshot {
  */
 export class Trainer {
   readonly config: TrainConfig;
-  private readonly model: GPT;
+  private readonly model: Transformer;
   private readonly params: Map<string, tf.Variable>;
   private readonly optimizer: AdamW;
   private rng: Rng;
@@ -68,7 +68,7 @@ export class Trainer {
 
   /** Train `model`, or only `adapter` (which must be attached to the model) when given. */
   constructor(
-    model: GPT,
+    model: Transformer,
     config: Partial<TrainConfig> = {},
     adapter: LoraAdapter | null = null,
     options: TrainerOptions = {},

@@ -5,9 +5,9 @@ import { z } from 'zod';
 import { CheckpointError, decodeTensors, encodeTensors, sha256Hex } from '../checkpoint/index.ts';
 import type { LoadedModel } from './checkpoint.ts';
 import { loadModel, saveModel } from './checkpoint.ts';
-import type { BpeTokenizer } from './tokenizer.ts';
+import type { ChatTokenizer } from '../chat/tokenizer.ts';
 import type { Trainer, TrainerSnapshot } from './trainer.ts';
-import type { GPT } from './transformer.ts';
+import type { Transformer } from './transformer.ts';
 
 /**
  * A training run on disk, to resume exactly where it stopped: the model as a verified
@@ -29,8 +29,8 @@ const stateSchema = z.strictObject({
 
 export async function saveTrainingState(
   dir: string,
-  model: GPT,
-  tokenizer: BpeTokenizer,
+  model: Transformer,
+  tokenizer: ChatTokenizer,
   trainer: Trainer,
 ): Promise<void> {
   const target = resolve(dir);

@@ -1,18 +1,21 @@
 import * as tf from '@tensorflow/tfjs';
-import type { ModelConfig, Projection } from './config.ts';
-import { modelConfigSchema, projectionShapes } from './config.ts';
-import { addBias, attention, crossEntropy, embed, gelu, layerNorm, matmul } from './layers.ts';
+import { inverseFrequencies, rotaryTables } from '../decoder/rope.ts';
+import type { ModelConfig, ModelDims, Projection } from './config.ts';
+import { decoderConfig, layerName, modelConfigSchema, modelDims, parameterShapes } from './config.ts';
+import { addBias, attention, crossEntropy, embed, linear, matmul, rmsNorm, swiglu } from './layers.ts';
 import type { LoraAdapter } from './lora.ts';
 import { Rng } from './rng.ts';
 
 /**
- * A GPT-style decoder-only transformer (after nanoGPT's model.py): token + learned position
- * embeddings → nLayer pre-LayerNorm blocks (causal self-attention, GELU MLP) → final
- * LayerNorm → output head (tied to the token embedding or its own matrix).
+ * The trainable decoder: the Hugging Face Llama forward pass (and Qwen2's, with q/k/v bias),
+ * written in tfjs so it trains as well as runs. Token embedding → nLayer pre-RMSNorm blocks
+ * (rotary causal self-attention with grouped-query heads, SwiGLU MLP) → final RMSNorm →
+ * output head (tied to the embedding or its own matrix).
  *
- * Weights are stored (in, out) so every projection is x · W, the one matmul shape the wasm
- * backend runs fast. Activations are kept 2-D as (B·T, C) between blocks for the same reason.
- * Parameter names are stable: they are the tensor names in checkpoints and adapters.
+ * Parameter names and layouts are transformers' own (`model.layers.0.self_attn.q_proj.weight`,
+ * (out, in)), so a model saves as a Hugging Face folder and the inference engine, llama.cpp's
+ * converter or PyTorch read it as they read SmolLM2 or Qwen2.5. Activations stay 2-D,
+ * (B·T, C), between blocks: the one matmul shape the wasm backend runs fast.
  */
 
 /** Host-side token batch: B rows of T ids, row-major. */
@@ -28,7 +31,7 @@ export interface ForwardOptions {
   dropoutSeed?: number;
 }
 
-/** Per-layer cached keys and values, each (nHead, t, headSize), for incremental decoding. */
+/** Per-layer cached keys and values, each (nKvHead, t, headSize) before the heads are shared. */
 export interface KVCache {
   keys: tf.Tensor3D[];
   values: tf.Tensor3D[];
@@ -36,45 +39,34 @@ export interface KVCache {
   length: number;
 }
 
-/** Names and shapes of every parameter for a config, in checkpoint order. */
-export function parameterShapes(config: ModelConfig): Map<string, number[]> {
-  const { vocabSize: V, blockSize: T, nEmbd: C, nLayer, bias } = config;
-  const shapes = new Map<string, number[]>();
-  shapes.set('wte', [V, C]);
-  shapes.set('wpe', [T, C]);
-  for (let i = 0; i < nLayer; i++) {
-    const h = `h.${i}`;
-    shapes.set(`${h}.ln_1.weight`, [C]);
-    if (bias) shapes.set(`${h}.ln_1.bias`, [C]);
-    for (const [proj, dims] of Object.entries(projectionShapes(config))) {
-      shapes.set(`${h}.${proj}.weight`, dims);
-      if (bias) shapes.set(`${h}.${proj}.bias`, [dims[1]!]);
-    }
-    shapes.set(`${h}.ln_2.weight`, [C]);
-    if (bias) shapes.set(`${h}.ln_2.bias`, [C]);
-  }
-  shapes.set('ln_f.weight', [C]);
-  if (bias) shapes.set('ln_f.bias', [C]);
-  if (!config.tiedHead) shapes.set('lm_head.weight', [C, V]);
-  return shapes;
-}
-
-export class GPT {
+export class Transformer {
   readonly config: ModelConfig;
   /** Every base weight, by name, in checkpoint order. */
   readonly params: Map<string, tf.Variable>;
   /** A personal adapter layered on the projections, when one is attached and enabled. */
   adapter: LoraAdapter | null = null;
+  /** Every size, defaults filled in. */
+  readonly dims: ModelDims;
   /** (T, T) additive causal masks by T, built once: 0 on and below the diagonal, −1e9 above. */
   private masks = new Map<number, tf.Tensor2D>();
+  /** The rotary inverse frequencies, and the (headDim, headDim) matrix of rotate_half. */
+  private readonly inverseFrequencies: Float64Array;
+  private rotateHalf: tf.Tensor2D | null = null;
 
   private constructor(config: ModelConfig, params: Map<string, tf.Variable>) {
     this.config = config;
     this.params = params;
+    this.dims = modelDims(config);
+    this.inverseFrequencies = inverseFrequencies(decoderConfig(config));
   }
 
-  /** A fresh model, initialised as GPT-2: N(0, 0.02), residual projections scaled by 1/√(2·nLayer). */
-  static create(config: ModelConfig, seed: number): GPT {
+  /**
+   * A fresh model: weights N(0, 0.02) as transformers initialises Llama, with the two
+   * projections that write into the residual stream (o_proj, down_proj) scaled by
+   * 1/√(2·nLayer) as GPT-2 does, which keeps a deep stack's activations in range at the
+   * start. Norm gains 1, biases 0.
+   */
+  static create(config: ModelConfig, seed: number): Transformer {
     const cfg = modelConfigSchema.parse(config);
     const rng = new Rng(seed);
     const params = new Map<string, tf.Variable>();
@@ -83,22 +75,23 @@ export class GPT {
       const data = new Float32Array(size);
       if (name.endsWith('.bias')) {
         // zeros
-      } else if (name.includes('ln_')) {
+      } else if (name.endsWith('norm.weight') || name.endsWith('layernorm.weight')) {
         data.fill(1);
       } else {
-        const std = name.endsWith('proj.weight') ? 0.02 / Math.sqrt(2 * cfg.nLayer) : 0.02;
+        const residual = name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight');
+        const std = residual ? 0.02 / Math.sqrt(2 * cfg.nLayer) : 0.02;
         for (let i = 0; i < size; i++) data[i] = rng.normal() * std;
       }
       params.set(name, tf.variable(tf.tensor(data, shape), true));
     }
-    return new GPT(cfg, params);
+    return new Transformer(cfg, params);
   }
 
   /** A model from host tensors (e.g. a verified checkpoint); names and shapes must match. */
   static fromTensors(
     config: ModelConfig,
     tensors: Map<string, { shape: number[]; data: Float32Array }>,
-  ): GPT {
+  ): Transformer {
     const cfg = modelConfigSchema.parse(config);
     const expected = parameterShapes(cfg);
     for (const name of tensors.keys()) {
@@ -119,7 +112,7 @@ export class GPT {
       for (const v of params.values()) v.dispose();
       throw err;
     }
-    return new GPT(cfg, params);
+    return new Transformer(cfg, params);
   }
 
   /** Host copies of every weight, in checkpoint order. */
@@ -149,7 +142,7 @@ export class GPT {
 
   /**
    * Names of weights that get weight decay: matrices and embeddings do, biases and
-   * LayerNorm gains do not (nanoGPT's optimiser grouping).
+   * RMSNorm gains do not (nanoGPT's optimiser grouping).
    */
   decayed(name: string): boolean {
     return this.params.get(name)?.rank === 2;
@@ -167,20 +160,16 @@ export class GPT {
 
   /** x (N, in) → (N, out) through a block projection, plus its adapter when one is on. */
   private project(layer: number, proj: Projection, x: tf.Tensor2D): tf.Tensor2D {
-    const name = `h.${layer}.${proj}`;
-    let y = matmul(x, this.p(`${name}.weight`) as tf.Tensor2D);
+    const name = layerName(layer, proj);
+    let y = linear(x, this.p(`${name}.weight`) as tf.Tensor2D);
     const b = this.maybe(`${name}.bias`);
     if (b) y = addBias(y, b as tf.Tensor1D);
     const delta = this.adapter?.forward(name, x);
     return delta ? tf.add(y, delta) : y;
   }
 
-  private norm(prefix: string, x: tf.Tensor2D): tf.Tensor2D {
-    return layerNorm(
-      x,
-      this.p(`${prefix}.weight`) as tf.Tensor1D,
-      this.maybe(`${prefix}.bias`) as tf.Tensor1D | null,
-    );
+  private norm(name: string, x: tf.Tensor2D): tf.Tensor2D {
+    return rmsNorm(x, this.p(name) as tf.Tensor1D, this.dims.rmsNormEps);
   }
 
   private dropout(x: tf.Tensor, opts: ForwardOptions, salt: number): tf.Tensor {
@@ -216,29 +205,71 @@ export class GPT {
   }
 
   /**
-   * Causal self-attention over x (B·T, C). With `cache`, the new keys/values are appended to
-   * layer `layer`'s cache and the queries attend over everything cached (incremental decoding).
+   * Rotary positions on x (N, T, headDim) at positions start … start+T−1, in transformers'
+   * rotate_half layout: x·cos + rotate_half(x)·sin. rotate_half (−x₂, x₁) is a fixed
+   * signed permutation, applied as a matmul so that its gradient is the fast 2-D kind.
+   */
+  private rotary(x: tf.Tensor3D, start: number): tf.Tensor3D {
+    const [n, T, hd] = x.shape;
+    if (!this.rotateHalf) {
+      const r = new Float32Array(hd * hd);
+      const half = hd / 2;
+      // out[j] = −x[j + half] for j < half, x[j − half] for j ≥ half.
+      for (let j = 0; j < half; j++) {
+        r[(j + half) * hd + j] = -1;
+        r[j * hd + j + half] = 1;
+      }
+      this.rotateHalf = tf.keep(tf.tensor2d(r, [hd, hd]));
+    }
+    const { cos, sin } = rotaryTables(this.inverseFrequencies, start, T);
+    const rotated = tf.reshape(matmul(tf.reshape(x, [n * T, hd]), this.rotateHalf), [n, T, hd]);
+    return tf.add(
+      tf.mul(x, tf.tensor2d(cos, [T, hd])),
+      tf.mul(rotated, tf.tensor2d(sin, [T, hd])),
+    ) as tf.Tensor3D;
+  }
+
+  /** (B·T, heads·hd) → (B·heads, T, hd). */
+  private splitHeads(x: tf.Tensor2D, B: number, T: number, heads: number): tf.Tensor3D {
+    const hd = this.dims.headDim;
+    return tf.reshape(tf.transpose(tf.reshape(x, [B, T, heads, hd]), [0, 2, 1, 3]), [
+      B * heads,
+      T,
+      hd,
+    ]);
+  }
+
+  /** Each of B·kvHeads key/value heads repeated for the query heads that share it (repeat_kv). */
+  private shareHeads(x: tf.Tensor3D, B: number): tf.Tensor3D {
+    const { heads, kvHeads } = this.dims;
+    if (heads === kvHeads) return x;
+    const [, t, hd] = x.shape;
+    const rep = heads / kvHeads;
+    return tf.reshape(tf.tile(tf.reshape(x, [B * kvHeads, 1, t, hd]), [1, rep, 1, 1]), [
+      B * heads,
+      t,
+      hd,
+    ]);
+  }
+
+  /**
+   * Causal self-attention over x (B·T, C) at positions start…, with grouped-query heads. With
+   * `cache`, the new keys/values are appended to layer `layer`'s cache and the queries attend
+   * over everything cached (incremental decoding).
    */
   private attention(
     layer: number,
     x: tf.Tensor2D,
     B: number,
     T: number,
+    start: number,
     opts: ForwardOptions,
     cache?: KVCache,
   ): tf.Tensor2D {
-    const { nHead: nh, nEmbd: C } = this.config;
-    const hs = C / nh;
-    const qkv = this.project(layer, 'attn.qkv', x); // (B·T, 3C)
-    // Split heads with only transposes wasm does fast (a column split of qkv is ~10× slower):
-    // (B·T, 3C) → (B·T, 3, C) → (3, B·T, C) → (3B, T, nh, hs) → (3B, nh, T, hs) → 3 × (B·nh, T, hs).
-    const split = tf.transpose(tf.reshape(qkv, [B * T, 3, C]), [1, 0, 2]);
-    const perHead = tf.transpose(tf.reshape(split, [3 * B, T, nh, hs]), [0, 2, 1, 3]);
-    const [q, kNew, vNew] = tf
-      .split(tf.reshape(perHead, [3 * B * nh, T, hs]), 3, 0)
-      .map((t) => t as tf.Tensor3D);
-    let k = kNew!;
-    let v = vNew!;
+    const { heads, kvHeads, headDim: hd } = this.dims;
+    const q = this.rotary(this.splitHeads(this.project(layer, 'q_proj', x), B, T, heads), start);
+    let k = this.rotary(this.splitHeads(this.project(layer, 'k_proj', x), B, T, kvHeads), start);
+    let v = this.splitHeads(this.project(layer, 'v_proj', x), B, T, kvHeads);
     const past = cache?.keys[layer]?.shape[1] ?? 0;
     // A single new query may attend to every earlier position: no mask needed then.
     const mask = T === 1 ? null : this.causalMask(T, past);
@@ -254,26 +285,33 @@ export class GPT {
       pastK?.dispose();
       pastV?.dispose();
     }
-    // softmax(q·kᵀ/√hs + mask) (B·nh, T, t), dropped out, times v → (B·nh, T, hs).
-    const drop = this.dropoutMultiplier([B * nh, T, k.shape[1]], opts, 2 * layer);
-    const y = attention(q!, k, v, mask, 1 / Math.sqrt(hs), drop);
-    const merged = tf.reshape(tf.transpose(tf.reshape(y, [B, nh, T, hs]), [0, 2, 1, 3]), [
+    // softmax(q·kᵀ/√hd + mask) (B·heads, T, t), dropped out, times v → (B·heads, T, hd).
+    const drop = this.dropoutMultiplier([B * heads, T, k.shape[1]], opts, 2 * layer);
+    const y = attention(
+      q,
+      this.shareHeads(k, B),
+      this.shareHeads(v, B),
+      mask,
+      1 / Math.sqrt(hd),
+      drop,
+    );
+    const merged = tf.reshape(tf.transpose(tf.reshape(y, [B, heads, T, hd]), [0, 2, 1, 3]), [
       B * T,
-      C,
+      heads * hd,
     ]) as tf.Tensor2D;
-    return this.dropout(
-      this.project(layer, 'attn.proj', merged),
-      opts,
-      2 * layer + 1,
-    ) as tf.Tensor2D;
+    return this.dropout(this.project(layer, 'o_proj', merged), opts, 2 * layer + 1) as tf.Tensor2D;
   }
 
+  /** SwiGLU: down(silu(gate(x)) · up(x)). */
   private mlp(layer: number, x: tf.Tensor2D, opts: ForwardOptions): tf.Tensor2D {
-    const h = gelu(this.project(layer, 'mlp.fc', x)) as tf.Tensor2D; // (B·T, 4C)
-    return this.dropout(this.project(layer, 'mlp.proj', h), opts, 1000 + layer) as tf.Tensor2D;
+    const h = swiglu(
+      this.project(layer, 'gate_proj', x),
+      this.project(layer, 'up_proj', x),
+    ) as tf.Tensor2D; // (B·T, intermediate)
+    return this.dropout(this.project(layer, 'down_proj', h), opts, 1000 + layer) as tf.Tensor2D;
   }
 
-  /** Hidden states after the final LayerNorm, (B·T, C). Positions start at `start`. */
+  /** Hidden states after the final RMSNorm, (B·T, C). Positions start at `start`. */
   private hidden(batch: Batch, opts: ForwardOptions, cache?: KVCache, start = 0): tf.Tensor2D {
     const { ids, B, T } = batch;
     if (ids.length !== B * T)
@@ -281,29 +319,28 @@ export class GPT {
     if (start + T > this.config.blockSize) {
       throw new Error(`sequence of ${start + T} tokens exceeds blockSize ${this.config.blockSize}`);
     }
-    const positions = new Int32Array(B * T);
-    for (let i = 0; i < B * T; i++) positions[i] = start + (i % T);
     for (const id of ids) {
       if (id < 0 || id >= this.config.vocabSize)
         throw new Error(`token id ${id} is outside the vocabulary`);
     }
-    let x = tf.add(
-      embed(this.p('wte') as tf.Tensor2D, ids),
-      embed(this.p('wpe') as tf.Tensor2D, positions),
-    ) as tf.Tensor2D; // (B·T, C)
+    let x = embed(this.p('model.embed_tokens.weight') as tf.Tensor2D, ids); // (B·T, C)
     x = this.dropout(x, opts, 999) as tf.Tensor2D;
     for (let i = 0; i < this.config.nLayer; i++) {
-      x = tf.add(x, this.attention(i, this.norm(`h.${i}.ln_1`, x), B, T, opts, cache));
-      x = tf.add(x, this.mlp(i, this.norm(`h.${i}.ln_2`, x), opts));
+      const h = `model.layers.${i}`;
+      x = tf.add(
+        x,
+        this.attention(i, this.norm(`${h}.input_layernorm.weight`, x), B, T, start, opts, cache),
+      );
+      x = tf.add(x, this.mlp(i, this.norm(`${h}.post_attention_layernorm.weight`, x), opts));
     }
-    return this.norm('ln_f', x);
+    return this.norm('model.norm.weight', x);
   }
 
   private head(x: tf.Tensor2D): tf.Tensor2D {
     const w = this.config.tiedHead
-      ? (tf.transpose(this.p('wte')) as tf.Tensor2D)
-      : (this.p('lm_head.weight') as tf.Tensor2D);
-    return matmul(x, w); // (N, V)
+      ? this.p('model.embed_tokens.weight')
+      : this.p('lm_head.weight');
+    return linear(x, w as tf.Tensor2D); // (N, V)
   }
 
   /** Logits for every position: (B·T, vocabSize). */
@@ -351,6 +388,8 @@ export class GPT {
     for (const v of this.params.values()) v.dispose();
     for (const m of this.masks.values()) m.dispose();
     this.masks.clear();
+    this.rotateHalf?.dispose();
+    this.rotateHalf = null;
     this.adapter = null;
   }
 }

@@ -10,8 +10,8 @@ import {
   type BackendReport,
   generate,
   LoraAdapter,
-  type BpeTokenizer,
-  GPT,
+  type ChatTokenizer,
+  Transformer,
 } from '@commons/shared/engine';
 import type { z } from 'zod';
 import { errorMessage } from '@commons/shared/errors';
@@ -38,8 +38,8 @@ type GenerationOptions = z.output<typeof generationOptionsSchema>;
 
 interface Loaded {
   hash: string;
-  model: GPT;
-  tokenizer: BpeTokenizer;
+  model: Transformer;
+  tokenizer: ChatTokenizer;
   backend: BackendReport;
   adapter: { hash: string; adapter: LoraAdapter } | null;
 }
@@ -146,7 +146,7 @@ export class ChatService {
       const preference = this.#settings.current.backend;
       const backend = await selectBackend(preference === 'auto' ? {} : { force: preference });
       const base = await this.#models.load(active);
-      const model = GPT.fromTensors(base.config, base.tensors);
+      const model = Transformer.fromTensors(base.config, base.tensors);
       this.#loaded = { hash: active, model, tokenizer: base.tokenizer, backend, adapter: null };
       this.#models.inUse = active;
       this.#adapterStale = true;

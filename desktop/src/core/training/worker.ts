@@ -2,7 +2,7 @@
 // thread (IPC, chat, the web bridge) stays responsive. Pausing stops the run between steps
 // and keeps the trainer (weights, optimiser moments, RNG); resuming continues the same run.
 import { parentPort } from 'node:worker_threads';
-import { selectBackend, evaluate, LoraAdapter, Trainer, GPT } from '@commons/shared/engine';
+import { selectBackend, evaluate, LoraAdapter, Trainer, Transformer } from '@commons/shared/engine';
 import { errorMessage } from '@commons/shared/errors';
 import { fromWire, toWire, type FromWorker, type StartMessage, type ToWorker } from './protocol.ts';
 
@@ -32,7 +32,7 @@ port.on('message', (message: ToWorker) => {
 
 async function run(start: StartMessage): Promise<void> {
   const backend = await selectBackend(start.backend ? { force: start.backend } : {});
-  const model = GPT.fromTensors(start.model.config, fromWire(start.model.tensors));
+  const model = Transformer.fromTensors(start.model.config, fromWire(start.model.tensors));
   const adapter = LoraAdapter.create(model.config, start.lora, start.loraSeed);
   model.adapter = adapter;
   const trainer = new Trainer(model, start.train, adapter);

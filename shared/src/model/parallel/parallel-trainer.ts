@@ -9,7 +9,7 @@ import type { TrainerSnapshot } from '../trainer.ts';
 import type { LoopHost, RunOptions, TrainConfig, TrainResult } from '../training-loop.ts';
 import { runTrainingLoop } from '../training-loop.ts';
 import { DEFAULT_TRAIN } from '../trainer.ts';
-import type { GPT } from '../transformer.ts';
+import type { Transformer } from '../transformer.ts';
 import type { FlatLayout } from './layout.ts';
 import { flatLayout, packTensors, unpackTensors } from './layout.ts';
 import type { MicroShare, WorkerReply, WorkerRequest } from './protocol.ts';
@@ -51,7 +51,7 @@ export class ParallelTrainer {
   readonly config: TrainConfig;
   readonly workers: number;
   readonly backend: BackendName;
-  private readonly model: GPT;
+  private readonly model: Transformer;
   private readonly layout: FlatLayout;
   private readonly grads: SharedArrayBuffer;
   private readonly control: Int32Array;
@@ -70,7 +70,7 @@ export class ParallelTrainer {
   private step = 0;
   private optimizerStep = 0;
 
-  constructor(model: GPT, config: Partial<TrainConfig> = {}, options: ParallelOptions = {}) {
+  constructor(model: Transformer, config: Partial<TrainConfig> = {}, options: ParallelOptions = {}) {
     if (model.adapter)
       throw new Error('ParallelTrainer trains full models; use Trainer for a LoRA adapter');
     this.config = { ...DEFAULT_TRAIN, ...config };

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { parentPort } from 'node:worker_threads';
 import { selectBackend } from '../../backend/select.ts';
-import { GPT, parameterShapes } from '../transformer.ts';
+import { parameterShapes } from '../config.ts';
+import { Transformer } from '../transformer.ts';
 import { FlatAdamW, clipScale } from './flat-adamw.ts';
 import type { FlatLayout } from './layout.ts';
 import { flatLayout, unpackTensors } from './layout.ts';
@@ -20,7 +21,7 @@ const port = parentPort;
 class TrainingWorker {
   private readonly init: InitRequest;
   private readonly layout: FlatLayout;
-  private readonly model: GPT;
+  private readonly model: Transformer;
   private readonly vars: tf.Variable[];
   private readonly regions: Float32Array[];
   private readonly control: Int32Array;
@@ -35,7 +36,7 @@ class TrainingWorker {
     this.init = init;
     this.layout = flatLayout(parameterShapes(init.config));
     const n = this.layout.total;
-    this.model = GPT.fromTensors(init.config, unpackTensors(this.layout, init.weights));
+    this.model = Transformer.fromTensors(init.config, unpackTensors(this.layout, init.weights));
     this.vars = [...this.model.params.values()];
     this.regions = Array.from(
       { length: init.workers },
