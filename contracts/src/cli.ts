@@ -15,9 +15,9 @@ Options (environment variable in brackets):
   --key <hex>                 deployer private key [COMMONS_DEPLOYER_KEY] (devnet: dev account 0)
   --out <file>                addresses file [COMMONS_ADDRESSES] (default .commons/chain/addresses.json)
   --genesis-hash <sha256>     genesis checkpoint hash [COMMONS_GENESIS_HASH]
-                              (default: "hash" of shared/genesis/manifest.json)
+                              (default: "hash" of shared/genesis/commons-checkpoint.json)
   --genesis-uri <uri>         where the genesis weights live [COMMONS_GENESIS_URI] (default sha256:<hash>)
-  --genesis-manifest <file>   manifest to read the hash from
+  --genesis-manifest <file>   JSON file to read the "hash" from
   --preset devnet|production  governance defaults (default: devnet on chain 31337, else production)
   --voting-delay <s>  --voting-period <s>  --quorum <percent>  --timelock-delay <s>
   --vote-extension <s>  --proposal-threshold <CMNS>   override one governance setting

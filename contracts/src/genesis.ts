@@ -1,11 +1,12 @@
 // Where the genesis model's hash comes from at deployment: explicit parameters, else the
-// manifest the genesis training writes (shared/genesis/manifest.json).
+// record the genesis training writes beside the Hugging Face folder
+// (shared/genesis/commons-checkpoint.json, or any JSON file with a "hash").
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { hashToBytes32 } from '@commons/chain';
 
 export const GENESIS_MANIFEST_PATH = fileURLToPath(
-  new URL('../../shared/genesis/manifest.json', import.meta.url),
+  new URL('../../shared/genesis/commons-checkpoint.json', import.meta.url),
 );
 
 export interface GenesisModel {

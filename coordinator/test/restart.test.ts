@@ -111,7 +111,7 @@ describe('coordinator restarts', () => {
     await upload(0, tasks[0]!, 5);
     await stop();
 
-    // What the old admission left behind: the second contributor's frame with wpe before wte,
+    // What the old admission left behind: the second contributor's frame with its first two tensors swapped,
     // durably stored and recorded as accepted.
     const data = path.join(dir, 'coordinator');
     const entries = [...randomUpdate(base, 6, 0.5)];
@@ -136,7 +136,7 @@ describe('coordinator restarts', () => {
     const again = await start();
     const round = again.db.getRound(3);
     expect(round?.state).toBe('failed');
-    expect(round?.failureReason).toMatch(/could not be resumed.*wte/);
+    expect(round?.failureReason).toMatch(/could not be resumed.*embed_tokens/);
     // Nothing of the failed round is published or rewarded; round 4 runs as usual.
     expect(again.db.getRewards(3)).toBeUndefined();
     const next = resultOf(again, 4);

@@ -117,8 +117,8 @@ describe('upload refusals', () => {
     expect(codeOf(await upload(alice, w, good, { sha256: 'cd'.repeat(32) }))).toBe('HASH_MISMATCH');
     // Same byte size, transposed shape: only the shape check can catch it.
     const transposed = randomUpdate(2, 0.5, (t) => {
-      const qkv = t.get('h.0.attn.qkv.weight')!;
-      qkv.shape = [qkv.shape[1]!, qkv.shape[0]!];
+      const gate = t.get('model.layers.0.mlp.gate_proj.weight')!;
+      gate.shape = [gate.shape[1]!, gate.shape[0]!];
     });
     expect(codeOf(await upload(alice, w, encodeTensors(transposed, 'fp32')))).toBe('WRONG_SHAPE');
     const nan = encodeTensors(randomUpdate(3, 0.5), 'fp32');
@@ -127,15 +127,18 @@ describe('upload refusals', () => {
     expect(codeOf(await upload(alice, w, encodeTensors(randomUpdate(4, 1.5), 'fp32')))).toBe(
       'NORM_EXCEEDED',
     );
-    // Every name, shape and the size right, but wpe before wte: the aggregator reads by
+    // Every name, shape and the size right, but the first two swapped: the aggregator reads by
     // position, so this is refused by name and nothing of it is recorded.
     const entries = [...randomUpdate(5, 0.5)];
-    expect(entries.slice(0, 2).map(([name]) => name)).toEqual(['wte', 'wpe']);
+    expect(entries.slice(0, 2).map(([name]) => name)).toEqual([
+      'model.embed_tokens.weight',
+      'model.layers.0.input_layernorm.weight',
+    ]);
     const swapped = encodeTensors(new Map([entries[1]!, entries[0]!, ...entries.slice(2)]), 'fp32');
     expect(swapped.byteLength).toBe(task.upload.frameBytes);
     const refused = await upload(alice, w, swapped);
     expect(codeOf(refused)).toBe('WRONG_SHAPE');
-    expect(refused.ok ? '' : refused.error.message).toMatch(/tensor 0 is "wpe".*"wte"/);
+    expect(refused.ok ? '' : refused.error.message).toMatch(/tensor 0 is "model.layers.0.input_layernorm.weight".*"model.embed_tokens.weight"/);
     expect(coordinator.db.submissions(task.roundId)).toEqual([]);
   });
 

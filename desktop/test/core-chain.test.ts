@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { JsonRpcProvider, Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevnet, type Devnet } from '@commons/contracts';
+import { encodeCheckpoint, readCheckpoint } from '@commons/shared/engine';
 import { ApiError } from '../src/api/define.ts';
 import { createCore, type Core } from '../src/core/core.ts';
 
@@ -40,9 +41,19 @@ describe('core against a devnet', () => {
     dir = await mkdtemp(join(tmpdir(), 'commons-core-'));
     devnet = await startDevnet(dir, {});
     provider = new JsonRpcProvider(devnet.rpcUrl, undefined, { cacheTimeout: -1 });
-    const manifest = await readFile(join(GENESIS, 'manifest.json'));
-    const weights = await readFile(join(GENESIS, 'weights.bin'));
-    genesisHash = (JSON.parse(manifest.toString('utf8')) as { hash: string }).hash;
+    // The genesis model ships as a Hugging Face folder; a coordinator serves it as the
+    // commons checkpoint of the same hash.
+    const genesis = await readCheckpoint(GENESIS);
+    const encoded = encodeCheckpoint({
+      kind: 'model',
+      config: genesis.manifest.config,
+      tokenizer: genesis.manifest.tokenizer,
+      tensors: genesis.tensors,
+      provenance: genesis.manifest.provenance,
+    });
+    const manifest = Buffer.from(JSON.stringify(encoded.manifest));
+    const weights = Buffer.from(encoded.weights);
+    genesisHash = encoded.hash;
     const tampered = Buffer.from(weights);
     tampered[tampered.length >> 1]! ^= 0x40;
     // The coordinator's content-addressed layout: /models/<sha256>/{manifest.json,weights.bin}.

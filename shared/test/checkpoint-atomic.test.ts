@@ -41,7 +41,7 @@ it('leaves no folder, final or temporary, when the disk fails mid-write', async 
         blockSize: 1,
         nLayer: 1,
         nHead: 1,
-        nEmbd: 1,
+        nEmbd: 2,
         dropout: 0,
         bias: false,
         tiedHead: true,

@@ -170,7 +170,7 @@ describe('checkpoint round trip', () => {
 
   it('round-trips an adapter-only checkpoint with its base hash and LoRA config', async () => {
     const base = encodeCheckpoint(tinyInput()).hash;
-    const lora = { rank: 1, alpha: 2, targets: ['attn.qkv' as const] };
+    const lora = { rank: 1, alpha: 2, targets: ['q_proj' as const] };
     const adapterTensors: NamedTensors = new Map([
       ['h0.attn.qkv.loraA', { shape: [2, 1], data: new Float32Array([0.5, -0.5]) }],
       ['h0.attn.qkv.loraB', { shape: [1, 6], data: new Float32Array(6) }],

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/select.ts';
 import { saveModel } from '../src/model/checkpoint.ts';
-import { ChatTokenizer } from '../src/model/tokenizer.ts';
+import { ChatTokenizer } from '../src/chat/tokenizer.ts';
 import { Transformer } from '../src/model/transformer.ts';
 
 // The CLI as people run it: a separate process, exit codes, one-line errors.

@@ -13,7 +13,7 @@ import { selectBackend } from '../src/backend/select.ts';
 import { encodeCheckpoint } from '../src/checkpoint/index.ts';
 import { FederatedClient } from '../src/federation/client.ts';
 import type { ModelConfig } from '../src/model/config.ts';
-import { ChatTokenizer } from '../src/model/tokenizer.ts';
+import { ChatTokenizer } from '../src/chat/tokenizer.ts';
 import { Transformer } from '../src/model/transformer.ts';
 import { PrivacyLedger } from '../src/privacy/dp/ledger.ts';
 import type { FederationPolicy } from '@commons/chain';

@@ -31,7 +31,7 @@ import {
 import { saveModel } from '../src/model/checkpoint.ts';
 import type { ModelConfig } from '../src/model/config.ts';
 import { Rng } from '../src/model/rng.ts';
-import { ChatTokenizer } from '../src/model/tokenizer.ts';
+import { ChatTokenizer } from '../src/chat/tokenizer.ts';
 import { Trainer } from '../src/model/trainer.ts';
 import { Transformer } from '../src/model/transformer.ts';
 import type { TrainingTask } from '../src/protocol/messages.ts';

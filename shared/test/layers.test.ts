@@ -1,6 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { addBias, crossEntropy, embed, gelu, layerNorm, matmul } from '../src/model/layers.ts';
+import {
+  addBias,
+  crossEntropy,
+  embed,
+  linear,
+  matmul,
+  rmsNorm,
+  swiglu,
+} from '../src/model/layers.ts';
 import { Rng } from '../src/model/rng.ts';
 
 // The hand-written gradients must be the same maths as tfjs's generic ones. Compared on the
@@ -63,36 +71,27 @@ describe('custom gradients equal generic autodiff', () => {
     );
   });
 
-  it('layerNorm with and without bias', () => {
-    const reference = (x: tf.Tensor, g: tf.Tensor, b?: tf.Tensor) => {
-      const { mean, variance } = tf.moments(x, -1, true);
-      const y = tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), g);
-      return b ? tf.add(y, b) : y;
-    };
+  it('linear, in the (out, in) layout of PyTorch', () => {
     compare(
-      (x, g, b) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D),
-      reference,
-      [rand([5, 8], 5), rand([8], 6), rand([8], 7)],
-    );
-    compare(
-      (x, g) => layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, null),
-      (x, g) => reference(x, g),
-      [rand([5, 8], 8), rand([8], 9)],
+      (x, w) => linear(x as tf.Tensor2D, w as tf.Tensor2D),
+      (x, w) => tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)),
+      [rand([6, 5], 12), rand([7, 5], 13)],
     );
   });
 
-  it('gelu equals the tanh form used by GPT-2 and the PyTorch reference', () => {
+  it('rmsNorm as Llama computes it', () => {
     compare(
-      (x) => gelu(x),
-      (x) =>
-        tf.mul(
-          tf.mul(x, 0.5),
-          tf.add(
-            1,
-            tf.tanh(tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)))),
-          ),
-        ),
-      [tf.mul(rand([4, 9], 10), 3)],
+      (x, g) => rmsNorm(x as tf.Tensor2D, g as tf.Tensor1D, 1e-5),
+      (x, g) => tf.mul(tf.div(x, tf.sqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-5))), g),
+      [rand([5, 8], 5), rand([8], 6)],
+    );
+  });
+
+  it('swiglu: silu(gate) · up', () => {
+    compare(
+      (g, u) => swiglu(g!, u!),
+      (g, u) => tf.mul(tf.mul(g!, tf.sigmoid(g!)), u!),
+      [tf.mul(rand([4, 9], 10), 3), rand([4, 9], 14)],
     );
   });
 

@@ -1,5 +1,5 @@
 // The starting point of a simulation or bench: a freshly initialised model of a chosen size with
-// the genesis tokenizer (BPE-512), written as a checkpoint folder so the devnet can register it
+// the genesis tokenizer (its byte-level BPE-512 tokenizer.json), written as a checkpoint folder so the devnet can register it
 // as its genesis and the coordinator can serve it. Federated and centralised runs start from it.
 import {
   readCheckpoint,
@@ -17,7 +17,7 @@ export const SIMULATION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
   nHead: 4,
   nEmbd: 64,
   dropout: 0,
-  bias: true,
+  bias: false,
   tiedHead: true,
 };
 
@@ -28,7 +28,7 @@ export const ONE_MILLION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
   nHead: 4,
   nEmbd: 128,
   dropout: 0,
-  bias: true,
+  bias: false,
   tiedHead: true,
 };
 
@@ -48,7 +48,7 @@ export async function writeInitialModel(
   const model = Transformer.create(config, seed);
   try {
     const params = model.numParams();
-    const saved = await saveModel(dir, model, tokenizer, { init: 'gpt2', seed });
+    const saved = await saveModel(dir, model, tokenizer, { init: 'llama', seed });
     return { ...saved, params, config };
   } finally {
     model.dispose();

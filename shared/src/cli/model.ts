@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { readCheckpoint } from '../checkpoint/folder.ts';
+import { HF_CHECKPOINT_FILE } from '../checkpoint/hf-checkpoint.ts';
 import { selectBackend } from '../backend/select.ts';
 import { loadModel } from '../model/checkpoint.ts';
 import { evaluate, evaluationSplit } from '../model/evaluate.ts';
@@ -34,22 +35,25 @@ export async function modelCommand(args: string[]): Promise<number> {
     case 'propose':
       return propose(rest);
   }
-  // The rest take one model: a Commons Transformer checkpoint (a folder with manifest.json), or an
-  // open-weights model (a library name, a Hugging Face folder, a .gguf file).
+  // The rest take one model: a Commons checkpoint (a folder with manifest.json, or a Hugging
+  // Face folder Commons wrote, with commons-checkpoint.json: verified against its Commons hash),
+  // or an open-weights model (a library name, a Hugging Face folder, a .gguf file).
   const ref = rest.find((a) => !a.startsWith('-'));
   // A path that does not exist goes the checkpoint way, whose error names the missing file;
   // library names never contain a slash.
-  const gpt =
+  const commons =
     ref !== undefined &&
-    (existsSync(path.join(ref, 'manifest.json')) || (/[/\\]/.test(ref) && !existsSync(ref)));
+    (existsSync(path.join(ref, 'manifest.json')) ||
+      existsSync(path.join(ref, HF_CHECKPOINT_FILE)) ||
+      (/[/\\]/.test(ref) && !existsSync(ref)));
   const open = ref === undefined ? [] : ([ref, rest.filter((a) => a !== ref)] as const);
   switch (sub) {
     case 'verify':
-      return gpt || ref === undefined ? verify(rest) : verifyModel(open[0]!, [...open[1]!]);
+      return commons || ref === undefined ? verify(rest) : verifyModel(open[0]!, [...open[1]!]);
     case 'eval':
-      return gpt || ref === undefined ? evalCommand(rest) : evalModel(open[0]!, [...open[1]!]);
+      return commons || ref === undefined ? evalCommand(rest) : evalModel(open[0]!, [...open[1]!]);
     case 'info':
-      return gpt || ref === undefined ? info(rest) : infoModel(open[0]!, [...open[1]!]);
+      return commons || ref === undefined ? info(rest) : infoModel(open[0]!, [...open[1]!]);
     case 'export':
       if (ref === undefined) throw new UsageError('commons model export takes one model');
       return exportModel(open[0]!, [...open[1]!]);
@@ -94,7 +98,12 @@ async function evalCommand(args: string[]): Promise<number> {
   model.dispose();
   if (values.json) {
     console.log(
-      JSON.stringify({ bitsPerChar: result.bitsPerChar, loss: result.loss, tokens: result.tokens }),
+      JSON.stringify({
+        bitsPerChar: result.bitsPerChar,
+        natsPerToken: result.loss,
+        loss: result.loss,
+        tokens: result.tokens,
+      }),
     );
   } else {
     console.log(
