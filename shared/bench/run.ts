@@ -27,7 +27,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '..', '..');
 const dataPath =
   process.env.COMMONS_DATA ?? resolve(repoRoot, '../shared/data/tinyshakespeare.txt');
-const torchScript = resolve(repoRoot, '../shared/reference/torch_gpt_bench.py');
+// The same architecture in PyTorch (a Llama decoder of the reference shape), in this repository.
+const torchScript = resolve(here, '../reference/torch_llama_train_bench.py');
 const PYTHON = '/usr/bin/python3';
 const json = process.argv.includes('--json');
 const log = (line: string) => {
