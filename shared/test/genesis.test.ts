@@ -60,6 +60,31 @@ describe('genesis model', () => {
     decoder.dispose();
   });
 
+  it('holds its trained weights as int8 within 2% of the float32 logits', async () => {
+    // float32 matches the PyTorch reference within 1e-4 (decoder.test.ts). With a scale per
+    // row, int8 lands within 2e-2 of it relative to the largest logit (measured: 0.18 absolute
+    // on logits up to 16.6, 1.1%), not within 2e-2 absolute.
+    const tokenizer = await ChatTokenizer.fromFolder(GENESIS);
+    const ids = tokenizer.encode('ROMEO:\nWhat light through yonder window breaks?\n');
+    const logits = async (weights: 'float32' | 'int8') => {
+      const { decoder } = await loadDecoderFolder(GENESIS, { weights });
+      const out = decoder.forward(ids, decoder.newCache());
+      const data = out.dataSync() as Float32Array;
+      out.dispose();
+      decoder.dispose();
+      return data;
+    };
+    const f32 = await logits('float32');
+    const int8 = await logits('int8');
+    let worst = 0;
+    let largest = 0;
+    for (let i = 0; i < f32.length; i++) {
+      worst = Math.max(worst, Math.abs(f32[i]! - int8[i]!));
+      largest = Math.max(largest, Math.abs(f32[i]!));
+    }
+    expect(worst).toBeLessThan(2e-2 * largest);
+  });
+
   it('refuses a genesis folder whose weights were changed', async () => {
     const dir = join(await mkdtemp(join(tmpdir(), 'commons-genesis-')), 'genesis');
     await cp(GENESIS, dir, { recursive: true });
