@@ -138,7 +138,9 @@ describe('upload refusals', () => {
     expect(swapped.byteLength).toBe(task.upload.frameBytes);
     const refused = await upload(alice, w, swapped);
     expect(codeOf(refused)).toBe('WRONG_SHAPE');
-    expect(refused.ok ? '' : refused.error.message).toMatch(/tensor 0 is "model.layers.0.input_layernorm.weight".*"model.embed_tokens.weight"/);
+    expect(refused.ok ? '' : refused.error.message).toMatch(
+      /tensor 0 is "model.layers.0.input_layernorm.weight".*"model.embed_tokens.weight"/,
+    );
     expect(coordinator.db.submissions(task.roundId)).toEqual([]);
   });
 

@@ -4,13 +4,15 @@
 // turns left out when the context is short), proposed as the community's base model and voted
 // in; then one of its files is changed and chat refuses it, because its files no longer hash to
 // the identity recorded on chain.
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { JsonRpcProvider } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevnet, type Devnet } from '@commons/contracts';
 import { parseDecoderConfig, randomDecoderWeights, writeHfFolder } from '@commons/shared/engine';
+import { startFakeHub, type FakeHub } from '@commons/shared/testing';
 import { ApiError } from '../src/api/define.ts';
 import { createCore, type Core } from '../src/core/core.ts';
 
@@ -34,6 +36,9 @@ let devnet: Devnet;
 let provider: JsonRpcProvider;
 let core: Core;
 let folder: string;
+let hub: FakeHub;
+let hubFiles: Record<string, Buffer>;
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'commons-library-api-'));
@@ -61,9 +66,16 @@ beforeAll(async () => {
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
     await copyFile(path.join(TOKENIZER, f), path.join(folder, f));
   }
+  // The same files on a local server that answers as huggingface.co does (never the real hub).
+  hubFiles = {};
+  for (const f of await readdir(folder)) hubFiles[f] = await readFile(path.join(folder, f));
+  hub = await startFakeHub({
+    'org/Tiny-Qwen-Hub': { files: hubFiles, lfs: new Set(['model.safetensors', 'tokenizer.json']) },
+  });
   core = await createCore({
     dataDir: path.join(dir, 'member'),
     modelLibraryDir: path.join(dir, 'library'),
+    hubUrl: hub.url,
     initialSettings: {
       rpcUrl: devnet.rpcUrl,
       addresses: devnet.addressesFile,
@@ -76,6 +88,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await core?.close();
+  await hub?.close();
   provider?.destroy();
   await devnet?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -261,5 +274,35 @@ describe('library models through the desktop API', () => {
       name: 'tiny-qwen',
       keptFilesAt: folder,
     });
+  });
+
+  it('pulls a model from the hub with byte progress, resuming a cut download, and refuses a corrupt one', async () => {
+    const h = core.invoke;
+    const weights = hubFiles['model.safetensors']!;
+    // The first download of the weights breaks off after 4 kB; the pull resumes it with Range.
+    hub.cutNext.set(sha256(weights), 4096);
+    const progress: { file: string; bytes: number; totalBytes: number | null }[] = [];
+    const off = core.events.on('models.pullProgress', (p) => progress.push(p));
+    const pulled = await h('models.pull', { repo: 'org/Tiny-Qwen-Hub', name: 'hub-qwen' });
+    off();
+    expect(pulled).toMatchObject({ name: 'hub-qwen', format: 'hf', problem: null });
+    expect(pulled.identity).toMatch(/^[0-9a-f]{64}$/);
+    // Bytes of all the files, ending at their total.
+    const total = Object.values(hubFiles).reduce((n, b) => n + b.length, 0);
+    expect(progress.some((p) => p.file === 'model.safetensors')).toBe(true);
+    expect(progress.at(-1)).toMatchObject({ bytes: total, totalBytes: total });
+    expect(hub.requests.some((r) => r.range !== undefined && r.range.startsWith('bytes='))).toBe(
+      true,
+    );
+    const list = await h('models.library');
+    expect(list.models.map((m) => m.name)).toContain('hub-qwen');
+    const copy = await readFile(path.join(list.root, 'hub-qwen', 'model.safetensors'));
+    expect(sha256(copy)).toBe(sha256(weights));
+
+    // A CDN that serves other bytes than the hub's sha256: refused, nothing added.
+    hub.corrupt.add(sha256(weights));
+    const refused = await rejection(h('models.pull', { repo: 'org/Tiny-Qwen-Hub', name: 'bad' }));
+    expect(refused.message).toMatch(/sha256/);
+    expect((await h('models.library')).models.map((m) => m.name)).not.toContain('bad');
   });
 });

@@ -66,7 +66,7 @@ describe('genesis model', () => {
     // on logits up to 16.6, 1.1%), not within 2e-2 absolute.
     const tokenizer = await ChatTokenizer.fromFolder(GENESIS);
     const ids = tokenizer.encode('ROMEO:\nWhat light through yonder window breaks?\n');
-    const logits = async (weights: 'float32' | 'int8') => {
+    const logits = async (weights: 'f32' | 'int8') => {
       const { decoder } = await loadDecoderFolder(GENESIS, { weights });
       const out = decoder.forward(ids, decoder.newCache());
       const data = out.dataSync() as Float32Array;
@@ -74,7 +74,7 @@ describe('genesis model', () => {
       decoder.dispose();
       return data;
     };
-    const f32 = await logits('float32');
+    const f32 = await logits('f32');
     const int8 = await logits('int8');
     let worst = 0;
     let largest = 0;

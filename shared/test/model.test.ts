@@ -108,8 +108,13 @@ describe('Transformer', () => {
       const ids = Array.from(tokens.slice(0, 12));
       const want = logitsAt(m, ids);
       const { decoder, eosTokenIds } = await loadDecoderFolder(dir);
-      expect(eosTokenIds).toEqual([tokenizer.tokenId('<|im_end|>'), tokenizer.tokenId('<|endoftext|>')]);
-      const got = tf.tidy(() => decoder.forward(ids, decoder.newCache()).dataSync() as Float32Array);
+      expect(eosTokenIds).toEqual([
+        tokenizer.tokenId('<|im_end|>'),
+        tokenizer.tokenId('<|endoftext|>'),
+      ]);
+      const got = tf.tidy(
+        () => decoder.forward(ids, decoder.newCache()).dataSync() as Float32Array,
+      );
       expect(got.length).toBe(want.length);
       let worst = 0;
       for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));

@@ -11,7 +11,13 @@
 // rounds-to-target it counts can be set against a FedAvg simulation's. There is no transport:
 // gradients are exact float32, which only helps FedSGD.
 import * as tf from '@tensorflow/tfjs';
-import { type Manifest, type NamedTensors, sampleBatch, Rng, Transformer } from '@commons/shared/engine';
+import {
+  type Manifest,
+  type NamedTensors,
+  sampleBatch,
+  Rng,
+  Transformer,
+} from '@commons/shared/engine';
 import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export interface FedSgdOptions {

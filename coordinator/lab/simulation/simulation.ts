@@ -171,7 +171,9 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   const { manifest, tensors } = await readCheckpoint(init.dir);
   const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
   const data = shards.map((s, i) =>
-    Int32Array.from(tokenizer.encodeText(options.editShard ? options.editShard(i, s.text) : s.text)),
+    Int32Array.from(
+      tokenizer.encodeText(options.editShard ? options.editShard(i, s.text) : s.text),
+    ),
   );
   const tooShort = data.findIndex((tokens) => tokens.length <= init.config.blockSize);
   if (tooShort >= 0) {

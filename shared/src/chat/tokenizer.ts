@@ -104,7 +104,11 @@ export class ChatTokenizer {
    * Trains a byte-level BPE of `vocabSize` ids (bytes, <|endoftext|>, <|im_start|>,
    * <|im_end|>, then merges) with a ChatML template, as Commons' own models use.
    */
-  static train(text: string, vocabSize: number, options: TrainTokenizerOptions = {}): ChatTokenizer {
+  static train(
+    text: string,
+    vocabSize: number,
+    options: TrainTokenizerOptions = {},
+  ): ChatTokenizer {
     const trained = trainTokenizer(text, vocabSize, options);
     return new ChatTokenizer(
       trained.tokenizerJson,
@@ -129,7 +133,10 @@ export class ChatTokenizer {
   }
 
   /** The files a Hugging Face folder holds for this tokenizer. */
-  get files(): { tokenizerJson: Record<string, unknown>; tokenizerConfig: Record<string, unknown> } {
+  get files(): {
+    tokenizerJson: Record<string, unknown>;
+    tokenizerConfig: Record<string, unknown>;
+  } {
     return { tokenizerJson: this.#json, tokenizerConfig: this.#config };
   }
 

@@ -193,7 +193,9 @@ function eosTokenIds(tokenizer: HfCheckpointInput['tokenizer']): number[] {
   const id = (content: unknown) => added.find((t) => t.content === content)?.id;
   const eos = tokenizer.config.eos_token;
   const eosText = typeof eos === 'string' ? eos : (eos as { content?: string } | null)?.content;
-  const ids = [id('<|im_end|>'), id(eosText), id('<|endoftext|>')].filter((v): v is number => v !== undefined);
+  const ids = [id('<|im_end|>'), id(eosText), id('<|endoftext|>')].filter(
+    (v): v is number => v !== undefined,
+  );
   return [...new Set(ids)];
 }
 

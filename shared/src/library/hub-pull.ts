@@ -54,6 +54,11 @@ export interface PullOptions {
   fetch?: typeof fetch;
 }
 
+/** The bytes a file holds: its LFS object's size where it is one (not its pointer's). */
+function contentSize(file: HubFile): number {
+  return file.lfs?.size ?? file.size;
+}
+
 interface HubFile {
   path: string;
   size: number;
@@ -87,7 +92,7 @@ export async function pullModel(options: PullOptions): Promise<LibraryEntry> {
   const folder = options.library.folder(name);
   await mkdir(folder, { recursive: true });
 
-  const totalBytes = chosen.reduce((n, f) => n + f.size, 0);
+  const totalBytes = chosen.reduce((n, f) => n + contentSize(f), 0);
   const started = Date.now();
   let doneBytes = 0;
   const known = new Map<string, ModelFile>();
@@ -115,8 +120,8 @@ export async function pullModel(options: PullOptions): Promise<LibraryEntry> {
       },
     });
     commit ??= result.commit;
-    doneBytes += file.size;
-    known.set(file.path, { name: file.path, size: file.size, sha256: result.sha256 });
+    doneBytes += contentSize(file);
+    known.set(file.path, { name: file.path, size: contentSize(file), sha256: result.sha256 });
   }
   const readme = chosen.some((f) => f.path === 'README.md')
     ? await readFile(path.join(folder, 'README.md'), 'utf8')

@@ -1,8 +1,23 @@
 import * as tf from '@tensorflow/tfjs';
 import { inverseFrequencies, rotaryTables } from '../decoder/rope.ts';
 import type { ModelConfig, ModelDims, Projection } from './config.ts';
-import { decoderConfig, layerName, modelConfigSchema, modelDims, parameterShapes } from './config.ts';
-import { addBias, attention, crossEntropy, embed, linear, matmul, rmsNorm, swiglu } from './layers.ts';
+import {
+  decoderConfig,
+  layerName,
+  modelConfigSchema,
+  modelDims,
+  parameterShapes,
+} from './config.ts';
+import {
+  addBias,
+  attention,
+  crossEntropy,
+  embed,
+  linear,
+  matmul,
+  rmsNorm,
+  swiglu,
+} from './layers.ts';
 import type { LoraAdapter } from './lora.ts';
 import { Rng } from './rng.ts';
 
@@ -337,9 +352,7 @@ export class Transformer {
   }
 
   private head(x: tf.Tensor2D): tf.Tensor2D {
-    const w = this.config.tiedHead
-      ? this.p('model.embed_tokens.weight')
-      : this.p('lm_head.weight');
+    const w = this.config.tiedHead ? this.p('model.embed_tokens.weight') : this.p('lm_head.weight');
     return linear(x, w as tf.Tensor2D); // (N, V)
   }
 

@@ -70,7 +70,11 @@ export class ParallelTrainer {
   private step = 0;
   private optimizerStep = 0;
 
-  constructor(model: Transformer, config: Partial<TrainConfig> = {}, options: ParallelOptions = {}) {
+  constructor(
+    model: Transformer,
+    config: Partial<TrainConfig> = {},
+    options: ParallelOptions = {},
+  ) {
     if (model.adapter)
       throw new Error('ParallelTrainer trains full models; use Trainer for a LoRA adapter');
     this.config = { ...DEFAULT_TRAIN, ...config };
