@@ -1,14 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  addBias,
-  crossEntropy,
-  embed,
-  linear,
-  matmul,
-  rmsNorm,
-  swiglu,
-} from '../src/model/layers.ts';
+// The kernels under test, by their module name: layers.linear is the one in model/layers.ts.
+import * as layers from '../src/model/layers.ts';
 import { Rng } from '../src/model/rng.ts';
 
 // The hand-written gradients must be the same maths as tfjs's generic ones. Compared on the
@@ -57,7 +50,7 @@ function compare(
 describe('custom gradients equal generic autodiff', () => {
   it('matmul', () => {
     compare(
-      (x, w) => matmul(x as tf.Tensor2D, w as tf.Tensor2D),
+      (x, w) => layers.matmul(x as tf.Tensor2D, w as tf.Tensor2D),
       (x, w) => tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
       [rand([6, 5], 1), rand([5, 7], 2)],
     );
@@ -65,7 +58,7 @@ describe('custom gradients equal generic autodiff', () => {
 
   it('addBias', () => {
     compare(
-      (x, b) => addBias(x as tf.Tensor2D, b as tf.Tensor1D),
+      (x, b) => layers.addBias(x as tf.Tensor2D, b as tf.Tensor1D),
       (x, b) => tf.add(x, b),
       [rand([6, 5], 3), rand([5], 4)],
     );
@@ -73,7 +66,7 @@ describe('custom gradients equal generic autodiff', () => {
 
   it('linear, in the (out, in) layout of PyTorch', () => {
     compare(
-      (x, w) => linear(x as tf.Tensor2D, w as tf.Tensor2D),
+      (x, w) => layers.linear(x as tf.Tensor2D, w as tf.Tensor2D),
       (x, w) => tf.matMul(x as tf.Tensor2D, tf.transpose(w as tf.Tensor2D)),
       [rand([6, 5], 12), rand([7, 5], 13)],
     );
@@ -81,7 +74,7 @@ describe('custom gradients equal generic autodiff', () => {
 
   it('rmsNorm as Llama computes it', () => {
     compare(
-      (x, g) => rmsNorm(x as tf.Tensor2D, g as tf.Tensor1D, 1e-5),
+      (x, g) => layers.rmsNorm(x as tf.Tensor2D, g as tf.Tensor1D, 1e-5),
       (x, g) => tf.mul(tf.div(x, tf.sqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-5))), g),
       [rand([5, 8], 5), rand([8], 6)],
     );
@@ -89,7 +82,7 @@ describe('custom gradients equal generic autodiff', () => {
 
   it('swiglu: silu(gate) · up', () => {
     compare(
-      (g, u) => swiglu(g!, u!),
+      (g, u) => layers.swiglu(g!, u!),
       (g, u) => tf.mul(tf.mul(g!, tf.sigmoid(g!)), u!),
       [tf.mul(rand([4, 9], 10), 3), rand([4, 9], 14)],
     );
@@ -98,7 +91,7 @@ describe('custom gradients equal generic autodiff', () => {
   it('embedding lookup', () => {
     const ids = Int32Array.from([3, 0, 3, 1, 4]);
     compare(
-      (t) => embed(t as tf.Tensor2D, ids),
+      (t) => layers.embed(t as tf.Tensor2D, ids),
       (t) => tf.gather(t, tf.tensor1d(ids, 'int32')),
       [rand([5, 4], 11)],
     );
@@ -107,7 +100,7 @@ describe('custom gradients equal generic autodiff', () => {
   it('cross-entropy', () => {
     const targets = Int32Array.from([1, 0, 4, 2]);
     compare(
-      (l) => crossEntropy(l as tf.Tensor2D, targets),
+      (l) => layers.crossEntropy(l as tf.Tensor2D, targets),
       (l) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(targets, 'int32'), 5), l),
       [rand([4, 5], 12)],
     );
