@@ -1,6 +1,6 @@
 /**
  * `npm run bench -w coordinator [-- --json] [-- --only a,b]`: the coordinator's benchmarks, one
- * section each (aggregation, connections, round, convergence, secagg, canary).
+ * section each (aggregation, connections, round, convergence, secagg, canary, adapters).
  * Prints each section's table (or, with --json, one JSON object keyed by section on stdout,
  * progress on stderr) and always writes that object to bench/results/latest.json.
  *
@@ -16,6 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchAdapters, formatAdapters } from './adapters.ts';
 import { benchAggregation, formatAggregation } from './aggregation.ts';
 import { benchConnections, benchRound, formatConnections, formatRound } from './capacity.ts';
 import { benchConvergence, formatConvergence } from './convergence.ts';
@@ -93,7 +94,22 @@ const canary: Section<Awaited<ReturnType<typeof benchCanary>>> = {
   format: formatCanary,
 };
 
-const SECTIONS = { aggregation, connections, round, convergence, secagg, canary } as const;
+/** Federated LoRA: bytes per contributor at SmolLM2-135M's shape, rounds per rule (issue 13). */
+const adapters: Section<Awaited<ReturnType<typeof benchAdapters>>> = {
+  title: 'Federated LoRA: bytes per contributor per round, and rounds to a target per rule',
+  run: () => benchAdapters({ log }),
+  format: formatAdapters,
+};
+
+const SECTIONS = {
+  aggregation,
+  connections,
+  round,
+  convergence,
+  secagg,
+  canary,
+  adapters,
+} as const;
 
 // Other work on the machine skews every figure: record how busy it was.
 const results: Record<string, unknown> = {
@@ -125,6 +141,15 @@ const converged = results.convergence as
 if (converged) {
   results.fedavgRounds = converged.fedavgRounds;
   results.fedsgdRounds = converged.fedsgdRounds;
+}
+const lora = results.adapters as Awaited<ReturnType<typeof benchAdapters>> | undefined;
+if (lora) {
+  results.adapterBytesPerRound = lora.adapterBytesPerRound;
+  results.fullDeltaBytesPerRound = lora.fullDeltaBytesPerRound;
+  results.loraConvergence = lora.convergence.rows.map((r) => ({
+    method: r.method,
+    rounds: r.rounds,
+  }));
 }
 const exposure = results.canary as
   { canaryExposureNoDp: number; canaryExposureDp: number } | undefined;

@@ -59,6 +59,7 @@ export * from './decoder/rope.ts';
 export * from './decoder/model.ts';
 export * from './decoder/load.ts';
 export * from './decoder/random.ts';
+export * from './decoder/shapes.ts';
 export * from './decoder/gguf.ts';
 
 export * from './chat/tokenizer.ts';

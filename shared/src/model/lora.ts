@@ -29,10 +29,22 @@ export class LoraAdapter {
   readonly params: Map<string, tf.Variable>;
   /** Off: the model runs as if no adapter were attached (chat's on/off switch). */
   enabled = true;
+  /**
+   * The factors that train: all of them, or only the B factors when A is frozen (FFA-LoRA,
+   * Sun et al. 2024: with A fixed and shared, the average of the clients' B is exactly the
+   * adapter of the average, which averaging A and B separately is not).
+   */
+  readonly trainable: Map<string, tf.Variable>;
 
-  private constructor(config: LoraConfig, params: Map<string, tf.Variable>) {
+  private constructor(config: LoraConfig, params: Map<string, tf.Variable>, freezeA = false) {
     this.config = config;
     this.params = params;
+    this.trainable = new Map([...params].filter(([name]) => !(freezeA && name.endsWith(LORA_A))));
+  }
+
+  /** Whether A stays as it was drawn (only B trains). */
+  get frozenA(): boolean {
+    return this.trainable.size < this.params.size;
   }
 
   /** α / r: the scale of the low-rank product. */
@@ -55,8 +67,16 @@ export class LoraAdapter {
     return shapes;
   }
 
-  /** A fresh adapter: A ~ N(0, 1/in) (Kaiming-like), B = 0. */
-  static create(model: ModelConfig, config: LoraConfig, seed: number): LoraAdapter {
+  /**
+   * A fresh adapter: A ~ N(0, 1/in) (Kaiming-like) from `seed`, B = 0. With `freezeA` only B
+   * trains, and every holder of the same seed draws the same A (a federated round announces it).
+   */
+  static create(
+    model: ModelConfig,
+    config: LoraConfig,
+    seed: number,
+    options: { freezeA?: boolean } = {},
+  ): LoraAdapter {
     const cfg = loraConfigSchema.parse(config);
     const rng = new Rng(seed);
     const params = new Map<string, tf.Variable>();
@@ -66,15 +86,17 @@ export class LoraAdapter {
         const std = 1 / Math.sqrt(shape[1]!);
         for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
       }
-      params.set(name, tf.variable(tf.tensor2d(data, shape as [number, number]), true));
+      const frozen = options.freezeA === true && name.endsWith(LORA_A);
+      params.set(name, tf.variable(tf.tensor2d(data, shape as [number, number]), !frozen));
     }
-    return new LoraAdapter(cfg, params);
+    return new LoraAdapter(cfg, params, options.freezeA);
   }
 
   static fromTensors(
     model: ModelConfig,
     config: LoraConfig,
     tensors: Map<string, { shape: number[]; data: Float32Array }>,
+    options: { freezeA?: boolean } = {},
   ): LoraAdapter {
     const cfg = loraConfigSchema.parse(config);
     const expected = LoraAdapter.shapes(model, cfg);
@@ -89,13 +111,25 @@ export class LoraAdapter {
         if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
           throw new Error(`adapter tensor "${name}" has shape [${t.shape}], expected [${shape}]`);
         }
-        params.set(name, tf.variable(tf.tensor2d(t.data, shape as [number, number]), true));
+        const frozen = options.freezeA === true && name.endsWith(LORA_A);
+        const value = tf.tensor2d(t.data, shape as [number, number]);
+        params.set(name, tf.variable(value, !frozen));
+        value.dispose();
       }
     } catch (err) {
       for (const v of params.values()) v.dispose();
       throw err;
     }
-    return new LoraAdapter(cfg, params);
+    return new LoraAdapter(cfg, params, options.freezeA);
+  }
+
+  /** Overwrite the factors in place (same names and shapes), e.g. with a round's new B. */
+  assign(tensors: Map<string, { shape: number[]; data: Float32Array }>): void {
+    for (const [name, v] of this.params) {
+      const t = tensors.get(name);
+      if (!t) throw new Error(`missing adapter tensor "${name}"`);
+      tf.tidy(() => v.assign(tf.tensor(t.data, v.shape)));
+    }
   }
 
   toTensors(): Map<string, { shape: number[]; data: Float32Array }> {

@@ -52,7 +52,8 @@ export interface TrainerSnapshot {
 /**
  * The training loop, kept apart from the network (nanoGPT's train.py): sample batches,
  * accumulate gradients, clip, AdamW with warmup + cosine, evaluate, report progress.
- * With an adapter, only the adapter's factors train and the base weights stay fixed.
+ * With an adapter, only the adapter's trainable factors train (B alone when A is frozen) and
+ * the base weights stay fixed.
  * Deterministic given the seed and backend; cancellable between steps; resumable from
  * `snapshot()` (weights, optimizer moments, step and RNG state). Federated rounds may add
  * FedProx's proximal term (TrainerOptions.proximal).
@@ -77,7 +78,7 @@ export class Trainer {
     this.model = model;
     if (adapter && model.adapter !== adapter)
       throw new Error('attach the adapter to the model first');
-    this.params = adapter ? adapter.params : model.params;
+    this.params = adapter ? adapter.trainable : model.params;
     // Before the optimizer, so a bad anchor leaves nothing allocated.
     this.proximal =
       options.proximal && options.proximal.mu > 0 ? this.anchor(options.proximal) : null;
