@@ -6,9 +6,13 @@
 // FedAvg sends every weight. Rank 32 on q_proj and v_proj, FlowerTune's LoRA setting.
 //
 // Convergence runs the three rules in process (lab/simulation/adapter-rounds.ts) from the genesis
-// model on clients that each hold different roles, to one target that favours no rule: 2% below
-// the genesis model's held-out loss. Each rule runs to it or to the cap. Full FedAvg trains every
-// weight, so it may well need the fewest rounds; what the adapters buy is the bytes.
+// model, on text it never saw: the held-out last 10% of tinyshakespeare (other plays, other
+// characters), its first 80% split by role over the clients (non-IID) and its last 20% scoring
+// each round. That is what a community fine-tunes for: its own text, which the base model has not
+// read. (From genesis on the text it was trained on, no rule gains: genesis already overfits it.)
+// One target for all, 7% below the genesis model's loss on the scoring text; each rule runs to it
+// or to the cap. Full FedAvg trains every weight, so it may well need the fewest rounds; what the
+// adapters buy is the bytes.
 import {
   encodeTensors,
   LoraAdapter,
@@ -20,6 +24,7 @@ import {
   readCorpus,
   REAL_SHAPES,
   ChatTokenizer,
+  selectBackend,
   splitText,
 } from '@commons/shared/engine';
 import { GENESIS_DIR } from '../src/config.ts';
@@ -89,27 +94,31 @@ export async function benchAdapters(options: {
   const adapterBytesPerRound = bytes[0]!.bytes;
   const fullDeltaBytesPerRound = bytes[2]!.bytes;
 
-  // Convergence from the genesis model, each client holding its own roles.
+  // Convergence from the genesis model, each client holding its own roles (wasm: tfjs's
+  // default in Node is the plain-JS cpu backend, ~30× slower).
+  const backend = await selectBackend();
+  log(`  backend ${backend.backend}`);
   const clients = options.clients ?? 4;
   const localSteps = options.localSteps ?? 8;
-  const cap = options.cap ?? 12;
+  const cap = options.cap ?? 10;
   const { manifest, tensors } = await readCheckpoint(GENESIS_DIR);
   const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
-  const { train, val } = splitText(readCorpus());
-  const data = assignRoles(parseRoles(train), clients, 1).map((shard) =>
+  const { val: unseen } = splitText(readCorpus());
+  const cut = Math.floor(unseen.length * 0.8);
+  const data = assignRoles(parseRoles(unseen.slice(0, cut)), clients, 1).map((shard) =>
     Int32Array.from(tokenizer.encodeText(shard.text)),
   );
-  const evaluator = new CandidateEvaluator({ text: val, maxChars: 20_000 });
+  const evaluator = new CandidateEvaluator({ text: unseen.slice(cut), maxChars: 8000 });
   const initialLoss = evaluator.evaluate(manifest, tensors).loss;
-  const targetLoss = initialLoss * 0.98;
+  const targetLoss = initialLoss * 0.93;
   // Adapters take a larger step than full fine-tuning, as in the LoRA papers.
   const learningRates: Record<string, number> = {
-    'ffa-lora': 1e-2,
+    'ffa-lora': 3e-3,
     'lora-fedavg': 3e-3,
     'full-fedavg': 1e-3,
   };
   log(
-    `  ${clients} clients × ${localSteps} local steps from genesis (held-out loss ${initialLoss.toFixed(4)}); target ${targetLoss.toFixed(4)} (−2%), cap ${cap} rounds`,
+    `  ${clients} clients × ${localSteps} local steps from genesis on unseen plays (loss ${initialLoss.toFixed(4)}); target ${targetLoss.toFixed(4)} (−7%), cap ${cap} rounds`,
   );
   const rows: AdapterBenchResult['convergence']['rows'] = [];
   for (const rule of ADAPTER_RULES) {
