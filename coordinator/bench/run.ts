@@ -21,11 +21,14 @@ import { benchAggregation, formatAggregation } from './aggregation.ts';
 import { benchConnections, benchRound, formatConnections, formatRound } from './capacity.ts';
 import { benchConvergence, formatConvergence } from './convergence.ts';
 import { benchCanary, formatCanary } from './canary.ts';
+import { LOG_STREAM_ENV } from '../src/observability/logger.ts';
 import { textTable } from './table.ts';
 import { benchSecAgg, type SecAggBenchRow } from '@commons/shared/bench';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const json = process.argv.includes('--json');
+// With --json stdout is the JSON alone: every coordinator this bench starts logs to stderr.
+if (json) process.env[LOG_STREAM_ENV] = 'stderr';
 const onlyAt = process.argv.indexOf('--only');
 const only = onlyAt > 0 ? new Set((process.argv[onlyAt + 1] ?? '').split(',')) : null;
 const log = (line: string) => {

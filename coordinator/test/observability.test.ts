@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REJECT_CODES } from '@commons/shared/protocol';
 
@@ -124,5 +125,27 @@ describe('logger', () => {
     expect(createLogger({ level: 'debug', destination: out.stream }).level).toBe('debug');
     process.env[LOG_LEVEL_ENV] = 'loud';
     expect(() => createLogger({ destination: out.stream })).toThrow(/log level "loud"/);
+  });
+
+  it('writes to stderr with COMMONS_LOG_STREAM=stderr, so a --json bench keeps stdout for its JSON', () => {
+    // A separate process: what reaches file descriptors 1 and 2 is the point.
+    const script = `import { createLogger } from './src/observability/logger.ts';
+      createLogger({ name: 'coordinator' }).info({ round: 1 }, 'a line');
+      process.stdout.write(JSON.stringify({ data: true }));`;
+    const run = (stream: string | undefined) =>
+      spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: `${import.meta.dirname}/..`,
+        encoding: 'utf8',
+        env: { ...process.env, COMMONS_LOG_STREAM: stream, COMMONS_LOG_LEVEL: 'info' },
+      });
+    const toStderr = run('stderr');
+    expect(toStderr.status).toBe(0);
+    expect(JSON.parse(toStderr.stdout)).toEqual({ data: true });
+    expect(JSON.parse(toStderr.stderr.trim())).toMatchObject({ msg: 'a line', round: 1 });
+    const byDefault = run(undefined);
+    expect(byDefault.stdout.split('\n')[0]).toContain('"msg":"a line"');
+    const wrong = run('printer');
+    expect(wrong.status).not.toBe(0);
+    expect(wrong.stderr).toMatch(/COMMONS_LOG_STREAM must be stdout or stderr, not "printer"/);
   });
 });

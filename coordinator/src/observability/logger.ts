@@ -34,6 +34,11 @@ const REDACT_DEPTH = 4;
 export const REDACTED = '[redacted]';
 
 export const LOG_LEVEL_ENV = 'COMMONS_LOG_LEVEL';
+/**
+ * 'stderr' sends every line to standard error: a program whose standard output is data (a
+ * bench run with --json) sets it before any coordinator starts, so stdout holds the data alone.
+ */
+export const LOG_STREAM_ENV = 'COMMONS_LOG_STREAM';
 
 const LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
@@ -41,7 +46,8 @@ export interface LoggerOptions {
   /** Default: $COMMONS_LOG_LEVEL, else 'info'. */
   level?: Level | 'silent';
   name?: string;
-  /** Where lines go; default stdout. Tests pass a stream to read them back. */
+  /** Where lines go; default stdout ($COMMONS_LOG_STREAM=stderr: stderr). Tests pass a stream
+   * to read them back. */
   destination?: DestinationStream;
 }
 
@@ -55,7 +61,13 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     ...(opts.name === undefined ? {} : { name: opts.name }),
     redact: { paths: redactPaths(), censor: REDACTED },
   };
-  return opts.destination === undefined ? pino(options) : pino(options, opts.destination);
+  const stream = process.env[LOG_STREAM_ENV];
+  if (stream !== undefined && stream !== 'stdout' && stream !== 'stderr') {
+    throw new Error(`${LOG_STREAM_ENV} must be stdout or stderr, not ${JSON.stringify(stream)}`);
+  }
+  const destination =
+    opts.destination ?? (stream === 'stderr' ? pino.destination({ fd: 2, sync: true }) : undefined);
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
 
 /** "privateKey", "*.privateKey", "*.*.privateKey"...: pino's wildcards match one level each. */
