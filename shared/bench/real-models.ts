@@ -29,6 +29,14 @@ const json = process.argv.includes('--json');
 const log = (line: string) => (json ? process.stderr.write(`${line}\n`) : console.log(line));
 const PROMPT = 512;
 const NEW = 128;
+/**
+ * The LoRA training window. Issue 14 asks for 256; at SmolLM2-135M's shape the trainable
+ * Transformer runs out of the wasm heap there (4 GB; peak RSS 2.7 GB at 128), so it trains on
+ * 128 until its memory is brought down, and only at the shapes listed in LORA_SHAPES.
+ */
+const LORA_SEQ = 128;
+const LORA_STEPS = 2;
+const LORA_SHAPES: ReadonlySet<RealShapeName> = new Set(['smollm2-135m']);
 
 /**
  * How a shape is measured where it differs from the rest. Llama-3.2-1B's shape is measured
@@ -60,6 +68,11 @@ export interface RealModelRow {
   timeToFirstTokenMs: number | null;
   pytorchPrefillTokensPerSec: number | null;
   pytorchThreads: number;
+  /** LoRA training (rank 8 on q_proj and v_proj, batch 1 of LORA_SEQ tokens, float32 base);
+   * null where the shape's plan skips it. The same for each weights row of a shape. */
+  loraTrainTokensPerSec: number | null;
+  pytorchLoraTrainTokensPerSec: number | null;
+  loraSeq: number;
 }
 
 const flag = (name: string) => {
@@ -113,7 +126,13 @@ try {
       );
       const engine = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Omit<
         RealModelRow,
-        'shape' | 'parameters' | 'pytorchPrefillTokensPerSec' | 'pytorchThreads'
+        | 'shape'
+        | 'parameters'
+        | 'pytorchPrefillTokensPerSec'
+        | 'pytorchThreads'
+        | 'loraTrainTokensPerSec'
+        | 'pytorchLoraTrainTokensPerSec'
+        | 'loraSeq'
       >;
       log(
         `  load ${engine.loadSeconds.toFixed(1)} s, peak RSS ${engine.peakRssMb.toFixed(0)} MB (${engine.loadPeakRssMb.toFixed(0)} MB after load)`,
@@ -144,6 +163,48 @@ try {
         log(`  PyTorch skipped: ${(error as Error).message.split('\n')[0]}`);
       }
     }
+    let lora: number | null = null;
+    let pytorchLora: number | null = null;
+    if (LORA_SHAPES.has(shape)) {
+      log(`${shape}: LoRA training (rank 8, q and v, ${LORA_SEQ} tokens) …`);
+      const child = await run(
+        process.execPath,
+        [
+          path.join(here, 'real-model-lora-child.ts'),
+          folder,
+          String(LORA_SEQ),
+          String(LORA_STEPS),
+          '8',
+        ],
+        { maxBuffer: 1 << 20, timeout: 1_800_000 },
+      );
+      lora = (
+        JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { loraTrainTokensPerSec: number }
+      ).loraTrainTokensPerSec;
+      log(`  ${lora.toFixed(1)} tokens/s`);
+      if (existsSync('/usr/bin/python3')) {
+        try {
+          const ref = await run(
+            '/usr/bin/python3',
+            [
+              path.join(here, '../reference/llama_reference.py'),
+              '--lora-bench',
+              folder,
+              String(LORA_SEQ),
+              String(LORA_STEPS),
+              String(threads),
+              '8',
+            ],
+            { maxBuffer: 1 << 20, timeout: 1_800_000 },
+          );
+          pytorchLora = (JSON.parse(ref.stdout) as { loraTrainTokensPerSec: number })
+            .loraTrainTokensPerSec;
+          log(`  PyTorch: ${pytorchLora.toFixed(1)} tokens/s`);
+        } catch (error) {
+          log(`  PyTorch LoRA skipped: ${(error as Error).message.split('\n')[0]}`);
+        }
+      }
+    }
     for (const engine of engines) {
       rows.push({
         shape,
@@ -151,6 +212,9 @@ try {
         ...engine,
         pytorchPrefillTokensPerSec: pytorch,
         pytorchThreads: threads,
+        loraTrainTokensPerSec: lora,
+        pytorchLoraTrainTokensPerSec: pytorchLora,
+        loraSeq: LORA_SEQ,
       });
     }
     await rm(folder, { recursive: true, force: true });
@@ -170,7 +234,7 @@ if (json) {
   const f = (x: number | null, d = 1) => (x === null ? '—' : x.toFixed(d));
   console.log('');
   console.log(
-    'shape          params  backend  weights  load s  peak RSS MB  prefill tok/s  PyTorch prefill  ratio  decode tok/s  TTFT ms',
+    'shape          params  backend  weights  load s  peak RSS MB  prefill tok/s  PyTorch prefill  ratio  decode tok/s  TTFT ms  LoRA tok/s  PyTorch LoRA',
   );
   for (const r of rows) {
     const ratio =
@@ -178,7 +242,7 @@ if (json) {
         ? r.prefillTokensPerSec / r.pytorchPrefillTokensPerSec
         : null;
     console.log(
-      `${r.shape.padEnd(14)} ${`${(r.parameters / 1e6).toFixed(0)}M`.padStart(6)}  ${r.backend.padEnd(7)}  ${r.weights.padEnd(7)}  ${f(r.loadSeconds).padStart(6)}  ${f(r.peakRssMb, 0).padStart(11)}  ${f(r.prefillTokensPerSec).padStart(13)}  ${f(r.pytorchPrefillTokensPerSec).padStart(15)}  ${f(ratio, 2).padStart(5)}  ${f(r.decodeTokensPerSec, 2).padStart(12)}  ${f(r.timeToFirstTokenMs, 0).padStart(7)}`,
+      `${r.shape.padEnd(14)} ${`${(r.parameters / 1e6).toFixed(0)}M`.padStart(6)}  ${r.backend.padEnd(7)}  ${r.weights.padEnd(7)}  ${f(r.loadSeconds).padStart(6)}  ${f(r.peakRssMb, 0).padStart(11)}  ${f(r.prefillTokensPerSec).padStart(13)}  ${f(r.pytorchPrefillTokensPerSec).padStart(15)}  ${f(ratio, 2).padStart(5)}  ${f(r.decodeTokensPerSec, 2).padStart(12)}  ${f(r.timeToFirstTokenMs, 0).padStart(7)}  ${f(r.loraTrainTokensPerSec).padStart(10)}  ${f(r.pytorchLoraTrainTokensPerSec).padStart(12)}`,
     );
   }
   console.log(`JSON: ${path.join('bench', 'results', 'latest.json')} (realModels)`);

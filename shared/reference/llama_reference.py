@@ -11,6 +11,7 @@ Usage (Debian's Python, which has torch):
   /usr/bin/python3 llama_reference.py <model folder> <prompt ids, comma separated> <new tokens>
 prints JSON {"logits": [[...] per prompt position], "greedy": [ids]} on stdout;
   /usr/bin/python3 llama_reference.py --bench <model folder> <tokens> <threads>
+  /usr/bin/python3 llama_reference.py --lora-bench <model folder> <seq> <steps> <threads> <rank>
 prints the prefill speed (shared/bench/real-models.ts runs it beside the engine).
 """
 import json
@@ -71,12 +72,18 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
-def linear(x, weights, prefix, bias):
+def linear(x, weights, prefix, bias, lora=None):
     y = x @ weights[prefix + ".weight"].T
-    return y + weights[prefix + ".bias"] if bias else y
+    if bias:
+        y = y + weights[prefix + ".bias"]
+    if lora is not None and prefix in lora:
+        # PEFT's LoRA: y + (alpha / r) * (x A^T) B^T, A (r, in), B (out, r).
+        a, b, scale = lora[prefix]
+        y = y + (x @ a.T) @ b.T * scale
+    return y
 
 
-def forward(cfg, weights, ids):
+def forward(cfg, weights, ids, lora=None):
     qwen = cfg["model_type"] == "qwen2"
     n_heads = cfg["num_attention_heads"]
     n_kv = cfg.get("num_key_value_heads") or n_heads
@@ -94,9 +101,9 @@ def forward(cfg, weights, ids):
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}"
         h = rms_norm(x, weights[p + ".input_layernorm.weight"], eps)
-        q = linear(h, weights, p + ".self_attn.q_proj", qkv_bias).view(T, n_heads, head_dim).transpose(0, 1)
+        q = linear(h, weights, p + ".self_attn.q_proj", qkv_bias, lora).view(T, n_heads, head_dim).transpose(0, 1)
         k = linear(h, weights, p + ".self_attn.k_proj", qkv_bias).view(T, n_kv, head_dim).transpose(0, 1)
-        v = linear(h, weights, p + ".self_attn.v_proj", qkv_bias).view(T, n_kv, head_dim).transpose(0, 1)
+        v = linear(h, weights, p + ".self_attn.v_proj", qkv_bias, lora).view(T, n_kv, head_dim).transpose(0, 1)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
         # repeat_kv: each kv head serves n_heads / n_kv consecutive query heads.
@@ -135,9 +142,48 @@ def bench(folder, tokens, threads):
     json.dump({"prefillTokensPerSec": tokens / best, "threads": threads, "torch": torch.__version__}, sys.stdout)
 
 
+def lora_bench(folder, seq, steps, threads, rank):
+    """LoRA training speed: rank-r adapters on q_proj and v_proj (alpha 2r), Adam, batch 1 of
+    `seq` tokens, next-token cross-entropy; one warm-up step, then `steps` timed, as JSON."""
+    import time
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    with open(f"{folder}/config.json") as f:
+        cfg = json.load(f)
+    weights = read_safetensors(f"{folder}/model.safetensors")
+    lora = {}
+    for i in range(cfg["num_hidden_layers"]):
+        for proj in ("q_proj", "v_proj"):
+            w = weights[f"model.layers.{i}.self_attn.{proj}.weight"]
+            a = (torch.randn(rank, w.shape[1]) / math.sqrt(w.shape[1])).requires_grad_()
+            b = torch.zeros(w.shape[0], rank, requires_grad=True)
+            lora[f"model.layers.{i}.self_attn.{proj}"] = (a, b, 2.0)
+    params = [t for a, b, _ in lora.values() for t in (a, b)]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    ids = [(i * 7919) % cfg["vocab_size"] for i in range(seq + 1)]
+    target = torch.tensor(ids[1:])
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(forward(cfg, weights, ids[:-1], lora), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - start
+    json.dump({"loraTrainTokensPerSec": steps * seq / seconds, "threads": threads, "torch": torch.__version__}, sys.stdout)
+
+
 def main():
     if sys.argv[1] == "--bench":
         bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        return
+    if sys.argv[1] == "--lora-bench":
+        lora_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
         return
     folder, prompt, new_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)

@@ -72,6 +72,28 @@ describe('custom gradients equal generic autodiff', () => {
     );
   });
 
+  it('linear on a frozen weight (an adapter training on a fixed base): same value, same dx', () => {
+    const x = rand([6, 5], 15);
+    const w = rand([7, 5], 16);
+    const frozen = tf.variable(w, false) as tf.Variable<tf.Rank.R2>;
+    const probe = rand([6, 7], 17);
+    const dx = (weight: tf.Tensor) =>
+      tf.grad((input: tf.Tensor) =>
+        tf.sum(tf.mul(layers.linear(input as tf.Tensor2D, weight as tf.Tensor2D), probe)),
+      )(x);
+    expectClose(
+      layers.linear(x as tf.Tensor2D, frozen),
+      layers.linear(x as tf.Tensor2D, w as tf.Tensor2D),
+    );
+    expectClose(dx(frozen), dx(w));
+    // An embedding table that is frozen is a plain lookup.
+    const table = tf.variable(rand([5, 4], 18), false) as tf.Variable<tf.Rank.R2>;
+    const ids = Int32Array.from([3, 0, 3]);
+    expectClose(layers.embed(table, ids), tf.gather(table, tf.tensor1d(ids, 'int32')));
+    frozen.dispose();
+    table.dispose();
+  });
+
   it('rmsNorm as Llama computes it', () => {
     compare(
       (x, g) => layers.rmsNorm(x as tf.Tensor2D, g as tf.Tensor1D, 1e-5),

@@ -51,9 +51,15 @@ export function columnSums(m: tf.Tensor2D): tf.Tensor1D {
 /**
  * y = x · wᵀ for x (N, in) and w (out, in), PyTorch's nn.Linear layout (the layout of every
  * Hugging Face checkpoint, so weights load without a transpose). Gradients: dx = dy · w (an
- * untransposed product, the fast one on wasm) and dw = dyᵀ · x.
+ * untransposed product, the fast one on wasm) and dw = dyᵀ · x. A frozen weight (a variable
+ * made untrainable, as the base is while an adapter trains) gets no dw at all: tfjs would
+ * compute and then drop it, a third of the backward's work and a weight-sized tensor per layer.
  */
-export const linear = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w, save) => {
+export function linear(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return isFrozen(w) ? frozenLinear(w)(x) : trainableLinear(x, w);
+}
+
+const trainableLinear = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w, save) => {
   save([x, w]);
   return {
     value: tf.matMul(x, w, false, true),
@@ -64,6 +70,19 @@ export const linear = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, 
     },
   };
 });
+
+/** x · wᵀ with w a constant: the gradient flows to x only. */
+function frozenLinear(w: tf.Tensor2D): (x: tf.Tensor2D) => tf.Tensor2D {
+  return withGradient<[tf.Tensor2D], tf.Tensor2D>((x) => ({
+    value: tf.matMul(x, w, false, true),
+    gradFunc: (dy: tf.Tensor) => tf.matMul(dy as tf.Tensor2D, w),
+  }));
+}
+
+/** A variable that is not being trained (tf.Variable.trainable false). */
+function isFrozen(t: tf.Tensor): boolean {
+  return t instanceof tf.Variable && !t.trainable;
+}
 
 /**
  * RMSNorm over the last axis of x (N, C) with gain g, as Llama computes it in float32:
@@ -112,16 +131,24 @@ export const swiglu = withGradient<[tf.Tensor, tf.Tensor], tf.Tensor>((gate, up,
  */
 export function embed(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
   const [vocab] = table.shape;
+  // A frozen table needs no gradient: a plain lookup, nothing kept for a backward pass.
+  if (isFrozen(table)) return lookup(table, ids);
   const f = withGradient<[tf.Tensor2D], tf.Tensor2D>((t) => ({
-    // wasm's Gather is ~5× slower than XNNPACK's one-hot · table (exact: one 1, rest 0s)
-    // while the one-hot stays small.
-    value:
-      ids.length * vocab <= ONE_HOT_MAX
-        ? tf.matMul(oneHot(ids, vocab), t)
-        : tf.gather(t, tf.tensor1d(ids, 'int32')),
+    value: lookup(t, ids),
     gradFunc: (dy: tf.Tensor) => tf.matMul(oneHotTransposed(ids, vocab), dy as tf.Tensor2D),
   }));
   return f(table);
+}
+
+/**
+ * wasm's Gather is ~5× slower than XNNPACK's one-hot · table (exact: one 1, rest 0s) while the
+ * one-hot stays small.
+ */
+function lookup(table: tf.Tensor2D, ids: Int32Array): tf.Tensor2D {
+  const [vocab] = table.shape;
+  return ids.length * vocab <= ONE_HOT_MAX
+    ? tf.matMul(oneHot(ids, vocab), table)
+    : tf.gather(table, tf.tensor1d(ids, 'int32'));
 }
 
 /** Largest one-hot (ids × vocabulary) the embedding forward builds: 4 MB. */

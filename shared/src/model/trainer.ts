@@ -79,6 +79,9 @@ export class Trainer {
     if (adapter && model.adapter !== adapter)
       throw new Error('attach the adapter to the model first');
     this.params = adapter ? adapter.trainable : model.params;
+    // The base is frozen while an adapter trains: its kernels then skip the base's gradients
+    // (layers.ts), which tfjs would otherwise compute in full and throw away.
+    for (const v of model.params.values()) v.trainable = adapter === null;
     // Before the optimizer, so a bad anchor leaves nothing allocated.
     this.proximal =
       options.proximal && options.proximal.mu > 0 ? this.anchor(options.proximal) : null;
