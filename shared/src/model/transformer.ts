@@ -46,6 +46,12 @@ export interface ForwardOptions {
   dropoutSeed?: number;
 }
 
+/** A forward pass's rotary tables, (T, headDim) each. */
+interface Positions {
+  cos: tf.Tensor2D;
+  sin: tf.Tensor2D;
+}
+
 /** Per-layer cached keys and values, each (nKvHead, t, headSize) before the heads are shared. */
 export interface KVCache {
   keys: tf.Tensor3D[];
@@ -220,11 +226,21 @@ export class Transformer {
   }
 
   /**
-   * Rotary positions on x (N, T, headDim) at positions start … start+T−1, in transformers'
-   * rotate_half layout: x·cos + rotate_half(x)·sin. rotate_half (−x₂, x₁) is a fixed
-   * signed permutation, applied as a matmul so that its gradient is the fast 2-D kind.
+   * The cos and sin tables of positions start … start+T−1, (T, headDim) each: made once per
+   * forward pass and shared by every layer's queries and keys.
    */
-  private rotary(x: tf.Tensor3D, start: number): tf.Tensor3D {
+  private positions(start: number, T: number): Positions {
+    const { cos, sin } = rotaryTables(this.inverseFrequencies, start, T);
+    const hd = this.dims.headDim;
+    return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]) };
+  }
+
+  /**
+   * Rotary positions on x (N, T, headDim), in transformers' rotate_half layout:
+   * x·cos + rotate_half(x)·sin. rotate_half (−x₂, x₁) is a fixed signed permutation, applied
+   * as a matmul so that its gradient is the fast 2-D kind.
+   */
+  private rotary(x: tf.Tensor3D, positions: Positions): tf.Tensor3D {
     const [n, T, hd] = x.shape;
     if (!this.rotateHalf) {
       const r = new Float32Array(hd * hd);
@@ -236,12 +252,8 @@ export class Transformer {
       }
       this.rotateHalf = tf.keep(tf.tensor2d(r, [hd, hd]));
     }
-    const { cos, sin } = rotaryTables(this.inverseFrequencies, start, T);
     const rotated = tf.reshape(matmul(tf.reshape(x, [n * T, hd]), this.rotateHalf), [n, T, hd]);
-    return tf.add(
-      tf.mul(x, tf.tensor2d(cos, [T, hd])),
-      tf.mul(rotated, tf.tensor2d(sin, [T, hd])),
-    ) as tf.Tensor3D;
+    return tf.add(tf.mul(x, positions.cos), tf.mul(rotated, positions.sin)) as tf.Tensor3D;
   }
 
   /** (B·T, heads·hd) → (B·heads, T, hd). */
@@ -268,7 +280,7 @@ export class Transformer {
   }
 
   /**
-   * Causal self-attention over x (B·T, C) at positions start…, with grouped-query heads. With
+   * Causal self-attention over x (B·T, C) at `positions`, with grouped-query heads. With
    * `cache`, the new keys/values are appended to layer `layer`'s cache and the queries attend
    * over everything cached (incremental decoding).
    */
@@ -277,13 +289,19 @@ export class Transformer {
     x: tf.Tensor2D,
     B: number,
     T: number,
-    start: number,
+    positions: Positions,
     opts: ForwardOptions,
     cache?: KVCache,
   ): tf.Tensor2D {
     const { heads, kvHeads, headDim: hd } = this.dims;
-    const q = this.rotary(this.splitHeads(this.project(layer, 'q_proj', x), B, T, heads), start);
-    let k = this.rotary(this.splitHeads(this.project(layer, 'k_proj', x), B, T, kvHeads), start);
+    const q = this.rotary(
+      this.splitHeads(this.project(layer, 'q_proj', x), B, T, heads),
+      positions,
+    );
+    let k = this.rotary(
+      this.splitHeads(this.project(layer, 'k_proj', x), B, T, kvHeads),
+      positions,
+    );
     let v = this.splitHeads(this.project(layer, 'v_proj', x), B, T, kvHeads);
     const past = cache?.keys[layer]?.shape[1] ?? 0;
     // A single new query may attend to every earlier position: no mask needed then.
@@ -339,12 +357,21 @@ export class Transformer {
         throw new Error(`token id ${id} is outside the vocabulary`);
     }
     let x = embed(this.p('model.embed_tokens.weight') as tf.Tensor2D, ids); // (B·T, C)
+    const positions = this.positions(start, T);
     x = this.dropout(x, opts, 999) as tf.Tensor2D;
     for (let i = 0; i < this.config.nLayer; i++) {
       const h = `model.layers.${i}`;
       x = tf.add(
         x,
-        this.attention(i, this.norm(`${h}.input_layernorm.weight`, x), B, T, start, opts, cache),
+        this.attention(
+          i,
+          this.norm(`${h}.input_layernorm.weight`, x),
+          B,
+          T,
+          positions,
+          opts,
+          cache,
+        ),
       );
       x = tf.add(x, this.mlp(i, this.norm(`${h}.post_attention_layernorm.weight`, x), opts));
     }
