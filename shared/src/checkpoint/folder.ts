@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
-import { syncDirectory, writeNewFileDurably } from '../storage/durable-write.ts';
+import { writeNewFileDurably } from '../storage/durable-write.ts';
 
+import { isErrorCode, pathExists, writeFolderAtomically } from './atomic-folder.ts';
 import {
   decodeCheckpoint,
   encodeCheckpoint,
@@ -32,31 +32,13 @@ export async function writeCheckpoint(
   input: CheckpointInput,
 ): Promise<{ hash: string; dir: string }> {
   const { manifest, weights, hash } = encodeCheckpoint(input);
-  const target = resolve(dir);
-  if (await exists(target)) {
-    throw new CheckpointError('ALREADY_EXISTS', `${target} already exists`);
-  }
-  const parent = dirname(target);
-  await mkdir(parent, { recursive: true });
-  const temp = join(parent, `.${basename(target)}.partial-${randomUUID()}`);
-  await mkdir(temp);
-  try {
-    // Each file is flushed, so the rename below never publishes a name whose data is not on
-    // disk; the parent folder is flushed after it, so the rename itself survives a crash.
+  const target = await writeFolderAtomically(dir, async (temp) => {
     await writeNewFileDurably(join(temp, WEIGHTS_FILE), weights);
     await writeNewFileDurably(
       join(temp, MANIFEST_FILE),
       new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`),
     );
-    await rename(temp, target);
-  } catch (error) {
-    await rm(temp, { recursive: true, force: true });
-    if (isErrorCode(error, 'EEXIST') || isErrorCode(error, 'ENOTEMPTY')) {
-      throw new CheckpointError('ALREADY_EXISTS', `${target} already exists`, { cause: error });
-    }
-    throw error;
-  }
-  await syncDirectory(parent);
+  });
   return { hash, dir: target };
 }
 
@@ -69,7 +51,7 @@ export async function readCheckpoint(
   dir: string,
   opts: DecodeOptions = {},
 ): Promise<DecodedCheckpoint> {
-  if (!(await exists(join(dir, MANIFEST_FILE))) && (await isHfCheckpointFolder(dir))) {
+  if (!(await pathExists(join(dir, MANIFEST_FILE))) && (await isHfCheckpointFolder(dir))) {
     return readHfCheckpoint(dir, opts);
   }
   const manifest = await readRequired(join(dir, MANIFEST_FILE));
@@ -89,18 +71,4 @@ async function readRequired(path: string): Promise<Uint8Array> {
     }
     throw error;
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (error) {
-    if (isErrorCode(error, 'ENOENT')) return false;
-    throw error;
-  }
-}
-
-function isErrorCode(error: unknown, code: string): boolean {
-  return error instanceof Error && (error as NodeJS.ErrnoException).code === code;
 }

@@ -1,12 +1,11 @@
-import { randomUUID } from 'node:crypto';
-import { readFile, rename, rm, stat, writeFile, mkdir } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 import { openHfFolder, writeHfFolder } from '../formats/hf-folder.ts';
 import { ModelFormatError } from '../formats/errors.ts';
 import type { ModelConfig } from '../model/config.ts';
 import { hfConfig, modelConfigFromHf, parameterShapes } from '../model/config.ts';
-import { syncDirectory } from '../storage/durable-write.ts';
+import { pathExists, writeFolderAtomically } from './atomic-folder.ts';
 import { encodeCheckpoint, type DecodedCheckpoint, type DecodeOptions } from './codec.ts';
 import { CheckpointError } from './errors.ts';
 import type { NamedTensors } from './tensors.ts';
@@ -36,13 +35,13 @@ export interface HfCheckpointInput {
 
 /** True when `dir` holds a Hugging Face folder written by writeHfCheckpoint. */
 export async function isHfCheckpointFolder(dir: string): Promise<boolean> {
-  return (await exists(join(dir, HF_CHECKPOINT_FILE))) && (await exists(join(dir, 'config.json')));
+  return (
+    (await pathExists(join(dir, HF_CHECKPOINT_FILE))) &&
+    (await pathExists(join(dir, 'config.json')))
+  );
 }
 
-/**
- * Writes the model into `dir`, which must not exist yet. The files are written in a hidden
- * sibling folder renamed to `dir` in one step, so a crash never leaves half a model there.
- */
+/** Writes the model into `dir`, which must not exist yet, in one step (atomic-folder.ts). */
 export async function writeHfCheckpoint(
   dir: string,
   input: HfCheckpointInput,
@@ -52,13 +51,8 @@ export async function writeHfCheckpoint(
   const record = { format: 'huggingface-tokenizers', ...input.tokenizer };
   const tensors = ordered(config, input.tensors, dir);
   const { hash } = encodeCheckpoint({ kind: 'model', config, tokenizer: record, tensors });
-  const target = resolve(dir);
-  if (await exists(target)) throw new CheckpointError('ALREADY_EXISTS', `${target} already exists`);
-  const parent = dirname(target);
-  await mkdir(parent, { recursive: true });
-  const temp = join(parent, `.${basename(target)}.partial-${randomUUID()}`);
   const eos = eosTokenIds(input.tokenizer);
-  try {
+  const target = await writeFolderAtomically(dir, async (temp) => {
     await writeHfFolder(temp, {
       config: hfConfig(config, { eosTokenId: eos[0] }),
       generationConfig: { eos_token_id: eos, transformers_version: '4.46.0' },
@@ -71,12 +65,7 @@ export async function writeHfCheckpoint(
       join(temp, HF_CHECKPOINT_FILE),
       json({ format: HF_CHECKPOINT_FORMAT, hash, provenance: input.provenance ?? {} }),
     );
-    await rename(temp, target);
-  } catch (error) {
-    await rm(temp, { recursive: true, force: true });
-    throw error;
-  }
-  await syncDirectory(parent);
+  });
   return { hash, dir: target };
 }
 
@@ -214,14 +203,5 @@ async function readJson(file: string): Promise<Record<string, unknown>> {
     throw new CheckpointError('MALFORMED_MANIFEST', `${file} is not a JSON object`, {
       cause: error,
     });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }
