@@ -14,6 +14,7 @@
 // weight decay, a fresh optimiser per round. What a client would upload is encoded with the real
 // update codec, so bytes per round are measured, not estimated.
 import {
+  constantRateConfig,
   encodeTensors,
   LoraAdapter,
   type LoraConfig,
@@ -89,17 +90,12 @@ export async function runAdapterRounds(
         else model.assign(global);
         const trainer = new Trainer(
           model,
-          {
+          constantRateConfig({
             steps: options.localSteps,
             batchSize: options.batchSize,
-            gradAccum: 1,
-            maxLr: options.learningRate,
-            minLr: options.learningRate,
-            warmupSteps: 0,
-            weightDecay: 0,
-            evalEvery: 0,
+            learningRate: options.learningRate,
             seed: options.seed * 7919 + round * 131 + k,
-          },
+          }),
           adapter,
         );
         await trainer.run({ tokens: data[k]!, chars: data[k]!.length });

@@ -4,7 +4,13 @@
 // the coordinator's own evaluator on the same held-out text. Same optimiser as the clients
 // (AdamW, constant learning rate, no weight decay, gradient clip 1); its moments carry over
 // from one round-equivalent to the next, as a single training run's would.
-import { type Manifest, type NamedTensors, Trainer, Transformer } from '@commons/shared/engine';
+import {
+  constantRateConfig,
+  type Manifest,
+  type NamedTensors,
+  Trainer,
+  Transformer,
+} from '@commons/shared/engine';
 import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export interface BaselineOptions {
@@ -62,17 +68,15 @@ export async function runBaseline(options: BaselineOptions): Promise<BaselinePoi
   };
   flush(0);
   if (total > 0) {
-    const trainer = new Trainer(model, {
-      steps: total,
-      batchSize: options.batchSize,
-      gradAccum: 1,
-      maxLr: options.learningRate,
-      minLr: options.learningRate,
-      warmupSteps: 0,
-      weightDecay: 0,
-      evalEvery: 0,
-      seed: options.seed,
-    });
+    const trainer = new Trainer(
+      model,
+      constantRateConfig({
+        steps: total,
+        batchSize: options.batchSize,
+        learningRate: options.learningRate,
+        seed: options.seed,
+      }),
+    );
     try {
       await trainer.run({ tokens: options.tokens, chars: 0 }, { onProgress: (p) => flush(p.step) });
     } finally {

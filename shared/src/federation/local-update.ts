@@ -8,7 +8,11 @@ import {
   type UpdateEncoding,
 } from '../checkpoint/index.ts';
 import { Trainer } from '../model/trainer.ts';
-import type { TrainConfig, TrainProgress } from '../model/training-loop.ts';
+import {
+  constantRateConfig,
+  type TrainConfig,
+  type TrainProgress,
+} from '../model/training-loop.ts';
 import { Transformer } from '../model/transformer.ts';
 import type { TrainingTask } from '../protocol/messages.ts';
 import type { BaseModel } from './base-model.ts';
@@ -49,17 +53,12 @@ export function localTrainConfig(
   blockSize: number,
 ): Partial<TrainConfig> {
   const stepsPerEpoch = Math.max(1, Math.ceil(numTokens / (task.batchSize * blockSize)));
-  return {
+  return constantRateConfig({
     steps: Math.min(task.maxSteps, task.localEpochs * stepsPerEpoch),
     batchSize: task.batchSize,
-    gradAccum: 1,
-    maxLr: task.learningRate,
-    minLr: task.learningRate,
-    warmupSteps: 0,
-    weightDecay: 0,
-    evalEvery: 0,
+    learningRate: task.learningRate,
     seed: task.seed,
-  };
+  });
 }
 
 /** The delta scaled down to L2 norm `maxNorm` when it is longer (unchanged otherwise). */

@@ -22,6 +22,30 @@ export interface TrainConfig {
 }
 
 /** What a run reports after each optimiser step. */
+/**
+ * A short run at one learning rate: no warmup or decay, no weight decay, no periodic
+ * evaluation, one micro-batch per step. What a contributor's local update runs, and what the
+ * lab's baselines and adapter rounds run beside it.
+ */
+export function constantRateConfig(run: {
+  steps: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+}): Partial<TrainConfig> {
+  return {
+    steps: run.steps,
+    batchSize: run.batchSize,
+    gradAccum: 1,
+    maxLr: run.learningRate,
+    minLr: run.learningRate,
+    warmupSteps: 0,
+    weightDecay: 0,
+    evalEvery: 0,
+    seed: run.seed,
+  };
+}
+
 export interface TrainProgress {
   step: number;
   totalSteps: number;
