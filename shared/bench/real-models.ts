@@ -75,6 +75,31 @@ export interface RealModelRow {
   loraSeq: number;
 }
 
+/** Runs one of this folder's measuring scripts in a fresh Node process; its last stdout line. */
+async function engineChild<T>(script: string, args: (string | number)[]): Promise<T> {
+  const child = await run(process.execPath, [path.join(here, script), ...args.map(String)], {
+    maxBuffer: 1 << 20,
+    timeout: 1_800_000,
+  });
+  return JSON.parse(child.stdout.trim().split('\n').at(-1)!) as T;
+}
+
+/** The plain-PyTorch reference with these arguments; null (and why, logged) where it cannot run. */
+async function pytorchReference<T>(args: (string | number)[]): Promise<T | null> {
+  if (!existsSync('/usr/bin/python3')) return null;
+  try {
+    const ref = await run(
+      '/usr/bin/python3',
+      [path.join(here, '../reference/llama_reference.py'), ...args.map(String)],
+      { maxBuffer: 1 << 20, timeout: 1_800_000 },
+    );
+    return JSON.parse(ref.stdout) as T;
+  } catch (error) {
+    log(`  PyTorch ${String(args[0])} skipped: ${(error as Error).message.split('\n')[0]}`);
+    return null;
+  }
+}
+
 const flag = (name: string) => {
   const at = process.argv.indexOf(name);
   return at > 0 ? process.argv[at + 1] : undefined;
@@ -113,27 +138,18 @@ try {
     const engines = [];
     for (const weights of modes) {
       log(`${shape}: ${weights} weights …`);
-      const child = await run(
-        process.execPath,
-        [
-          path.join(here, 'real-model-child.ts'),
-          folder,
-          String(plan.prompt),
-          String(plan.newTokens),
-          weights,
-        ],
-        { maxBuffer: 1 << 20, timeout: 1_800_000 },
-      );
-      const engine = JSON.parse(child.stdout.trim().split('\n').at(-1)!) as Omit<
-        RealModelRow,
-        | 'shape'
-        | 'parameters'
-        | 'pytorchPrefillTokensPerSec'
-        | 'pytorchThreads'
-        | 'loraTrainTokensPerSec'
-        | 'pytorchLoraTrainTokensPerSec'
-        | 'loraSeq'
-      >;
+      const engine = await engineChild<
+        Omit<
+          RealModelRow,
+          | 'shape'
+          | 'parameters'
+          | 'pytorchPrefillTokensPerSec'
+          | 'pytorchThreads'
+          | 'loraTrainTokensPerSec'
+          | 'pytorchLoraTrainTokensPerSec'
+          | 'loraSeq'
+        >
+      >('real-model-child.ts', [folder, plan.prompt, plan.newTokens, weights]);
       log(
         `  load ${engine.loadSeconds.toFixed(1)} s, peak RSS ${engine.peakRssMb.toFixed(0)} MB (${engine.loadPeakRssMb.toFixed(0)} MB after load)`,
       );
@@ -144,66 +160,43 @@ try {
       engines.push(engine);
     }
     let pytorch: number | null = null;
-    if (plan.prompt === PROMPT && existsSync('/usr/bin/python3')) {
+    if (plan.prompt === PROMPT) {
       log(`${shape}: PyTorch reference prefill (${threads} threads) …`);
-      try {
-        const ref = await run(
-          '/usr/bin/python3',
-          [
-            path.join(here, '../reference/llama_reference.py'),
+      pytorch =
+        (
+          await pytorchReference<{ prefillTokensPerSec: number }>([
             '--bench',
             folder,
-            String(PROMPT),
-            String(threads),
-          ],
-          { maxBuffer: 1 << 20, timeout: 1_800_000 },
-        );
-        pytorch = (JSON.parse(ref.stdout) as { prefillTokensPerSec: number }).prefillTokensPerSec;
-      } catch (error) {
-        log(`  PyTorch skipped: ${(error as Error).message.split('\n')[0]}`);
-      }
+            PROMPT,
+            threads,
+          ])
+        )?.prefillTokensPerSec ?? null;
     }
     let lora: number | null = null;
     let pytorchLora: number | null = null;
     if (LORA_SHAPES.has(shape)) {
       log(`${shape}: LoRA training (rank 8, q and v, ${LORA_SEQ} tokens) …`);
-      const child = await run(
-        process.execPath,
-        [
-          path.join(here, 'real-model-lora-child.ts'),
-          folder,
-          String(LORA_SEQ),
-          String(LORA_STEPS),
-          '8',
-        ],
-        { maxBuffer: 1 << 20, timeout: 1_800_000 },
-      );
       lora = (
-        JSON.parse(child.stdout.trim().split('\n').at(-1)!) as { loraTrainTokensPerSec: number }
+        await engineChild<{ loraTrainTokensPerSec: number }>('real-model-lora-child.ts', [
+          folder,
+          LORA_SEQ,
+          LORA_STEPS,
+          8,
+        ])
       ).loraTrainTokensPerSec;
       log(`  ${lora.toFixed(1)} tokens/s`);
-      if (existsSync('/usr/bin/python3')) {
-        try {
-          const ref = await run(
-            '/usr/bin/python3',
-            [
-              path.join(here, '../reference/llama_reference.py'),
-              '--lora-bench',
-              folder,
-              String(LORA_SEQ),
-              String(LORA_STEPS),
-              String(threads),
-              '8',
-            ],
-            { maxBuffer: 1 << 20, timeout: 1_800_000 },
-          );
-          pytorchLora = (JSON.parse(ref.stdout) as { loraTrainTokensPerSec: number })
-            .loraTrainTokensPerSec;
-          log(`  PyTorch: ${pytorchLora.toFixed(1)} tokens/s`);
-        } catch (error) {
-          log(`  PyTorch LoRA skipped: ${(error as Error).message.split('\n')[0]}`);
-        }
-      }
+      pytorchLora =
+        (
+          await pytorchReference<{ loraTrainTokensPerSec: number }>([
+            '--lora-bench',
+            folder,
+            LORA_SEQ,
+            LORA_STEPS,
+            threads,
+            8,
+          ])
+        )?.loraTrainTokensPerSec ?? null;
+      if (pytorchLora !== null) log(`  PyTorch: ${pytorchLora.toFixed(1)} tokens/s`);
     }
     for (const engine of engines) {
       rows.push({

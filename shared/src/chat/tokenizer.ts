@@ -40,6 +40,7 @@ export class ChatTokenizer {
   readonly #config: Record<string, unknown>;
   /** The fast encoder for long texts, where the tokenizer is a plain byte-level BPE. */
   #fastEncode: ((text: string) => number[]) | null | undefined;
+  #vocabSize: number | undefined;
   readonly #template: Template | null;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
@@ -142,9 +143,14 @@ export class ChatTokenizer {
 
   /** Ids in the vocabulary, added tokens included (the model's embedding rows). */
   get vocabSize(): number {
-    let size = 0;
-    for (const id of this.#tokenizer.get_vocab(true).values()) size = Math.max(size, id + 1);
-    return size;
+    // Counted once per tokenizer: building the vocabulary map of a 150k-token tokenizer is
+    // not free, and loads, verifications and each local update ask for it.
+    if (this.#vocabSize === undefined) {
+      let size = 0;
+      for (const id of this.#tokenizer.get_vocab(true).values()) size = Math.max(size, id + 1);
+      this.#vocabSize = size;
+    }
+    return this.#vocabSize;
   }
 
   get hasChatTemplate(): boolean {
