@@ -12,8 +12,11 @@
 //
 // Each client's local run is the production one (local-update.ts): constant learning rate, no
 // weight decay, a fresh optimiser per round. What a client would upload is encoded with the real
-// update codec, so bytes per round are measured, not estimated.
+// update codec, so bytes per round are measured, not estimated, and folded by the coordinator's
+// own streaming weighted mean.
 import {
+  applyDelta,
+  computeDelta,
   constantRateConfig,
   encodeTensors,
   LoraAdapter,
@@ -23,6 +26,8 @@ import {
   Trainer,
   Transformer,
 } from '@commons/shared/engine';
+import { layoutOf, unflatten } from '../../src/aggregation/layout.ts';
+import { WeightedMeanAggregator } from '../../src/aggregation/weighted-mean.ts';
 import type { CandidateEvaluator } from '../../src/rounds/evaluator.ts';
 
 export const ADAPTER_RULES = ['ffa-lora', 'lora-fedavg', 'full-fedavg'] as const;
@@ -85,6 +90,7 @@ export async function runAdapterRounds(
     if (adapter) model.adapter = adapter;
     for (let round = 1; round <= options.rounds; round++) {
       const updates: NamedTensors[] = [];
+      let aggregator: WeightedMeanAggregator | null = null;
       for (let k = 0; k < data.length; k++) {
         if (adapter) adapter.assign(global);
         else model.assign(global);
@@ -101,15 +107,19 @@ export async function runAdapterRounds(
         await trainer.run({ tokens: data[k]!, chars: data[k]!.length });
         trainer.dispose();
         // What the client sends: the change of what it trained (B alone under FFA-LoRA).
-        const trained = adapter ? trainedTensors(adapter) : model.toTensors();
-        const update = difference(trained, global);
+        const trained = adapter ? only(adapter.toTensors(), adapter.trainable) : model.toTensors();
+        const update = computeDelta(only(global, trained), trained);
         updates.push(update);
         const frame = encodeTensors(update, 'fp32');
         bytesPerClient = frame.byteLength;
         trainedParameters = [...update.values()].reduce((n, t) => n + t.data.length, 0);
+        // The coordinator's own streaming FedAvg fold, weighted by the client's tokens.
+        aggregator ??= new WeightedMeanAggregator(layoutOf(update));
+        aggregator.add(frame, examples[k]!);
       }
-      const mean = weightedMean(updates, examples);
-      global = applyDelta(global, mean);
+      const mean = unflatten(aggregator!.result()!, layoutOf(updates[0]!));
+      // The averaged factors replace theirs; what nobody trained (a frozen A) stays.
+      global = new Map([...global, ...applyDelta(only(global, mean), mean)]);
       options.onUpdates?.(round, updates, mean);
       const loss = evaluator.evaluate(manifest, mergedWeights(model, adapter, global)).loss;
       losses.push(loss);
@@ -125,60 +135,9 @@ export async function runAdapterRounds(
   }
 }
 
-/** The adapter's trainable factors, as host tensors. */
-function trainedTensors(adapter: LoraAdapter): NamedTensors {
-  const out: NamedTensors = new Map();
-  for (const [name, v] of adapter.trainable) {
-    out.set(name, { shape: [...v.shape], data: new Float32Array(v.dataSync()) });
-  }
-  return out;
-}
-
-/** a − b over a's names (b holds at least those). */
-function difference(a: NamedTensors, b: NamedTensors): NamedTensors {
-  const out: NamedTensors = new Map();
-  for (const [name, t] of a) {
-    const base = b.get(name)!.data;
-    const data = new Float32Array(t.data.length);
-    for (let i = 0; i < data.length; i++) data[i] = t.data[i]! - base[i]!;
-    out.set(name, { shape: [...t.shape], data });
-  }
-  return out;
-}
-
-/** Σₖ nₖ·uₖ / Σₖ nₖ, accumulated in float64 (FedAvg's weighting). */
-export function weightedMean(
-  updates: readonly NamedTensors[],
-  examples: readonly number[],
-): NamedTensors {
-  const total = examples.reduce((a, b) => a + b, 0);
-  const out: NamedTensors = new Map();
-  for (const [name, { shape, data }] of updates[0]!) {
-    const sum = new Float64Array(data.length);
-    updates.forEach((u, k) => {
-      const values = u.get(name)!.data;
-      const w = examples[k]! / total;
-      for (let i = 0; i < sum.length; i++) sum[i] = sum[i]! + w * values[i]!;
-    });
-    out.set(name, { shape: [...shape], data: Float32Array.from(sum) });
-  }
-  return out;
-}
-
-/** `global` with `delta` added where delta has the name (frozen A stays as it is). */
-function applyDelta(global: NamedTensors, delta: NamedTensors): NamedTensors {
-  const out: NamedTensors = new Map();
-  for (const [name, t] of global) {
-    const d = delta.get(name);
-    if (!d) {
-      out.set(name, t);
-      continue;
-    }
-    const data = new Float32Array(t.data.length);
-    for (let i = 0; i < data.length; i++) data[i] = t.data[i]! + d.data[i]!;
-    out.set(name, { shape: [...t.shape], data });
-  }
-  return out;
+/** `tensors` restricted to the names `names` holds, in `names`' order. */
+function only(tensors: NamedTensors, names: ReadonlyMap<string, unknown>): NamedTensors {
+  return new Map([...names.keys()].map((name) => [name, tensors.get(name)!]));
 }
 
 /**
