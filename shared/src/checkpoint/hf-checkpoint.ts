@@ -105,13 +105,14 @@ export async function readHfCheckpoint(
   const tensors: NamedTensors = new Map();
   try {
     const expected = parameterShapes(config);
-    for (const name of folder.tensorNames) {
+    const held = new Set(folder.tensorNames);
+    for (const name of held) {
       if (!expected.has(name)) {
         throw new CheckpointError('SHAPE_MISMATCH', `${dir}: unexpected tensor "${name}"`);
       }
     }
     for (const [name, shape] of expected) {
-      if (!folder.tensorNames.includes(name)) {
+      if (!held.has(name)) {
         throw new CheckpointError('SHAPE_MISMATCH', `${dir}: missing tensor "${name}"`);
       }
       const t = await folder.read(name);
