@@ -37,6 +37,7 @@ export * from './checkpoint/codec.ts';
 export * from './checkpoint/dtype.ts';
 export * from './checkpoint/float16.ts';
 export * from './checkpoint/delta.ts';
+export * from './checkpoint/lora-merge.ts';
 export * from './checkpoint/update-codec.ts';
 export * from './checkpoint/folder.ts';
 export * from './checkpoint/hf-checkpoint.ts';

@@ -32,7 +32,9 @@ export type CheckpointErrorCode =
   /** An update frame ends before the data it announces. */
   | 'TRUNCATED'
   /** An update frame is structurally wrong (trailing bytes, bad name, bad scale...). */
-  | 'MALFORMED_FRAME';
+  | 'MALFORMED_FRAME'
+  /** A LoRA adapter does not fit the model it is applied to (names, rank or dimensions). */
+  | 'ADAPTER_MISMATCH';
 
 export class CheckpointError extends Error {
   readonly code: CheckpointErrorCode;

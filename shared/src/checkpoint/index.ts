@@ -28,4 +28,11 @@ export {
 } from './codec.ts';
 export type { FloatDtype } from './dtype.ts';
 export { computeDelta, applyDelta, l2Norm } from './delta.ts';
+export {
+  mergeLora,
+  checkAdapterFits,
+  loraProjection,
+  LORA_A_SUFFIX,
+  LORA_B_SUFFIX,
+} from './lora-merge.ts';
 export { encodeTensors, decodeTensors, type UpdateEncoding } from './update-codec.ts';

@@ -548,6 +548,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
         base,
         tokens,
         task: task.train,
+        adapter: task.adapter ?? null,
         clipNorm: task.clipNorm,
         // A secure round masks the clipped delta itself: fp32 decodes back to it exactly.
         encoding: task.secureAggregation ? 'fp32' : (this.#options.encoding ?? task.encoding),

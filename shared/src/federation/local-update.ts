@@ -14,7 +14,8 @@ import {
   type TrainProgress,
 } from '../model/training-loop.ts';
 import { Transformer } from '../model/transformer.ts';
-import type { TrainingTask } from '../protocol/messages.ts';
+import { LoraAdapter } from '../model/lora.ts';
+import type { AdapterTask, TrainingTask } from '../protocol/messages.ts';
 import type { BaseModel } from './base-model.ts';
 
 /**
@@ -96,6 +97,11 @@ export interface LocalUpdateOptions {
   base: BaseModel;
   tokens: Int32Array;
   task: TrainingTask;
+  /**
+   * Adapter rounds: train the round's fresh LoRA adapter on the frozen base instead of the
+   * base itself; the update is the change of its trainable factors (B alone under FFA-LoRA).
+   */
+  adapter?: AdapterTask | null;
   clipNorm: number;
   encoding: UpdateEncoding;
   /** Stops training between steps; what was trained so far still makes the update. */
@@ -135,11 +141,19 @@ export async function trainLocalUpdate(options: LocalUpdateOptions): Promise<Loc
   }
   const config = localTrainConfig(task, tokens.length, T);
   const model = Transformer.fromTensors(base.config, base.tensors);
+  const plan = options.adapter ?? null;
+  const adapter = plan
+    ? LoraAdapter.create(base.config, plan.lora, plan.seed, { freezeA: plan.rule === 'ffa-lora' })
+    : null;
+  // What the update is the change of: the trainable factors as drawn, or the base weights.
+  const start = adapter ? trainedPart(adapter.toTensors(), adapter.trainable) : base.tensors;
+  if (adapter) model.adapter = adapter;
   const trainer = new Trainer(
     model,
     config,
-    null,
-    task.proxMu > 0 ? { proximal: { mu: task.proxMu, anchor: base.tensors } } : {},
+    adapter,
+    // FedProx's proximal term pulls the trained weights towards where they started.
+    task.proxMu > 0 ? { proximal: { mu: task.proxMu, anchor: start } } : {},
   );
   try {
     const result = await trainer.run(
@@ -150,10 +164,10 @@ export async function trainLocalUpdate(options: LocalUpdateOptions): Promise<Loc
       },
     );
     if (result.steps === 0) return null;
-    const { delta, norm: rawNorm } = clipToNorm(
-      computeDelta(base.tensors, model.toTensors()),
-      clipNorm,
-    );
+    const trained = adapter
+      ? trainedPart(adapter.toTensors(), adapter.trainable)
+      : model.toTensors();
+    const { delta, norm: rawNorm } = clipToNorm(computeDelta(start, trained), clipNorm);
     const { frame, norm } = encodeWithinNorm(delta, encoding, clipNorm);
     return {
       frame,
@@ -170,7 +184,13 @@ export async function trainLocalUpdate(options: LocalUpdateOptions): Promise<Loc
   } finally {
     trainer.dispose();
     model.dispose();
+    adapter?.dispose();
   }
+}
+
+/** The tensors named in `names`, in `names`' order (the adapter's trainable factors). */
+function trainedPart(tensors: NamedTensors, names: ReadonlyMap<string, unknown>): NamedTensors {
+  return new Map([...names.keys()].map((name) => [name, tensors.get(name)!]));
 }
 
 function scaled(tensors: NamedTensors, factor: number): NamedTensors {

@@ -3,6 +3,8 @@ import type { LoraConfig, ModelConfig } from './config.ts';
 import { loraConfigSchema, PROJECTION_MODULE, projectionShapes } from './config.ts';
 import { linear } from './layers.ts';
 import { Rng } from './rng.ts';
+import { LORA_A_SUFFIX, LORA_B_SUFFIX } from '../checkpoint/lora-merge.ts';
+import type { NamedTensors } from '../checkpoint/tensors.ts';
 
 /**
  * What merging needs of a model (a Transformer): its base weights by name. Named by shape rather than
@@ -21,8 +23,8 @@ export interface BaseWeights {
  * Names and layouts are PEFT's, so an adapter is what `peft` saves and loads:
  * `model.layers.0.self_attn.q_proj.lora_A.weight` (r, in) and `….lora_B.weight` (out, r).
  */
-const LORA_A = '.lora_A.weight';
-const LORA_B = '.lora_B.weight';
+const LORA_A = LORA_A_SUFFIX;
+const LORA_B = LORA_B_SUFFIX;
 
 export class LoraAdapter {
   readonly config: LoraConfig;
@@ -77,19 +79,32 @@ export class LoraAdapter {
     seed: number,
     options: { freezeA?: boolean } = {},
   ): LoraAdapter {
+    return LoraAdapter.fromTensors(
+      model,
+      config,
+      LoraAdapter.initialTensors(model, config, seed),
+      options,
+    );
+  }
+
+  /**
+   * The factors of a fresh adapter as host arrays, without tfjs: A ~ N(0, 1/in) from `seed`,
+   * B = 0. The coordinator draws the same A as every client of an FFA-LoRA round from the
+   * seed the round announces, and starts its average from these.
+   */
+  static initialTensors(model: ModelConfig, config: LoraConfig, seed: number): NamedTensors {
     const cfg = loraConfigSchema.parse(config);
     const rng = new Rng(seed);
-    const params = new Map<string, tf.Variable>();
+    const tensors: NamedTensors = new Map();
     for (const [name, shape] of LoraAdapter.shapes(model, cfg)) {
       const data = new Float32Array(shape[0]! * shape[1]!);
       if (name.endsWith(LORA_A)) {
         const std = 1 / Math.sqrt(shape[1]!);
         for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
       }
-      const frozen = options.freezeA === true && name.endsWith(LORA_A);
-      params.set(name, tf.variable(tf.tensor2d(data, shape as [number, number]), !frozen));
+      tensors.set(name, { shape, data });
     }
-    return new LoraAdapter(cfg, params, options.freezeA);
+    return tensors;
   }
 
   static fromTensors(

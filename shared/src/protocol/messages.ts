@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { REJECT_CODES } from './errors.ts';
 import { SECAGG_ERROR_CODES } from '../privacy/secagg/errors.ts';
 import { maskedInputSchema } from '../privacy/secagg/messages.ts';
+import { loraConfigSchema } from '../model/config.ts';
 
 /** Bumped on any incompatible change; the challenge carries it and the login must match. */
 export const PROTOCOL_VERSION = 1;
@@ -111,6 +112,33 @@ export const secureAggregationTaskSchema = z.strictObject({
 });
 export type SecureAggregationTask = z.infer<typeof secureAggregationTaskSchema>;
 
+/**
+ * The LoRA rules a round may train by (FederationPolicy's adapter rules other than full-delta):
+ * FFA-LoRA (Sun et al., ICLR 2024) freezes A at what the round's seed draws and trains B only,
+ * so the mean of the clients' B is exactly the adapter of the mean; LoRA-FedAvg (FedIT) trains
+ * and averages both, which is not (mean(B)·mean(A) ≠ mean(B·A)) but is what FlowerTune does.
+ */
+export const ADAPTER_ROUND_RULES = ['ffa-lora', 'lora-fedavg'] as const;
+export type AdapterRoundRule = (typeof ADAPTER_ROUND_RULES)[number];
+
+/**
+ * A round that trains a LoRA adapter on its base model. Every participant draws the same
+ * fresh adapter from `seed` (A ~ N(0, 1/in), B = 0; model/lora.ts) and attaches it to the
+ * base; the update is the change of the factors it trained (B alone under FFA-LoRA), under
+ * PEFT's names. The coordinator folds (α/r)·B·A of the average into the base: that is the
+ * round's candidate, and the adapter is published beside it.
+ */
+export const adapterTaskSchema = z.strictObject({
+  rule: z.enum(ADAPTER_ROUND_RULES),
+  lora: loraConfigSchema.strict(),
+  seed: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(2 ** 32 - 1),
+});
+export type AdapterTask = z.infer<typeof adapterTaskSchema>;
+
 export const roundTaskSchema = z.strictObject({
   protocolVersion: z.number().int().positive(),
   roundId: roundIdSchema,
@@ -136,6 +164,8 @@ export const roundTaskSchema = z.strictObject({
    * through the `secagg:*` stages. Absent (or null) on plain rounds, whose tasks stay as before.
    */
   secureAggregation: secureAggregationTaskSchema.nullable().optional(),
+  /** Present when the round trains a LoRA adapter; absent (or null): the whole model's delta. */
+  adapter: adapterTaskSchema.nullable().optional(),
 });
 export type RoundTask = z.infer<typeof roundTaskSchema>;
 
@@ -166,6 +196,8 @@ export const roundResultSchema = z.strictObject({
     .strictObject({
       hash: sha256Schema,
       parentHash: sha256Schema,
+      /** Adapter rounds: the hash of the published adapter (the candidate is the parent plus it). */
+      adapterHash: sha256Schema.optional(),
       valLoss: z.number(),
       valBpc: z.number(),
       /** Cumulative ε of the published model at `delta`; null: no DP guarantee (no noise). */
