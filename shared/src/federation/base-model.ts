@@ -100,7 +100,22 @@ export async function fetchBaseModel(
 ): Promise<BaseModel> {
   const cached = await options.cache?.get(ref.hash);
   if (cached) return verifyBaseModel(cached, ref.hash);
+  const bytes = await fetchCheckpointBytes(coordinator, ref, options);
+  const model = verifyBaseModel(bytes, ref.hash);
+  await options.cache?.set(ref.hash, bytes);
+  return model;
+}
 
+/**
+ * The two files of the checkpoint `ref` names, as served: the manifest is refused at once if it
+ * declares another hash, and the weights are read no further than the size it declares. The
+ * caller verifies the content (verifyBaseModel, decodeCheckpoint).
+ */
+export async function fetchCheckpointBytes(
+  coordinator: string | URL,
+  ref: BaseModelRef,
+  options: Omit<FetchBaseModelOptions, 'cache'> = {},
+): Promise<CheckpointBytes> {
   const folder = new URL(ref.path.endsWith('/') ? ref.path : `${ref.path}/`, coordinator);
   const doFetch = options.fetch ?? fetch;
   const get = async (file: string) => {
@@ -111,13 +126,13 @@ export async function fetchBaseModel(
   };
 
   const manifestBytes = await readBody(await get('manifest.json'), MAX_MANIFEST_BYTES);
-  // Look at the manifest before downloading the weights: a wrong model is refused at once,
+  // Look at the manifest before downloading the weights: a wrong checkpoint is refused at once,
   // and its declared size bounds what we are willing to receive.
   const manifest = parseManifest(manifestBytes);
   if (manifest.hash !== ref.hash) {
     throw new CheckpointError(
       'UNEXPECTED_HASH',
-      `the coordinator served checkpoint ${manifest.hash} for the round's base model ${ref.hash}`,
+      `the coordinator served checkpoint ${manifest.hash} for ${ref.hash}`,
     );
   }
   const total = manifest.weightsByteLength;
@@ -125,10 +140,7 @@ export async function fetchBaseModel(
   const weights = await readBody(await get('weights.bin'), total, (done) =>
     options.onProgress?.(done, total),
   );
-  const bytes = { manifest: manifestBytes, weights };
-  const model = verifyBaseModel(bytes, ref.hash);
-  await options.cache?.set(ref.hash, bytes);
-  return model;
+  return { manifest: manifestBytes, weights };
 }
 
 /** Verifies checkpoint bytes as the base model `expectedHash` (see fetchBaseModel). */

@@ -6,5 +6,6 @@ export * from './client.ts';
 export * from './admission.ts';
 export * from './uploader.ts';
 export * from './base-model.ts';
+export * from './adapter-version.ts';
 export * from './local-update.ts';
 export { TypedEmitter } from './typed-emitter.ts';
