@@ -15,6 +15,14 @@ contract FederationPolicy is AccessControl {
     /// 0 FedAvg, 1 FedProx, 2 FedAdam, 3 FedMedian, 4 trimmed mean, 5 Krum, 6 FedYogi,
     /// 7 FedAdagrad, 8 Multi-Krum. New rules are appended: a code never changes meaning.
     uint8 public constant AGGREGATION_RULE_COUNT = 9;
+    /// @notice What a round trains, in the order of the `adapterRule` codes: 0 full-delta (the
+    /// whole model's delta), 1 FFA-LoRA (Sun et al., ICLR 2024: a LoRA adapter whose A is frozen
+    /// at what the round's seed draws; only B is trained and averaged, so the average is exact),
+    /// 2 LoRA-FedAvg (FedIT: A and B both trained and averaged). Appended, never renumbered.
+    uint8 public constant ADAPTER_RULE_COUNT = 3;
+    /// @notice `loraTargets` is a bitmask over the seven projections: bit 0 q_proj, 1 k_proj,
+    /// 2 v_proj, 3 o_proj, 4 gate_proj, 5 up_proj, 6 down_proj.
+    uint8 public constant LORA_TARGETS_MASK = 127;
 
     /// @param clipNormMicro L2 norm each client update is clipped to, (0, 1000].
     /// @param noiseMultiplierMicro Gaussian noise σ as a multiple of the clip norm, [0, 100].
@@ -41,6 +49,13 @@ contract FederationPolicy is AccessControl {
     /// numExamples, this cap), so no client can make its update dictate the average by reporting
     /// a huge count (DP rounds already weight every update equally). Appended last: earlier
     /// fields keep their ABI positions.
+    /// @param adapterRule What a round trains, see ADAPTER_RULE_COUNT. Appended with the three
+    /// fields after it.
+    /// @param loraRank The adapter's rank r, [1, 256]; 0 with full-delta.
+    /// @param loraAlphaMicro The adapter's α ×1e6 (its output is scaled by α/r), (0, 1024];
+    /// 0 with full-delta.
+    /// @param loraTargets The projections that carry the adapter, see LORA_TARGETS_MASK; 0 with
+    /// full-delta.
     struct Policy {
         uint64 clipNormMicro;
         uint64 noiseMultiplierMicro;
@@ -58,6 +73,10 @@ contract FederationPolicy is AccessControl {
         uint16 secAggNumShares;
         uint32 secAggThresholdMicro;
         uint64 maxExamplesPerUpdate;
+        uint8 adapterRule;
+        uint16 loraRank;
+        uint32 loraAlphaMicro;
+        uint8 loraTargets;
     }
 
     Policy[] private _versions;
@@ -131,6 +150,11 @@ contract FederationPolicy is AccessControl {
         }
         _range("secAggThreshold", p.secAggThresholdMicro, 0.5e6 + 1, 1e6);
         _range("maxExamplesPerUpdate", p.maxExamplesPerUpdate, 1, type(uint32).max);
+        _range("adapterRule", p.adapterRule, 0, ADAPTER_RULE_COUNT - 1);
+        bool adapter = p.adapterRule != 0;
+        _range("loraRank", p.loraRank, adapter ? 1 : 0, adapter ? 256 : 0);
+        _range("loraAlpha", p.loraAlphaMicro, adapter ? 1 : 0, adapter ? 1024e6 : 0);
+        _range("loraTargets", p.loraTargets, adapter ? 1 : 0, adapter ? LORA_TARGETS_MASK : 0);
     }
 
     function _range(string memory field, uint256 value, uint256 min, uint256 max) private pure {

@@ -12,6 +12,13 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 /// active version is always a registered one. Coordinators (COORDINATOR_ROLE) register
 /// candidates; only the admin (the timelock, i.e. a passed governance proposal) activates one
 /// and grants or revokes the coordinator role.
+/// Versions as (base, adapter, parent): a version is either a FULL checkpoint (adapterHash zero;
+/// its baseHash is its own contentHash: the version is its own base), or an ADAPTER version: the
+/// parent with a LoRA adapter folded in, adapterHash being the sha256 of that adapter checkpoint
+/// and baseHash the parent's baseHash. So a version's base is its nearest full ancestor, and its
+/// lineage is that base plus the chain of adapters since (`adapterChain`). contentHash stays the
+/// version's id: the sha256 of the merged checkpoint, which a member who holds the parent
+/// recomputes after folding in the adapter, so downloading the adapter alone is verifiable.
 /// Base models: a base model is identified by its model-library identity (the sha256 of the
 /// canonical manifest of its files' names, sizes and sha256s, never zero); only the admin
 /// records one, once, and its record never changes; the community base model is zero (none
@@ -30,6 +37,9 @@ contract ModelRegistry is AccessControl {
     /// @param valBpcMicro Validation bits per character ×1e6.
     /// @param epsilonMicro Differential-privacy ε spent by the round ×1e6.
     /// @param deltaWad Differential-privacy δ ×1e18.
+    /// @param baseHash The full version it builds on: contentHash for a full version, the
+    /// parent's baseHash for an adapter version.
+    /// @param adapterHash sha256 of the LoRA adapter folded into the parent; zero for a full version.
     struct Candidate {
         bytes32 contentHash;
         bytes32 parentHash;
@@ -39,6 +49,8 @@ contract ModelRegistry is AccessControl {
         uint64 valBpcMicro;
         uint64 epsilonMicro;
         uint64 deltaWad;
+        bytes32 baseHash;
+        bytes32 adapterHash;
     }
 
     /// @notice A registered version: the candidate plus who registered it and when.
@@ -51,6 +63,8 @@ contract ModelRegistry is AccessControl {
         uint64 valBpcMicro;
         uint64 epsilonMicro;
         uint64 deltaWad;
+        bytes32 baseHash;
+        bytes32 adapterHash;
         address registrant;
         uint48 registeredAt;
     }
@@ -85,6 +99,8 @@ contract ModelRegistry is AccessControl {
         address registrant,
         string uri
     );
+    /// @notice Emitted, after ModelRegistered, when the version is an adapter version.
+    event AdapterRegistered(bytes32 indexed contentHash, bytes32 indexed baseHash, bytes32 indexed adapterHash);
     /// @notice Emitted when the active version changes.
     event ModelActivated(bytes32 indexed contentHash, bytes32 indexed previous);
 
@@ -111,6 +127,12 @@ contract ModelRegistry is AccessControl {
     error ModelRegistryUnknownVersion(bytes32 contentHash);
     /// @notice The version is already the active one.
     error ModelRegistryAlreadyActive(bytes32 contentHash);
+    /// @notice A full version (no adapter) must be its own base.
+    error ModelRegistryFullVersionBase(bytes32 contentHash, bytes32 baseHash);
+    /// @notice An adapter version's base must be its parent's base.
+    error ModelRegistryBaseMismatch(bytes32 expected, bytes32 given);
+    /// @notice The walk from a version to its base is longer than the depth asked for.
+    error ModelRegistryChainTooLong(bytes32 contentHash, uint256 maxDepth);
     /// @notice A base model identity of zero was given.
     error ModelRegistryZeroIdentity();
     /// @notice The base model's format is empty.
@@ -127,21 +149,31 @@ contract ModelRegistry is AccessControl {
     /// @param admin Holder of DEFAULT_ADMIN_ROLE (activates versions, manages coordinators).
     /// @param coordinator Initial holder of COORDINATOR_ROLE (`address(0)` for none).
     /// @param genesis The genesis version, registered and active at deployment; its parent
-    /// must be zero.
+    /// must be zero and it must be a full version (its own base, no adapter).
     constructor(address admin, address coordinator, Candidate memory genesis) {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         if (coordinator != address(0)) _grantRole(COORDINATOR_ROLE, coordinator);
         if (genesis.parentHash != bytes32(0)) revert ModelRegistryUnknownParent(genesis.parentHash);
+        if (genesis.adapterHash != bytes32(0) || genesis.baseHash != genesis.contentHash) {
+            revert ModelRegistryFullVersionBase(genesis.contentHash, genesis.baseHash);
+        }
         _register(genesis);
         _activate(genesis.contentHash);
     }
 
     /// @notice Registers a candidate version trained from a registered parent.
     /// @dev Only COORDINATOR_ROLE. Registration does not activate: that takes governance.
-    /// @param candidate The version's record; `parentHash` must be registered.
+    /// @param candidate The version's record; `parentHash` must be registered; a full version
+    /// is its own base, an adapter version has its parent's base.
     function registerCandidate(Candidate calldata candidate) external onlyRole(COORDINATOR_ROLE) {
-        if (_versions[candidate.parentHash].contentHash == bytes32(0)) {
-            revert ModelRegistryUnknownParent(candidate.parentHash);
+        ModelVersion storage parent = _versions[candidate.parentHash];
+        if (parent.contentHash == bytes32(0)) revert ModelRegistryUnknownParent(candidate.parentHash);
+        if (candidate.adapterHash == bytes32(0)) {
+            if (candidate.baseHash != candidate.contentHash) {
+                revert ModelRegistryFullVersionBase(candidate.contentHash, candidate.baseHash);
+            }
+        } else if (candidate.baseHash != parent.baseHash) {
+            revert ModelRegistryBaseMismatch(parent.baseHash, candidate.baseHash);
         }
         _register(candidate);
     }
@@ -285,6 +317,28 @@ contract ModelRegistry is AccessControl {
         }
     }
 
+    /// @notice What running a version takes: its base (the nearest full version, itself if full)
+    /// and the adapters folded in since, oldest first (apply in this order). Reverts if the
+    /// version is unknown, or if more than `maxDepth` adapters lie between it and its base.
+    function adapterChain(bytes32 contentHash, uint256 maxDepth)
+        external
+        view
+        returns (bytes32 base, bytes32[] memory adapters)
+    {
+        ModelVersion storage version = _versions[contentHash];
+        if (version.contentHash == bytes32(0)) revert ModelRegistryUnknownVersion(contentHash);
+        base = version.baseHash;
+        bytes32[] memory newestFirst = new bytes32[](maxDepth);
+        uint256 length = 0;
+        while (version.adapterHash != bytes32(0)) {
+            if (length == maxDepth) revert ModelRegistryChainTooLong(contentHash, maxDepth);
+            newestFirst[length++] = version.adapterHash;
+            version = _versions[version.parentHash];
+        }
+        adapters = new bytes32[](length);
+        for (uint256 i = 0; i < length; i++) adapters[i] = newestFirst[length - 1 - i];
+    }
+
     function _register(Candidate memory candidate) private {
         bytes32 contentHash = candidate.contentHash;
         if (contentHash == bytes32(0)) revert ModelRegistryZeroHash();
@@ -299,11 +353,16 @@ contract ModelRegistry is AccessControl {
             valBpcMicro: candidate.valBpcMicro,
             epsilonMicro: candidate.epsilonMicro,
             deltaWad: candidate.deltaWad,
+            baseHash: candidate.baseHash,
+            adapterHash: candidate.adapterHash,
             registrant: msg.sender,
             registeredAt: uint48(block.timestamp)
         });
         _hashes.push(contentHash);
         emit ModelRegistered(contentHash, candidate.parentHash, candidate.roundId, msg.sender, candidate.uri);
+        if (candidate.adapterHash != bytes32(0)) {
+            emit AdapterRegistered(contentHash, candidate.baseHash, candidate.adapterHash);
+        }
     }
 
     function _activate(bytes32 contentHash) private {

@@ -70,6 +70,9 @@ export const DEFAULT_POLICY: FederationPolicy = {
   // Without DP noise an upload weighs at most this many examples in FedAvg: well above an honest
   // member's local set, far below what would let one upload outweigh the rest.
   maxExamplesPerUpdate: 10_000,
+  // Rounds train the whole model's delta; a LoRA adapter (FFA-LoRA, LoRA-FedAvg) is one
+  // governed policy change away.
+  adapter: { rule: 'full-delta', rank: 0, alpha: 0, targets: [] },
 };
 
 export interface DeployOptions {

@@ -218,6 +218,24 @@ describe('FederationPolicy', () => {
           rng.next() < 0.9 ? base.secAggThresholdMicro : around(500_001n, 1_000000n),
         maxExamplesPerUpdate:
           rng.next() < 0.9 ? base.maxExamplesPerUpdate : around(1n, 2n ** 32n - 1n),
+        // The adapter: usually a consistent shape for its rule, sometimes a field out of range
+        // (or a shape left on a full-delta rule).
+        ...(() => {
+          const rule = rng.next() < 0.9 ? BigInt(Math.floor(rng.next() * 3)) : around(0n, 2n);
+          const adapter = rule !== 0n;
+          const field = (max: bigint, typical: bigint) =>
+            rng.next() < 0.9
+              ? adapter
+                ? typical
+                : 0n
+              : around(adapter ? 1n : 0n, adapter ? max : 0n);
+          return {
+            adapterRule: rule,
+            loraRank: field(256n, 8n),
+            loraAlphaMicro: field(1024_000000n, 16_000000n),
+            loraTargets: field(127n, 5n),
+          };
+        })(),
       };
       const violation = policyViolation(p);
       const call = policy.getFunction('setPolicy').staticCall(p);

@@ -127,6 +127,99 @@ describe('ModelRegistry', () => {
   });
 });
 
+describe('ModelRegistry versions as (base, adapter, parent)', () => {
+  const adapterOf = (seed: number) => '0x' + 'ad'.repeat(31) + seed.toString(16).padStart(2, '0');
+
+  it('records a full version as its own base and an adapter version on its parent base', async () => {
+    const coordinator = f.as(f.accounts.coordinator);
+    const genesis = await f.client.activeModel();
+    expect(genesis).toMatchObject({ baseHash: GENESIS_HASH, adapterHash: null });
+
+    const first = {
+      ...candidate(GENESIS_HASH, 1),
+      baseHash: GENESIS_HASH,
+      adapterHash: adapterOf(1),
+    };
+    const receipt = await coordinator.registerCandidate(first);
+    const events = receipt.logs
+      .map((log) => f.client.contracts.modelRegistry.interface.parseLog(log))
+      .filter((parsed) => parsed !== null);
+    expect(events.map((e) => e.name)).toEqual(['ModelRegistered', 'AdapterRegistered']);
+    expect(events[1]!.args.toArray()).toEqual([first.contentHash, GENESIS_HASH, adapterOf(1)]);
+    expect(await f.client.modelVersion(first.contentHash)).toMatchObject({
+      contentHash: first.contentHash,
+      parentHash: GENESIS_HASH,
+      baseHash: GENESIS_HASH,
+      adapterHash: adapterOf(1),
+    });
+    const second = {
+      ...candidate(first.contentHash, 2),
+      baseHash: GENESIS_HASH,
+      adapterHash: adapterOf(2),
+    };
+    await coordinator.registerCandidate(second);
+    // Running `second` takes genesis and the two adapters, oldest first.
+    expect(await f.client.adapterChain(second.contentHash)).toEqual({
+      base: GENESIS_HASH,
+      adapters: [adapterOf(1), adapterOf(2)],
+    });
+    expect(await f.client.adapterChain(GENESIS_HASH)).toEqual({ base: GENESIS_HASH, adapters: [] });
+
+    // A full-delta round after them starts a new base: the walk stops there.
+    const full = candidate(second.contentHash, 3);
+    await coordinator.registerCandidate(full);
+    expect(await f.client.modelVersion(full.contentHash)).toMatchObject({
+      baseHash: full.contentHash,
+      adapterHash: null,
+    });
+    const third = {
+      ...candidate(full.contentHash, 4),
+      baseHash: full.contentHash,
+      adapterHash: adapterOf(4),
+    };
+    await coordinator.registerCandidate(third);
+    expect(await f.client.adapterChain(third.contentHash)).toEqual({
+      base: full.contentHash,
+      adapters: [adapterOf(4)],
+    });
+    // A chain longer than the depth asked for is refused by name, not cut short.
+    await expectRevert(f.client.adapterChain(second.contentHash, 1), 'ModelRegistryChainTooLong', [
+      second.contentHash,
+      1n,
+    ]);
+  });
+
+  it('refuses an adapter version on another base, and a full version that is not its own base', async () => {
+    const coordinator = f.as(f.accounts.coordinator);
+    const wrongBase = '0x' + 'be'.repeat(32);
+    await expectRevert(
+      coordinator.registerCandidate({
+        ...candidate(GENESIS_HASH, 1),
+        baseHash: wrongBase,
+        adapterHash: adapterOf(1),
+      }),
+      'ModelRegistryBaseMismatch',
+      [GENESIS_HASH, wrongBase],
+    );
+    const next = candidate(GENESIS_HASH, 2);
+    await expectRevert(
+      coordinator.registerCandidate({ ...next, baseHash: GENESIS_HASH }),
+      'ModelRegistryFullVersionBase',
+      [next.contentHash, GENESIS_HASH],
+    );
+    // From the wrong account, an otherwise valid adapter version is refused by role.
+    await expectRevert(
+      f.as(f.accounts.outsider).registerCandidate({
+        ...candidate(GENESIS_HASH, 3),
+        baseHash: GENESIS_HASH,
+        adapterHash: adapterOf(3),
+      }),
+      'AccessControlUnauthorizedAccount',
+    );
+    expect(await f.client.listModels()).toHaveLength(1);
+  });
+});
+
 describe('ModelRegistry base models', () => {
   const identity = '0x' + '5a'.repeat(32);
   const record = ['hf-folder', 'apache-2.0', 'HuggingFaceTB/SmolLM2-135M-Instruct'] as const;

@@ -33,6 +33,7 @@ const POLICY: FederationPolicy = {
   secAggNumShares: 0,
   secAggThreshold: 0.666667,
   maxExamplesPerUpdate: 10_000,
+  adapter: { rule: 'full-delta', rank: 0, alpha: 0, targets: [] },
 };
 
 const LAYOUT = layoutOf([

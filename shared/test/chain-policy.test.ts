@@ -3,7 +3,9 @@
 // to the contract's own).
 import { describe, expect, it } from 'vitest';
 import {
+  ADAPTER_RULES,
   AGGREGATION_RULES,
+  LORA_TARGETS,
   MAX_EXAMPLES_PER_UPDATE_LIMIT,
   decodePolicy,
   encodePolicy,
@@ -11,6 +13,7 @@ import {
   type FederationPolicy,
   type PolicyStruct,
 } from '@commons/chain';
+import { PROJECTIONS } from '../src/model/config.ts';
 
 const POLICY: FederationPolicy = {
   clipNorm: 1,
@@ -29,6 +32,7 @@ const POLICY: FederationPolicy = {
   secAggNumShares: 0,
   secAggThreshold: 0.666667,
   maxExamplesPerUpdate: 10_000,
+  adapter: { rule: 'full-delta', rank: 0, alpha: 0, targets: [] },
 };
 
 describe('encodePolicy / decodePolicy', () => {
@@ -77,6 +81,95 @@ describe('encodePolicy / decodePolicy', () => {
       min: 0n,
       max: 8n,
     });
+  });
+});
+
+describe('the adapter a policy trains', () => {
+  it('names the projections in the engine order, one bit each', () => {
+    expect([...LORA_TARGETS]).toEqual([...PROJECTIONS]);
+    expect([...ADAPTER_RULES]).toEqual(['full-delta', 'ffa-lora', 'lora-fedavg']);
+  });
+
+  it('encodes rule, rank, α and targets, and decodes them back', () => {
+    const ffa = {
+      ...POLICY,
+      adapter: {
+        rule: 'ffa-lora' as const,
+        rank: 8,
+        alpha: 16,
+        targets: ['q_proj' as const, 'v_proj' as const],
+      },
+    };
+    const raw = encodePolicy(ffa);
+    expect(raw).toMatchObject({
+      adapterRule: 1n,
+      loraRank: 8n,
+      loraAlphaMicro: 16_000000n,
+      loraTargets: 0b101n,
+    });
+    expect(decodePolicy(raw)).toEqual(ffa);
+    expect(policyViolation(raw)).toBeNull();
+    const all = {
+      ...ffa,
+      adapter: { ...ffa.adapter, rule: 'lora-fedavg' as const, targets: [...LORA_TARGETS] },
+    };
+    expect(encodePolicy(all)).toMatchObject({ adapterRule: 2n, loraTargets: 127n });
+    expect(decodePolicy(encodePolicy(all))).toEqual(all);
+  });
+
+  it('stores a full-delta policy with no shape, whatever shape it was given', () => {
+    const raw = encodePolicy({
+      ...POLICY,
+      adapter: { rule: 'full-delta', rank: 8, alpha: 16, targets: ['q_proj'] },
+    });
+    expect(raw).toMatchObject({
+      adapterRule: 0n,
+      loraRank: 0n,
+      loraAlphaMicro: 0n,
+      loraTargets: 0n,
+    });
+    expect(decodePolicy(raw).adapter).toEqual({
+      rule: 'full-delta',
+      rank: 0,
+      alpha: 0,
+      targets: [],
+    });
+  });
+
+  it('refuses by name an unknown rule or target, and a shape out of range', () => {
+    expect(() =>
+      encodePolicy({ ...POLICY, adapter: { ...POLICY.adapter, rule: 'dora' as 'ffa-lora' } }),
+    ).toThrow(/Unknown adapter rule dora/);
+    expect(() =>
+      encodePolicy({
+        ...POLICY,
+        adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['lm_head' as 'q_proj'] },
+      }),
+    ).toThrow(/Unknown LoRA target lm_head/);
+    const ffa = encodePolicy({
+      ...POLICY,
+      adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj'] },
+    });
+    const out = (field: string, value: bigint, min: bigint, max: bigint) => ({
+      error: 'FederationPolicyOutOfRange',
+      field,
+      value,
+      min,
+      max,
+    });
+    expect(policyViolation({ ...ffa, loraRank: 0n })).toEqual(out('loraRank', 0n, 1n, 256n));
+    expect(policyViolation({ ...ffa, loraRank: 257n })).toEqual(out('loraRank', 257n, 1n, 256n));
+    expect(policyViolation({ ...ffa, loraAlphaMicro: 0n })).toEqual(
+      out('loraAlpha', 0n, 1n, 1024_000000n),
+    );
+    expect(policyViolation({ ...ffa, loraTargets: 128n })).toEqual(
+      out('loraTargets', 128n, 1n, 127n),
+    );
+    expect(policyViolation({ ...ffa, adapterRule: 3n })).toEqual(out('adapterRule', 3n, 0n, 2n));
+    // A full-delta rule with a shape left over is refused: the shape would mean nothing.
+    const full = encodePolicy(POLICY);
+    expect(policyViolation({ ...full, loraRank: 8n })).toEqual(out('loraRank', 8n, 0n, 0n));
+    expect(() => decodePolicy({ ...full, adapterRule: 3n })).toThrow(/Unknown adapter rule code 3/);
   });
 });
 

@@ -180,6 +180,21 @@ export class CommonsClient {
     return [...chain];
   }
 
+  /**
+   * What running a version takes: its base (the nearest full version; itself when full) and the
+   * adapters folded in since, oldest first, the order to apply them in. 0x-prefixed hashes.
+   */
+  async adapterChain(
+    contentHash: string,
+    maxDepth = 256,
+  ): Promise<{ base: string; adapters: string[] }> {
+    const [base, adapters] = await this.call<[string, string[]]>('modelRegistry', 'adapterChain', [
+      hashToBytes32(contentHash),
+      maxDepth,
+    ]);
+    return { base, adapters: [...adapters] };
+  }
+
   /** Every registered version, in registration order. */
   async listModels(): Promise<ModelVersion[]> {
     const count = Number(await this.call<bigint>('modelRegistry', 'versionCount'));

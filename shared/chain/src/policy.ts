@@ -18,6 +18,40 @@ export const AGGREGATION_RULES = [
   'multi-krum',
 ] as const;
 
+/**
+ * What a round trains, in the order of the contract's `adapterRule` codes: the whole model's
+ * delta, or a LoRA adapter by FFA-LoRA (A frozen from the round's seed, B averaged: exact) or
+ * LoRA-FedAvg (A and B averaged apart). New rules are appended: a code never changes meaning.
+ */
+export const ADAPTER_RULES = ['full-delta', 'ffa-lora', 'lora-fedavg'] as const;
+export type AdapterRule = (typeof ADAPTER_RULES)[number];
+
+/**
+ * The projections a LoRA adapter may target, in the order of the bits of the contract's
+ * `loraTargets` mask (bit 0 q_proj … bit 6 down_proj); the model engine's PROJECTIONS.
+ */
+export const LORA_TARGETS = [
+  'q_proj',
+  'k_proj',
+  'v_proj',
+  'o_proj',
+  'gate_proj',
+  'up_proj',
+  'down_proj',
+] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+
+/** The adapter a policy's rounds train: rank, α and targets are 0, 0 and [] with full-delta. */
+export interface PolicyAdapter {
+  rule: AdapterRule;
+  /** r, [1, 256]. */
+  rank: number;
+  /** α, (0, 1024]: the adapter's output is scaled by α / r. */
+  alpha: number;
+  /** Which projections carry it (PEFT's target_modules), at least one. */
+  targets: LoraTarget[];
+}
+
 /** The largest `maxExamplesPerUpdate` the contract accepts: 2^32 − 1 (a uint32's range). */
 export const MAX_EXAMPLES_PER_UPDATE_LIMIT = 2n ** 32n - 1n;
 
@@ -65,6 +99,8 @@ export interface FederationPolicy {
    * make the average its own update. DP rounds weight every update equally and ignore it.
    */
   maxExamplesPerUpdate: number;
+  /** What rounds train: the whole model, or a LoRA adapter of this shape by this rule. */
+  adapter: PolicyAdapter;
 }
 
 /** The contract's `Policy` struct, field for field. */
@@ -85,12 +121,17 @@ export interface PolicyStruct {
   secAggNumShares: bigint;
   secAggThresholdMicro: bigint;
   maxExamplesPerUpdate: bigint;
+  adapterRule: bigint;
+  loraRank: bigint;
+  loraAlphaMicro: bigint;
+  loraTargets: bigint;
 }
 
 export function encodePolicy(policy: FederationPolicy): PolicyStruct {
   const rule = AGGREGATION_RULES.indexOf(policy.aggregationRule);
   if (rule < 0) throw new Error(`Unknown aggregation rule ${String(policy.aggregationRule)}`);
   return {
+    ...encodeAdapter(policy.adapter),
     clipNormMicro: toMicro(policy.clipNorm),
     noiseMultiplierMicro: toMicro(policy.noiseMultiplier),
     minClients: BigInt(policy.minClients),
@@ -130,6 +171,41 @@ export function decodePolicy(raw: PolicyStruct): FederationPolicy {
     secAggNumShares: Number(raw.secAggNumShares),
     secAggThreshold: fromMicro(raw.secAggThresholdMicro),
     maxExamplesPerUpdate: Number(raw.maxExamplesPerUpdate),
+    adapter: decodeAdapter(raw),
+  };
+}
+
+function encodeAdapter(
+  adapter: PolicyAdapter,
+): Pick<PolicyStruct, 'adapterRule' | 'loraRank' | 'loraAlphaMicro' | 'loraTargets'> {
+  const rule = ADAPTER_RULES.indexOf(adapter.rule);
+  if (rule < 0) throw new Error(`Unknown adapter rule ${String(adapter.rule)}`);
+  if (adapter.rule === 'full-delta') {
+    return { adapterRule: 0n, loraRank: 0n, loraAlphaMicro: 0n, loraTargets: 0n };
+  }
+  let mask = 0;
+  for (const target of adapter.targets) {
+    const bit = LORA_TARGETS.indexOf(target);
+    if (bit < 0) throw new Error(`Unknown LoRA target ${String(target)}`);
+    mask |= 1 << bit;
+  }
+  return {
+    adapterRule: BigInt(rule),
+    loraRank: BigInt(adapter.rank),
+    loraAlphaMicro: toMicro(adapter.alpha),
+    loraTargets: BigInt(mask),
+  };
+}
+
+function decodeAdapter(raw: PolicyStruct): PolicyAdapter {
+  const rule = ADAPTER_RULES[Number(raw.adapterRule)];
+  if (rule === undefined) throw new Error(`Unknown adapter rule code ${raw.adapterRule}`);
+  const mask = Number(raw.loraTargets);
+  return {
+    rule,
+    rank: Number(raw.loraRank),
+    alpha: fromMicro(raw.loraAlphaMicro),
+    targets: LORA_TARGETS.filter((_, bit) => (mask >> bit) & 1),
   };
 }
 
@@ -179,6 +255,24 @@ export function policyViolation(p: PolicyStruct): PolicyViolation | null {
     range('clipTargetQuantile', p.clipTargetQuantileMicro, 0n, 1_000000n - 1n) ??
     neighbourhood('secAggNumShares', p.secAggNumShares) ??
     range('secAggThreshold', p.secAggThresholdMicro, 500_000n + 1n, 1_000000n) ??
-    range('maxExamplesPerUpdate', p.maxExamplesPerUpdate, 1n, MAX_EXAMPLES_PER_UPDATE_LIMIT)
+    range('maxExamplesPerUpdate', p.maxExamplesPerUpdate, 1n, MAX_EXAMPLES_PER_UPDATE_LIMIT) ??
+    range('adapterRule', p.adapterRule, 0n, BigInt(ADAPTER_RULES.length - 1)) ??
+    adapterShape(p)
+  );
+}
+
+/** The adapter's rank, α and targets: in range with an adapter rule, all zero with full-delta. */
+function adapterShape(p: PolicyStruct): PolicyViolation | null {
+  const adapter = p.adapterRule !== 0n;
+  const bound = (field: string, value: bigint, max: bigint): PolicyViolation | null => {
+    const [min, top] = adapter ? [1n, max] : [0n, 0n];
+    return value < min || value > top
+      ? { error: 'FederationPolicyOutOfRange', field, value, min, max: top }
+      : null;
+  };
+  return (
+    bound('loraRank', p.loraRank, 256n) ??
+    bound('loraAlpha', p.loraAlphaMicro, 1024_000000n) ??
+    bound('loraTargets', p.loraTargets, BigInt((1 << LORA_TARGETS.length) - 1))
   );
 }

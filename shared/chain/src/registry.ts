@@ -21,6 +21,16 @@ export interface ModelCandidate {
   epsilon: number;
   /** Differential-privacy δ. */
   delta: number;
+  /**
+   * The full version it builds on. Omitted: the candidate is a full version, its own base
+   * (baseHash = contentHash). An adapter version gives its parent's baseHash.
+   */
+  baseHash?: string;
+  /**
+   * sha256 of the LoRA adapter checkpoint that, folded into the parent, gives contentHash.
+   * Omitted: a full version.
+   */
+  adapterHash?: string;
 }
 
 /** A registered version. */
@@ -34,6 +44,10 @@ export interface ModelVersion {
   valBpc: number;
   epsilon: number;
   delta: number;
+  /** The full version it builds on (its nearest full ancestor; itself when it is full). */
+  baseHash: string;
+  /** The adapter folded into the parent to make it; null for a full version. */
+  adapterHash: string | null;
   registrant: string;
   /** Unix seconds. */
   registeredAt: number;
@@ -49,6 +63,8 @@ export interface CandidateStruct {
   valBpcMicro: bigint;
   epsilonMicro: bigint;
   deltaWad: bigint;
+  baseHash: string;
+  adapterHash: string;
 }
 
 /** The contract's `ModelVersion` struct as ethers returns it. */
@@ -76,6 +92,8 @@ export function encodeCandidate(candidate: ModelCandidate): CandidateStruct {
     valBpcMicro: toMicro(candidate.valBpc),
     epsilonMicro: epsilonToMicro(candidate.epsilon),
     deltaWad: toWad(candidate.delta),
+    baseHash: hashToBytes32(candidate.baseHash ?? candidate.contentHash),
+    adapterHash: candidate.adapterHash ? hashToBytes32(candidate.adapterHash) : ZERO_HASH,
   };
 }
 
@@ -89,6 +107,8 @@ export function decodeModelVersion(raw: ModelVersionStruct): ModelVersion {
     valBpc: fromMicro(raw.valBpcMicro),
     epsilon: raw.epsilonMicro === NO_DP_EPSILON_MICRO ? Infinity : fromMicro(raw.epsilonMicro),
     delta: fromWad(raw.deltaWad),
+    baseHash: raw.baseHash,
+    adapterHash: raw.adapterHash === ZERO_HASH ? null : raw.adapterHash,
     registrant: raw.registrant,
     registeredAt: Number(raw.registeredAt),
   };
