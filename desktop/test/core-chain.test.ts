@@ -8,7 +8,17 @@ import { fileURLToPath } from 'node:url';
 import { JsonRpcProvider, Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevnet, type Devnet } from '@commons/contracts';
-import { encodeCheckpoint, readCheckpoint } from '@commons/shared/engine';
+import { CommonsClient } from '@commons/chain';
+import {
+  encodeCheckpoint,
+  LoraAdapter,
+  mergeLora,
+  readCheckpoint,
+  Rng,
+  Transformer,
+  type EncodedCheckpoint,
+} from '@commons/shared/engine';
+import { runProposal, TxLog } from '../src/demo/index.ts';
 import { ApiError } from '../src/api/define.ts';
 import { createCore, type Core } from '../src/core/core.ts';
 
@@ -36,6 +46,10 @@ describe('core against a devnet', () => {
   let genesisHash: string;
   let member: Core;
   let other: Core;
+  /** Further checkpoints the store serves (versions registered by the tests), by hash. */
+  const served = new Map<string, EncodedCheckpoint>();
+  /** Every path the store was asked for, in order. */
+  const requested: string[] = [];
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'commons-core-'));
@@ -58,7 +72,13 @@ describe('core against a devnet', () => {
     tampered[tampered.length >> 1]! ^= 0x40;
     // The coordinator's content-addressed layout: /models/<sha256>/{manifest.json,weights.bin}.
     store = createServer((req, res) => {
+      requested.push(req.url ?? '');
       const [, models, hash, file] = (req.url ?? '').split('/');
+      const extra = served.get(hash ?? '');
+      if (models === 'models' && extra) {
+        if (file === 'manifest.json') return void res.end(JSON.stringify(extra.manifest));
+        if (file === 'weights.bin') return void res.end(extra.weights);
+      }
       if (models !== 'models' || hash !== genesisHash) return void res.writeHead(404).end();
       if (file === 'manifest.json') return void res.end(manifest);
       if (file === 'weights.bin') return void res.end(tamper ? tampered : weights);
@@ -293,4 +313,135 @@ describe('core against a devnet', () => {
     await h('chat.load');
     expect((await h('chat.status')).model?.adapter?.enabled).toBe(false);
   });
+
+  /** Registers `version` (parent: the active one) as the coordinator would and votes it in. */
+  async function registerAndActivate(input: {
+    version: EncodedCheckpoint;
+    parentHash: string;
+    baseHash: string;
+    adapterHash?: string;
+    roundId: number;
+  }): Promise<void> {
+    const coordinatorKey = await CommonsClient.connect({
+      rpcUrl: devnet.rpcUrl,
+      addresses: devnet.addressesFile,
+      privateKey: devnet.keys[0]!,
+    });
+    const holder = await CommonsClient.connect({
+      rpcUrl: devnet.rpcUrl,
+      addresses: devnet.addressesFile,
+      privateKey: devnet.keys[1]!,
+    });
+    try {
+      await coordinatorKey.registerCandidate({
+        contentHash: input.version.hash,
+        parentHash: input.parentHash,
+        baseHash: input.baseHash,
+        ...(input.adapterHash ? { adapterHash: input.adapterHash } : {}),
+        uri: `${storeUrl}/models/${input.version.hash}/`,
+        roundId: input.roundId,
+        valBpc: 2.2,
+        epsilon: 1,
+        delta: 1e-5,
+      });
+      const run = await runProposal({
+        rpcUrl: devnet.rpcUrl,
+        proposer: holder,
+        actions: [holder.activateModelAction(input.version.hash)],
+        description: `Activate ${input.version.hash}`,
+        ballots: [
+          { voter: holder, support: 'for' },
+          { voter: coordinatorKey, support: 'for' },
+        ],
+        txs: new TxLog(),
+      });
+      expect(run.state).toBe('executed');
+    } finally {
+      coordinatorKey.destroy();
+      holder.destroy();
+    }
+  }
+
+  it('activates a version from an adapter round by its adapter alone, and the personal adapter follows', async () => {
+    const h = member.invoke;
+    const trainedOn = (await h('training.status')).adapter!;
+    expect(trainedOn.baseHash).toBe(genesisHash);
+    const genesis = await readCheckpoint(GENESIS);
+    // A community round's outcome: genesis with an FFA-LoRA adapter folded in.
+    const lora = { rank: 4, alpha: 8, targets: ['q_proj' as const, 'v_proj' as const] };
+    const factors = LoraAdapter.initialTensors(genesis.manifest.config, lora, 3);
+    const rng = new Rng(3);
+    for (const [name, t] of factors) {
+      if (name.endsWith('lora_B.weight'))
+        for (let i = 0; i < t.data.length; i++) t.data[i] = rng.normal() * 0.01;
+    }
+    const adapter = encodeCheckpoint({
+      config: genesis.manifest.config,
+      tokenizer: genesis.manifest.tokenizer,
+      tensors: factors,
+      adapter: { baseHash: genesisHash, lora },
+    });
+    const version = encodeCheckpoint({
+      config: genesis.manifest.config,
+      tokenizer: genesis.manifest.tokenizer,
+      tensors: mergeLora(genesis.tensors, factors, lora),
+    });
+    served.set(adapter.hash, adapter);
+    served.set(version.hash, version);
+    await registerAndActivate({
+      version,
+      parentHash: genesisHash,
+      baseHash: genesisHash,
+      adapterHash: adapter.hash,
+      roundId: 1,
+    });
+
+    const listed = (await h('models.list')).versions.find(
+      (v) => v.contentHash === `0x${version.hash}`,
+    )!;
+    expect(listed).toMatchObject({
+      active: true,
+      baseHash: `0x${genesisHash}`,
+      adapterHash: `0x${adapter.hash}`,
+      parentHash: `0x${genesisHash}`,
+    });
+    // Chat loads the new version: only the adapter travels, folded into the genesis copy here.
+    requested.length = 0;
+    await h('chat.load');
+    expect(requested).toEqual([
+      `/models/${adapter.hash}/manifest.json`,
+      `/models/${adapter.hash}/weights.bin`,
+    ]);
+    const chat = await h('chat.status');
+    expect(chat.model?.hash).toBe(version.hash);
+    // The personal adapter, trained on genesis, stays layered on top of the community adapter.
+    expect(chat.model?.adapter).toEqual({ hash: trainedOn.hash, enabled: true });
+    const status = await h('training.status');
+    expect(status.adapter).toMatchObject({ hash: trainedOn.hash, carriedFrom: genesisHash });
+    expect(status.adapterSetAside).toBeNull();
+
+    // A version of another shape (a full model, its own base): the adapter cannot follow; it is
+    // set aside with the reason, and kept.
+    const config = { ...genesis.manifest.config, nEmbd: 64, nHead: 2, nKvHead: 1 };
+    const model = Transformer.create(config, 9);
+    const narrow = encodeCheckpoint({
+      config,
+      tokenizer: genesis.manifest.tokenizer,
+      tensors: model.toTensors(),
+    });
+    model.dispose();
+    served.set(narrow.hash, narrow);
+    await registerAndActivate({
+      version: narrow,
+      parentHash: version.hash,
+      baseHash: narrow.hash,
+      roundId: 2,
+    });
+    await h('chat.load');
+    expect((await h('chat.status')).model).toMatchObject({ hash: narrow.hash, adapter: null });
+    const aside = await h('training.status');
+    expect(aside.adapter).toBeNull();
+    expect(aside.adapterSetAside?.baseHash).toBe(genesisHash);
+    expect(aside.adapterSetAside?.reason).toMatch(/shape differs from the active version/);
+  }, 180_000);
 });

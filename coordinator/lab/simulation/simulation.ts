@@ -54,6 +54,11 @@ export interface SimulationOptions {
   noiseMultiplier?: number;
   /** Mask updates with SecAgg+ (the server sees only their sum). */
   secureAggregation?: boolean;
+  /**
+   * What a round trains (the policy's adapter): a LoRA adapter on the model, by FFA-LoRA or
+   * LoRA-FedAvg, or the whole model (default: full-delta, as a model trained from scratch needs).
+   */
+  adapter?: FederationPolicy['adapter'];
   /** Seed the coordinator's DP noise, so a run repeats exactly (never for a real privacy claim). */
   noiseSeed?: number;
   encoding: UpdateEncoding;
@@ -78,6 +83,14 @@ export interface SimulationOptions {
   log?: (line: string) => void;
   onRound?: (row: RoundRow) => void;
 }
+
+/** Rounds that train the whole model: what a simulation from a fresh initialisation runs. */
+const FULL_DELTA: FederationPolicy['adapter'] = {
+  rule: 'full-delta',
+  rank: 0,
+  alpha: 0,
+  targets: [],
+};
 
 export const SIMULATION_DEFAULTS: Omit<SimulationOptions, 'out'> = {
   clients: 50,
@@ -196,6 +209,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     clipNorm: options.clipNorm,
     noiseMultiplier: options.noiseMultiplier ?? 0,
     secureAggregation: options.secureAggregation ?? false,
+    adapter: options.adapter ?? FULL_DELTA,
     aggregationRule: 'fedavg',
     roundDeadlineSeconds: 3600,
   };

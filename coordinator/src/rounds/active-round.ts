@@ -3,7 +3,7 @@
 // the round is new or restored after a restart.
 import type { FederationPolicy } from '@commons/chain';
 import type { Manifest, NamedTensors } from '@commons/shared/engine';
-import type { RoundState, RoundTask, LayoutEntry } from '@commons/shared/protocol';
+import type { AdapterTask, RoundState, RoundTask, LayoutEntry } from '@commons/shared/protocol';
 import type { RandomSource } from '@commons/shared/privacy';
 import type { Aggregator } from '../aggregation/aggregator.ts';
 import { layoutOf, type ParameterLayout } from '../aggregation/layout.ts';
@@ -11,12 +11,20 @@ import { roundAggregator, type RoundPrivacy } from '../privacy/round-privacy.ts'
 import type { SecureRound } from '../secagg/secure-round.ts';
 import type { ModelStore } from '../store/models.ts';
 import type { Strategy } from '../strategy/strategy.ts';
+import { roundAdapter, type RoundAdapter } from './adapter-round.ts';
 
-/** The model a round trains from, loaded once with its flat layout. */
+/**
+ * The model a round trains from, loaded once, with the flat layout of the round's update: the
+ * model's own tensors, or on an adapter round the adapter's trainable factors.
+ */
 export interface BaseModel {
   hash: string;
   manifest: Manifest;
   tensors: NamedTensors;
+  /** Adapter rounds: the adapter every client drew from the round's seed; otherwise null. */
+  adapter: RoundAdapter | null;
+  /** What each update is a change of: `tensors`, or the adapter's trainable factors as drawn. */
+  start: NamedTensors;
   layout: ParameterLayout;
   entries: LayoutEntry[];
 }
@@ -97,9 +105,16 @@ export function updateWeight(round: ActiveRound, numExamples: number): number {
   return Math.min(numExamples, round.policy.maxExamplesPerUpdate);
 }
 
-export async function loadBaseModel(models: ModelStore, hash: string): Promise<BaseModel> {
+/** Loads (and verifies) the round's base model; `adapter` is the round task's, if any. */
+export async function loadBaseModel(
+  models: ModelStore,
+  hash: string,
+  adapter: AdapterTask | null = null,
+): Promise<BaseModel> {
   const { manifest, tensors } = await models.load(hash);
-  const layout = layoutOf(tensors);
+  const drawn = adapter ? roundAdapter(manifest, adapter) : null;
+  const start = drawn ? drawn.trainable : tensors;
+  const layout = layoutOf(start);
   const entries = layout.entries.map(({ name, shape }) => ({ name, shape }));
-  return { hash, manifest, tensors, layout, entries };
+  return { hash, manifest, tensors, adapter: drawn, start, layout, entries };
 }

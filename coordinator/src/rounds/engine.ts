@@ -17,6 +17,7 @@
 import { EventEmitter } from 'node:events';
 import type { CommonsClient } from '@commons/chain';
 import type {
+  AdapterTask,
   InviteReply,
   RoundResult,
   RoundState,
@@ -45,6 +46,7 @@ import type { ModelStore } from '../store/models.ts';
 import { loadStrategyState } from '../store/strategy-state.ts';
 import { createStrategy, type Strategy } from '../strategy/index.ts';
 import { loadBaseModel, newActiveRound, type ActiveRound, type BaseModel } from './active-round.ts';
+import { adapterRoundRefusal, adapterTaskFor, foldAdapter } from './adapter-round.ts';
 import { admitUpload, checkUploadBegin } from './admission.ts';
 import type { CandidateEvaluator } from './evaluator.ts';
 import { publishRound } from './publisher.ts';
@@ -293,7 +295,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       log,
       clipping: this.clipping,
       strategyFor: (name) => this.strategyFor(name),
-      loadBase: (hash) => this.loadBase(hash),
+      loadBase: (hash, adapter) => this.loadBase(hash, adapter),
       noiseSource: (roundId) => this.noiseSource(roundId),
       isConnected: (address) => hub.isConnected(address),
       activate: (round) => {
@@ -322,9 +324,11 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     const baseHash = active.contentHash.replace(/^0x/, '');
     const strategy = this.strategyFor(options.strategy ?? policy.aggregationRule);
     const fit = strategy.configureRound({ roundId: nextId, policy });
+    // Adapter rounds draw a fresh adapter from the round's seed: its factors are the update.
+    const adapter = adapterTaskFor(policy, roundSeed(options.seed, nextId));
     let base: BaseModel;
     try {
-      base = await this.loadBase(baseHash);
+      base = await this.loadBase(baseHash, adapter);
     } catch (error) {
       const row = db.createRound({
         id: nextId,
@@ -379,6 +383,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
     // Secure aggregation hides single updates: a rule that needs them cannot run (secagg/).
     const secureRefusal = policy.secureAggregation ? secureAggregationRefusal(strategy) : null;
     if (secureRefusal !== null) return this.fail(row.id, secureRefusal, 0);
+    const adapterRefusal = adapter ? adapterRoundRefusal(strategy) : null;
+    if (adapterRefusal !== null) return this.fail(row.id, adapterRefusal, 0);
     let round: ActiveRound;
     try {
       round = newActiveRound({
@@ -552,9 +558,14 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
       },
       'privacy accounted',
     );
-    const baseFlat = flatten(round.base.tensors, round.base.layout);
-    const nextFlat = round.strategy.applyUpdate(baseFlat, delta, round.id);
-    const tensors = unflatten(nextFlat, round.base.layout);
+    const startFlat = flatten(round.base.start, round.base.layout);
+    const nextFlat = round.strategy.applyUpdate(startFlat, delta, round.id);
+    const next = unflatten(nextFlat, round.base.layout);
+    // Adapter rounds: the averaged adapter folded into the base is the candidate.
+    const folded = round.base.adapter
+      ? foldAdapter(round.base.tensors, round.base.adapter, next)
+      : null;
+    const tensors = folded ? folded.merged : next;
 
     await this.transition(round, 'evaluating');
     const parentScore = evaluator.evaluate(
@@ -590,6 +601,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
         base: round.base,
         strategy: round.strategy,
         tensors,
+        adapter: folded?.adapter ?? null,
         submissions,
         score,
         epsilon: privacy.epsilon,
@@ -611,8 +623,8 @@ export class RoundEngine extends EventEmitter<EngineEvents> {
 
   // ------------------------------------------------------------------------------ helpers
 
-  private loadBase(hash: string): Promise<BaseModel> {
-    return loadBaseModel(this.deps.models, hash);
+  private loadBase(hash: string, adapter: AdapterTask | null): Promise<BaseModel> {
+    return loadBaseModel(this.deps.models, hash, adapter);
   }
 
   private strategyFor(name: string): Strategy {

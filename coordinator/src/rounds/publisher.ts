@@ -36,7 +36,10 @@ export interface RoundCandidate {
   roundId: number;
   base: BaseModel;
   strategy: Strategy;
+  /** The candidate's weights (on adapter rounds, the base with the adapter folded in). */
   tensors: NamedTensors;
+  /** Adapter rounds: the averaged adapter's factors, A and B; null on full-delta rounds. */
+  adapter: NamedTensors | null;
   /** The accepted updates, in acceptance order. */
   submissions: readonly { address: string; commitment: string }[];
   score: Evaluation;
@@ -55,6 +58,25 @@ export async function publishRound(
 ): Promise<NonNullable<RoundResult['candidate']>> {
   const { db, models, chain, log } = deps;
   const { roundId, base, strategy, score, submissions } = candidate;
+  // The adapter first: the model's provenance names it, and a member who holds the parent
+  // fetches only it (same content-addressed store) and folds it in to get the model's hash.
+  const adapterHash =
+    candidate.adapter && base.adapter
+      ? await models.publish({
+          kind: 'adapter',
+          config: base.manifest.config,
+          tokenizer: base.manifest.tokenizer,
+          tensors: candidate.adapter,
+          adapter: { baseHash: base.hash, lora: base.adapter.task.lora },
+          provenance: {
+            roundId,
+            rule: base.adapter.task.rule,
+            seed: base.adapter.task.seed,
+            strategy: strategy.name,
+            contributors: submissions.length,
+          },
+        })
+      : null;
   const hash = await models.publish({
     kind: 'model',
     config: base.manifest.config,
@@ -62,6 +84,7 @@ export async function publishRound(
     tensors: candidate.tensors,
     provenance: {
       parent: base.hash,
+      ...(adapterHash ? { adapter: adapterHash } : {}),
       roundId,
       strategy: strategy.name,
       contributors: submissions.length,
@@ -73,6 +96,7 @@ export async function publishRound(
       roundId,
       hash,
       parentHash: base.hash,
+      adapterHash,
       publicUrl: deps.publicUrl,
       commitments: submissions.map((s) => s.commitment),
       contributors: submissions.map((s) => s.address),
@@ -86,6 +110,7 @@ export async function publishRound(
   db.recordModel({
     hash,
     parentHash: base.hash,
+    adapterHash,
     roundId,
     valLoss: score.loss,
     valBpc: score.bitsPerChar,
@@ -111,6 +136,7 @@ export async function publishRound(
   return {
     hash,
     parentHash: base.hash,
+    ...(adapterHash ? { adapterHash } : {}),
     valLoss: score.loss,
     valBpc: score.bitsPerChar,
     // JSON has no Infinity: null means no differential-privacy guarantee (no noise).
@@ -123,6 +149,8 @@ export interface PublishInput {
   roundId: number;
   hash: string;
   parentHash: string;
+  /** The adapter that, folded into the parent, gives `hash`; null for a full model. */
+  adapterHash: string | null;
   /** Public base URL of this coordinator; the registry records `<url>/models/<hash>/`. */
   publicUrl: string;
   /** EIP-712 digests of the accepted updates (the round's commitment leaves). */
@@ -159,9 +187,16 @@ export async function publishCandidate(
   if (await chain.isRegistered(input.hash)) {
     log.info({ hash: input.hash }, 'candidate already registered (resumed round)');
   } else {
+    // An adapter version keeps its parent's base (the nearest full ancestor); a full one is
+    // its own base (ModelRegistry checks both).
+    const baseHash = input.adapterHash
+      ? (await chain.modelVersion(input.parentHash)).baseHash
+      : input.hash;
     const receipt = await chain.registerCandidate({
       contentHash: input.hash,
       parentHash: input.parentHash,
+      baseHash,
+      ...(input.adapterHash ? { adapterHash: input.adapterHash } : {}),
       uri: `${input.publicUrl.replace(/\/$/, '')}/models/${input.hash}/`,
       roundId: input.roundId,
       contributorsRoot,

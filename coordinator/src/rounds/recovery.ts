@@ -3,7 +3,7 @@
 // memory); any other round is rebuilt from what was durably accepted — the submission rows and
 // their blobs, in acceptance order — and resumes where it stopped.
 import type { FederationPolicy } from '@commons/chain';
-import type { RoundTask } from '@commons/shared/protocol';
+import type { AdapterTask, RoundTask } from '@commons/shared/protocol';
 import type { RandomSource } from '@commons/shared/privacy';
 import { errorMessage } from '@commons/shared/errors';
 import type { Logger } from 'pino';
@@ -23,7 +23,7 @@ export interface RecoveryDeps {
   log: Logger;
   clipping: AdaptiveClipping;
   strategyFor(name: string): Strategy;
-  loadBase(hash: string): Promise<BaseModel>;
+  loadBase(hash: string, adapter: AdapterTask | null): Promise<BaseModel>;
   noiseSource(roundId: number): RandomSource | undefined;
   isConnected(address: string): boolean;
   /**
@@ -77,7 +77,7 @@ async function restore(deps: RecoveryDeps, row: Round): Promise<ActiveRound> {
   const task = row.task as RoundTask;
   const policy = await deps.policyAt(row.policyVersion);
   const strategy = deps.strategyFor(row.strategy);
-  const base = await deps.loadBase(row.baseModel);
+  const base = await deps.loadBase(row.baseModel, task.adapter ?? null);
   const accepted = db
     .participants(row.id)
     .filter((p) => p.status === 'accepted')

@@ -60,6 +60,7 @@ export function buildRoundTask(input: TaskInput): RoundTask {
     },
     clipNorm: input.clipNorm,
     encoding: options.encoding,
+    ...(base.adapter ? { adapter: base.adapter.task } : {}),
     upload: {
       frameBytes: frameByteLength(base.entries, options.encoding),
       chunkBytes: UPLOAD_CHUNK_BYTES,

@@ -107,6 +107,11 @@ export interface ModelRecord {
   hash: string;
   /** Null for the genesis model. */
   parentHash: string | null;
+  /**
+   * Adapter rounds: the LoRA adapter that, folded into the parent, gives this model (published
+   * in the same store). Null for a full model (genesis, or a full-delta round).
+   */
+  adapterHash: string | null;
   /** The round that produced it; null for the genesis model. */
   roundId: number | null;
   valLoss: number | null;
@@ -120,8 +125,11 @@ export interface ModelRecord {
   publishedMs: number;
 }
 
-export type NewModel = Omit<ModelRecord, 'registerTx' | 'proposalId' | 'publishedMs'> &
-  Partial<Pick<ModelRecord, 'registerTx' | 'proposalId'>>;
+export type NewModel = Omit<
+  ModelRecord,
+  'adapterHash' | 'registerTx' | 'proposalId' | 'publishedMs'
+> &
+  Partial<Pick<ModelRecord, 'adapterHash' | 'registerTx' | 'proposalId'>>;
 
 export type { RewardEntry };
 
@@ -295,6 +303,10 @@ export const MIGRATIONS: readonly string[] = [
     total INTEGER NOT NULL CHECK (total >= fitted)
   ) STRICT;
   `,
+  // Adapter rounds: a version is its parent plus a LoRA adapter, published beside it.
+  `
+  ALTER TABLE models ADD COLUMN adapter_hash TEXT;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -338,6 +350,7 @@ interface SubmissionRow {
 interface ModelRow {
   hash: string;
   parent_hash: string | null;
+  adapter_hash: string | null;
   round_id: number | null;
   val_loss: number | null;
   val_bpc: number | null;
@@ -428,10 +441,10 @@ function prepareStatements(db: Database.Database) {
       `SELECT * FROM submissions WHERE round_id = @roundId ORDER BY seq`,
     ),
     insertModel: one<never>(
-      `INSERT INTO models (hash, parent_hash, round_id, val_loss, val_bpc, epsilon, delta,
-         register_tx, proposal_id, published_ms)
-       VALUES (@hash, @parentHash, @roundId, @valLoss, @valBpc, @epsilon, @delta,
-         @registerTx, @proposalId, @now)`,
+      `INSERT INTO models (hash, parent_hash, adapter_hash, round_id, val_loss, val_bpc, epsilon,
+         delta, register_tx, proposal_id, published_ms)
+       VALUES (@hash, @parentHash, @adapterHash, @roundId, @valLoss, @valBpc, @epsilon,
+         @delta, @registerTx, @proposalId, @now)`,
     ),
     updateModelChain: one<never>(
       `UPDATE models SET register_tx = COALESCE(@registerTx, register_tx),
@@ -653,12 +666,14 @@ export class CoordinatorDatabase {
   recordModel(input: NewModel): ModelRecord {
     assertSha256Hex(input.hash, 'model');
     if (input.parentHash !== null) assertSha256Hex(input.parentHash, 'parent model');
+    if (input.adapterHash != null) assertSha256Hex(input.adapterHash, 'adapter');
     return this.write(() => {
       if (this.sql.getModel.get({ hash: input.hash }) !== undefined) {
         throw new StoreError('DUPLICATE', `model ${input.hash} is already recorded`);
       }
       this.sql.insertModel.run({
         ...input,
+        adapterHash: input.adapterHash ?? null,
         registerTx: input.registerTx ?? null,
         proposalId: input.proposalId ?? null,
         now: this.now(),
@@ -943,6 +958,7 @@ function toModel(row: ModelRow): ModelRecord {
   return {
     hash: row.hash,
     parentHash: row.parent_hash,
+    adapterHash: row.adapter_hash,
     roundId: row.round_id,
     valLoss: row.val_loss,
     valBpc: row.val_bpc,

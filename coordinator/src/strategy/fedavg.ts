@@ -14,6 +14,7 @@ export class FedAvg implements Strategy {
   readonly name: string = 'fedavg';
   /** A weighted mean, and so are FedProx's and the FedOpt family's (they inherit this). */
   readonly averages: boolean = true;
+  readonly serverOptimiser: boolean = false;
 
   configureRound({ policy }: RoundConfigInput): ClientFitConfig {
     return { localEpochs: policy.localEpochs, learningRate: policy.learningRate, proxMu: 0 };

@@ -31,6 +31,7 @@ export interface FedOptOptions {
  * Aggregation itself is FedAvg's streaming weighted mean.
  */
 export abstract class FedOpt extends FedAvg {
+  override readonly serverOptimiser: boolean = true;
   readonly eta: number;
   readonly beta1: number;
   readonly beta2: number;

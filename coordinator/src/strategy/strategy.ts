@@ -19,6 +19,12 @@ export interface Strategy {
    */
   readonly averages: boolean;
   /**
+   * Whether it keeps server-optimiser state per coordinate across rounds (FedOpt's m and v).
+   * Such state means nothing for adapter rounds, whose coordinates are a fresh adapter's each
+   * round (rounds/adapter-round.ts refuses them).
+   */
+  readonly serverOptimiser: boolean;
+  /**
    * configure_fit: what every sampled client is told to do this round. The server sends it
    * with the round task unchanged.
    */

@@ -19,6 +19,16 @@ export interface ModelVersionView {
   /** 0x-prefixed sha256 (bytes32), as the registry stores it. */
   contentHash: string;
   parentHash: string | null;
+  /**
+   * The full model this version builds on: itself for a full version (genesis, a full-delta
+   * round), else its nearest full ancestor. 0x-prefixed.
+   */
+  baseHash: string;
+  /**
+   * The LoRA adapter that, folded into the parent, gives this version (0x-prefixed); null for a
+   * full version. A member holding the parent downloads only this.
+   */
+  adapterHash: string | null;
   /** Hashes of the versions trained from this one. */
   children: string[];
   uri: string;

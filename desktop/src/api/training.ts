@@ -31,8 +31,17 @@ export type TrainingProgress = z.infer<typeof trainingProgressSchema>;
 export interface AdapterInfo {
   /** Content hash of the adapter checkpoint. */
   hash: string;
-  /** The model version it was trained on: it is layered only on that version. */
+  /**
+   * The model version it was trained on. It is layered on that version, and carried to later
+   * community versions while its shape still applies to them (see carriedFrom).
+   */
   baseHash: string;
+  /**
+   * Set when the active version is not the one it was trained on: the adapter was carried over
+   * from `baseHash` because its shape still fits (a community version from an adapter round
+   * keeps its parent's shape). Null when it was trained on the active version.
+   */
+  carriedFrom: string | null;
   createdAt: string;
   steps: number;
   documents: number;
@@ -50,6 +59,11 @@ export interface TrainingStatus {
   error: string | null;
   /** The saved adapter for the active model, if any. */
   adapter: AdapterInfo | null;
+  /**
+   * The member's newest adapter, when it could not follow them to the active version: which
+   * version it was trained on and why it does not apply (it stays in the vault).
+   */
+  adapterSetAside: { baseHash: string; reason: string } | null;
 }
 
 export const trainingMethods = {

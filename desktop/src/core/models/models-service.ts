@@ -2,7 +2,12 @@
 // comes from the chain (ModelRegistry), never from the store that serves the files.
 import { getAddress } from 'ethers';
 import type { ModelVersion } from '@commons/chain';
-import { fetchBaseModel, verifyBaseModel, type BaseModel } from '@commons/shared/contributor';
+import {
+  fetchAdapterVersion,
+  fetchBaseModel,
+  verifyBaseModel,
+  type BaseModel,
+} from '@commons/shared/contributor';
 import { errorMessage } from '@commons/shared/errors';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type { modelsMethods, ModelVersionView } from '../../api/models.ts';
@@ -109,12 +114,12 @@ export class ModelsService {
     const key = plainHash(version.contentHash);
     const running = this.#downloads.get(key);
     if (running) return running;
-    const task = this.#load(key).finally(() => this.#downloads.delete(key));
+    const task = this.#load(key, version).finally(() => this.#downloads.delete(key));
     this.#downloads.set(key, task);
     return task;
   }
 
-  async #load(hash: string): Promise<BaseModel> {
+  async #load(hash: string, version: ModelVersion): Promise<BaseModel> {
     const local = await this.files.get(hash);
     if (local) {
       try {
@@ -128,26 +133,48 @@ export class ModelsService {
       }
     }
     let last = 0;
+    const options = {
+      cache: this.files,
+      onProgress: (done: number, total: number) => {
+        // Every whole percent, not every network chunk.
+        const percent = Math.floor((100 * done) / Math.max(total, 1));
+        if (done === 0 || done === total || percent > last) {
+          last = percent;
+          this.#events.emit('models.progress', { hash, done, total });
+        }
+      },
+    };
+    const coordinator = this.#settings.current.coordinatorUrl;
     try {
-      const model = await fetchBaseModel(
-        this.#settings.current.coordinatorUrl,
-        { hash, path: `/models/${hash}/` },
-        {
-          cache: this.files,
-          onProgress: (done, total) => {
-            // Every whole percent, not every network chunk.
-            const percent = Math.floor((100 * done) / Math.max(total, 1));
-            if (done === 0 || done === total || percent > last) {
-              last = percent;
-              this.#events.emit('models.progress', { hash, done, total });
-            }
-          },
-        },
-      );
+      // A version from an adapter round whose parent is here: fetch only the adapter and fold it
+      // in (the result must hash to the registered version, or nothing is kept).
+      const parent = await this.#localParent(version);
+      const model =
+        parent && version.adapterHash
+          ? await fetchAdapterVersion(
+              coordinator,
+              { hash, adapterHash: plainHash(version.adapterHash), parent },
+              options,
+            )
+          : await fetchBaseModel(coordinator, { hash, path: `/models/${hash}/` }, options);
       this.#verified.add(hash);
       return model;
     } catch (err) {
       throw checkpointError(err, `downloading model ${hash}`);
+    }
+  }
+
+  /** The verified local copy of the version's parent, when it is an adapter version and one is here. */
+  async #localParent(version: ModelVersion): Promise<BaseModel | null> {
+    if (!version.adapterHash || !version.parentHash) return null;
+    const parentHash = plainHash(version.parentHash);
+    const bytes = await this.files.get(parentHash);
+    if (!bytes) return null;
+    try {
+      return verifyBaseModel(bytes, parentHash);
+    } catch {
+      // A damaged parent copy is no shortcut: download the version whole.
+      return null;
     }
   }
 

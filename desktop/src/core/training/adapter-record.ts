@@ -11,7 +11,7 @@ import {
 } from '@commons/shared/engine';
 import type { AdapterInfo } from '../../api/training.ts';
 
-export type StoredAdapterInfo = Omit<AdapterInfo, 'enabled'>;
+export type StoredAdapterInfo = Omit<AdapterInfo, 'enabled' | 'carriedFrom'>;
 
 export interface AdapterCheckpoint {
   info: StoredAdapterInfo;

@@ -9,6 +9,8 @@ import {
   splitText,
   evaluationSplit,
   DEFAULT_LORA,
+  LoraAdapter,
+  parseManifest,
   readIfExists,
   writeFileAtomic,
 } from '@commons/shared/engine';
@@ -41,8 +43,23 @@ const ACTIVE_STATES: ReadonlySet<TrainingState> = new Set([
   'saving',
 ]);
 
-/** Which adapters chat layers on (not secret: which model versions have one switched on). */
-const prefsSchema = z.object({ disabled: z.array(z.string()) });
+/**
+ * Which adapters chat layers on (not secret: which model versions have one switched on), and
+ * which version the newest personal adapter was trained on, so that it can follow the member
+ * to the next community version.
+ */
+const prefsSchema = z.object({
+  disabled: z.array(z.string()),
+  latest: z.string().optional(),
+});
+type Prefs = z.infer<typeof prefsSchema>;
+
+/** The saved personal adapter chat layers on the active version, and where it came from. */
+export type PersonalAdapter = AdapterCheckpoint & {
+  enabled: boolean;
+  /** The earlier version it was trained on, when it was carried to this one; else null. */
+  carriedFrom: string | null;
+};
 
 interface Run {
   runId: string;
@@ -83,29 +100,95 @@ export class TrainingService {
     return () => this.#adapterListeners.delete(listener);
   }
 
-  async #disabled(): Promise<Set<string>> {
+  async #prefs(): Promise<Prefs> {
     const bytes = await readIfExists(this.#prefsFile);
-    return new Set(bytes ? prefsSchema.parse(JSON.parse(bytes.toString('utf8'))).disabled : []);
+    return bytes ? prefsSchema.parse(JSON.parse(bytes.toString('utf8'))) : { disabled: [] };
   }
 
-  /** The saved adapter for a model version, or null; needs the vault unlocked. */
-  async adapterFor(baseHash: string): Promise<(AdapterCheckpoint & { enabled: boolean }) | null> {
-    const id = adapterRecordId(baseHash);
-    if (!(await this.#vault.hasRecord(id))) return null;
-    const checkpoint = decodeAdapterRecord(await this.#vault.getRecord('adapter', id));
-    return { ...checkpoint, enabled: !(await this.#disabled()).has(plainHash(baseHash)) };
+  async #writePrefs(prefs: Prefs): Promise<void> {
+    await writeFileAtomic(this.#prefsFile, JSON.stringify(prefs) + '\n');
   }
 
-  async #adapterInfo(): Promise<AdapterInfo | null> {
-    if (!this.#vault.unlocked) return null;
+  /**
+   * The personal adapter chat layers on model version `versionHash`, or null; needs the vault
+   * unlocked. One trained on this very version comes first. Otherwise the newest one follows
+   * the member from the version it was trained on, when its shape still applies to this one
+   * (a community version that folded in a round's adapter keeps its parent's shape); when it
+   * does not, it is set aside, kept in the vault, and `setAside` says why.
+   */
+  async adapterFor(versionHash: string): Promise<PersonalAdapter | null> {
+    return (await this.#personalAdapter(versionHash)).adapter;
+  }
+
+  async #personalAdapter(versionHash: string): Promise<{
+    adapter: PersonalAdapter | null;
+    setAside: { baseHash: string; reason: string } | null;
+  }> {
+    const active = plainHash(versionHash);
+    const prefs = await this.#prefs();
+    const enabled = !prefs.disabled.includes(active);
+    const own = adapterRecordId(active);
+    if (await this.#vault.hasRecord(own)) {
+      const checkpoint = decodeAdapterRecord(await this.#vault.getRecord('adapter', own));
+      return { adapter: { ...checkpoint, enabled, carriedFrom: null }, setAside: null };
+    }
+    const from = prefs.latest;
+    if (!from || from === active || !(await this.#vault.hasRecord(adapterRecordId(from)))) {
+      return { adapter: null, setAside: null };
+    }
+    const checkpoint = decodeAdapterRecord(
+      await this.#vault.getRecord('adapter', adapterRecordId(from)),
+    );
+    const reason = await this.#shapeProblem(active, checkpoint);
+    if (reason === undefined) return { adapter: null, setAside: null };
+    if (reason !== null) return { adapter: null, setAside: { baseHash: from, reason } };
+    return { adapter: { ...checkpoint, enabled, carriedFrom: from }, setAside: null };
+  }
+
+  /**
+   * Why the adapter cannot be layered on version `hash` (null: it can), read from the local
+   * copy's manifest; undefined when there is no local copy to tell.
+   */
+  async #shapeProblem(
+    hash: string,
+    checkpoint: AdapterCheckpoint,
+  ): Promise<string | null | undefined> {
+    const bytes = await this.#models.files.get(hash);
+    if (!bytes) return undefined;
+    const { config } = parseManifest(bytes.manifest);
+    const expected = LoraAdapter.shapes(config, checkpoint.lora);
+    for (const [name, tensor] of checkpoint.tensors) {
+      const shape = expected.get(name);
+      if (!shape || shape.join('x') !== tensor.shape.join('x')) {
+        return (
+          `your personal adapter was trained on version ${checkpoint.info.baseHash.slice(0, 12)}…, ` +
+          `whose shape differs from the active version ${hash.slice(0, 12)}… ` +
+          `(${name} is [${tensor.shape.join(', ')}] there, ${shape ? `[${shape.join(', ')}]` : 'absent'} here): ` +
+          `it is kept in your vault; train a new one on this version`
+        );
+      }
+    }
+    return expected.size === checkpoint.tensors.size
+      ? null
+      : 'the adapter misses some of its projections';
+  }
+
+  async #adapterState(): Promise<Pick<TrainingStatus, 'adapter' | 'adapterSetAside'>> {
+    const none = { adapter: null, adapterSetAside: null };
+    if (!this.#vault.unlocked) return none;
     let active: string;
     try {
       active = await this.#models.activeHash();
     } catch {
-      return null;
+      return none;
     }
-    const saved = await this.adapterFor(active);
-    return saved ? { ...saved.info, enabled: saved.enabled } : null;
+    const { adapter, setAside } = await this.#personalAdapter(active);
+    return {
+      adapter: adapter
+        ? { ...adapter.info, enabled: adapter.enabled, carriedFrom: adapter.carriedFrom }
+        : null,
+      adapterSetAside: setAside,
+    };
   }
 
   async status(): Promise<TrainingStatus> {
@@ -115,7 +198,7 @@ export class TrainingService {
       state: run?.state ?? 'idle',
       progress: run?.progress ?? null,
       error: run?.error ?? null,
-      adapter: await this.#adapterInfo(),
+      ...(await this.#adapterState()),
     };
   }
 
@@ -265,6 +348,8 @@ export class TrainingService {
         },
       });
       await this.#vault.putRecord('adapter', adapterRecordId(run.baseHash), bytes);
+      // The newest adapter is the one that follows the member to later community versions.
+      await this.#writePrefs({ ...(await this.#prefs()), latest: plainHash(run.baseHash) });
       this.#setState(run, 'done');
       for (const listener of this.#adapterListeners) listener();
     } catch (err) {
@@ -309,17 +394,20 @@ export class TrainingService {
             'there is no personal adapter for the active model: train one first',
           );
         }
-        const disabled = await this.#disabled();
+        const prefs = await this.#prefs();
+        const disabled = new Set(prefs.disabled);
         if (enabled) disabled.delete(active);
         else disabled.add(active);
-        await writeFileAtomic(this.#prefsFile, JSON.stringify({ disabled: [...disabled] }) + '\n');
+        await this.#writePrefs({ ...prefs, disabled: [...disabled] });
         for (const listener of this.#adapterListeners) listener();
         return this.status();
       },
       'training.deleteAdapter': async () => {
         if (this.#run) throw new ApiError('conflict', 'a training run is in progress');
-        const active = await this.#models.activeHash();
-        await this.#vault.deleteRecord(adapterRecordId(active));
+        const active = plainHash(await this.#models.activeHash());
+        // The adapter chat layers now: this version's own, or the one carried to it.
+        const { adapter } = await this.#personalAdapter(active);
+        await this.#vault.deleteRecord(adapterRecordId(adapter?.carriedFrom ?? active));
         for (const listener of this.#adapterListeners) listener();
         return this.status();
       },

@@ -94,6 +94,19 @@ export function ModelsScreen() {
             <code title={v.registrant}>{shortHash(v.registrant, 4)}</code>
             {v.local.bytes ? ` · ${formatBytes(v.local.bytes)} on disk` : ''}
           </p>
+          <p className="meta" data-testid="version-composition">
+            {v.adapterHash ? (
+              <>
+                base <code title={v.baseHash}>{shortHash(v.baseHash)}</code> + adapter{' '}
+                <code title={v.adapterHash}>{shortHash(v.adapterHash)}</code>
+                {v.local.downloaded || !v.parentHash || !byHash.get(v.parentHash)?.local.downloaded
+                  ? ''
+                  : ' · activating downloads only the adapter'}
+              </>
+            ) : (
+              'full model (its own base)'
+            )}
+          </p>
           {busy === v.contentHash && p ? (
             <ProgressBar
               value={p.done}

@@ -212,9 +212,15 @@ function Trainer() {
                 </dd>
               </div>
               <div>
-                <dt>For model</dt>
+                <dt>Trained on</dt>
                 <dd title={adapter.baseHash}>
                   <code>{shortHash(adapter.baseHash)}</code>
+                  {adapter.carriedFrom ? (
+                    <span className="hint" data-testid="adapter-carried">
+                      {' '}
+                      · carried over to the active version, on top of the community adapter
+                    </span>
+                  ) : null}
                 </dd>
               </div>
               <div>
@@ -258,6 +264,12 @@ function Trainer() {
               </button>
             </div>
           </>
+        ) : status.data.adapterSetAside ? (
+          <Empty title="Your adapter was set aside">
+            <p className="hint" role="status">
+              {status.data.adapterSetAside.reason}
+            </p>
+          </Empty>
         ) : (
           <Empty title="No adapter yet">
             <p className="hint">Train one above; it is layered on the active model version.</p>
