@@ -171,6 +171,27 @@ describe('core against a devnet', () => {
     const { policy } = await h('governance.policy');
     const bad = await rejection(h('governance.proposePolicy', { changes: { localEpochs: 1000 } }));
     expect(bad.code).toBe('invalid-argument');
+    // An adapter rule without a shape is refused at the edge, naming what it needs.
+    const shapeless = await rejection(
+      h('governance.proposePolicy', {
+        changes: { adapter: { rule: 'ffa-lora', rank: 0, alpha: 16, targets: ['q_proj'] } },
+      }),
+    );
+    expect(shapeless.code).toBe('invalid-argument');
+    expect(shapeless.message).toMatch(/needs a rank ≥ 1/);
+    // Rounds that train a LoRA adapter: the adapter is one change, compared by value.
+    const toFfa = await h('governance.proposePolicy', {
+      changes: {
+        adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] },
+      },
+    });
+    expect(toFfa.changes).toEqual([
+      {
+        field: 'adapter',
+        from: policy.adapter,
+        to: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] },
+      },
+    ]);
 
     const { id, changes } = await h('governance.proposePolicy', {
       changes: { noiseMultiplier: policy.noiseMultiplier + 0.5 },

@@ -2,7 +2,9 @@
 // (direct, with a reason, or signed off-chain and relayed), queueing and execution.
 import { z } from 'zod';
 import {
+  ADAPTER_RULES,
   AGGREGATION_RULES,
+  LORA_TARGETS,
   type FederationPolicy,
   type ProposalState,
   type Support,
@@ -18,7 +20,7 @@ import {
 } from './schemas.ts';
 
 export type { FederationPolicy, ProposalState, Support };
-export { AGGREGATION_RULES };
+export { ADAPTER_RULES, AGGREGATION_RULES, LORA_TARGETS };
 
 export const SUPPORT_CHOICES = ['for', 'against', 'abstain'] as const;
 
@@ -141,6 +143,24 @@ export const policyChangesSchema = z
     secAggThreshold: z.number().gt(0.5).max(1),
     /** Most examples one upload's FedAvg weight counts on rounds without DP noise. */
     maxExamplesPerUpdate: z.number().int().positive(),
+    /**
+     * What rounds train: the whole model (full-delta; rank, α and targets are then ignored) or
+     * a LoRA adapter of this rank, α and target projections, by FFA-LoRA or LoRA-FedAvg.
+     */
+    adapter: z
+      .strictObject({
+        rule: z.enum(ADAPTER_RULES),
+        rank: z.number().int().min(0).max(256),
+        alpha: z.number().min(0).max(1024),
+        targets: z
+          .array(z.enum(LORA_TARGETS))
+          .max(LORA_TARGETS.length)
+          .refine((t) => new Set(t).size === t.length, 'each target projection once'),
+      })
+      .refine(
+        (a) => a.rule === 'full-delta' || (a.rank >= 1 && a.alpha > 0 && a.targets.length > 0),
+        'an adapter rule needs a rank ≥ 1, an α > 0 and at least one target projection',
+      ),
   })
   .partial()
   .refine((c) => Object.keys(c).length > 0, 'change at least one policy field');

@@ -192,6 +192,10 @@ export class GovernanceService {
           Object.entries(changes).filter(([, v]) => v !== undefined),
         );
         const next: FederationPolicy = { ...now, ...defined };
+        // A full-delta rule carries no adapter shape (the contract stores zeros).
+        if (next.adapter.rule === 'full-delta') {
+          next.adapter = { rule: 'full-delta', rank: 0, alpha: 0, targets: [] };
+        }
         const violation = policyViolation(encodePolicy(next));
         if (violation) throw new ApiError('invalid-argument', describeViolation(violation));
         const diff = policyDiff(now, next);
@@ -199,7 +203,7 @@ export class GovernanceService {
           throw new ApiError('invalid-argument', 'the proposed policy equals the one in force');
         return this.#write('proposing a policy change', async (chain) => {
           const summary = diff
-            .map((c) => `${c.field}: ${String(c.from)} → ${String(c.to)}`)
+            .map((c) => `${c.field}: ${JSON.stringify(c.from)} → ${JSON.stringify(c.to)}`)
             .join('; ');
           const id = await chain.proposePolicy(
             next,

@@ -15,7 +15,10 @@ import { epsilonOf } from '../../api/schemas.ts';
 export function policyDiff(from: FederationPolicy, to: FederationPolicy): PolicyFieldChange[] {
   const changes: PolicyFieldChange[] = [];
   for (const field of Object.keys(to) as (keyof FederationPolicy)[]) {
-    if (from[field] !== to[field]) changes.push({ field, from: from[field], to: to[field] });
+    // The adapter is an object: compared by value.
+    if (JSON.stringify(from[field]) !== JSON.stringify(to[field])) {
+      changes.push({ field, from: from[field], to: to[field] });
+    }
   }
   return changes;
 }

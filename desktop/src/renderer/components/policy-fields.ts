@@ -42,6 +42,12 @@ export const POLICY_FIELDS: { key: keyof FederationPolicy; label: string; explai
   { key: 'sampleRate', label: 'Sample rate', explain: 'share of members invited per round' },
   { key: 'aggregationRule', label: 'Aggregation', explain: 'how updates are combined' },
   {
+    key: 'adapter',
+    label: 'Adapter',
+    explain:
+      'what a round trains: the whole model, or a LoRA adapter (FFA-LoRA freezes A, so the average is exact)',
+  },
+  {
     key: 'maxExamplesPerUpdate',
     label: 'Weight cap',
     explain: 'most examples one update counts for when no noise is added',
@@ -67,6 +73,11 @@ export function policyValue(
   if (field === 'secAggNumShares' && value === 0) return 'automatic';
   if (field === 'secAggThreshold' && typeof value === 'number')
     return `${formatNumber(value * 100, 3)}%`;
+  if (typeof value === 'object') {
+    if (value.rule === 'full-delta') return 'the whole model (full delta)';
+    const rule = value.rule === 'ffa-lora' ? 'FFA-LoRA' : 'LoRA-FedAvg';
+    return `${rule}, rank ${value.rank}, α ${formatNumber(value.alpha, 4)} on ${value.targets.join(', ')}`;
+  }
   if (typeof value === 'boolean') return value ? 'on' : 'off';
   if (typeof value === 'number') return formatNumber(value, 4);
   return String(value);

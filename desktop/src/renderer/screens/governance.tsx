@@ -3,7 +3,9 @@
 // proposing a registered candidate version.
 import { useState } from 'react';
 import {
+  ADAPTER_RULES,
   AGGREGATION_RULES,
+  LORA_TARGETS,
   type ActionView,
   type FederationPolicy,
   type GovernanceSettingsView,
@@ -430,8 +432,27 @@ function ProposePolicy(props: { onProposed: () => void }) {
   const { busy, error } = action;
   const [done, setDone] = useState<string | null>(null);
   const now = policy.data?.policy[field];
+  // The adapter is several values: rule (in `value`), rank, α and the target projections.
+  const [rank, setRank] = useState('8');
+  const [alpha, setAlpha] = useState('16');
+  const [targets, setTargets] = useState<string[]>(['q_proj', 'v_proj']);
 
   function parsed(): FederationPolicy[keyof FederationPolicy] {
+    if (field === 'adapter') {
+      const rule = value as FederationPolicy['adapter']['rule'];
+      if (rule === 'full-delta') return { rule, rank: 0, alpha: 0, targets: [] };
+      const r = Number(rank);
+      const a = Number(alpha);
+      if (!Number.isInteger(r) || r < 1) throw new Error('Enter a whole rank of at least 1.');
+      if (!(a > 0)) throw new Error('Enter an α above 0.');
+      if (targets.length === 0) throw new Error('Choose at least one projection.');
+      return {
+        rule,
+        rank: r,
+        alpha: a,
+        targets: LORA_TARGETS.filter((t) => targets.includes(t)),
+      };
+    }
     if (typeof now === 'boolean') return value === 'on';
     if (field === 'aggregationRule') return value as FederationPolicy['aggregationRule'];
     const n = Number(value);
@@ -495,6 +516,15 @@ function ProposePolicy(props: { onProposed: () => void }) {
               <option value="on">on</option>
               <option value="off">off</option>
             </select>
+          ) : field === 'adapter' ? (
+            <select value={value} onChange={(e) => setValue(e.target.value)} required>
+              <option value="">Choose…</option>
+              {ADAPTER_RULES.map((r) => (
+                <option key={r} value={r}>
+                  {r}
+                </option>
+              ))}
+            </select>
           ) : field === 'aggregationRule' ? (
             <select value={value} onChange={(e) => setValue(e.target.value)} required>
               <option value="">Choose…</option>
@@ -513,6 +543,31 @@ function ProposePolicy(props: { onProposed: () => void }) {
             />
           )}
         </label>
+        {field === 'adapter' && value !== '' && value !== 'full-delta' ? (
+          <fieldset>
+            <legend>Adapter shape</legend>
+            <label>
+              Rank
+              <input inputMode="numeric" value={rank} onChange={(e) => setRank(e.target.value)} />
+            </label>
+            <label>
+              α
+              <input inputMode="decimal" value={alpha} onChange={(e) => setAlpha(e.target.value)} />
+            </label>
+            {LORA_TARGETS.map((t) => (
+              <label key={t} className="inline">
+                <input
+                  type="checkbox"
+                  checked={targets.includes(t)}
+                  onChange={(e) =>
+                    setTargets(e.target.checked ? [...targets, t] : targets.filter((x) => x !== t))
+                  }
+                />
+                {t}
+              </label>
+            ))}
+          </fieldset>
+        ) : null}
         <label>
           Why (the first line is the title)
           <textarea rows={2} value={description} onChange={(e) => setDescription(e.target.value)} />
