@@ -3,9 +3,12 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ZeroHash, type Contract } from 'ethers';
 import {
+  ADAPTER_RULES,
   AGGREGATION_RULES,
+  LORA_TARGETS,
   encodePolicy,
   policyViolation,
+  type FederationPolicy,
   type PolicyStruct,
 } from '@commons/chain';
 import { DEFAULT_POLICY } from '../src/deploy.ts';
@@ -258,5 +261,95 @@ describe('FederationPolicy', () => {
     expect(accepted).toBeGreaterThan(20);
     expect(accepted).toBeLessThan(170);
     expect(notOdd).toBeGreaterThan(0);
+  });
+});
+
+describe('FederationPolicy adapter rule and shape', () => {
+  // Whatever the deployment default, each case states its rule and whole shape.
+  const ffa = { adapterRule: 1n, loraRank: 8n, loraAlphaMicro: 16_000000n, loraTargets: 0b101n };
+  const loraFedAvg = { ...ffa, adapterRule: 2n };
+  const fullDelta = { adapterRule: 0n, loraRank: 0n, loraAlphaMicro: 0n, loraTargets: 0n };
+
+  const adapterEdges: [string, Partial<PolicyStruct>, bigint, bigint, bigint][] = [
+    ['adapterRule', { ...ffa, adapterRule: 3n }, 3n, 0n, 2n],
+    ['loraRank', { ...ffa, loraRank: 0n }, 0n, 1n, 256n],
+    ['loraRank', { ...ffa, loraRank: 257n }, 257n, 1n, 256n],
+    ['loraRank', { ...loraFedAvg, loraRank: 0n }, 0n, 1n, 256n],
+    ['loraAlpha', { ...ffa, loraAlphaMicro: 0n }, 0n, 1n, 1024_000000n],
+    ['loraAlpha', { ...ffa, loraAlphaMicro: 1024_000001n }, 1024_000001n, 1n, 1024_000000n],
+    ['loraTargets', { ...ffa, loraTargets: 0n }, 0n, 1n, 127n],
+    ['loraTargets', { ...loraFedAvg, loraTargets: 128n }, 128n, 1n, 127n],
+    // full-delta trains no adapter: any shape left on it is refused, field by field.
+    ['loraRank', { ...fullDelta, loraRank: 8n }, 8n, 0n, 0n],
+    ['loraAlpha', { ...fullDelta, loraAlphaMicro: 1n }, 1n, 0n, 0n],
+    ['loraTargets', { ...fullDelta, loraTargets: 1n }, 1n, 0n, 0n],
+  ];
+
+  it.each(adapterEdges)('rejects %s out of range (%o)', async (field, patch, value, min, max) => {
+    const next = { ...base, ...patch };
+    expect(policyViolation(next)).toEqual({
+      error: 'FederationPolicyOutOfRange',
+      field,
+      value,
+      min,
+      max,
+    });
+    await expectRevert(policy.getFunction('setPolicy').send(next), 'FederationPolicyOutOfRange', [
+      field,
+      value,
+      min,
+      max,
+    ]);
+  });
+
+  it('numbers the rules as ADAPTER_RULES does', async () => {
+    expect(await policy.getFunction('ADAPTER_RULE_COUNT').staticCall()).toBe(
+      BigInt(ADAPTER_RULES.length),
+    );
+  });
+
+  it('accepts each rule at the edges of its shape, and stores it as the client reads it', async () => {
+    const accepted = [
+      fullDelta,
+      { adapterRule: 1n, loraRank: 1n, loraAlphaMicro: 1n, loraTargets: 1n },
+      { adapterRule: 2n, loraRank: 256n, loraAlphaMicro: 1024_000000n, loraTargets: 127n },
+    ];
+    for (const patch of accepted) {
+      const next = { ...base, ...patch };
+      expect(policyViolation(next)).toBeNull();
+      await (await policy.getFunction('setPolicy').send(next)).wait();
+    }
+    expect((await f.client.policy()).policy.adapter).toEqual({
+      rule: 'lora-fedavg',
+      rank: 256,
+      alpha: 1024,
+      targets: [...LORA_TARGETS],
+    });
+    expect((await f.client.policyAt(3)).adapter).toEqual({
+      rule: 'ffa-lora',
+      rank: 1,
+      alpha: 0.000001,
+      targets: ['q_proj'],
+    });
+    expect((await f.client.policyAt(2)).adapter).toEqual({
+      rule: 'full-delta',
+      rank: 0,
+      alpha: 0,
+      targets: [],
+    });
+  });
+
+  it('round-trips an adapter policy proposed through governance', async () => {
+    const next: FederationPolicy = {
+      ...DEFAULT_POLICY,
+      adapter: {
+        rule: 'ffa-lora',
+        rank: 16,
+        alpha: 32,
+        targets: ['q_proj', 'k_proj', 'down_proj'],
+      },
+    };
+    await f.pass(await f.as(f.accounts.alice).proposePolicy(next, 'Train FFA-LoRA adapters'));
+    expect(await f.client.policy()).toEqual({ version: 2, policy: next });
   });
 });

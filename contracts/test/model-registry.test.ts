@@ -1,6 +1,8 @@
 // ModelRegistry: genesis at deployment, candidate registration rules, lineage, base models.
-import { ZeroHash } from 'ethers';
+import { ContractFactory, ZeroHash } from 'ethers';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { commonsAbis, encodeCandidate } from '@commons/chain';
+import { readCompiledBytecode } from '../src/generated.ts';
 import { GENESIS_HASH, candidate, deployFixture, expectRevert, type Fixture } from './fixture.ts';
 
 let f: Fixture;
@@ -217,6 +219,34 @@ describe('ModelRegistry versions as (base, adapter, parent)', () => {
       'AccessControlUnauthorizedAccount',
     );
     expect(await f.client.listModels()).toHaveLength(1);
+  });
+
+  it('deploys only with a full genesis: no adapter, its own base', async () => {
+    const bytecode = (await readCompiledBytecode(f.hre)).modelRegistry;
+    const factory = new ContractFactory(commonsAbis.modelRegistry, bytecode, f.accounts.deployer);
+    const { deployer, coordinator } = f.accounts;
+    const genesis = { ...candidate(ZeroHash, 1, 0), parentHash: ZeroHash };
+    const deploy = (patch: { baseHash?: string; adapterHash?: string }) =>
+      factory.deploy(
+        deployer.address,
+        coordinator.address,
+        encodeCandidate({ ...genesis, ...patch }),
+      );
+    // An adapter genesis is refused even when it names itself as its base.
+    await expectRevert(deploy({ adapterHash: adapterOf(1) }), 'ModelRegistryFullVersionBase', [
+      genesis.contentHash,
+      genesis.contentHash,
+    ]);
+    await expectRevert(deploy({ baseHash: GENESIS_HASH }), 'ModelRegistryFullVersionBase', [
+      genesis.contentHash,
+      GENESIS_HASH,
+    ]);
+    const registry = await (await deploy({})).waitForDeployment();
+    const version = (await registry.getFunction('getVersion').staticCall(genesis.contentHash)) as {
+      baseHash: string;
+      adapterHash: string;
+    };
+    expect([version.baseHash, version.adapterHash]).toEqual([genesis.contentHash, ZeroHash]);
   });
 });
 
