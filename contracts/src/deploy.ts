@@ -70,9 +70,10 @@ export const DEFAULT_POLICY: FederationPolicy = {
   // Without DP noise an upload weighs at most this many examples in FedAvg: well above an honest
   // member's local set, far below what would let one upload outweigh the rest.
   maxExamplesPerUpdate: 10_000,
-  // Rounds train the whole model's delta; a LoRA adapter (FFA-LoRA, LoRA-FedAvg) is one
-  // governed policy change away.
-  adapter: { rule: 'full-delta', rank: 0, alpha: 0, targets: [] },
+  // Rounds train a LoRA adapter by FFA-LoRA (Sun et al. 2024): A frozen from the round's seed,
+  // only B trained, sent and averaged, so the average is exact and DP noise lands on half the
+  // numbers. Rank 8, α 16 on q_proj and v_proj, PEFT's default for Llama.
+  adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] },
 };
 
 export interface DeployOptions {

@@ -6,6 +6,7 @@
 // is bounded in count and in time and targets 127.0.0.1 only.
 //
 // Targets (issue 4): ≥ 10,000 connected; the 1,000-client round in ≤ 60 s.
+import { FULL_DELTA } from '@commons/chain';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -145,6 +146,7 @@ export async function benchConnections(
     devnet = await startDevnet(path.join(dir, 'chain'), {
       minClients: 100_000,
       maxClients: 100_000,
+      adapter: FULL_DELTA,
     });
     coordinator = await startCoordinator({
       port: 0,
@@ -203,6 +205,7 @@ export async function benchRound(
         clipNorm: 1,
         noiseMultiplier: 0,
         secureAggregation: false,
+        adapter: FULL_DELTA,
         aggregationRule: 'fedavg',
         roundDeadlineSeconds: Math.ceil(timeLimitMs / 1000),
       },

@@ -5,6 +5,7 @@
  * secureAggregation. Prints the wall seconds of each round from the moment it starts training
  * (invitations out) to its result, and the secure round's SecAgg+ overhead.
  */
+import { FULL_DELTA } from '@commons/chain';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,6 +32,7 @@ async function oneRound(
       clipNorm: 1,
       noiseMultiplier: 0,
       secureAggregation,
+      adapter: FULL_DELTA,
       aggregationRule: 'fedavg',
       learningRate: 0.01,
       roundDeadlineSeconds: 600,

@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startDevnet, type Devnet } from '@commons/contracts';
-import { CommonsClient, buildMerkleTree } from '@commons/chain';
+import { CommonsClient, FULL_DELTA, buildMerkleTree } from '@commons/chain';
 import {
   readCheckpoint,
   sha256Hex,
@@ -121,6 +121,7 @@ beforeAll(async () => {
     aggregationRule: 'fedavg',
     learningRate: 0.001,
     roundDeadlineSeconds: 600,
+    adapter: FULL_DELTA,
   });
   port = await freePort();
   url = `http://127.0.0.1:${port}`;

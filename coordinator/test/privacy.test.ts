@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY, type Devnet } from '@commons/contracts';
-import { type FederationPolicy, CommonsClient } from '@commons/chain';
+import { type FederationPolicy, CommonsClient, FULL_DELTA } from '@commons/chain';
 import {
   readCheckpoint,
   type NamedTensors,
@@ -59,6 +59,7 @@ function privatePolicy(overrides: Partial<FederationPolicy> = {}): FederationPol
     clipNorm: 2,
     noiseMultiplier: 1.5,
     secureAggregation: false,
+    adapter: FULL_DELTA,
     ...overrides,
   };
 }

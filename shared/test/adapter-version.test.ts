@@ -89,7 +89,7 @@ function storeFetch(
     const found = byHash.get(hash!);
     if (!found) return new Response('not found', { status: 404 });
     const bytes = file === 'manifest.json' ? found.manifest : found.weights;
-    return new Response(alter(file!, bytes));
+    return new Response(alter(file!, bytes) as Uint8Array<ArrayBuffer>);
   }) as typeof fetch;
   return { fetch: doFetch, requested };
 }

@@ -24,6 +24,10 @@ function commons(args: string[], input?: string) {
 
 let dir: string;
 let modelDir: string;
+/** Same shape as modelDir, other weights: a later community version. */
+let nextDir: string;
+/** Another width: a version an adapter cannot follow to. */
+let widerDir: string;
 
 beforeAll(async () => {
   await selectBackend();
@@ -44,6 +48,14 @@ beforeAll(async () => {
   );
   modelDir = join(dir, 'model');
   await saveModel(modelDir, model, tokenizer, { name: 'test' });
+  const next = Transformer.create(model.config, 2);
+  nextDir = join(dir, 'next');
+  await saveModel(nextDir, next, tokenizer, { name: 'next' });
+  next.dispose();
+  const wider = Transformer.create({ ...model.config, nEmbd: 32 }, 3);
+  widerDir = join(dir, 'wider');
+  await saveModel(widerDir, wider, tokenizer, { name: 'wider' });
+  wider.dispose();
   model.dispose();
   mkdirSync(join(dir, 'notes/sub'), { recursive: true });
   writeFileSync(join(dir, 'notes/a.md'), NOTES);
@@ -122,6 +134,21 @@ describe('commons CLI', () => {
     expect(chat.err).toMatch(/personal adapter on/);
     expect(chat.out.startsWith('Dear diary')).toBe(true);
     expect(chat.out.length).toBeGreaterThan('Dear diary\n'.length);
+
+    // The next community version has the same shape: the personal adapter follows, and says so.
+    const carried = commons(
+      ['chat', '--model', nextDir, '--adapter', out, '--max-tokens', '4', '--seed', '1'],
+      'Dear diary\n',
+    );
+    expect(carried.code, carried.err).toBe(0);
+    expect(carried.err).toMatch(
+      /personal adapter trained on [0-9a-f]{12}…, layered on [0-9a-f]{12}… \(same shape\)/,
+    );
+    expect(carried.err).toMatch(/personal adapter on/);
+    // A version of another width: refused by name, with what to do.
+    const wider = commons(['chat', '--model', widerDir, '--adapter', out], '');
+    expect(wider.code).toBe(1);
+    expect(wider.err).toMatch(/ADAPTER_MISMATCH.*whose shape differs.*train a new one/);
   });
 
   it('refuses an adapter trained on another model, and user mistakes, in one line', () => {

@@ -10,7 +10,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_POLICY, defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
-import type { FederationPolicy } from '@commons/chain';
+import { FULL_DELTA, type FederationPolicy } from '@commons/chain';
 import {
   readCheckpoint,
   type UpdateEncoding,
@@ -56,7 +56,7 @@ export interface SimulationOptions {
   secureAggregation?: boolean;
   /**
    * What a round trains (the policy's adapter): a LoRA adapter on the model, by FFA-LoRA or
-   * LoRA-FedAvg, or the whole model (default: full-delta, as a model trained from scratch needs).
+   * LoRA-FedAvg, or the whole model (default: full-delta, what a model trained from scratch needs).
    */
   adapter?: FederationPolicy['adapter'];
   /** Seed the coordinator's DP noise, so a run repeats exactly (never for a real privacy claim). */
@@ -83,14 +83,6 @@ export interface SimulationOptions {
   log?: (line: string) => void;
   onRound?: (row: RoundRow) => void;
 }
-
-/** Rounds that train the whole model: what a simulation from a fresh initialisation runs. */
-const FULL_DELTA: FederationPolicy['adapter'] = {
-  rule: 'full-delta',
-  rank: 0,
-  alpha: 0,
-  targets: [],
-};
 
 export const SIMULATION_DEFAULTS: Omit<SimulationOptions, 'out'> = {
   clients: 50,

@@ -52,6 +52,9 @@ export interface PolicyAdapter {
   targets: LoraTarget[];
 }
 
+/** Rounds that train the whole model: the adapter of a full-delta policy. */
+export const FULL_DELTA: PolicyAdapter = { rule: 'full-delta', rank: 0, alpha: 0, targets: [] };
+
 /** The largest `maxExamplesPerUpdate` the contract accepts: 2^32 − 1 (a uint32's range). */
 export const MAX_EXAMPLES_PER_UPDATE_LIMIT = 2n ** 32n - 1n;
 

@@ -36,12 +36,18 @@ export async function chat(args: string[]): Promise<number> {
   const backend = await selectBackend();
   const loaded = await loadModel(values.model);
   const { model, tokenizer, hash } = loaded;
-  if (values.adapter) {
-    const { adapter } = await loadAdapter(values.adapter, loaded);
-    model.adapter = adapter;
-  }
   const tty = process.stdin.isTTY === true;
   const err = (s: string) => process.stderr.write(s);
+  if (values.adapter) {
+    // A personal adapter follows the member to a later version of the same shape.
+    const { adapter, carriedFrom } = await loadAdapter(values.adapter, loaded, { carry: true });
+    model.adapter = adapter;
+    if (carriedFrom) {
+      err(
+        `personal adapter trained on ${carriedFrom.slice(0, 12)}…, layered on ${hash.slice(0, 12)}… (same shape)\n`,
+      );
+    }
+  }
   err(
     `model ${hash.slice(0, 12)} (${model.numParams().toLocaleString('en-US')} parameters) on ${backend.backend}` +
       `${model.adapter ? ', personal adapter on' : ''}\n`,

@@ -92,30 +92,45 @@ export async function saveAdapter(
   });
 }
 
-/** Load an adapter and check it was trained on exactly this base model. */
+/**
+ * Load an adapter and check it was trained on exactly this base model. With `carry`, an adapter
+ * trained on another model is layered too when its shape fits this one: a personal adapter
+ * follows the member from one community version to the next (a version from an adapter round
+ * keeps its parent's shape); `carriedFrom` then names the model it was trained on.
+ */
 export async function loadAdapter(
   dir: string,
   base: Pick<LoadedModel, 'model' | 'hash'>,
-): Promise<{ adapter: LoraAdapter; manifest: Manifest; hash: string }> {
+  options: { carry?: boolean } = {},
+): Promise<{ adapter: LoraAdapter; manifest: Manifest; hash: string; carriedFrom: string | null }> {
   const { manifest, tensors, hash } = await readCheckpoint(dir);
   if (manifest.kind !== 'adapter' || !manifest.adapter) {
     throw new CheckpointError('MALFORMED_MANIFEST', `${dir} holds a full model, not an adapter`);
   }
-  if (manifest.adapter.baseHash !== base.hash) {
+  const trainedOn = manifest.adapter.baseHash;
+  if (trainedOn !== base.hash && options.carry !== true) {
     throw new CheckpointError(
       'UNEXPECTED_HASH',
-      `adapter ${dir} was trained on model ${manifest.adapter.baseHash.slice(0, 12)}…, not on the loaded ${base.hash.slice(0, 12)}…`,
+      `adapter ${dir} was trained on model ${trainedOn.slice(0, 12)}…, not on the loaded ${base.hash.slice(0, 12)}…`,
     );
   }
   const problem = shapeProblem(
     LoraAdapter.shapes(base.model.config, manifest.adapter.lora),
     tensors,
   );
-  if (problem) throw new CheckpointError('SHAPE_MISMATCH', `${dir}: ${problem}`);
+  if (problem) {
+    throw new CheckpointError(
+      trainedOn === base.hash ? 'SHAPE_MISMATCH' : 'ADAPTER_MISMATCH',
+      trainedOn === base.hash
+        ? `${dir}: ${problem}`
+        : `adapter ${dir} was trained on model ${trainedOn.slice(0, 12)}…, whose shape differs from ${base.hash.slice(0, 12)}… (${problem}); train a new one on this model`,
+    );
+  }
   return {
     adapter: LoraAdapter.fromTensors(base.model.config, manifest.adapter.lora, tensors),
     manifest,
     hash,
+    carriedFrom: trainedOn === base.hash ? null : trainedOn,
   };
 }
 
