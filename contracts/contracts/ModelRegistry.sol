@@ -328,15 +328,16 @@ contract ModelRegistry is AccessControl {
         ModelVersion storage version = _versions[contentHash];
         if (version.contentHash == bytes32(0)) revert ModelRegistryUnknownVersion(contentHash);
         base = version.baseHash;
-        bytes32[] memory newestFirst = new bytes32[](maxDepth);
+        // Counted first, so memory is the chain's length whatever maxDepth says.
         uint256 length = 0;
-        while (version.adapterHash != bytes32(0)) {
+        for (ModelVersion storage v = version; v.adapterHash != bytes32(0); v = _versions[v.parentHash]) {
             if (length == maxDepth) revert ModelRegistryChainTooLong(contentHash, maxDepth);
-            newestFirst[length++] = version.adapterHash;
-            version = _versions[version.parentHash];
+            length++;
         }
         adapters = new bytes32[](length);
-        for (uint256 i = 0; i < length; i++) adapters[i] = newestFirst[length - 1 - i];
+        for (ModelVersion storage v = version; length > 0; v = _versions[v.parentHash]) {
+            adapters[--length] = v.adapterHash;
+        }
     }
 
     function _register(Candidate memory candidate) private {

@@ -166,6 +166,11 @@ describe('ModelRegistry versions as (base, adapter, parent)', () => {
       adapters: [adapterOf(1), adapterOf(2)],
     });
     expect(await f.client.adapterChain(GENESIS_HASH)).toEqual({ base: GENESIS_HASH, adapters: [] });
+    // Memory is the chain's length, not maxDepth: a generous bound costs nothing.
+    expect(await f.client.adapterChain(second.contentHash, 10_000_000)).toEqual({
+      base: GENESIS_HASH,
+      adapters: [adapterOf(1), adapterOf(2)],
+    });
 
     // A full-delta round after them starts a new base: the walk stops there.
     const full = candidate(second.contentHash, 3);

@@ -146,6 +146,18 @@ describe('the adapter a policy trains', () => {
         adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['lm_head' as 'q_proj'] },
       }),
     ).toThrow(/Unknown LoRA target lm_head/);
+    expect(() =>
+      encodePolicy({
+        ...POLICY,
+        adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj', 'q_proj'] },
+      }),
+    ).toThrow(/LoRA target q_proj is listed twice/);
+    expect(() =>
+      encodePolicy({
+        ...POLICY,
+        adapter: { rule: 'ffa-lora', rank: 2.5, alpha: 16, targets: ['q_proj'] },
+      }),
+    ).toThrow(/rank must be a whole number, got 2.5/);
     const ffa = encodePolicy({
       ...POLICY,
       adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj'] },

@@ -186,10 +186,14 @@ function encodeAdapter(
   if (adapter.rule === 'full-delta') {
     return { adapterRule: 0n, loraRank: 0n, loraAlphaMicro: 0n, loraTargets: 0n };
   }
+  if (!Number.isInteger(adapter.rank)) {
+    throw new Error(`The adapter's rank must be a whole number, got ${adapter.rank}`);
+  }
   let mask = 0;
   for (const target of adapter.targets) {
     const bit = LORA_TARGETS.indexOf(target);
     if (bit < 0) throw new Error(`Unknown LoRA target ${String(target)}`);
+    if (mask & (1 << bit)) throw new Error(`LoRA target ${target} is listed twice`);
     mask |= 1 << bit;
   }
   return {

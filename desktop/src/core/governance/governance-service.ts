@@ -238,6 +238,7 @@ const MICRO_FIELDS = new Set([
   'epsilonBudget',
   'clipTargetQuantile',
   'secAggThreshold',
+  'loraAlpha',
 ]);
 
 /** A refusal of FederationPolicy in the units the member typed, saying what would be accepted. */
