@@ -1,12 +1,16 @@
 // The model-upgrade lifecycle end to end, multi-process as in production: a hardhat chain with
-// Commons deployed under a secure-aggregation + DP policy, the coordinator as its own process
+// Commons deployed under a secure-aggregation + DP policy whose rounds train an FFA-LoRA
+// adapter on the genesis model (the default rule), the coordinator as its own process
 // (bin/commons-coordinator.ts), and four `commons contribute` processes each holding other
 // Shakespeare roles as private notes. Along the way: a contributor is killed mid-round, the
 // coordinator is killed (SIGKILL) and restarted, holders vote a candidate in (one vote relayed
-// by signature) and every member verifies and runs it, a tampered model file is refused, a
-// proposal short of quorum changes nothing, and a policy change is obeyed by the next round.
+// by signature) and every member verifies its base and adapter against the chain and runs it
+// (one who holds the parent fetches only the adapter), a member's personal adapter, trained on
+// genesis by `commons train --lora`, stays layered in `commons chat` on the new version, a
+// tampered model file is refused, a proposal short of quorum changes nothing, and a policy
+// change is obeyed by the next round.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -17,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startDevnet, type Devnet } from '@commons/contracts';
 import { selectBackend, readCorpus, splitText } from '@commons/shared/engine';
 import { CommonsClient, type FederationPolicy } from '@commons/chain';
-import { fetchBaseModel } from '@commons/shared/contributor';
+import { fetchBaseModel, MemoryModelCache } from '@commons/shared/contributor';
 import { assignRoles, parseRoles } from '@commons/coordinator/lab';
 import { runProposal, TxLog, replyWithActiveModel } from '@commons/desktop/demo';
 
@@ -108,6 +112,24 @@ function spawnContributor(c: Contributor): void {
   );
   createInterface({ input: child.stdout! }).on('line', (line) => c.lines.push(line));
   c.process = child;
+}
+
+/** Runs `commons <args>` as its own process with `input` on stdin. */
+function runCommons(
+  args: string[],
+  input = '',
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [COMMONS_BIN, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+    child.once('exit', (code) => resolve({ code, out, err }));
+    child.stdin!.end(input);
+  });
 }
 
 async function kill(child: ChildProcess | null): Promise<void> {
@@ -219,8 +241,14 @@ describe('the model-upgrade lifecycle', () => {
     const task = JSON.parse(firstPublished.task_json) as {
       policyVersion: number;
       secureAggregation?: { noiseStddev: number } | null;
+      adapter?: { rule: string; lora: { rank: number; targets: string[] } } | null;
     };
     expect(task.secureAggregation?.noiseStddev).toBeGreaterThan(0);
+    // The default rule: an FFA-LoRA adapter on q_proj and v_proj, not the whole model.
+    expect(task.adapter).toMatchObject({
+      rule: 'ffa-lora',
+      lora: { rank: 8, targets: ['q_proj', 'v_proj'] },
+    });
     const accepted = submitters(firstPublished.id);
     expect(accepted.length).toBeGreaterThanOrEqual(3);
     expect(accepted).not.toContain(victim.wallet.address.toLowerCase());
@@ -228,10 +256,13 @@ describe('the model-upgrade lifecycle', () => {
       expect(r.state, `round ${r.id}`).toBe('failed');
     }
 
-    // Registered on chain with the ε the DP policy cost.
+    // Registered on chain with the ε the DP policy cost, as genesis plus the round's adapter.
     const version = await holders[0]!.modelVersion(firstPublished.candidate_hash!);
     expect(version.roundId).toBe(firstPublished.id);
     expect(version.epsilon).toBeGreaterThan(0);
+    const genesis = (await holders[0]!.listModels())[0]!;
+    expect(version.baseHash).toBe(genesis.contentHash);
+    expect(version.adapterHash).not.toBeNull();
   });
 
   it('survives kill -9 of the coordinator: after a restart the federation goes on', async () => {
@@ -266,18 +297,60 @@ describe('the model-upgrade lifecycle', () => {
     expect(run.votes.for).toBe(parseEther('200000'));
     expect(await proposer.hasVoted(run.proposalId, await signer.signer!.getAddress())).toBe(true);
 
-    // Each member reads the chain, downloads from the coordinator, verifies, and answers.
-    const replies = await Promise.all(
-      holders
-        .slice(0, 2)
-        .map((member, i) =>
-          replyWithActiveModel(member, url, 'ROMEO:', { maxTokens: 12, seed: i }),
-        ),
+    // Each member reads the chain, gets the version from the coordinator, verifies base and
+    // adapter against the chain, and answers. Member 0 already holds genesis, the parent: only
+    // the adapter travels. Member 1 holds nothing and downloads the whole model.
+    const genesisHash = (await proposer.listModels())[0]!.contentHash.replace(/^0x/, '');
+    const caches = [new MemoryModelCache(4), new MemoryModelCache(4)];
+    await fetchBaseModel(
+      url,
+      { hash: genesisHash, path: `/models/${genesisHash}/` },
+      { cache: caches[0]! },
     );
+    const replies = await Promise.all(
+      holders.slice(0, 2).map((member, i) =>
+        replyWithActiveModel(member, url, 'ROMEO:', {
+          maxTokens: 12,
+          seed: i,
+          cache: caches[i]!,
+        }),
+      ),
+    );
+    const version = await proposer.modelVersion(candidate);
     for (const reply of replies) {
       expect(reply.hash).toBe(candidate.replace(/^0x/, ''));
+      expect(reply.base).toBe(genesisHash);
+      expect(reply.adapters).toEqual([version.adapterHash!.replace(/^0x/, '')]);
       expect(reply.reply.length).toBeGreaterThan(0);
     }
+    expect(replies.map((r) => r.adapterOnly)).toEqual([true, false]);
+
+    // A member's personal adapter, trained on genesis before the switch, stays layered on the
+    // new version in chat (separate processes: `commons train --lora`, then `commons chat`).
+    const notes = path.join(dir, 'member-notes.txt');
+    await writeFile(notes, 'To plant or not to plant, that is the olive question.\n'.repeat(60));
+    const personal = path.join(dir, 'personal-adapter');
+    const trained = await runCommons([
+      'train',
+      ...['--data', notes, '--lora', '--steps', '3', '--batch', '2', '--out', personal],
+    ]);
+    expect(trained.code, trained.err).toBe(0);
+    const held = path.join(dir, 'member-0-active');
+    await mkdir(held);
+    const bytes = caches[0]!.get(candidate.replace(/^0x/, ''))!;
+    await writeFile(path.join(held, 'manifest.json'), bytes.manifest);
+    await writeFile(path.join(held, 'weights.bin'), bytes.weights);
+    const chat = await runCommons(
+      ['chat', '--model', held, '--adapter', personal, '--max-tokens', '6', '--seed', '1'],
+      'ROMEO:\n',
+    );
+    expect(chat.code, chat.err).toBe(0);
+    expect(chat.err).toMatch(
+      new RegExp(`personal adapter trained on ${genesisHash.slice(0, 12)}…, layered on`),
+    );
+    expect(chat.err).toMatch(/personal adapter on/);
+    expect(chat.out.startsWith('ROMEO:')).toBe(true);
+
     // The chain (and so the coordinator) now trains on it.
     const next = await publishedAfter(rounds().at(-1)!.id);
     expect(next.task_json).toContain(candidate.replace(/^0x/, ''));
