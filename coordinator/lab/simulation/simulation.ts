@@ -68,6 +68,11 @@ export interface SimulationOptions {
   publishMarginBpc: number;
   /** Model shape (the vocabulary is the genesis tokenizer's). */
   model: Omit<ModelConfig, 'vocabSize'>;
+  /**
+   * A checkpoint folder to start from (e.g. the genesis model, for adapter rounds on a trained
+   * base) instead of a fresh initialisation of `model`.
+   */
+  base?: string;
   /** Run the centralised baseline after the rounds. */
   baseline: boolean;
   /** Only the baseline's first N round-equivalents (default: as many as the rounds run). */
@@ -82,6 +87,15 @@ export interface SimulationOptions {
   editShard?: (index: number, text: string) => string;
   log?: (line: string) => void;
   onRound?: (row: RoundRow) => void;
+}
+
+/** A model already on disk as the simulation's starting point. */
+async function existingModel(
+  dir: string,
+): Promise<{ hash: string; dir: string; params: number; config: ModelConfig }> {
+  const { manifest, tensors, hash } = await readCheckpoint(dir);
+  const params = [...tensors.values()].reduce((n, t) => n + t.data.length, 0);
+  return { hash, dir, params, config: manifest.config };
 }
 
 export const SIMULATION_DEFAULTS: Omit<SimulationOptions, 'out'> = {
@@ -172,7 +186,9 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     `split: ${roles.length} roles over ${shards.length} clients, ${split.minChars}–${split.maxChars} chars each`,
   );
 
-  const init = await writeInitialModel(path.join(out, 'init-model'), options.model, options.seed);
+  const init = options.base
+    ? await existingModel(options.base)
+    : await writeInitialModel(path.join(out, 'init-model'), options.model, options.seed);
   const { manifest, tensors } = await readCheckpoint(init.dir);
   const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
   const data = shards.map((s, i) =>

@@ -1,12 +1,15 @@
 // `npm run demo`: the model-upgrade lifecycle, headless, on one machine, through the production
-// code. A hardhat devnet with Commons deployed under a secure-aggregation + DP policy; the
-// coordinator on loopback; a community of members, each holding other Shakespeare roles as
-// private notes (LEAF's non-IID split), the opted-in ones training as real FederatedClients in
-// worker threads. Each published candidate is registered with its ε, proposed, voted in by
-// token holders (one vote signed off-chain and relayed), queued and executed after the devnet's
-// clock is moved past the voting period and the timelock, so the next round trains it. Then
-// every member reads the active model from the chain, downloads it, verifies its hash and
-// answers a prompt with it, and the contributors claim their rewards.
+// code. A hardhat devnet with Commons deployed on a base model (the genesis model, or with
+// --base any Llama-family model from the member's library) under a secure-aggregation + DP
+// policy whose rounds train a LoRA adapter (FFA-LoRA by default); the coordinator on loopback;
+// a community of members, each holding other Shakespeare roles as private notes (LEAF's non-IID
+// split), the opted-in ones training as real FederatedClients in worker threads. Each published
+// candidate (its parent plus the round's adapter) is registered with its ε, proposed, voted in
+// by token holders (one vote signed off-chain and relayed), queued and executed after the
+// devnet's clock is moved past the voting period and the timelock, so the next round trains it.
+// Then every member reads the active version from the chain with its base and adapters, gets it
+// (a contributor, who holds the parent, fetches only the adapter), verifies its hash and answers
+// a prompt with it, and the contributors claim their rewards.
 //
 // --seed fixes the community (roles, who opts in, wallets), the model's initialisation, the
 // clients' sampling and the server's noise. The DP noise of a secure round is the clients'
@@ -15,24 +18,19 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_POLICY, defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
 import { startCoordinator, type Coordinator, CandidateEvaluator } from '@commons/coordinator';
-import {
-  ClientPool,
-  SIMULATION_MODEL,
-  writeInitialModel,
-  assignRoles,
-  parseRoles,
-} from '@commons/coordinator/lab';
+import { ClientPool, assignRoles, parseRoles } from '@commons/coordinator/lab';
 import {
   selectBackend,
-  readCheckpoint,
-  type ModelConfig,
   readCorpus,
   splitText,
   Rng,
   ChatTokenizer,
+  writeCheckpoint,
 } from '@commons/shared/engine';
-import { CommonsClient, type FederationPolicy } from '@commons/chain';
+import { CommonsClient, type FederationPolicy, type PolicyAdapter } from '@commons/chain';
+import { GENESIS_DIR, readBaseCheckpoint } from './base.ts';
 import type { RoundResult, RoundStatus } from '@commons/shared/protocol';
+import { fetchBaseModel, MemoryModelCache } from '@commons/shared/contributor';
 import { runProposal, TxLog } from './governance.ts';
 import { replyWithActiveModel } from './member.ts';
 import {
@@ -62,7 +60,13 @@ export interface DemoOptions {
   charsPerMember: number;
   evalChars: number;
   publishMarginBpc: number;
-  model: Omit<ModelConfig, 'vocabSize'>;
+  /**
+   * The model the community starts from: a checkpoint folder (the genesis model by default) or
+   * a Hugging Face Llama-family folder, e.g. a model pulled into the library.
+   */
+  base: string;
+  /** What rounds train (the policy's adapter): FFA-LoRA by default. */
+  adapter: PolicyAdapter;
   prompt: string;
   log?: (line: string) => void;
 }
@@ -82,7 +86,8 @@ export const DEMO_DEFAULTS: Omit<DemoOptions, 'out'> = {
   // DP noise on a four-member federation costs accuracy; a candidate up to half a bit per
   // character worse than its parent is still published, so the lifecycle runs to the end.
   publishMarginBpc: 0.5,
-  model: SIMULATION_MODEL,
+  base: GENESIS_DIR,
+  adapter: DEFAULT_POLICY.adapter,
   prompt: 'ROMEO:',
 };
 
@@ -117,8 +122,16 @@ export async function runDemo(
   const order = [...contributing].sort((a, b) => a - b);
 
   const backend = await selectBackend();
-  const init = await writeInitialModel(path.join(work, 'init-model'), options.model, options.seed);
-  const { manifest, tensors } = await readCheckpoint(init.dir);
+  // The base, written as the checkpoint the devnet registers as genesis and the coordinator serves.
+  const { manifest, tensors, hash: genesisHash } = await readBaseCheckpoint(options.base);
+  const baseDir = path.join(work, 'base');
+  await writeCheckpoint(baseDir, {
+    config: manifest.config,
+    tokenizer: manifest.tokenizer,
+    tensors,
+    provenance: { ...manifest.provenance, source: options.base },
+  });
+  const params = [...tensors.values()].reduce((n, t) => n + t.data.length, 0);
   const tokenizer = ChatTokenizer.fromJSON(manifest.tokenizer);
   const texts = shards.map((s) => s.text.slice(0, options.charsPerMember));
   const initial = new CandidateEvaluator({ text: val, maxChars: options.evalChars }).evaluate(
@@ -126,8 +139,8 @@ export async function runDemo(
     tensors,
   );
   log(
-    `${options.members} members, ${contributing.size} contributing; model ${init.params.toLocaleString('en-US')} parameters; ` +
-      `val loss ${initial.loss.toFixed(4)} before training`,
+    `${options.members} members, ${contributing.size} contributing; base ${genesisHash.slice(0, 12)}… ` +
+      `(${params.toLocaleString('en-US')} parameters); val loss ${initial.loss.toFixed(4)} before training`,
   );
 
   const policy: FederationPolicy = {
@@ -142,6 +155,7 @@ export async function runDemo(
     aggregationRule: 'fedavg',
     epsilonBudget: 1000,
     roundDeadlineSeconds: 600,
+    adapter: options.adapter,
   };
 
   let devnet: Devnet | null = null;
@@ -151,7 +165,7 @@ export async function runDemo(
   try {
     let since = performance.now();
     devnet = await startDevnet(path.join(work, 'chain'), policy, {
-      genesis: { hash: init.hash, uri: defaultGenesisUri(init.hash) },
+      genesis: { hash: genesisHash, uri: defaultGenesisUri(genesisHash) },
     });
     const connect = async (privateKey?: string) => {
       const client = await CommonsClient.connect({
@@ -178,7 +192,7 @@ export async function runDemo(
       maxSteps: options.maxSteps,
       evalChars: options.evalChars,
       maxRounds: options.rounds,
-      seedModels: [init.dir],
+      seedModels: [baseDir],
       // Time for the vote between rounds, so the next round trains the new model.
       roundIntervalMs: 4000,
       publishMarginBpc: options.publishMarginBpc,
@@ -262,15 +276,28 @@ export async function runDemo(
     await pool.close();
     pool = null;
 
-    // Every member's client sees the active model, verifies it against the chain and answers.
+    // Every member's client sees the active version, verifies its base and adapters against the
+    // chain and answers. A contributor trained on the parent and so holds it: only the adapter
+    // travels. A member who only chats downloads the whole model.
     since = performance.now();
-    const activeModel = (await proposer.activeModel()).contentHash.replace(/^0x/, '');
+    const active = await proposer.activeModel();
+    const activeModel = active.contentHash.replace(/^0x/, '');
+    const parent = active.parentHash?.replace(/^0x/, '') ?? null;
     const reader = await connect();
     const members: DemoMember[] = [];
     for (let i = 0; i < options.members; i++) {
+      const cache = new MemoryModelCache(2);
+      if (parent && contributing.has(i)) {
+        await fetchBaseModel(
+          coordinatorUrl,
+          { hash: parent, path: `/models/${parent}/` },
+          { cache },
+        );
+      }
       const reply = await replyWithActiveModel(reader, coordinatorUrl, options.prompt, {
         maxTokens: 24,
         seed: options.seed + i,
+        cache,
       });
       const slot = order.indexOf(i);
       members.push({
@@ -280,6 +307,7 @@ export async function runDemo(
         contributes: slot >= 0,
         address: slot >= 0 ? addresses[slot]! : '',
         verifiedHash: reply.hash,
+        adapterOnly: reply.adapterOnly,
         reply: reply.reply,
         claimed: null,
       });
@@ -324,7 +352,12 @@ export async function runDemo(
       date: new Date().toISOString(),
       seed: options.seed,
       backend: backend.backend,
-      model: { params: init.params, genesis: init.hash },
+      model: {
+        params,
+        genesis: genesisHash,
+        source: options.base,
+        adapters: (await reader.adapterChain(activeModel)).adapters.length,
+      },
       policy,
       publishMarginBpc: options.publishMarginBpc,
       initial: { valLoss: initial.loss, valBpc: initial.bitsPerChar },

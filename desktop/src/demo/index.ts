@@ -11,3 +11,4 @@ export {
   type TxRecord,
 } from './governance.ts';
 export { replyWithActiveModel, type MemberReply } from './member.ts';
+export { GENESIS_DIR, readBaseCheckpoint, resolveBase } from './base.ts';

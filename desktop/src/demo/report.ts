@@ -30,6 +30,8 @@ export interface DemoMember {
   address: string;
   /** The model hash this member verified against the chain, and its reply. */
   verifiedHash: string | null;
+  /** Only the version's adapter was downloaded (the member held its parent). */
+  adapterOnly: boolean;
   reply: string | null;
   /** Tokens claimed (decimal wei), contributors only. */
   claimed: string | null;
@@ -39,7 +41,11 @@ export interface DemoReport {
   date: string;
   seed: number;
   backend: string;
-  model: { params: number; genesis: string };
+  /**
+   * The base the community started from (its hash is the genesis version's), where it was read
+   * from, and how many adapters the active version has folded into it.
+   */
+  model: { params: number; genesis: string; source: string; adapters: number };
   policy: FederationPolicy;
   publishMarginBpc: number;
   initial: { valLoss: number; valBpc: number };
@@ -91,9 +97,14 @@ export function reportMarkdown(
     '# Commons demo: the model-upgrade lifecycle',
     '',
     `${report.date}, seed ${report.seed}, tfjs backend ${report.backend}. ` +
-      `A ${report.model.params.toLocaleString('en-US')}-parameter model ` +
-      `(genesis \`${short(report.model.genesis)}\`), ${report.members.length} members, ` +
-      `${report.members.filter((m) => m.contributes).length} of them contributing.`,
+      `A ${report.model.params.toLocaleString('en-US')}-parameter base model ` +
+      `(\`${report.model.source}\`, genesis \`${short(report.model.genesis)}\`), ${report.members.length} members, ` +
+      `${report.members.filter((m) => m.contributes).length} of them contributing. ` +
+      (p.adapter.rule === 'full-delta'
+        ? 'Rounds train the whole model.'
+        : `Rounds train a LoRA adapter (${p.adapter.rule}, rank ${p.adapter.rank}, α ${p.adapter.alpha} on ` +
+          `${p.adapter.targets.join(', ')}); each version is its parent with one adapter folded in, ` +
+          `and the active one carries ${report.model.adapters} on top of the base.`),
     '',
     '## Policy (on chain, set at deployment)',
     '',
@@ -126,16 +137,18 @@ export function reportMarkdown(
     '',
     '## Members',
     '',
-    `Every member read the active model \`${short(report.activeModel)}\` from ModelRegistry, ` +
-      'downloaded it from the coordinator, checked its sha256 against the chain and answered ' +
-      `"${report.prompt}":`,
+    `Every member read the active model \`${short(report.activeModel)}\` from ModelRegistry with ` +
+      'its base and adapters, got it from the coordinator (a contributor, who holds the parent, ' +
+      'fetched only the adapter and folded it in), checked its sha256 against the chain and ' +
+      `answered "${report.prompt}":`,
     '',
-    '| member | roles (private data) | chars | contributes | verified | reply | reward claimed |',
-    '| --- | --- | ---: | --- | --- | --- | ---: |',
+    '| member | roles (private data) | chars | contributes | verified | downloaded | reply | reward claimed |',
+    '| --- | --- | ---: | --- | --- | --- | --- | ---: |',
     ...report.members.map(
       (m) =>
         `| ${m.name}${m.address ? ` \`${short(m.address)}\`` : ''} | ${m.roles.slice(0, 3).join(', ')}${m.roles.length > 3 ? ', …' : ''} | ` +
         `${m.chars} | ${m.contributes ? 'yes' : 'no'} | ${m.verifiedHash === report.activeModel ? 'yes' : 'NO'} | ` +
+        `${m.adapterOnly ? 'the adapter' : 'the whole model'} | ` +
         `${JSON.stringify(m.reply ?? '').replace(/\|/g, '\\|')} | ${m.claimed === null ? '—' : formatEther(m.claimed)} |`,
     ),
     '',

@@ -89,6 +89,37 @@ export async function readHfCheckpoint(
       `${dir}/${HF_CHECKPOINT_FILE} is not a ${HF_CHECKPOINT_FORMAT} record with a hash`,
     );
   }
+  const provenance = (recorded.provenance ?? {}) as Record<string, unknown>;
+  const decoded = await readHfFolderCheckpoint(dir, { provenance });
+  if (decoded.hash !== recorded.hash) {
+    throw new CheckpointError(
+      'HASH_MISMATCH',
+      `${dir} is corrupt: ${HF_CHECKPOINT_FILE} records hash ${recorded.hash} but the files hash to ${decoded.hash}`,
+    );
+  }
+  if (opts.expectedHash !== undefined) {
+    const want = opts.expectedHash.toLowerCase().replace(/^0x/, '');
+    if (want !== decoded.hash) {
+      throw new CheckpointError(
+        'UNEXPECTED_HASH',
+        `expected checkpoint ${want} but ${dir} is ${decoded.hash}`,
+      );
+    }
+  }
+  return decoded;
+}
+
+/**
+ * Any Hugging Face Llama-family folder (config.json, safetensors, tokenizer.json,
+ * tokenizer_config.json) as a Commons checkpoint: a model pulled from the hub or imported into
+ * the library, to train from (a community built on an open-weights base). Refuses, by name, a
+ * config the trainable model does not compute and any tensor missing, stray or misshapen. The
+ * hash is the checkpoint hash of what was read; nothing records an expected one here.
+ */
+export async function readHfFolderCheckpoint(
+  dir: string,
+  options: { provenance?: Record<string, unknown> } = {},
+): Promise<DecodedCheckpoint> {
   let config: ModelConfig;
   try {
     config = modelConfigFromHf(await readJson(join(dir, 'config.json')), `${dir}/config.json`);
@@ -132,23 +163,13 @@ export async function readHfCheckpoint(
   } finally {
     await folder.close();
   }
-  const provenance = (recorded.provenance ?? {}) as Record<string, unknown>;
-  const encoded = encodeCheckpoint({ kind: 'model', config, tokenizer, tensors, provenance });
-  if (encoded.hash !== recorded.hash) {
-    throw new CheckpointError(
-      'HASH_MISMATCH',
-      `${dir} is corrupt: ${HF_CHECKPOINT_FILE} records hash ${recorded.hash} but the files hash to ${encoded.hash}`,
-    );
-  }
-  if (opts.expectedHash !== undefined) {
-    const want = opts.expectedHash.toLowerCase().replace(/^0x/, '');
-    if (want !== encoded.hash) {
-      throw new CheckpointError(
-        'UNEXPECTED_HASH',
-        `expected checkpoint ${want} but ${dir} is ${encoded.hash}`,
-      );
-    }
-  }
+  const encoded = encodeCheckpoint({
+    kind: 'model',
+    config,
+    tokenizer,
+    tensors,
+    provenance: options.provenance ?? {},
+  });
   return { manifest: encoded.manifest, tensors, hash: encoded.hash };
 }
 
