@@ -62,6 +62,11 @@ export const coordinatorConfigSchema = z.strictObject({
   maxRounds: z.number().int().nonnegative().default(0),
   /** Characters of the held-out text to evaluate on (0: all ~111k). */
   evalChars: z.number().int().nonnegative().default(0),
+  /**
+   * A UTF-8 text file the operator names as the held-out text candidates are scored on (no
+   * client may train on it); default: the last 10% of tinyshakespeare, the genesis split.
+   */
+  evalFile: z.string().min(1).optional(),
   /** Checkpoint folders imported into the model store at start (the genesis model). */
   seedModels: z.array(z.string()).default([GENESIS_DIR]),
   /** Origins allowed to open Socket.IO connections from a browser (the desktop's web mode). */
@@ -91,6 +96,7 @@ export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
   --sign-in-seconds N      time a client has to sign in before it is disconnected (default 30)
   --max-unauthenticated N  connections one address may hold before signing in (default 256)
   --rounds N               stop after N rounds (default: run until stopped)
+  --eval-file PATH         held-out text to score candidates on (default: tinyshakespeare's last 10%)
   --eval-chars N           held-out characters to score candidates on (default all)
   --publish-margin B       refuse a candidate worse than its parent by more than B bits/char (default 0.02)
   --noise-seed N           seed the server's DP noise (reproducible demos only; never in production)
@@ -154,6 +160,7 @@ export async function configFromArgs(
         'max-unauthenticated': { type: 'string' },
         rounds: { type: 'string' },
         'eval-chars': { type: 'string' },
+        'eval-file': { type: 'string' },
         'publish-margin': { type: 'string' },
         'noise-seed': { type: 'string' },
         propose: { type: 'boolean' },
@@ -198,6 +205,7 @@ export async function configFromArgs(
     maxUnauthenticatedPerAddress: int(values['max-unauthenticated'], '--max-unauthenticated'),
     maxRounds: int(values.rounds, '--rounds'),
     evalChars: int(values['eval-chars'], '--eval-chars'),
+    evalFile: values['eval-file'],
     publishMarginBpc: real(values['publish-margin'], '--publish-margin'),
     noiseSeed: int(values['noise-seed'], '--noise-seed'),
     proposeActivation: values.propose,

@@ -1,7 +1,7 @@
 // Assembles a coordinator: chain client, SQLite + blob + model stores, the HTTP routes (model
 // store, health, metrics), the Socket.IO federation edge and the round engine — on one port.
 import { createServer, type Server as HttpServer } from 'node:http';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { Server } from 'socket.io';
@@ -45,6 +45,8 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
   const metrics = createMetrics();
   const backend = await selectBackend();
   log.info({ backend: backend.backend }, 'model backend');
+  // The held-out text the operator names, read before anything starts: a missing file stops here.
+  const evalText = config.evalFile === undefined ? undefined : await readEvalText(config.evalFile);
 
   const addresses = await readAddressesFile(config.addressesFile);
   const chain = await CommonsClient.connect({
@@ -127,7 +129,10 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
       blobs,
       models,
       chain,
-      evaluator: new CandidateEvaluator({ maxChars: config.evalChars }),
+      evaluator: new CandidateEvaluator({
+        maxChars: config.evalChars,
+        ...(evalText !== undefined ? { text: evalText } : {}),
+      }),
       hub,
       metrics,
       log,
@@ -226,4 +231,15 @@ function listen(server: HttpServer, host: string, port: number): Promise<number>
       resolve(typeof address === 'object' && address ? address.port : port);
     });
   });
+}
+
+async function readEvalText(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new Error(`the evaluation text ${file} cannot be read: ${(error as Error).message}`);
+  }
+  if (text.trim().length < 2) throw new Error(`the evaluation text ${file} is empty`);
+  return text;
 }

@@ -9,6 +9,8 @@
 //   - the chain records the version as (base, adapter, parent);
 //   - LoRA-FedAvg with DP noise trains and sends A and B, and publishes with a finite ε;
 //   - a server-optimiser strategy is refused on an adapter round, before anyone is invited.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,13 +35,16 @@ import {
 import { quantizationErrorBound, SECAGG_DEFAULTS } from '@commons/shared/privacy';
 import type { RoundResult, RoundTask } from '@commons/shared/protocol';
 import { GENESIS_DIR } from '../src/config.ts';
+import { CandidateEvaluator } from '../src/rounds/evaluator.ts';
 import type { Coordinator } from '../src/coordinator.ts';
 import { coordinatorOn, startFederation, type Federation } from './fixtures/federation.ts';
 
 const CLIP_NORM = 1;
 const LORA = { rank: 4, alpha: 8, targets: ['q_proj' as const, 'v_proj' as const] };
 
-const { train } = splitText(readCorpus());
+const { train, val } = splitText(readCorpus());
+/** The held-out text the operator names (a file), not the default one. */
+const HELD_OUT = val.slice(20_000, 24_000);
 const texts = [400, 600, 800, 1000].map((n, i) => train.slice(i * 3000, i * 3000 + n));
 
 let genesis: DecodedCheckpoint;
@@ -89,7 +94,11 @@ describe('FFA-LoRA rounds under SecAgg+', () => {
   const tasks: RoundTask[] = [];
   const receipts: MaskedReceipt[] = [];
 
+  let evalFile: string;
+
   beforeAll(async () => {
+    evalFile = path.join(await mkdtemp(path.join(tmpdir(), 'commons-eval-')), 'held-out.txt');
+    await writeFile(evalFile, HELD_OUT);
     federation = await startFederation(
       'adapter-ffa',
       {
@@ -102,7 +111,7 @@ describe('FFA-LoRA rounds under SecAgg+', () => {
       {
         batchSize: 2,
         maxSteps: 3,
-        evalChars: 2000,
+        evalFile,
         publishMarginBpc: 1,
         maxRounds: 1,
         maxRoundSeconds: 120,
@@ -177,6 +186,12 @@ describe('FFA-LoRA rounds under SecAgg+', () => {
     });
     expect(folded.hash).toBe(result.candidate!.hash);
     expect(folded.weights.byteLength).toBeGreaterThan(50 * adapter.manifest.weightsByteLength);
+    // Scored on the held-out text the operator named: the same figure, recomputed here.
+    const score = new CandidateEvaluator({ text: HELD_OUT }).evaluate(
+      genesis.manifest,
+      mergeLora(genesis.tensors, adapter.tensors, LORA),
+    );
+    expect(result.candidate!.valBpc).toBeCloseTo(score.bitsPerChar, 6);
     // The same through the member's path: parent verified, adapter fetched over HTTP, folded,
     // checked against the registered hash, and only then cached.
     const parent = await fetchBaseModel(coordinator.url, {
@@ -199,6 +214,16 @@ describe('FFA-LoRA rounds under SecAgg+', () => {
     expect(onChain.parentHash?.replace(/^0x/, '')).toBe(genesis.hash);
     expect(coordinator.db.getModel(result.candidate!.hash)?.adapterHash).toBe(adapterHash);
   }, 300_000);
+
+  it('will not start on an evaluation text it cannot read', async () => {
+    const { devnet, dir } = federation;
+    await expect(
+      coordinatorOn(devnet, dir, {
+        dataDir: path.join(dir, 'no-eval'),
+        evalFile: path.join(dir, 'no-such-text.txt'),
+      }),
+    ).rejects.toThrow(/the evaluation text .*no-such-text\.txt cannot be read/);
+  });
 
   it('refuses a server-optimiser strategy on an adapter round before inviting anyone', async () => {
     const { devnet, dir } = federation;
