@@ -13,6 +13,8 @@ import {
   type CanaryExperimentResult,
 } from '../lab/canary/experiment.ts';
 import type { ExposureSummary } from '../lab/canary/exposure.ts';
+import { LORA_TARGETS, type PolicyAdapter } from '@commons/chain';
+import { GENESIS_DIR } from '../src/config.ts';
 import { textTable } from './table.ts';
 
 export interface CanaryRow {
@@ -57,7 +59,20 @@ interface Options {
   candidates?: number;
   rounds?: number;
   noiseMultiplier?: number;
+  /**
+   * Adapter rounds instead: FFA-LoRA on the genesis model (a trained base, as a community's is),
+   * rank 16 on every projection so that an adapter round can memorise at all.
+   */
+  adapterRounds?: boolean;
 }
+
+/** The adapter the canary's adapter rounds train: FFA-LoRA, rank 16, every projection. */
+export const CANARY_ADAPTER: PolicyAdapter = {
+  rule: 'ffa-lora',
+  rank: 16,
+  alpha: 32,
+  targets: [...LORA_TARGETS],
+};
 
 export async function benchCanary(options: Options): Promise<CanaryBenchResult> {
   const { log } = options;
@@ -81,6 +96,7 @@ export async function benchCanary(options: Options): Promise<CanaryBenchResult> 
       evalChars: 5000,
       // The noised model is measured even when it scores worse than its parent.
       publishMarginBpc: 1e6,
+      ...(options.adapterRounds ? { base: GENESIS_DIR, adapter: CANARY_ADAPTER } : {}),
     },
   } satisfies Omit<CanaryExperimentOptions, 'out' | 'log'>;
   const sigma = options.noiseMultiplier ?? 1;

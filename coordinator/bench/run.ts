@@ -97,6 +97,13 @@ const canary: Section<Awaited<ReturnType<typeof benchCanary>>> = {
   format: formatCanary,
 };
 
+/** The same on adapter rounds: FFA-LoRA on the genesis model (issue 13). */
+const canaryAdapters: Section<Awaited<ReturnType<typeof benchCanary>>> = {
+  title: 'Canary exposure on adapter rounds (FFA-LoRA on genesis), without and with DP',
+  run: () => benchCanary({ log, adapterRounds: true, canaries: 8, candidates: 1000, rounds: 4 }),
+  format: formatCanary,
+};
+
 /** Federated LoRA: bytes per contributor at SmolLM2-135M's shape, rounds per rule (issue 13). */
 const adapters: Section<Awaited<ReturnType<typeof benchAdapters>>> = {
   title: 'Federated LoRA: bytes per contributor per round, and rounds to a target per rule',
@@ -111,6 +118,7 @@ const SECTIONS = {
   convergence,
   secagg,
   canary,
+  canaryAdapters,
   adapters,
 } as const;
 
@@ -159,6 +167,12 @@ const exposure = results.canary as
 if (exposure) {
   results.canaryExposureNoDp = exposure.canaryExposureNoDp;
   results.canaryExposureDp = exposure.canaryExposureDp;
+}
+const adapterExposure = results.canaryAdapters as
+  { canaryExposureNoDp: number; canaryExposureDp: number } | undefined;
+if (adapterExposure) {
+  results.adapterCanaryExposureNoDp = adapterExposure.canaryExposureNoDp;
+  results.adapterCanaryExposureDp = adapterExposure.canaryExposureDp;
 }
 
 const out = resolve(here, 'results', 'latest.json');
