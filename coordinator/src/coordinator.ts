@@ -238,7 +238,9 @@ async function readEvalText(file: string): Promise<string> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new Error(`the evaluation text ${file} cannot be read: ${(error as Error).message}`);
+    throw new Error(`the evaluation text ${file} cannot be read: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   if (text.trim().length < 2) throw new Error(`the evaluation text ${file} is empty`);
   return text;

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { REJECT_CODES } from './errors.ts';
 import { SECAGG_ERROR_CODES } from '../privacy/secagg/errors.ts';
 import { maskedInputSchema } from '../privacy/secagg/messages.ts';
-import { loraConfigSchema } from '../model/config.ts';
+import { adapterInfoSchema } from '../checkpoint/manifest.ts';
 
 /** Bumped on any incompatible change; the challenge carries it and the login must match. */
 export const PROTOCOL_VERSION = 1;
@@ -130,7 +130,8 @@ export type AdapterRoundRule = (typeof ADAPTER_ROUND_RULES)[number];
  */
 export const adapterTaskSchema = z.strictObject({
   rule: z.enum(ADAPTER_ROUND_RULES),
-  lora: loraConfigSchema.strict(),
+  /** Rank, α and target projections, as an adapter checkpoint records them. */
+  lora: adapterInfoSchema.shape.lora,
   seed: z
     .number()
     .int()

@@ -16,7 +16,6 @@ import {
 } from '@commons/shared/engine';
 import { ApiError, type Handlers } from '../../api/define.ts';
 import type {
-  AdapterInfo,
   TrainingProgress,
   TrainingState,
   TrainingStatus,
