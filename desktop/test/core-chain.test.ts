@@ -179,20 +179,20 @@ describe('core against a devnet', () => {
     );
     expect(shapeless.code).toBe('invalid-argument');
     expect(shapeless.message).toMatch(/needs a rank ≥ 1/);
-    // Rounds that train a LoRA adapter: the adapter is one change, compared by value.
-    const toFfa = await h('governance.proposePolicy', {
-      changes: {
-        adapter: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] },
-      },
-    });
-    expect(toFfa.changes).toEqual([
-      {
-        field: 'adapter',
-        from: policy.adapter,
-        to: { rule: 'ffa-lora', rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] },
-      },
-    ]);
-
+    // The adapter is one change, compared by value: LoRA-FedAvg at rank 16 on four projections.
+    const next = {
+      rule: 'lora-fedavg' as const,
+      rank: 16,
+      alpha: 32,
+      targets: ['q_proj' as const, 'k_proj' as const, 'v_proj' as const, 'o_proj' as const],
+    };
+    const toFedAvg = await h('governance.proposePolicy', { changes: { adapter: next } });
+    expect(toFedAvg.changes).toEqual([{ field: 'adapter', from: policy.adapter, to: next }]);
+    // The adapter as it is now is no change at all.
+    const same = await rejection(
+      h('governance.proposePolicy', { changes: { adapter: { ...policy.adapter } } }),
+    );
+    expect(same.message).toMatch(/equals the one in force/);
     const { id, changes } = await h('governance.proposePolicy', {
       changes: { noiseMultiplier: policy.noiseMultiplier + 0.5 },
     });
