@@ -5,14 +5,16 @@
  * ships them. Each shape is loaded in a fresh process (load seconds, peak RSS), prefills a
  * 512-token prompt and decodes 128 tokens, once with float32 weights and once with int8
  * ones (decoder/int8.ts); the plain-PyTorch reference prefills the same weights with the
- * same thread count in the same run. Llama-3.2-1B runs a shorter plan (PLANS below).
- * Prints a table and adds `realModels` to bench/results/latest.json.
+ * same thread count in the same run, and llama.cpp (node-llama-cpp, the engine inside
+ * Ollama, LM Studio and Jan) loads the same weights exported to GGUF by `exportGguf` at
+ * f32, f16 and q8_0 with the same thread count. Llama-3.2-1B runs a shorter plan (PLANS
+ * below). Prints a table and adds `realModels` to bench/results/latest.json.
  *   node bench/real-models.ts [--json] [--shapes smollm2-135m,...] [--weights f32|int8]
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -21,7 +23,9 @@ import { decoderTensorShapes, parseDecoderConfig } from '../src/decoder/config.t
 import type { WeightsMode } from '../src/decoder/model.ts';
 import { randomDecoderTensors } from '../src/decoder/random.ts';
 import { REAL_SHAPES, type RealShapeName } from '../src/decoder/shapes.ts';
-import { writeHfFolder } from '../src/formats/hf-folder.ts';
+import { exportGguf, type GgufExportType } from '../src/decoder/gguf.ts';
+import { openHfFolder, writeHfFolder } from '../src/formats/hf-folder.ts';
+import { byteLevelTokenizer } from './byte-tokenizer.ts';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -53,6 +57,20 @@ const PLANS: Partial<
   'llama-3.2-1b': { modes: ['int8'], prompt: 8, newTokens: 4 },
 };
 
+/** llama.cpp's GGUF type at our weights' precision: float32 ↔ F32, int8 per row ↔ Q8_0. */
+const SAME_PRECISION: Record<WeightsMode, GgufExportType> = { f32: 'f32', int8: 'q8_0' };
+const LLAMA_CPP_TYPES: readonly GgufExportType[] = ['f32', 'f16', 'q8_0'];
+
+export interface LlamaCppRun {
+  type: GgufExportType;
+  threads: number;
+  loadSeconds: number;
+  peakRssMb: number;
+  prefillTokensPerSec: number;
+  decodeTokensPerSec: number;
+  timeToFirstTokenMs: number;
+}
+
 export interface RealModelRow {
   shape: string;
   parameters: number;
@@ -73,6 +91,15 @@ export interface RealModelRow {
   loraTrainTokensPerSec: number | null;
   pytorchLoraTrainTokensPerSec: number | null;
   loraSeq: number;
+  /** llama.cpp on the same weights at this row's precision (`llamaCppWeights`), same threads;
+   * null where the shape's plan is shorter or node-llama-cpp is unavailable. */
+  llamaCppWeights: GgufExportType;
+  llamaCppDecodeTokensPerSec: number | null;
+  llamaCppPrefillTokensPerSec: number | null;
+  /** Every GGUF type llama.cpp ran for this shape (f32, f16, q8_0). */
+  llamaCpp: LlamaCppRun[];
+  /** The machine's 1-minute load average when this shape started (os.loadavg). */
+  loadAverage: number;
 }
 
 /** Runs one of this folder's measuring scripts in a fresh Node process; its last stdout line. */
@@ -98,6 +125,51 @@ async function pytorchReference<T>(args: (string | number)[]): Promise<T | null>
     log(`  PyTorch ${String(args[0])} skipped: ${(error as Error).message.split('\n')[0]}`);
     return null;
   }
+}
+
+/** llama.cpp on the shape's weights exported to GGUF at each type; [] (and why, logged) where
+ * node-llama-cpp cannot run here. */
+async function llamaCppRuns(
+  folder: string,
+  config: ReturnType<typeof parseDecoderConfig>,
+  plan: { prompt: number; newTokens: number },
+): Promise<LlamaCppRun[]> {
+  const runs: LlamaCppRun[] = [];
+  const hf = await openHfFolder(folder);
+  try {
+    for (const type of LLAMA_CPP_TYPES) {
+      const file = path.join(folder, `model-${type}.gguf`);
+      await exportGguf({
+        out: file,
+        name: 'bench',
+        config,
+        tokenizer: byteLevelTokenizer(),
+        bosTokenId: null,
+        eosTokenId: null,
+        type,
+        read: (name) => hf.read(name),
+      });
+      try {
+        const r = await engineChild<Omit<LlamaCppRun, 'type'>>('llama-cpp-child.ts', [
+          file,
+          plan.prompt,
+          plan.newTokens,
+          threads,
+        ]);
+        runs.push({ ...r, type });
+        log(
+          `  llama.cpp ${type}: prefill ${r.prefillTokensPerSec.toFixed(1)} tok/s, decode ${r.decodeTokensPerSec.toFixed(1)} tok/s, peak RSS ${r.peakRssMb.toFixed(0)} MB`,
+        );
+      } catch (error) {
+        log(`  llama.cpp ${type} skipped: ${(error as Error).message.split('\n')[0]}`);
+      } finally {
+        await rm(file, { force: true });
+      }
+    }
+  } finally {
+    await hf.close();
+  }
+  return runs;
 }
 
 const flag = (name: string) => {
@@ -135,6 +207,7 @@ try {
     log(
       `${shape}: ${(parameters / 1e6).toFixed(0)}M parameters; engine: load, prefill ${plan.prompt}, decode ${plan.newTokens} …`,
     );
+    const loadAverage = loadavg()[0]!;
     const engines = [];
     for (const weights of modes) {
       log(`${shape}: ${weights} weights …`);
@@ -198,7 +271,13 @@ try {
         )?.loraTrainTokensPerSec ?? null;
       if (pytorchLora !== null) log(`  PyTorch: ${pytorchLora.toFixed(1)} tokens/s`);
     }
+    let llamaCpp: LlamaCppRun[] = [];
+    if (plan.prompt === PROMPT) {
+      log(`${shape}: llama.cpp (node-llama-cpp, ${threads} threads) on the same weights as GGUF …`);
+      llamaCpp = await llamaCppRuns(folder, config, plan);
+    }
     for (const engine of engines) {
+      const same = llamaCpp.find((r) => r.type === SAME_PRECISION[engine.weights]) ?? null;
       rows.push({
         shape,
         parameters,
@@ -208,6 +287,11 @@ try {
         loraTrainTokensPerSec: lora,
         pytorchLoraTrainTokensPerSec: pytorchLora,
         loraSeq: LORA_SEQ,
+        llamaCppWeights: SAME_PRECISION[engine.weights],
+        llamaCppDecodeTokensPerSec: same?.decodeTokensPerSec ?? null,
+        llamaCppPrefillTokensPerSec: same?.prefillTokensPerSec ?? null,
+        llamaCpp,
+        loadAverage,
       });
     }
     await rm(folder, { recursive: true, force: true });
@@ -227,16 +311,45 @@ if (json) {
   const f = (x: number | null, d = 1) => (x === null ? '—' : x.toFixed(d));
   console.log('');
   console.log(
-    'shape          params  backend  weights  load s  peak RSS MB  prefill tok/s  PyTorch prefill  ratio  decode tok/s  TTFT ms  LoRA tok/s  PyTorch LoRA',
+    'shape          params  backend  weights  load s  peak MB  prefill  PyTorch  ratio  llama.cpp  ratio  decode  llama.cpp (same)  ratio  TTFT ms  LoRA tok/s  PyTorch LoRA  ratio  load avg',
   );
+  const ratio = (a: number | null, b: number | null) => (a !== null && b ? a / b : null);
   for (const r of rows) {
-    const ratio =
-      r.pytorchPrefillTokensPerSec && r.prefillTokensPerSec !== null
-        ? r.prefillTokensPerSec / r.pytorchPrefillTokensPerSec
-        : null;
     console.log(
-      `${r.shape.padEnd(14)} ${`${(r.parameters / 1e6).toFixed(0)}M`.padStart(6)}  ${r.backend.padEnd(7)}  ${r.weights.padEnd(7)}  ${f(r.loadSeconds).padStart(6)}  ${f(r.peakRssMb, 0).padStart(11)}  ${f(r.prefillTokensPerSec).padStart(13)}  ${f(r.pytorchPrefillTokensPerSec).padStart(15)}  ${f(ratio, 2).padStart(5)}  ${f(r.decodeTokensPerSec, 2).padStart(12)}  ${f(r.timeToFirstTokenMs, 0).padStart(7)}  ${f(r.loraTrainTokensPerSec).padStart(10)}  ${f(r.pytorchLoraTrainTokensPerSec).padStart(12)}`,
+      [
+        r.shape.padEnd(14),
+        `${(r.parameters / 1e6).toFixed(0)}M`.padStart(6),
+        ` ${r.backend.padEnd(7)}`,
+        r.weights.padEnd(7),
+        f(r.loadSeconds).padStart(6),
+        f(r.peakRssMb, 0).padStart(7),
+        f(r.prefillTokensPerSec).padStart(7),
+        f(r.pytorchPrefillTokensPerSec).padStart(7),
+        f(ratio(r.prefillTokensPerSec, r.pytorchPrefillTokensPerSec), 2).padStart(5),
+        f(r.llamaCppPrefillTokensPerSec).padStart(9),
+        f(ratio(r.prefillTokensPerSec, r.llamaCppPrefillTokensPerSec), 2).padStart(5),
+        f(r.decodeTokensPerSec).padStart(6),
+        `${f(r.llamaCppDecodeTokensPerSec)} (${r.llamaCppWeights})`.padStart(16),
+        f(ratio(r.decodeTokensPerSec, r.llamaCppDecodeTokensPerSec), 2).padStart(5),
+        f(r.timeToFirstTokenMs, 0).padStart(7),
+        f(r.loraTrainTokensPerSec).padStart(10),
+        f(r.pytorchLoraTrainTokensPerSec).padStart(12),
+        f(ratio(r.loraTrainTokensPerSec, r.pytorchLoraTrainTokensPerSec), 2).padStart(5),
+        r.loadAverage.toFixed(2).padStart(8),
+      ].join('  '),
     );
+  }
+  const runs = [...new Map(rows.map((r) => [r.shape, r.llamaCpp])).entries()];
+  if (runs.some(([, list]) => list.length > 0)) {
+    console.log('\nllama.cpp by GGUF type (same weights, same threads)');
+    console.log('shape          type   prefill tok/s  decode tok/s  TTFT ms  peak MB');
+    for (const [shape, list] of runs) {
+      for (const l of list) {
+        console.log(
+          `${shape.padEnd(14)} ${l.type.padEnd(5)}  ${f(l.prefillTokensPerSec).padStart(13)}  ${f(l.decodeTokensPerSec).padStart(12)}  ${f(l.timeToFirstTokenMs, 0).padStart(7)}  ${f(l.peakRssMb, 0).padStart(7)}`,
+        );
+      }
+    }
   }
   console.log(`JSON: ${path.join('bench', 'results', 'latest.json')} (realModels)`);
 }

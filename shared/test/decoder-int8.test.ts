@@ -2,12 +2,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { parseDecoderConfig } from '../src/decoder/config.ts';
-import {
-  dequantizeColumnsInt8,
-  dequantizeRowsInt8,
-  quantizeRowsInt8,
-  toColumnsInt8,
-} from '../src/decoder/int8.ts';
+import { dequantizeRowsInt8, quantizeRowsInt8 } from '../src/decoder/int8.ts';
 import { loadDecoderFolder } from '../src/decoder/load.ts';
 import { Decoder, type TensorSource } from '../src/decoder/model.ts';
 import { randomDecoderWeights } from '../src/decoder/random.ts';
@@ -19,19 +14,17 @@ import * as ref from './fixtures/decoder-reference.ts';
 const scratch = ref.scratchDir('commons-decoder-int8-');
 
 describe('int8 quantisation per row', () => {
-  it('round-trips every element within half its row scale, in both layouts', () => {
+  it('round-trips every element within half its row scale', () => {
     const rows = 5;
     const cols = 7;
     const data = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 1.7) * (i % 3));
     data.fill(0, 14, 21); // an all-zero row has scale 0 and dequantises to zeros
     const q = quantizeRowsInt8(data, rows, cols);
     const back = dequantizeRowsInt8(q);
-    const columns = dequantizeColumnsInt8(toColumnsInt8(q));
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < cols; c++) {
         const x = data[r * cols + c]!;
         expect(Math.abs(back[r * cols + c]! - x)).toBeLessThanOrEqual(q.scales[r]! / 2 + 1e-7);
-        expect(columns[c * rows + r]).toBe(back[r * cols + c]);
       }
     }
     expect([...back.subarray(14, 21)]).toEqual(new Array(7).fill(0));
@@ -41,7 +34,7 @@ describe('int8 quantisation per row', () => {
 
 describe('decoder with int8 weights', () => {
   for (const tiny of ref.TINY_DECODERS) {
-    it(`${tiny.name}: exactly the float32 model of the rounded weights, and near PyTorch`, async () => {
+    it(`${tiny.name}: the rounded float32 model (exactly, for a long prompt), and near PyTorch`, async () => {
       const folder = path.join(scratch(), tiny.name);
       await ref.writeTinyDecoder(folder, tiny);
       const { decoder: int8, config } = await loadDecoderFolder(folder, { weights: 'int8' });
@@ -55,16 +48,26 @@ describe('decoder with int8 weights', () => {
       try {
         const got = await promptAndGreedy(int8);
         const same = await promptAndGreedy(rounded);
-        expect(maxDiff(got.logits, same.logits)).toBeLessThan(1e-4);
-        expect(got.greedy).toEqual(same.greedy);
+        // Up to KERNEL_MAX_POSITIONS positions the SIMD kernel also rounds the activations to
+        // int8 blocks of 32 (llama.cpp's Q8_0 scheme), so int8 mode is the rounded model only up
+        // to that: measured worst |Δ| / max |logit| 0.059, 0.038, 0 (no matrix of whole blocks
+        // of 32 there), 0.031.
+        const scale = Math.max(...same.logits.flat().map(Math.abs));
+        expect(maxDiff(got.logits, same.logits)).toBeLessThan(0.08 * scale);
+        // A prompt longer than that dequantises the weights for tfjs's matMul: exactly the
+        // rounded model, up to float32 summation order.
+        const long = Array.from({ length: 20 }, (_, i) => (i * 37 + 5) % config.vocabSize);
+        expect(maxDiff(await logitsOf(int8, long), await logitsOf(rounded, long))).toBeLessThan(
+          1e-4,
+        );
 
         // Against the unrounded weights these random models amplify rounding layer by layer
         // (their blocks are N(0, 4/fan_in), see random.ts), so 2e-2 absolute is out of reach.
-        // Measured worst |Δ| / max |logit|: 0.035, 0.074, 0.042, 0.090 (0.29–0.61 absolute on
-        // logits up to 6.4–8.3), and greedy decoding first leaves PyTorch's tokens at step 5,
-        // 25, 9 and 13 of 32.
-        const scale = Math.max(...expected.logits.flat().map(Math.abs));
-        expect(maxDiff(got.logits, expected.logits)).toBeLessThan(0.12 * scale);
+        // Measured worst |Δ| / max |logit|: 0.044, 0.062, 0.042, 0.099 (with float32
+        // activations it was 0.035, 0.074, 0.042, 0.090), and greedy decoding first leaves
+        // PyTorch's tokens at step 5, 25, 9 and 20 of 32.
+        const torchScale = Math.max(...expected.logits.flat().map(Math.abs));
+        expect(maxDiff(got.logits, expected.logits)).toBeLessThan(0.12 * torchScale);
         expect(got.greedy.slice(0, 5)).toEqual(expected.greedy.slice(0, 5));
       } finally {
         int8.dispose();
@@ -108,7 +111,9 @@ describe('decoder with int8 weights', () => {
     };
     const got = await lastLogits(int8);
     expect(got[0]!.length).toBe(9000);
-    expect(maxDiff(got, await lastLogits(rounded))).toBeLessThan(1e-4);
+    // down_proj's 32 inputs are one kernel block (activations rounded to int8); the rest, and
+    // the head, are dequantised. Measured: 0.036 on logits up to 4.5.
+    expect(maxDiff(got, await lastLogits(rounded))).toBeLessThan(0.05 * 4.5);
     int8.dispose();
     rounded.dispose();
   });
@@ -142,6 +147,15 @@ function roundedSource(source: TensorSource): TensorSource {
     const [rows, cols] = t.shape as [number, number];
     return { shape: t.shape, data: dequantizeRowsInt8(quantizeRowsInt8(t.data, rows, cols)) };
   };
+}
+
+async function logitsOf(decoder: Decoder, tokens: number[]): Promise<number[][]> {
+  const cache = decoder.newCache();
+  const out = decoder.forward(tokens, cache);
+  const logits = (await out.array()) as number[][];
+  out.dispose();
+  cache.dispose();
+  return logits;
 }
 
 /** The prompt's logits, then 32 greedy tokens decoded one at a time through the cache. */

@@ -1,4 +1,4 @@
-import { F64, I32, V128, op, wasmModule, type WasmFunction } from './wasm-module.ts';
+import { F64, I32, V128, op, wasmModule, type WasmFunction } from '@commons/shared/wasm';
 
 /**
  * The inner loops of streaming aggregation: acc[i] += w × x[i] for a run of values still in

@@ -2,6 +2,9 @@ import { availableParallelism, cpus, totalmem } from 'node:os';
 import { selectBackend } from '../backend/select.ts';
 import { parse } from './options.ts';
 
+const mib = (bytes: number | undefined) =>
+  bytes === undefined ? '?' : `${Math.round(bytes / 2 ** 20).toLocaleString('en-US')} MiB`;
+
 export async function doctor(args: string[]): Promise<number> {
   const { values } = parse(args, { json: { type: 'boolean', default: false } });
   const report = await selectBackend();
@@ -21,6 +24,12 @@ export async function doctor(args: string[]): Promise<number> {
     `simd         ${report.simd === null ? 'n/a' : report.simd ? 'yes' : 'no'}`,
     `threads      ${report.threads || 'n/a'}${report.backend === 'wasm' ? ' (tfjs disables wasm multithreading under Node; training uses worker threads instead)' : ''}`,
     `gpu          ${report.gpu ? `${report.gpu.name}${report.gpu.memoryMiB ? `, ${report.gpu.memoryMiB} MiB` : ''}` : 'none in use'}`,
+    ...(report.gpu?.adapter
+      ? [
+          `adapter      ${report.gpu.adapter.vendor} ${report.gpu.adapter.architecture} ${report.gpu.adapter.device}`.trimEnd(),
+          `limits       buffer ${mib(report.gpu.maxBufferBytes)}, shader binding ${mib(report.gpu.maxBindingBytes)} (a tensor past these runs on the CPU)`,
+        ]
+      : []),
     `machine      ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node ${machine.node}`,
   ];
   if (report.skipped.length > 0) {

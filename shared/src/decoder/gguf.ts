@@ -249,7 +249,11 @@ export async function exportGguf(options: {
     [`${arch}.attention.value_length`]: u32(c.headDim),
   };
   for (const [key, value] of Object.entries(
-    ggufTokenizerMetadata(options.tokenizer, { bos: options.bosTokenId, eos: options.eosTokenId }),
+    ggufTokenizerMetadata(
+      options.tokenizer,
+      { bos: options.bosTokenId, eos: options.eosTokenId },
+      c.vocabSize,
+    ),
   )) {
     metadata[key] = metadataValue(key, value);
   }
@@ -290,12 +294,15 @@ export async function exportGguf(options: {
   return writeGguf(options.out, metadata, tensors);
 }
 
+const STRING_ARRAYS = new Set(['tokenizer.ggml.tokens', 'tokenizer.ggml.merges']);
+
 function metadataValue(key: string, value: unknown): GgufValue {
   if (typeof value === 'string') return { type: 'string', value };
   if (typeof value === 'boolean') return { type: 'bool', value };
   if (typeof value === 'number') return { type: 'u32', value };
   if (Array.isArray(value)) {
-    return typeof value[0] === 'string'
+    // By key, not by the first element: an empty merges list is still an array of strings.
+    return STRING_ARRAYS.has(key) || typeof value[0] === 'string'
       ? { type: 'array', of: 'string', value: value as string[] }
       : { type: 'array', of: 'i32', value: value as number[] };
   }

@@ -1,8 +1,8 @@
 /**
  * Weights held on the host as int8 with one float32 scale per output row (symmetric absmax:
  * scale = max|row| / 127, q = round(x / scale)), a quarter of float32's memory. tfjs has no
- * int8 dtype, so the decoder keeps these outside tfjs and dequantises a matrix into a float32
- * tensor only for the matMul that needs it.
+ * int8 dtype, so the decoder keeps these outside tfjs, in WebAssembly memory where its SIMD
+ * kernel multiplies them (int8-kernel.ts), or dequantises rows of them for a long prompt.
  */
 
 /** A [rows, cols] matrix, row-major, quantised per row (PyTorch's [out, in]: per output). */
@@ -11,19 +11,6 @@ export interface Int8Rows {
   cols: number;
   values: Int8Array;
   /** One per row; 0 for an all-zero row. */
-  scales: Float32Array;
-}
-
-/**
- * The same quantisation laid out [cols, rows] (a Linear's [in, out], the layout the decoder's
- * matMul takes), so dequantising is one sequential pass with the scale varying fastest.
- */
-export interface Int8Columns {
-  inputs: number;
-  outputs: number;
-  /** [inputs, outputs], row-major. */
-  values: Int8Array;
-  /** One per output. */
   scales: Float32Array;
 }
 
@@ -59,6 +46,22 @@ export function dequantizeRowsInt8(m: Int8Rows, first = 0, count = m.rows - firs
   return out;
 }
 
+/**
+ * Rows `first` … `first + count − 1` as float32 laid out transposed, [cols, count]: the
+ * untransposed right operand of x · rowsᵀ, which is tfjs's fast matMul on wasm (a matMul with
+ * transposeB runs 5–8× slower there, measured at 512 × 576 × 1536).
+ */
+export function dequantizeRowsTransposedInt8(m: Int8Rows, first: number, count: number): Float32Array {
+  const { cols, values, scales } = m;
+  const out = new Float32Array(count * cols);
+  for (let r = 0; r < count; r++) {
+    const scale = scales[first + r]!;
+    const from = (first + r) * cols;
+    for (let c = 0, to = r; c < cols; c++, to += count) out[to] = values[from + c]! * scale;
+  }
+  return out;
+}
+
 /** The rows `ids` as float32, [ids.length, cols]: an embedding lookup without the table. */
 export function gatherRowsInt8(m: Int8Rows, ids: readonly number[]): Float32Array {
   const { cols, values, scales } = m;
@@ -69,26 +72,5 @@ export function gatherRowsInt8(m: Int8Rows, ids: readonly number[]): Float32Arra
     const to = r * cols;
     for (let c = 0; c < cols; c++) out[to + c] = values[from + c]! * scale;
   });
-  return out;
-}
-
-/** Transposes the int8 values once (at load), keeping each output's scale. */
-export function toColumnsInt8(m: Int8Rows): Int8Columns {
-  const { rows, cols, values: src } = m;
-  const values = new Int8Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < cols; c++) values[c * rows + r] = src[r * cols + c]!;
-  }
-  return { inputs: cols, outputs: rows, values, scales: m.scales };
-}
-
-/** The whole matrix as float32, [inputs, outputs]. */
-export function dequantizeColumnsInt8(m: Int8Columns): Float32Array {
-  const { outputs, values, scales } = m;
-  const out = new Float32Array(values.length);
-  for (let i = 0, o = 0; i < values.length; i++) {
-    out[i] = values[i]! * scales[o]!;
-    if (++o === outputs) o = 0;
-  }
   return out;
 }

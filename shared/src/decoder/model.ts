@@ -3,14 +3,12 @@ import { formatShape, sameShape, type HostTensor } from '../checkpoint/tensors.t
 import { ModelFormatError } from '../formats/errors.ts';
 import { decoderTensorShapes, type DecoderConfig } from './config.ts';
 import {
-  dequantizeColumnsInt8,
-  dequantizeRowsInt8,
+  dequantizeRowsTransposedInt8,
   gatherRowsInt8,
   quantizeRowsInt8,
-  toColumnsInt8,
-  type Int8Columns,
   type Int8Rows,
 } from './int8.ts';
+import { Int8Arena, type ArenaRows } from './int8-kernel.ts';
 import { inverseFrequencies, rotaryTables } from './rope.ts';
 
 /**
@@ -22,18 +20,26 @@ import { inverseFrequencies, rotaryTables } from './rope.ts';
  * position's work.
  */
 
-/** How the large matrices are held: float32 tensors, or int8 on the host (int8.ts),
- * dequantised one matrix at a time for its matMul. Norms and biases are float32 either way. */
+/** How the large matrices are held: float32 tensors, or int8 in WebAssembly memory
+ * (int8.ts, int8-kernel.ts). Norms and biases are float32 either way. */
 export type WeightsMode = 'f32' | 'int8';
 
 /** Rows of the tied LM head dequantised at a time: bounds the transient float32 copy of the
  * embedding table (8192 × hidden) instead of materialising all of it. */
 const HEAD_CHUNK_ROWS = 8192;
 
+/**
+ * Up to this many positions at once, an int8 matrix is applied by the SIMD kernel
+ * (int8-kernel.ts), which reads each weight once per position; past it (a long prompt) the
+ * matrix is dequantised once and tfjs's float32 matMul shares it across the positions.
+ */
+const KERNEL_MAX_POSITIONS = 16;
+
 interface Linear {
-  /** [in, out]: PyTorch's [out, in] transposed once at load, since an untransposed 2-D
-   * matMul is the fast path on the wasm backend. */
-  w: tf.Tensor2D | Int8Columns;
+  /** float32: [in, out], PyTorch's [out, in] transposed once at load, since an untransposed
+   * 2-D matMul is the fast path on the wasm backend. int8: PyTorch's [out, in] as it is, one
+   * row per output, which is what a matrix–vector kernel reads in order. */
+  w: tf.Tensor2D | ArenaRows;
   b: tf.Tensor1D | null;
 }
 
@@ -49,7 +55,11 @@ interface Block {
   down: Linear;
 }
 
-/** Keys and values of the positions seen so far, per layer: [numKvHeads, length, headDim]. */
+/**
+ * Keys and values of the positions seen so far, per layer: keys transposed,
+ * [numKvHeads, headDim, length], values [numKvHeads, length, headDim], so both attention
+ * products are untransposed matMuls (wasm runs a transposed one 5–8× slower).
+ */
 export class KvCache {
   readonly keys: (tf.Tensor3D | null)[];
   readonly values: (tf.Tensor3D | null)[];
@@ -63,10 +73,13 @@ export class KvCache {
   /** Forgets every position from `length` on (a new prompt that diverges there). */
   truncate(length: number): void {
     if (length >= this.length) return;
-    for (const list of [this.keys, this.values]) {
+    for (const [list, size] of [
+      [this.keys, [-1, -1, length]],
+      [this.values, [-1, length, -1]],
+    ] as const) {
       list.forEach((t, i) => {
         if (t === null) return;
-        list[i] = length === 0 ? null : tf.slice(t, [0, 0, 0], [-1, length, -1]);
+        list[i] = length === 0 ? null : tf.slice(t, [0, 0, 0], [...size]);
         t.dispose();
       });
     }
@@ -86,25 +99,30 @@ export type TensorSource = (name: string, expectedShape: readonly number[]) => P
 
 export class Decoder {
   readonly config: DecoderConfig;
-  readonly #embed: tf.Tensor2D | Int8Rows;
+  /** float32 [hidden, vocab]; int8 [vocab, hidden]. */
+  readonly #embed: tf.Tensor2D | ArenaRows;
   readonly #blocks: Block[];
   readonly #norm: tf.Tensor1D;
-  /** [hidden, vocab]; null when tied to the embedding. */
-  readonly #head: tf.Tensor2D | Int8Columns | null;
+  /** [hidden, vocab] (int8: [vocab, hidden]); null when tied to the embedding. */
+  readonly #head: tf.Tensor2D | ArenaRows | null;
   readonly #inv: Float64Array;
+  /** The int8 weights' memory and kernel; null with float32 weights. */
+  readonly #arena: Int8Arena | null;
 
   private constructor(
     config: DecoderConfig,
-    embed: tf.Tensor2D | Int8Rows,
+    embed: tf.Tensor2D | ArenaRows,
     blocks: Block[],
     norm: tf.Tensor1D,
-    head: tf.Tensor2D | Int8Columns | null,
+    head: tf.Tensor2D | ArenaRows | null,
+    arena: Int8Arena | null,
   ) {
     this.config = config;
     this.#embed = embed;
     this.#blocks = blocks;
     this.#norm = norm;
     this.#head = head;
+    this.#arena = arena;
     this.#inv = inverseFrequencies(config);
   }
 
@@ -112,7 +130,7 @@ export class Decoder {
    * Builds the model from a source of host tensors, one tensor at a time (each host copy is
    * dropped once it is on the backend). Every tensor's shape is checked against the config
    * before it is used. With `weights: 'int8'` the large matrices are quantised per output
-   * row as they arrive and never become tensors.
+   * row as they arrive, copied into the model's WebAssembly arena and never become tensors.
    */
   static async load(
     config: DecoderConfig,
@@ -138,28 +156,30 @@ export class Decoder {
       owned.push(t);
       return t;
     };
-    const quantized = async (name: string): Promise<Int8Rows> => {
+    const arena = weights === 'int8' ? new Int8Arena() : null;
+    const quantized = async (name: string): Promise<ArenaRows> => {
       const host = await read(name);
-      return quantizeRowsInt8(host.data, host.shape[0]!, host.shape[1]!);
+      return arena!.hold(quantizeRowsInt8(host.data, host.shape[0]!, host.shape[1]!));
     };
-    const matrix = async (name: string): Promise<tf.Tensor2D | Int8Columns> => {
-      if (weights === 'int8') return toColumnsInt8(await quantized(name));
-      const w = (await get(name)) as tf.Tensor2D;
-      const wt = tf.transpose(w);
-      owned.push(wt);
-      w.dispose();
-      return wt;
+    /** A float32 matrix as [in, out]: PyTorch's [out, in] transposed on the host (tfjs's
+     * wasm transpose takes ~25 ns an element, a second for a 135M model). */
+    const transposed = async (name: string): Promise<tf.Tensor2D> => {
+      const host = await read(name);
+      const [rows, cols] = host.shape as [number, number];
+      const t = tf.tensor2d(transposeHost(host.data, rows, cols), [cols, rows]);
+      owned.push(t);
+      return t;
     };
+    const matrix = async (name: string): Promise<tf.Tensor2D | ArenaRows> =>
+      weights === 'int8' ? quantized(name) : transposed(name);
     const linear = async (prefix: string, bias: boolean): Promise<Linear> => ({
       w: await matrix(`${prefix}.weight`),
       b: bias ? ((await get(`${prefix}.bias`)) as tf.Tensor1D) : null,
     });
     try {
       const c = config;
-      const embed =
-        weights === 'int8'
-          ? await quantized('model.embed_tokens.weight')
-          : ((await get('model.embed_tokens.weight')) as tf.Tensor2D);
+      // float32: [hidden, vocab], the tied head's untransposed operand; a lookup gathers columns.
+      const embed = await matrix('model.embed_tokens.weight');
       const blocks: Block[] = [];
       for (let i = 0; i < c.numLayers; i++) {
         const p = `model.layers.${i}`;
@@ -177,7 +197,7 @@ export class Decoder {
       }
       const norm = (await get('model.norm.weight')) as tf.Tensor1D;
       const head = c.tiedEmbeddings ? null : await matrix('lm_head.weight');
-      return new Decoder(config, embed, blocks, norm, head);
+      return new Decoder(config, embed, blocks, norm, head, arena);
     } catch (error) {
       for (const t of owned) if (!t.isDisposed) t.dispose();
       throw error;
@@ -221,7 +241,9 @@ export class Decoder {
       const embed = this.#embed;
       let x = tf.tidy(() =>
         embed instanceof tf.Tensor
-          ? tf.gather(embed, tf.tensor1d(tokens as number[], 'int32'))
+          ? (tf.transpose(
+              tf.gather(embed, tf.tensor1d(tokens as number[], 'int32'), 1),
+            ) as tf.Tensor2D)
           : tf.tensor2d(gatherRowsInt8(embed, tokens), [count, embed.cols]),
       );
       this.#blocks.forEach((block, layer) => {
@@ -230,9 +252,12 @@ export class Decoder {
           const { out, keys, values } = this.#attention(block, h, cache, layer, rope, mask);
           const afterAttn = tf.add<tf.Tensor2D>(x, out);
           const m = rmsNorm(afterAttn, block.postNorm, c.rmsNormEps);
-          const gate = apply(block.gate, m);
+          const gate = this.#apply(block.gate, m);
           // SiLU(g) = g·σ(g), times the up projection (SwiGLU).
-          const mlp = apply(block.down, tf.mul(tf.mul(gate, tf.sigmoid(gate)), apply(block.up, m)));
+          const mlp = this.#apply(
+            block.down,
+            tf.mul(tf.mul(gate, tf.sigmoid(gate)), this.#apply(block.up, m)),
+          );
           return { x: tf.add(afterAttn, mlp) as tf.Tensor2D, keys, values };
         });
         x.dispose();
@@ -247,10 +272,8 @@ export class Decoder {
       const logits = tf.tidy((): tf.Tensor2D => {
         const last = lastOnly ? tf.slice(hidden, [count - 1, 0], [1, -1]) : hidden;
         const normed = rmsNorm(last, this.#norm, c.rmsNormEps);
-        if (this.#head !== null) return matMulWeight(normed, this.#head);
-        return embed instanceof tf.Tensor
-          ? tf.matMul(normed, embed, false, true)
-          : tiedHeadInt8(normed, embed);
+        if (this.#head !== null) return this.#matMul(normed, this.#head);
+        return this.#matMul(normed, embed);
       });
       hidden.dispose();
       return logits;
@@ -276,24 +299,43 @@ export class Decoder {
     // (T, heads·d) → (heads, T, d)
     const heads = (t: tf.Tensor2D, n: number) =>
       tf.transpose(tf.reshape(t, [count, n, d]), [1, 0, 2]) as tf.Tensor3D;
-    const q = rotate(heads(apply(block.q, h), c.numHeads), rope);
-    const k = rotate(heads(apply(block.k, h), c.numKvHeads), rope);
-    const v = heads(apply(block.v, h), c.numKvHeads);
+    const q = rotate(heads(this.#apply(block.q, h), c.numHeads), rope);
+    const k = rotate(heads(this.#apply(block.k, h), c.numKvHeads), rope);
+    const v = heads(this.#apply(block.v, h), c.numKvHeads);
     const pastK = cache.keys[layer];
     const pastV = cache.values[layer];
-    const keys = pastK ? tf.concat([pastK, k], 1) : k;
+    const kT = tf.transpose(k, [0, 2, 1]);
+    const keys = pastK ? tf.concat([pastK, kT], 2) : kT;
     const values = pastV ? tf.concat([pastV, v], 1) : v;
     // Query heads kv·group … kv·group+group−1 share kv head `kv` (transformers' repeat_kv), and
     // they are adjacent, so (heads, T, d) regroups as (kvHeads, group·T, d) against the cache
     // without copying keys per query head.
     const grouped = tf.reshape(q, [c.numKvHeads, group * count, d]);
-    const scores = tf.add(tf.mul(tf.matMul(grouped, keys, false, true), 1 / Math.sqrt(d)), mask);
-    const attended = tf.matMul(tf.softmax(scores), values);
+    const scores = tf.add(tf.mul(perHead(grouped, keys), 1 / Math.sqrt(d)), mask);
+    const attended = perHead(tf.softmax(scores) as tf.Tensor3D, values);
     const merged = tf.reshape(
       tf.transpose(tf.reshape(attended, [c.numHeads, count, d]), [1, 0, 2]),
       [count, c.numHeads * d],
     ) as tf.Tensor2D;
-    return { out: apply(block.o, merged), keys: tf.keep(keys), values: tf.keep(values) };
+    return { out: this.#apply(block.o, merged), keys: tf.keep(keys), values: tf.keep(values) };
+  }
+
+  #apply(l: Linear, x: tf.Tensor2D): tf.Tensor2D {
+    const y = this.#matMul(x, l.w);
+    return l.b === null ? y : (tf.add(y, l.b) as tf.Tensor2D);
+  }
+
+  /** x · w. An int8 w goes through the SIMD kernel for a few positions (decoding); for more,
+   * it is dequantised a bounded number of rows at a time for tfjs's matMul and freed straight
+   * after, so only one chunk is float32 at a time however many the enclosing tidy runs. */
+  #matMul(x: tf.Tensor2D, w: tf.Tensor2D | ArenaRows): tf.Tensor2D {
+    if (w instanceof tf.Tensor) return tf.matMul(x, w);
+    const count = x.shape[0];
+    if (count <= KERNEL_MAX_POSITIONS && Int8Arena.fits(w.cols)) {
+      const y = this.#arena!.matmul(w, x.dataSync() as Float32Array, count);
+      return tf.tensor2d(y, [count, w.rows]);
+    }
+    return matMulDequantized(x, w);
   }
 
   dispose(): void {
@@ -313,31 +355,47 @@ export class Decoder {
   }
 }
 
-function apply(l: Linear, x: tf.Tensor2D): tf.Tensor2D {
-  const y = matMulWeight(x, l.w);
-  return l.b === null ? y : (tf.add(y, l.b) as tf.Tensor2D);
-}
-
-/** x · w; an int8 w is dequantised for this one matMul and freed straight after, so only
- * one matrix is float32 at a time however many the enclosing tidy runs. */
-function matMulWeight(x: tf.Tensor2D, w: tf.Tensor2D | Int8Columns): tf.Tensor2D {
-  if (w instanceof tf.Tensor) return tf.matMul(x, w);
-  const dense = tf.tensor2d(dequantizeColumnsInt8(w), [w.inputs, w.outputs]);
-  const y = tf.matMul(x, dense);
-  dense.dispose();
-  return y as tf.Tensor2D;
-}
-
-/** x · embedᵀ over the vocabulary in chunks of HEAD_CHUNK_ROWS rows, logits concatenated. */
-function tiedHeadInt8(x: tf.Tensor2D, embed: Int8Rows): tf.Tensor2D {
+/** x · mᵀ for int8 rows m [out, in], HEAD_CHUNK_ROWS rows dequantised at a time, the
+ * outputs concatenated. */
+function matMulDequantized(x: tf.Tensor2D, m: Int8Rows): tf.Tensor2D {
   const parts: tf.Tensor2D[] = [];
-  for (let first = 0; first < embed.rows; first += HEAD_CHUNK_ROWS) {
-    const count = Math.min(HEAD_CHUNK_ROWS, embed.rows - first);
-    const rows = tf.tensor2d(dequantizeRowsInt8(embed, first, count), [count, embed.cols]);
-    parts.push(tf.matMul(x, rows, false, true));
-    rows.dispose();
+  for (let first = 0; first < m.rows; first += HEAD_CHUNK_ROWS) {
+    const count = Math.min(HEAD_CHUNK_ROWS, m.rows - first);
+    const columns = tf.tensor2d(dequantizeRowsTransposedInt8(m, first, count), [m.cols, count]);
+    parts.push(tf.matMul(x, columns));
+    columns.dispose();
   }
   return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
+}
+
+/** [rows, cols] → [cols, rows], in tiles so both sides stay in cache. */
+function transposeHost(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const TILE = 32;
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    const r1 = Math.min(r0 + TILE, rows);
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const c1 = Math.min(c0 + TILE, cols);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0, from = r * cols + c0; c < c1; c++, from++) out[c * rows + r] = data[from]!;
+      }
+    }
+  }
+  return out;
+}
+
+/** Positions at most this many use one rank-3 matMul (decoding); more, one 2-D per head. */
+const BATCHED_MAX_ROWS = 64;
+
+/**
+ * a (n, m, k) · b (n, k, p). wasm runs a rank-3 matMul through a naive loop (~1 GFLOP/s) and
+ * a 2-D one through XNNPACK, so a prompt's attention is n 2-D products; a decoded token's
+ * (a few rows) costs less as one kernel than as n slices.
+ */
+function perHead(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
+  if (a.shape[1] <= BATCHED_MAX_ROWS) return tf.matMul(a, b);
+  const bs = tf.unstack(b) as tf.Tensor2D[];
+  return tf.stack((tf.unstack(a) as tf.Tensor2D[]).map((x, i) => tf.matMul(x, bs[i]!))) as tf.Tensor3D;
 }
 
 /** x · rsqrt(mean(x²) + eps) · w over the last axis, all in float32 as transformers does. */

@@ -59,7 +59,8 @@ export const PRE_TOKENIZERS: Record<string, PreTokenizerSpec> = {
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     ignoreMerges: false,
   },
-  gpt2: {
+  // llama.cpp's name is hyphenated (llama-vocab.cpp); "gpt2" is the tokenizer model's name.
+  'gpt-2': {
     preTokenizer: byteLevel(true),
     normalizer: null,
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
@@ -92,7 +93,7 @@ export function tokenizerFromGguf(
       `tokenizer.ggml.model "${String(model)}" is not the byte-level BPE (gpt2) this engine reads`,
     );
   }
-  const pre = String(metadata['tokenizer.ggml.pre'] ?? 'gpt2');
+  const pre = String(metadata['tokenizer.ggml.pre'] ?? 'gpt-2');
   const spec =
     PRE_TOKENIZERS[pre] ??
     bad(
@@ -166,6 +167,9 @@ export function tokenizerFromGguf(
 export function ggufTokenizerMetadata(
   files: HfTokenizerFiles,
   ids: { bos: number | null; eos: number | null },
+  /** The model's embedding rows: the token list is padded to it (Qwen2.5's config has 151,936
+   * rows for 151,665 tokens) since llama.cpp sizes the embedding by the token list. */
+  vocabSize = 0,
 ): Record<string, unknown> {
   const json = files.tokenizerJson as {
     model?: { type?: string; vocab?: Record<string, number>; merges?: (string | string[])[] };
@@ -194,8 +198,9 @@ export function ggufTokenizerMetadata(
   ]);
   for (const a of json.added_tokens ?? [])
     entries.push([a.content, a.id, a.special ? CONTROL : USER_DEFINED]);
-  const size = entries.reduce((max, [, id]) => Math.max(max, id), -1) + 1;
-  // GGUF's token list is dense: ids no token claims become unused padding, as llama.cpp writes them.
+  const size = Math.max(vocabSize, entries.reduce((max, [, id]) => Math.max(max, id), -1) + 1);
+  // GGUF's token list is dense: ids no token claims become unused padding, as llama.cpp's
+  // converter writes them (convert_hf_to_gguf.py, get_vocab_base).
   const tokens = Array.from({ length: size }, (_, id) => `[PAD${id}]`);
   const types = new Array<number>(size).fill(UNUSED);
   for (const [text, id, type] of entries) {

@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { freemem } from 'node:os';
 import path from 'node:path';
+import { currentBackend, gpuLimitProblem, selectBackend } from '../backend/select.ts';
 import { ChatTokenizer } from '../chat/tokenizer.ts';
 import { decoderTensorShapes, parseDecoderConfig, type DecoderConfig } from '../decoder/config.ts';
 import { hfConfigFromGguf, loadDecoderGguf } from '../decoder/gguf.ts';
@@ -177,10 +178,21 @@ export async function openChatModel(
   const { f32, estimate } = chooseWeights(config, context, available);
   const name = ref.entry?.name ?? path.basename(ref.path);
   if (!estimate.fits) throw new ModelTooLargeError(name, estimate);
-  const notice =
-    estimate.weights === 'int8'
-      ? `${name} would need about ${gb(f32.totalBytes)} with float32 weights and ${gb(available)} is available, so its weights are held as int8 with a scale per row (about ${gb(estimate.totalBytes)} in all): replies are slower and a little less exact.`
-      : null;
+  const notices: string[] = [];
+  if (estimate.weights === 'int8') {
+    notices.push(
+      `${name} would need about ${gb(f32.totalBytes)} with float32 weights and ${gb(available)} is available, so its weights are held as int8 with a scale per row (about ${gb(estimate.totalBytes)} in all): replies are slower and a little less exact.`,
+    );
+  }
+  const beyondGpu = gpuLimitProblem(currentBackend(), {
+    largestTensor: largestTensor(config),
+    weightBytes: estimate.weightBytes,
+  });
+  if (beyondGpu !== null) {
+    const cpu = await selectBackend({ force: 'wasm' });
+    notices.push(`${name} runs on ${cpu.backend}, not the GPU: ${beyondGpu}.`);
+  }
+  const notice = notices.length > 0 ? notices.join(' ') : null;
   if (options.expectIdentity !== undefined && ref.entry?.identity !== options.expectIdentity) {
     throw new LibraryError(
       'MISMATCH',
@@ -214,6 +226,16 @@ export async function openChatModel(
     estimate,
     notice,
   };
+}
+
+/** The model's largest tensor as float32 (what a GPU backend would upload whole). */
+function largestTensor(config: DecoderConfig): { name: string; bytes: number } {
+  let largest = { name: '', bytes: 0 };
+  for (const [name, shape] of decoderTensorShapes(config)) {
+    const bytes = 4 * shape.reduce((a, b) => a * b, 1);
+    if (bytes > largest.bytes) largest = { name, bytes };
+  }
+  return largest;
 }
 
 /** Bytes as gigabytes (or megabytes below one), for people. */

@@ -64,11 +64,25 @@ function section(id: number, content: number[]): number[] {
   return [id, ...uleb(content.length), ...content];
 }
 
+export interface ModuleOptions {
+  /** Import a shared memory of at most this many 64 KiB pages (threads may share it),
+   * instead of a plain one. */
+  sharedMaxPages?: number;
+}
+
 /** A module importing `env.memory` (at least one page) and exporting `functions`. */
-export function wasmModule(functions: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
+export function wasmModule(
+  functions: readonly WasmFunction[],
+  options: ModuleOptions = {},
+): Uint8Array<ArrayBuffer> {
   const signature = (f: WasmFunction) => [0x60, ...vec(f.params.map((t) => [t])), 0x00];
   const types = functions.map(signature);
-  const memoryImport = [...name('env'), ...name('memory'), 0x02, 0x00, ...uleb(1)];
+  // limits: 0x00 min | 0x03 min max, shared (threads proposal, in every engine we run on).
+  const limits =
+    options.sharedMaxPages === undefined
+      ? [0x00, ...uleb(1)]
+      : [0x03, ...uleb(1), ...uleb(options.sharedMaxPages)];
+  const memoryImport = [...name('env'), ...name('memory'), 0x02, ...limits];
   const exports = functions.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]);
   const bodies = functions.map((f) => {
     const locals = vec(f.locals.map((t) => [1, t]));
@@ -95,6 +109,11 @@ export const op = {
   loop: () => [0x03, 0x40],
   end: () => [0x0b],
   brIf: (depth: number) => [0x0d, ...uleb(depth)],
+  f32Const: (value: number) => [0x43, ...new Uint8Array(Float32Array.of(value).buffer)],
+  f32Load: (offset = 0) => [0x2a, 0x02, ...uleb(offset)],
+  f32Store: (offset = 0) => [0x38, 0x02, ...uleb(offset)],
+  f32Add: () => [0x92],
+  f32Mul: () => [0x94],
   localGet: (index: number) => [0x20, ...uleb(index)],
   localSet: (index: number) => [0x21, ...uleb(index)],
   localTee: (index: number) => [0x22, ...uleb(index)],
@@ -103,6 +122,8 @@ export const op = {
   i32LtU: () => [0x49],
   i32Add: () => [0x6a],
   i32Shl: () => [0x74],
+  i32Sub: () => [0x6b],
+  i32Mul: () => [0x6c],
   v128Load: (offset = 0) => simd(0x00, ...memarg(offset)),
   v128Load16x4U: (offset = 0) => simd(0x04, ...memarg(offset)),
   v128Store: (offset = 0) => simd(0x0b, ...memarg(offset)),
@@ -113,7 +134,11 @@ export const op = {
   f64x2Splat: () => simd(0x14),
   v128And: () => simd(0x4e),
   v128Or: () => simd(0x50),
+  f32x4ExtractLane: (lane: number) => simd(0x1f, lane),
   i16x8ExtendLowI8x16S: () => simd(0x87),
+  i16x8ExtendHighI8x16S: () => simd(0x88),
+  i32x4Add: () => simd(0xae),
+  i32x4DotI16x8S: () => simd(0xba),
   i32x4ExtendLowI16x8S: () => simd(0xa7),
   i32x4Shl: () => simd(0xab),
   f32x4Add: () => simd(0xe4),

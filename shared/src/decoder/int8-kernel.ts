@@ -1,0 +1,250 @@
+import { I32, V128, op, wasmModule, type WasmFunction } from '../wasm/module.ts';
+import type { Int8Rows } from './int8.ts';
+
+/**
+ * Int8 matrix–vector products in WebAssembly SIMD, for decoding with int8 weights: tfjs has
+ * no int8 kernel, and dequantising a whole matrix to float32 for every decoded token costs
+ * more than the product itself. The scheme is llama.cpp's Q8_0 × Q8_0 dot: the activation
+ * vector is quantised to int8 in blocks of 32 (one float32 scale per block, absmax / 127),
+ * each block's dot product with a weight row is exact integer arithmetic (i32x4.dot_i16x8_s),
+ * and the block sums are scaled into a float32 accumulator, then by the row's scale.
+ *
+ * The weights live in one shared WebAssembly memory per model (an arena), copied in once at
+ * load; the memory is shared so it can grow without detaching the views already handed out.
+ */
+
+/** Activation blocks: 32 values, two v128 loads of int8 weights. */
+export const KERNEL_BLOCK = 32;
+const PAGE = 65_536;
+/** 4 GiB: wasm32's whole address space. */
+const MAX_PAGES = 65_536;
+
+// matvec(w, wScales, rows, cols, xq, xScales, out): out[r] = wScales[r] · Σ_b xScales[b] ·
+// Σ_{i in b} w[r, i] · xq[i]; w int8 [rows, cols], xq int16 (int8 values, widened once per
+// vector so each row's loop loads them ready), cols a multiple of 32, all byte addresses.
+const [W, WS, ROWS, COLS, XQ, XS, OUT, ROW_END, XQP, XSP, ACC, WV] = [
+  0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+];
+/** isum += dot(extend(half of WV), xq[XQP + offset]) for one 8-lane half. */
+const dotHalf = (high: boolean, offset: number, add: boolean) => [
+  ...op.localGet(WV),
+  ...(high ? op.i16x8ExtendHighI8x16S() : op.i16x8ExtendLowI8x16S()),
+  ...op.localGet(XQP),
+  ...op.v128Load(offset),
+  ...op.i32x4DotI16x8S(),
+  ...(add ? op.i32x4Add() : []),
+];
+const matvec: WasmFunction = {
+  name: 'matvec',
+  params: [I32, I32, I32, I32, I32, I32, I32],
+  locals: [I32, I32, I32, V128, V128],
+  body: [
+    ...op.block(),
+    ...op.localGet(ROWS),
+    ...op.i32Eqz(),
+    ...op.brIf(0),
+    ...op.loop(),
+    // One row: acc = 0; walk its blocks.
+    ...op.f32Const(0),
+    ...op.f32x4Splat(),
+    ...op.localSet(ACC),
+    ...op.localGet(XQ),
+    ...op.localSet(XQP),
+    ...op.localGet(XS),
+    ...op.localSet(XSP),
+    ...op.localGet(W),
+    ...op.localGet(COLS),
+    ...op.i32Add(),
+    ...op.localSet(ROW_END),
+    ...op.loop(),
+    ...op.localGet(W),
+    ...op.v128Load(0),
+    ...op.localSet(WV),
+    ...dotHalf(false, 0, false),
+    ...dotHalf(true, 16, true),
+    ...op.localGet(W),
+    ...op.v128Load(16),
+    ...op.localSet(WV),
+    ...dotHalf(false, 32, true),
+    ...dotHalf(true, 48, true),
+    // acc += float(isum) · xScale[block]
+    ...op.f32x4ConvertI32x4S(),
+    ...op.localGet(XSP),
+    ...op.f32Load(0),
+    ...op.f32x4Splat(),
+    ...op.f32x4Mul(),
+    ...op.localGet(ACC),
+    ...op.f32x4Add(),
+    ...op.localSet(ACC),
+    ...op.localGet(W),
+    ...op.i32Const(32),
+    ...op.i32Add(),
+    ...op.localSet(W),
+    ...op.localGet(XQP),
+    ...op.i32Const(64),
+    ...op.i32Add(),
+    ...op.localSet(XQP),
+    ...op.localGet(XSP),
+    ...op.i32Const(4),
+    ...op.i32Add(),
+    ...op.localSet(XSP),
+    ...op.localGet(W),
+    ...op.localGet(ROW_END),
+    ...op.i32LtU(),
+    ...op.brIf(0),
+    ...op.end(),
+    // out[r] = (acc₀ + acc₁ + acc₂ + acc₃) · wScale[r]
+    ...op.localGet(OUT),
+    ...op.localGet(ACC),
+    ...op.f32x4ExtractLane(0),
+    ...op.localGet(ACC),
+    ...op.f32x4ExtractLane(1),
+    ...op.f32Add(),
+    ...op.localGet(ACC),
+    ...op.f32x4ExtractLane(2),
+    ...op.f32Add(),
+    ...op.localGet(ACC),
+    ...op.f32x4ExtractLane(3),
+    ...op.f32Add(),
+    ...op.localGet(WS),
+    ...op.f32Load(0),
+    ...op.f32Mul(),
+    ...op.f32Store(0),
+    ...op.localGet(OUT),
+    ...op.i32Const(4),
+    ...op.i32Add(),
+    ...op.localSet(OUT),
+    ...op.localGet(WS),
+    ...op.i32Const(4),
+    ...op.i32Add(),
+    ...op.localSet(WS),
+    ...op.localGet(ROWS),
+    ...op.i32Const(1),
+    ...op.i32Sub(),
+    ...op.localTee(ROWS),
+    ...op.brIf(0),
+    ...op.end(),
+    ...op.end(),
+  ],
+};
+
+let compiled: WebAssembly.Module | null = null;
+
+/** An int8 matrix held in an arena: its values and scales are views into the arena's memory. */
+export interface ArenaRows extends Int8Rows {
+  readonly valuesAt: number;
+  readonly scalesAt: number;
+}
+
+/** One model's int8 weights in WebAssembly memory, and the products over them. */
+export class Int8Arena {
+  readonly memory: WebAssembly.Memory;
+  readonly #matvec: (...args: number[]) => void;
+  #top = 0;
+  #scratchAt = 0;
+  #scratchBytes = 0;
+
+  constructor() {
+    compiled ??= new WebAssembly.Module(
+      wasmModule([matvec], { sharedMaxPages: MAX_PAGES }),
+    );
+    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
+    const instance = new WebAssembly.Instance(compiled, { env: { memory: this.memory } });
+    this.#matvec = instance.exports.matvec as (...args: number[]) => void;
+  }
+
+  /** Whether the kernel takes a matrix of this width (whole activation blocks). */
+  static fits(cols: number): boolean {
+    return cols % KERNEL_BLOCK === 0;
+  }
+
+  /** Copies a quantised matrix into the arena; the returned views stay valid as it grows. */
+  hold(m: Int8Rows): ArenaRows {
+    const valuesAt = this.#allocate(m.values.length);
+    const scalesAt = this.#allocate(m.scales.length * 4);
+    const buffer = this.memory.buffer;
+    const values = new Int8Array(buffer, valuesAt, m.values.length);
+    values.set(m.values);
+    const scales = new Float32Array(buffer, scalesAt, m.scales.length);
+    scales.set(m.scales);
+    return { rows: m.rows, cols: m.cols, values, scales, valuesAt, scalesAt };
+  }
+
+  /** Bytes the arena holds (weights and scratch). */
+  get bytes(): number {
+    return this.#top;
+  }
+
+  /**
+   * x · mᵀ for `count` vectors x [count, m.cols] (PyTorch's Linear without bias):
+   * [count, m.rows]. Each vector is quantised to int8 blocks of KERNEL_BLOCK first.
+   */
+  matmul(m: ArenaRows, x: Float32Array, count: number): Float32Array {
+    const { rows, cols } = m;
+    if (!Int8Arena.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 32`);
+    if (x.length !== count * cols) {
+      throw new RangeError(`${x.length} values are not ${count} vectors of ${cols}`);
+    }
+    const blocks = cols / KERNEL_BLOCK;
+    const xqBytes = cols * 2;
+    const xsBytes = blocks * 4;
+    const base = this.#scratch(xqBytes + xsBytes + rows * 4);
+    const buffer = this.memory.buffer;
+    const xq = new Int16Array(buffer, base, cols);
+    const xs = new Float32Array(buffer, base + xqBytes, blocks);
+    const outAt = base + xqBytes + xsBytes;
+    const out = new Float32Array(count * rows);
+    const row = new Float32Array(buffer, outAt, rows);
+    for (let t = 0; t < count; t++) {
+      quantizeBlocks(x, t * cols, cols, xq, xs);
+      this.#matvec(m.valuesAt, m.scalesAt, rows, cols, base, base + xqBytes, outAt);
+      out.set(row, t * rows);
+    }
+    return out;
+  }
+
+  #scratch(bytes: number): number {
+    if (bytes > this.#scratchBytes) {
+      this.#scratchAt = this.#allocate(bytes);
+      this.#scratchBytes = bytes;
+    }
+    return this.#scratchAt;
+  }
+
+  #allocate(bytes: number): number {
+    const at = align16(this.#top);
+    const end = at + bytes;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) {
+        throw new RangeError(
+          `int8 weights need ${(end / 2 ** 30).toFixed(2)} GiB, past WebAssembly's 4 GiB memory`,
+        );
+      }
+      this.memory.grow(pages);
+    }
+    this.#top = end;
+    return at;
+  }
+}
+
+const align16 = (n: number) => (n + 15) & ~15;
+
+/** One vector's int8 blocks: scale = absmax / 127 per block, q = round(x / scale). */
+function quantizeBlocks(
+  x: Float32Array,
+  from: number,
+  cols: number,
+  xq: Int16Array,
+  xs: Float32Array,
+): void {
+  for (let b = 0, i = from; b < xs.length; b++, i += KERNEL_BLOCK) {
+    let max = 0;
+    for (let j = 0; j < KERNEL_BLOCK; j++) max = Math.max(max, Math.abs(x[i + j]!));
+    const scale = Math.fround(max / 127); // as stored, so q and the scale agree
+    xs[b] = scale;
+    const inverse = scale === 0 ? 0 : 1 / scale;
+    for (let j = 0; j < KERNEL_BLOCK; j++) xq[b * KERNEL_BLOCK + j] = Math.round(x[i + j]! * inverse);
+  }
+}

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { dequantizeRowsInt8, quantizeRowsInt8 } from '../src/decoder/int8.ts';
+import { Int8Arena, KERNEL_BLOCK } from '../src/decoder/int8-kernel.ts';
+
+/** What the kernel computes, in float64: the int8 weights times the activations rounded to
+ * int8 in blocks of 32 (scale absmax / 127), each row times its scale. */
+function reference(w: Float32Array, rows: number, cols: number, x: Float32Array): Float64Array {
+  const q = quantizeRowsInt8(w, rows, cols);
+  const out = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let sum = 0;
+    for (let b = 0; b < cols; b += KERNEL_BLOCK) {
+      let max = 0;
+      for (let i = b; i < b + KERNEL_BLOCK; i++) max = Math.max(max, Math.abs(x[i]!));
+      const scale = Math.fround(max / 127);
+      let dot = 0;
+      for (let i = b; i < b + KERNEL_BLOCK; i++) {
+        dot += q.values[r * cols + i]! * (scale === 0 ? 0 : Math.round(x[i]! * (1 / scale)));
+      }
+      sum += dot * scale;
+    }
+    out[r] = sum * q.scales[r]!;
+  }
+  return out;
+}
+
+function random(n: number, seed: number): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    return s / 2 ** 30 - 1;
+  });
+}
+
+describe('int8 matrix–vector kernel (WebAssembly SIMD)', () => {
+  it.each([
+    [1, 32],
+    [7, 96],
+    [33, 576],
+    [5, 1536],
+  ])('%i×%i: the integer block scheme, exactly up to float32 summation', (rows, cols) => {
+    const arena = new Int8Arena();
+    const w = random(rows * cols, rows + cols);
+    w.fill(0, 0, cols); // an all-zero row
+    const x = random(3 * cols, 7);
+    x.fill(0, 0, KERNEL_BLOCK); // an all-zero block of the first vector
+    const m = arena.hold(quantizeRowsInt8(w, rows, cols));
+    const y = arena.matmul(m, x, 3);
+    expect(y.length).toBe(3 * rows);
+    for (let t = 0; t < 3; t++) {
+      const want = reference(w, rows, cols, x.subarray(t * cols, (t + 1) * cols));
+      const largest = Math.max(...want.map(Math.abs));
+      for (let r = 0; r < rows; r++) {
+        expect(Math.abs(y[t * rows + r]! - want[r]!)).toBeLessThanOrEqual(1e-5 * largest);
+      }
+      expect(y[t * rows]).toBe(0);
+    }
+  });
+
+  it('is close to the float32 product (int8 rounding of weights and activations only)', () => {
+    const rows = 64;
+    const cols = 256;
+    const w = random(rows * cols, 3);
+    const x = random(cols, 4);
+    const arena = new Int8Arena();
+    const y = arena.matmul(arena.hold(quantizeRowsInt8(w, rows, cols)), x, 1);
+    let worst = 0;
+    let largest = 0;
+    for (let r = 0; r < rows; r++) {
+      let exact = 0;
+      for (let c = 0; c < cols; c++) exact += w[r * cols + c]! * x[c]!;
+      worst = Math.max(worst, Math.abs(exact - y[r]!));
+      largest = Math.max(largest, Math.abs(exact));
+    }
+    expect(worst).toBeLessThan(0.02 * largest);
+  });
+
+  it('keeps earlier matrices intact as the arena grows past many pages', () => {
+    const arena = new Int8Arena();
+    const first = quantizeRowsInt8(random(8 * 64, 1), 8, 64);
+    const held = arena.hold(first);
+    const x = random(64, 2);
+    const before = arena.matmul(held, x, 1);
+    for (let i = 0; i < 4; i++) arena.hold(quantizeRowsInt8(random(1024 * 256, i), 1024, 256));
+    expect(arena.bytes).toBeGreaterThan(1 << 20);
+    expect([...held.values]).toEqual([...first.values]);
+    expect([...dequantizeRowsInt8(held)]).toEqual([...dequantizeRowsInt8(first)]);
+    expect([...arena.matmul(held, x, 1)]).toEqual([...before]);
+  });
+
+  it('refuses a width that is not whole blocks and a vector of the wrong length', () => {
+    const arena = new Int8Arena();
+    expect(Int8Arena.fits(48)).toBe(false);
+    const odd = arena.hold(quantizeRowsInt8(random(2 * 48, 1), 2, 48));
+    expect(() => arena.matmul(odd, random(48, 1), 1)).toThrow(/48 columns are not whole blocks/);
+    const m = arena.hold(quantizeRowsInt8(random(2 * 64, 1), 2, 64));
+    expect(() => arena.matmul(m, random(60, 1), 1)).toThrow(/60 values are not 1 vectors of 64/);
+  });
+});
