@@ -10,7 +10,12 @@ import type { HfTokenizerFiles } from '../src/formats/gguf-tokenizer.ts';
 export function byteLevelTokenizer(): HfTokenizerFiles {
   const vocab: Record<string, number> = {};
   byteSymbols().forEach((symbol, byte) => (vocab[symbol] = byte));
-  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
+  const byteLevel = {
+    type: 'ByteLevel',
+    add_prefix_space: false,
+    trim_offsets: true,
+    use_regex: true,
+  };
   return {
     tokenizerJson: {
       model: { type: 'BPE', vocab, merges: [] },

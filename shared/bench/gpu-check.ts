@@ -56,7 +56,8 @@ const { values } = parseArgs({
 });
 const shapes = values.shapes?.split(',') ?? DEFAULT_SHAPES;
 for (const s of shapes) {
-  if (!(s in SHAPES)) throw new Error(`no shape ${s}; the shapes are ${Object.keys(SHAPES).join(', ')}`);
+  if (!(s in SHAPES))
+    throw new Error(`no shape ${s}; the shapes are ${Object.keys(SHAPES).join(', ')}`);
 }
 const promptTokens = Number(values.prompt);
 const newTokens = Number(values.new);
@@ -113,7 +114,9 @@ async function measure(shape: string): Promise<ShapeFigures> {
   const decodeMs = performance.now() - d0;
   cache.dispose();
   decoder.dispose();
-  log(`${shape}: prefill ${((promptTokens / ttft) * 1000).toFixed(1)} tok/s, decode ${((newTokens / decodeMs) * 1000).toFixed(1)} tok/s; LoRA …`);
+  log(
+    `${shape}: prefill ${((promptTokens / ttft) * 1000).toFixed(1)} tok/s, decode ${((newTokens / decodeMs) * 1000).toFixed(1)} tok/s; LoRA …`,
+  );
   const lora = await loraSpeed(hf, weights);
   weights.clear();
   return {
@@ -132,9 +135,16 @@ async function measure(shape: string): Promise<ShapeFigures> {
 async function loraSpeed(hf: object, weights: NamedTensors): Promise<number> {
   const config = { ...modelConfigFromHf(hf), blockSize: loraSeq };
   const model = Transformer.fromTensors(config, weights);
-  const adapter = LoraAdapter.create(config, { rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] }, 1);
+  const adapter = LoraAdapter.create(
+    config,
+    { rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] },
+    1,
+  );
   model.adapter = adapter;
-  const tokens = Int32Array.from({ length: 4 * loraSeq + 1 }, (_, i) => (i * 7919) % config.vocabSize);
+  const tokens = Int32Array.from(
+    { length: 4 * loraSeq + 1 },
+    (_, i) => (i * 7919) % config.vocabSize,
+  );
   const train = (steps: number) =>
     new Trainer(
       model,

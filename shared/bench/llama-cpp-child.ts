@@ -4,12 +4,12 @@
  * Loads the file through node-llama-cpp on the CPU with the given thread count, prefills
  * the same prompt token ids as real-model-child.ts and decodes new tokens greedily one at a
  * time through its KV cache. Prints one JSON line. Run by real-models.ts:
- *   node bench/llama-cpp-child.ts <file.gguf> <prompt tokens> <new tokens> <threads>
+ *   node bench/llama-cpp-child.ts <file.gguf> <prompt tokens> <new tokens> <threads> <vocab>
  */
 import { performance } from 'node:perf_hooks';
 import { getLlama, LlamaLogLevel } from 'node-llama-cpp';
 
-const [file, promptArg, newArg, threadsArg] = process.argv.slice(2);
+const [file, promptArg, newArg, threadsArg, vocabArg] = process.argv.slice(2);
 const promptTokens = Number(promptArg);
 const newTokens = Number(newArg);
 const threads = Number(threadsArg);
@@ -34,7 +34,7 @@ const context = await model.createContext({
   threads,
   sequences: 1,
 });
-const vocab = model.fileInsights.hparams?.n_vocab ?? Number(model.fileInfo.metadata.llama?.vocab_size);
+const vocab = Number(vocabArg);
 const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 7919) % vocab);
 
 /** Prefills `tokens`, then takes `count` greedy tokens; the time to the first and the rest. */

@@ -22,7 +22,8 @@ const { values, positionals } = parseArgs({
   },
 });
 const folder = positionals[0];
-if (folder === undefined) throw new Error('usage: profile-decoder.ts <model folder> [--weights f32|int8]');
+if (folder === undefined)
+  throw new Error('usage: profile-decoder.ts <model folder> [--weights f32|int8]');
 const weights = values.weights as WeightsMode;
 const promptTokens = Number(values.prompt);
 const newTokens = Number(values.new);
@@ -81,7 +82,9 @@ const phases: Phase[] = [];
 phases.push(await profile('prefill', promptTokens, () => decoder.forward(prompt, cache, true)));
 let decodeSum: Phase | null = null;
 for (let i = 0; i < newTokens; i++) {
-  const p = await profile('decode', 1, () => decoder.forward([(i * 31) % config.vocabSize], cache, true));
+  const p = await profile('decode', 1, () =>
+    decoder.forward([(i * 31) % config.vocabSize], cache, true),
+  );
   if (decodeSum === null) decodeSum = { ...p, kernels: p.kernels.map((k) => ({ ...k })) };
   else {
     decodeSum.wallMs += p.wallMs;
@@ -102,7 +105,11 @@ decoder.dispose();
 // Per token, with what the listed kernels leave out (tfjs op dispatch, JS between ops).
 const report = phases.map((p) => {
   const perToken = (ms: number) => ms / p.tokens;
-  const kernels = p.kernels.map((k) => ({ name: k.name, msPerToken: perToken(k.ms), calls: k.calls }));
+  const kernels = p.kernels.map((k) => ({
+    name: k.name,
+    msPerToken: perToken(k.ms),
+    calls: k.calls,
+  }));
   const listed = p.kernels.reduce((n, k) => n + k.ms, 0);
   return {
     phase: p.phase,
@@ -116,7 +123,9 @@ if (values.json) {
   console.log(JSON.stringify({ backend, weights, folder, profile: report }));
 } else {
   for (const p of report) {
-    console.log(`\n${p.phase}: ${p.tokens} tokens, ${p.msPerToken.toFixed(2)} ms/token (${backend}, ${weights})`);
+    console.log(
+      `\n${p.phase}: ${p.tokens} tokens, ${p.msPerToken.toFixed(2)} ms/token (${backend}, ${weights})`,
+    );
     console.log('kernel                         ms/token   share  calls');
     for (const k of p.kernels.slice(0, 12)) {
       console.log(

@@ -155,6 +155,7 @@ async function llamaCppRuns(
           plan.prompt,
           plan.newTokens,
           threads,
+          config.vocabSize,
         ]);
         runs.push({ ...r, type });
         log(

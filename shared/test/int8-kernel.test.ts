@@ -97,3 +97,38 @@ describe('int8 matrix–vector kernel (WebAssembly SIMD)', () => {
     expect(() => arena.matmul(m, random(60, 1), 1)).toThrow(/60 values are not 1 vectors of 64/);
   });
 });
+
+describe('int8 products split across two threads', () => {
+  it('give bit for bit what one thread gives, for every split and width', () => {
+    const one = new Int8Arena();
+    const two = new Int8Arena({ threads: 2 });
+    try {
+      expect(two.threads).toBe(2);
+      for (const [rows, cols] of [
+        [255, 64], // below the split threshold: one thread
+        [256, 64],
+        [1537, 96], // an odd count: the halves differ by a row
+        [4096, 576],
+      ] as const) {
+        const q = quantizeRowsInt8(random(rows * cols, rows), rows, cols);
+        const x = random(2 * cols, cols);
+        expect([...two.matmul(two.hold(q), x, 2)]).toEqual([...one.matmul(one.hold(q), x, 2)]);
+      }
+    } finally {
+      two.dispose();
+      one.dispose();
+    }
+    expect(two.threads).toBe(1);
+  });
+
+  it('carries on alone, with the same result, once the helper thread has been stopped', () => {
+    const arena = new Int8Arena({ threads: 2 });
+    const q = quantizeRowsInt8(random(1024 * 64, 9), 1024, 64);
+    const m = arena.hold(q);
+    const x = random(64, 10);
+    const before = arena.matmul(m, x, 1);
+    arena.dispose();
+    expect(arena.threads).toBe(1);
+    expect([...arena.matmul(m, x, 1)]).toEqual([...before]);
+  });
+});

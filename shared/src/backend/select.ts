@@ -196,12 +196,16 @@ async function tryBackend(name: BackendName, force?: BackendName): Promise<Outco
         };
       }
       // A literal import, so a bundler (npm run gpu:bundle) carries the backend along.
-      const loaded = await importOptional('@tensorflow/tfjs-backend-webgpu', () =>
-        import('@tensorflow/tfjs-backend-webgpu'),
+      const loaded = await importOptional(
+        '@tensorflow/tfjs-backend-webgpu',
+        () => import('@tensorflow/tfjs-backend-webgpu'),
       );
       if (loaded) return { ok: false, reason: loaded };
       if (!(await activate('webgpu'))) {
-        return { ok: false, reason: 'the adapter was found but the tfjs webgpu backend did not start' };
+        return {
+          ok: false,
+          reason: 'the adapter was found but the tfjs webgpu backend did not start',
+        };
       }
       const info = adapter.info;
       return {

@@ -1,5 +1,6 @@
 import { I32, V128, op, wasmModule, type WasmFunction } from '../wasm/module.ts';
 import type { Int8Rows } from './int8.ts';
+import { KernelHelper } from './int8-threads.ts';
 
 /**
  * Int8 matrix–vector products in WebAssembly SIMD, for decoding with int8 weights: tfjs has
@@ -10,8 +11,12 @@ import type { Int8Rows } from './int8.ts';
  * and the block sums are scaled into a float32 accumulator, then by the row's scale.
  *
  * The weights live in one shared WebAssembly memory per model (an arena), copied in once at
- * load; the memory is shared so it can grow without detaching the views already handed out.
+ * load; the memory is shared so it can grow without detaching the views already handed out,
+ * and so a second thread (int8-threads.ts) can take half of each product's rows.
  */
+
+/** Products with fewer rows than this stay on one thread (the hand-off costs more). */
+const SPLIT_MIN_ROWS = 256;
 
 /** Activation blocks: 32 values, two v128 loads of int8 weights. */
 export const KERNEL_BLOCK = 32;
@@ -140,17 +145,29 @@ export interface ArenaRows extends Int8Rows {
 export class Int8Arena {
   readonly memory: WebAssembly.Memory;
   readonly #matvec: (...args: number[]) => void;
+  #helper: KernelHelper | null;
   #top = 0;
   #scratchAt = 0;
   #scratchBytes = 0;
 
-  constructor() {
-    compiled ??= new WebAssembly.Module(
-      wasmModule([matvec], { sharedMaxPages: MAX_PAGES }),
-    );
+  /** `threads`: 2 splits each product with a worker thread; 1 keeps it on this one. */
+  constructor(options: { threads?: number } = {}) {
+    compiled ??= new WebAssembly.Module(wasmModule([matvec], { sharedMaxPages: MAX_PAGES }));
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const instance = new WebAssembly.Instance(compiled, { env: { memory: this.memory } });
     this.#matvec = instance.exports.matvec as (...args: number[]) => void;
+    this.#helper = (options.threads ?? 1) > 1 ? new KernelHelper(compiled, this.memory) : null;
+  }
+
+  /** Threads the products run on now (a helper that died is not counted). */
+  get threads(): number {
+    return this.#helper?.alive ? 2 : 1;
+  }
+
+  /** Stops the helper thread; the arena's memory goes with the last reference to it. */
+  dispose(): void {
+    this.#helper?.stop();
+    this.#helper = null;
   }
 
   /** Whether the kernel takes a matrix of this width (whole activation blocks). */
@@ -197,10 +214,33 @@ export class Int8Arena {
     const row = new Float32Array(buffer, outAt, rows);
     for (let t = 0; t < count; t++) {
       quantizeBlocks(x, t * cols, cols, xq, xs);
-      this.#matvec(m.valuesAt, m.scalesAt, rows, cols, base, base + xqBytes, outAt);
+      this.#rows(m, 0, rows, base, base + xqBytes, outAt);
       out.set(row, t * rows);
     }
     return out;
+  }
+
+  /** Rows first … first + count − 1 of m · x into out, split with the helper when it pays. */
+  #rows(m: ArenaRows, first: number, count: number, xq: number, xs: number, out: number): void {
+    const helper = this.#helper;
+    const job = (from: number, n: number) => [
+      m.valuesAt + from * m.cols,
+      m.scalesAt + 4 * from,
+      n,
+      m.cols,
+      xq,
+      xs,
+      out + 4 * from,
+    ];
+    if (helper === null || !helper.alive || count < SPLIT_MIN_ROWS) {
+      this.#matvec(...job(first, count));
+      return;
+    }
+    const half = first + (count >> 1);
+    helper.start(job(half, first + count - half));
+    this.#matvec(...job(first, half - first));
+    // A helper that died leaves its rows undone: this thread does them, and carries on alone.
+    if (!helper.wait()) this.#matvec(...job(half, first + count - half));
   }
 
   #scratch(bytes: number): number {
@@ -245,6 +285,7 @@ function quantizeBlocks(
     const scale = Math.fround(max / 127); // as stored, so q and the scale agree
     xs[b] = scale;
     const inverse = scale === 0 ? 0 : 1 / scale;
-    for (let j = 0; j < KERNEL_BLOCK; j++) xq[b * KERNEL_BLOCK + j] = Math.round(x[i + j]! * inverse);
+    for (let j = 0; j < KERNEL_BLOCK; j++)
+      xq[b * KERNEL_BLOCK + j] = Math.round(x[i + j]! * inverse);
   }
 }

@@ -51,7 +51,11 @@ export function dequantizeRowsInt8(m: Int8Rows, first = 0, count = m.rows - firs
  * untransposed right operand of x · rowsᵀ, which is tfjs's fast matMul on wasm (a matMul with
  * transposeB runs 5–8× slower there, measured at 512 × 576 × 1536).
  */
-export function dequantizeRowsTransposedInt8(m: Int8Rows, first: number, count: number): Float32Array {
+export function dequantizeRowsTransposedInt8(
+  m: Int8Rows,
+  first: number,
+  count: number,
+): Float32Array {
   const { cols, values, scales } = m;
   const out = new Float32Array(count * cols);
   for (let r = 0; r < count; r++) {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { formatShape, sameShape, type HostTensor } from '../checkpoint/tensors.ts';
+import { formatShape, sameShape, transposeMatrix, type HostTensor } from '../checkpoint/tensors.ts';
 import { ModelFormatError } from '../formats/errors.ts';
 import { decoderTensorShapes, type DecoderConfig } from './config.ts';
 import {
@@ -156,7 +156,7 @@ export class Decoder {
       owned.push(t);
       return t;
     };
-    const arena = weights === 'int8' ? new Int8Arena() : null;
+    const arena = weights === 'int8' ? new Int8Arena({ threads: decodeThreads() }) : null;
     const quantized = async (name: string): Promise<ArenaRows> => {
       const host = await read(name);
       return arena!.hold(quantizeRowsInt8(host.data, host.shape[0]!, host.shape[1]!));
@@ -166,7 +166,7 @@ export class Decoder {
     const transposed = async (name: string): Promise<tf.Tensor2D> => {
       const host = await read(name);
       const [rows, cols] = host.shape as [number, number];
-      const t = tf.tensor2d(transposeHost(host.data, rows, cols), [cols, rows]);
+      const t = tf.tensor2d(transposeMatrix(host.data, rows, cols), [cols, rows]);
       owned.push(t);
       return t;
     };
@@ -200,6 +200,7 @@ export class Decoder {
       return new Decoder(config, embed, blocks, norm, head, arena);
     } catch (error) {
       for (const t of owned) if (!t.isDisposed) t.dispose();
+      arena?.dispose();
       throw error;
     }
   }
@@ -310,7 +311,7 @@ export class Decoder {
     // Query heads kv·group … kv·group+group−1 share kv head `kv` (transformers' repeat_kv), and
     // they are adjacent, so (heads, T, d) regroups as (kvHeads, group·T, d) against the cache
     // without copying keys per query head.
-    const grouped = tf.reshape(q, [c.numKvHeads, group * count, d]);
+    const grouped = tf.reshape(q, [c.numKvHeads, group * count, d]) as tf.Tensor3D;
     const scores = tf.add(tf.mul(perHead(grouped, keys), 1 / Math.sqrt(d)), mask);
     const attended = perHead(tf.softmax(scores) as tf.Tensor3D, values);
     const merged = tf.reshape(
@@ -339,6 +340,7 @@ export class Decoder {
   }
 
   dispose(): void {
+    this.#arena?.dispose();
     const drop = (w: object | null) => {
       if (w instanceof tf.Tensor) w.dispose();
     };
@@ -368,20 +370,20 @@ function matMulDequantized(x: tf.Tensor2D, m: Int8Rows): tf.Tensor2D {
   return parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
 }
 
-/** [rows, cols] → [cols, rows], in tiles so both sides stay in cache. */
-function transposeHost(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  const TILE = 32;
-  for (let r0 = 0; r0 < rows; r0 += TILE) {
-    const r1 = Math.min(r0 + TILE, rows);
-    for (let c0 = 0; c0 < cols; c0 += TILE) {
-      const c1 = Math.min(c0 + TILE, cols);
-      for (let r = r0; r < r1; r++) {
-        for (let c = c0, from = r * cols + c0; c < c1; c++, from++) out[c * rows + r] = data[from]!;
-      }
-    }
+/**
+ * Threads for int8 products while decoding: COMMONS_DECODE_THREADS (1 or 2), default 1. On the
+ * 2-core machine this was measured on, a second thread made each product 1.2–1.6× faster
+ * alone but a decoded token slower (19.7–23.1 against 28.8 tokens/s at SmolLM2-135M's
+ * shape): the product is bound by memory bandwidth and the helper competes with tfjs's ops
+ * for the same cores. Machines with bandwidth to spare per core may gain; measure first.
+ */
+function decodeThreads(): number {
+  const asked = process.env.COMMONS_DECODE_THREADS;
+  if (asked === undefined || asked === '') return 1;
+  if (asked !== '1' && asked !== '2') {
+    throw new RangeError(`COMMONS_DECODE_THREADS=${asked}: use 1 or 2`);
   }
-  return out;
+  return Number(asked);
 }
 
 /** Positions at most this many use one rank-3 matMul (decoding); more, one 2-D per head. */
@@ -395,7 +397,9 @@ const BATCHED_MAX_ROWS = 64;
 function perHead(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   if (a.shape[1] <= BATCHED_MAX_ROWS) return tf.matMul(a, b);
   const bs = tf.unstack(b) as tf.Tensor2D[];
-  return tf.stack((tf.unstack(a) as tf.Tensor2D[]).map((x, i) => tf.matMul(x, bs[i]!))) as tf.Tensor3D;
+  return tf.stack(
+    (tf.unstack(a) as tf.Tensor2D[]).map((x, i) => tf.matMul(x, bs[i]!)),
+  ) as tf.Tensor3D;
 }
 
 /** x · rsqrt(mean(x²) + eps) · w over the last axis, all in float32 as transformers does. */
