@@ -1,10 +1,16 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import '@tensorflow/tfjs-backend-wasm';
 import { loadDecoderFolder } from '../src/decoder/load.ts';
 import * as ref from './fixtures/decoder-reference.ts';
 
 const scratch = ref.scratchDir('commons-decoder-');
+// Importing the wasm backend makes it tfjs's first choice; the reference checks run on cpu
+// unless a test asks for wasm.
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
 
 describe('Llama-family decoder against the plain-PyTorch reference', () => {
   for (const tiny of ref.TINY_DECODERS) {
@@ -41,6 +47,35 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
       }
     });
   }
+
+  it('on wasm, a long prompt in one pass (per-head products) gives the logits of feeding it a token at a time', async () => {
+    const previous = tf.getBackend();
+    await tf.setBackend('wasm');
+    const folder = path.join(scratch(), 'wasm-long');
+    await ref.writeTinyDecoder(folder, ref.TINY_DECODERS[2]!); // 2 KV heads of 3 queries, tied
+    const { decoder, config } = await loadDecoderFolder(folder);
+    try {
+      const prompt = Array.from({ length: 40 }, (_, i) => (i * 37 + 3) % config.vocabSize);
+      const whole = decoder.newCache();
+      const all = decoder.forward(prompt, whole);
+      const rows = (await all.array()) as number[][];
+      all.dispose();
+      const stepwise = decoder.newCache();
+      let worst = 0;
+      for (const [t, token] of prompt.entries()) {
+        const one = decoder.forward([token], stepwise, true);
+        const row = ((await one.array()) as number[][])[0]!;
+        one.dispose();
+        row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - rows[t]![i]!))));
+      }
+      expect(worst).toBeLessThan(1e-4);
+      whole.dispose();
+      stepwise.dispose();
+    } finally {
+      decoder.dispose();
+      await tf.setBackend(previous);
+    }
+  });
 
   it('leaks no tensors: a forward pass leaves only the cache behind', async () => {
     const folder = path.join(scratch(), 'leak');

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 // The kernels under test, by their module name: layers.linear is the one in model/layers.ts.
 import * as layers from '../src/model/layers.ts';
@@ -46,6 +47,37 @@ function compare(
   const gr = tf.grads(loss(reference))(inputs);
   gc.forEach((g, i) => expectClose(g, gr[i]!));
 }
+
+describe('on wasm, where x·wᵀ runs as (w·xᵀ)ᵀ through host transposes', () => {
+  it('linear (trainable and frozen) and matmul keep their values and gradients', async () => {
+    await tf.setBackend('wasm');
+    try {
+      // Fewer rows in x than in w: the rearranged product; more: tfjs's transposed one.
+      for (const rows of [4, 12]) {
+        compare(
+          (x, w) => layers.linear(x as tf.Tensor2D, w as tf.Tensor2D),
+          (x, w) => tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D, false, true),
+          [rand([rows, 5], 21), rand([9, 5], 22)],
+        );
+      }
+      const x = rand([4, 5], 23);
+      const w = rand([9, 5], 24);
+      const frozen = tf.variable(w, false) as tf.Variable<tf.Rank.R2>;
+      expectClose(
+        layers.linear(x as tf.Tensor2D, frozen),
+        tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D, false, true),
+      );
+      frozen.dispose();
+      compare(
+        (a, b) => layers.matmul(a as tf.Tensor2D, b as tf.Tensor2D),
+        (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+        [rand([6, 5], 25), rand([5, 7], 26)],
+      );
+    } finally {
+      await tf.setBackend('cpu');
+    }
+  });
+});
 
 describe('custom gradients equal generic autodiff', () => {
   it('matmul', () => {

@@ -284,7 +284,8 @@ function perSlice(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   return tf.stack(as.map((x, i) => tf.matMul(x, bs[i]!))) as tf.Tensor3D;
 }
 
-function hostSlices(x: tf.Tensor3D): tf.Tensor2D[] {
+/** (n, r, c) as n (r, c) tensors cut on the host. */
+export function hostSlices(x: tf.Tensor3D): tf.Tensor2D[] {
   const [n, rows, cols] = x.shape;
   const data = x.dataSync() as Float32Array;
   const size = rows * cols;
