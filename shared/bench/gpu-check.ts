@@ -18,15 +18,12 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { parseBackendEnv, selectBackend, type BackendReport } from '../src/backend/select.ts';
-import type { NamedTensors } from '../src/checkpoint/tensors.ts';
 import { parseDecoderConfig } from '../src/decoder/config.ts';
 import { Decoder } from '../src/decoder/model.ts';
 import { randomDecoderWeights } from '../src/decoder/random.ts';
 import { REAL_SHAPES } from '../src/decoder/shapes.ts';
 import { modelConfigFromHf } from '../src/model/config.ts';
-import { LoraAdapter } from '../src/model/lora.ts';
-import { Trainer } from '../src/model/trainer.ts';
-import { Transformer } from '../src/model/transformer.ts';
+import { generationSpeed, loraTrainSpeed } from './generation-speed.ts';
 
 /** A shape small enough for this check's own test on a 2-core machine. */
 const TINY = {
@@ -94,81 +91,26 @@ async function measure(shape: string): Promise<ShapeFigures> {
   const t0 = performance.now();
   const decoder = await Decoder.load(config, async (name) => weights.get(name)!);
   const loadSeconds = (performance.now() - t0) / 1000;
-  const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 7919) % config.vocabSize);
-  const warm = decoder.newCache();
-  decoder.forward(prompt.slice(0, 8), warm, true).dispose();
-  decoder.forward([1], warm, true).dispose();
-  warm.dispose();
-  const cache = decoder.newCache();
-  const p0 = performance.now();
-  const first = decoder.forward(prompt, cache, true);
-  let next = argmax((await first.data()) as Float32Array);
-  first.dispose();
-  const ttft = performance.now() - p0;
-  const d0 = performance.now();
-  for (let i = 0; i < newTokens; i++) {
-    const out = decoder.forward([next], cache, true);
-    next = argmax((await out.data()) as Float32Array);
-    out.dispose();
-  }
-  const decodeMs = performance.now() - d0;
-  cache.dispose();
+  const speed = await generationSpeed(decoder, config.vocabSize, promptTokens, newTokens);
   decoder.dispose();
   log(
-    `${shape}: prefill ${((promptTokens / ttft) * 1000).toFixed(1)} tok/s, decode ${((newTokens / decodeMs) * 1000).toFixed(1)} tok/s; LoRA …`,
+    `${shape}: prefill ${speed.prefillTokensPerSec.toFixed(1)} tok/s, decode ${speed.decodeTokensPerSec.toFixed(1)} tok/s; LoRA …`,
   );
-  const lora = await loraSpeed(hf, weights);
+  const lora = await loraTrainSpeed(
+    { ...modelConfigFromHf(hf), blockSize: loraSeq },
+    weights,
+    2,
+    8,
+  );
   weights.clear();
   return {
     shape,
     parameters,
     loadSeconds,
-    prefillTokensPerSec: promptTokens / (ttft / 1000),
-    decodeTokensPerSec: newTokens / (decodeMs / 1000),
-    timeToFirstTokenMs: ttft,
+    ...speed,
     loraTrainTokensPerSec: lora,
     loraSeq,
   };
-}
-
-/** LoRA rank 8 on q_proj and v_proj, batch 1 of loraSeq tokens: one warm-up step, 2 timed. */
-async function loraSpeed(hf: object, weights: NamedTensors): Promise<number> {
-  const config = { ...modelConfigFromHf(hf), blockSize: loraSeq };
-  const model = Transformer.fromTensors(config, weights);
-  const adapter = LoraAdapter.create(
-    config,
-    { rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'] },
-    1,
-  );
-  model.adapter = adapter;
-  const tokens = Int32Array.from(
-    { length: 4 * loraSeq + 1 },
-    (_, i) => (i * 7919) % config.vocabSize,
-  );
-  const train = (steps: number) =>
-    new Trainer(
-      model,
-      { steps, batchSize: 1, gradAccum: 1, warmupSteps: 0, weightDecay: 0, evalEvery: 0, seed: 1 },
-      adapter,
-    );
-  const warm = train(1);
-  await warm.run({ tokens, chars: tokens.length });
-  warm.dispose();
-  const steps = 2;
-  const timed = train(steps);
-  const t0 = performance.now();
-  await timed.run({ tokens, chars: tokens.length });
-  const seconds = (performance.now() - t0) / 1000;
-  timed.dispose();
-  model.dispose();
-  adapter.dispose();
-  return (steps * loraSeq) / seconds;
-}
-
-function argmax(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-  return best;
 }
 
 const figures: ShapeFigures[] = [];

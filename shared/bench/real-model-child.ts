@@ -7,6 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { selectBackend } from '../src/backend/select.ts';
 import { loadDecoderFolder } from '../src/decoder/load.ts';
+import { generationSpeed } from './generation-speed.ts';
 import type { WeightsMode } from '../src/decoder/model.ts';
 
 const [folder, promptArg, newArg, weightsArg = 'f32'] = process.argv.slice(2);
@@ -23,32 +24,7 @@ const { decoder, config } = await loadDecoderFolder(folder!, {
 });
 const loadSeconds = (performance.now() - t0) / 1000;
 const loadPeakRssMb = process.resourceUsage().maxRSS / 1024;
-const prompt = Array.from({ length: promptTokens }, (_, i) => (i * 7919) % config.vocabSize);
-
-// Warm the kernels on a short prompt first (wasm compiles each shape once).
-const warm = decoder.newCache();
-decoder.forward(prompt.slice(0, 8), warm, true).dispose();
-decoder.forward([1], warm, true).dispose();
-warm.dispose();
-
-const cache = decoder.newCache();
-const p0 = performance.now();
-const logits = decoder.forward(prompt, cache, true);
-let row = (await logits.data()) as Float32Array;
-logits.dispose();
-const prefillMs = performance.now() - p0;
-const argmax = (r: Float32Array) => r.reduce((best, v, i) => (v > r[best]! ? i : best), 0);
-let next = argmax(row);
-const ttftMs = performance.now() - p0;
-const d0 = performance.now();
-for (let i = 0; i < newTokens; i++) {
-  const out = decoder.forward([next], cache, true);
-  row = (await out.data()) as Float32Array;
-  out.dispose();
-  next = argmax(row);
-}
-const decodeMs = performance.now() - d0;
-cache.dispose();
+const speed = await generationSpeed(decoder, config.vocabSize, promptTokens, newTokens);
 decoder.dispose();
 console.log(
   JSON.stringify({
@@ -57,8 +33,6 @@ console.log(
     loadSeconds,
     loadPeakRssMb,
     peakRssMb: process.resourceUsage().maxRSS / 1024,
-    prefillTokensPerSec: promptTokens / (prefillMs / 1000),
-    decodeTokensPerSec: newTokens / (decodeMs / 1000),
-    timeToFirstTokenMs: ttftMs,
+    ...speed,
   }),
 );
