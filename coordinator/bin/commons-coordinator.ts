@@ -4,6 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { errorMessage } from '@commons/shared/errors';
 import { COORDINATOR_USAGE, ConfigError, configFromArgs } from '../src/config.ts';
 import { startCoordinator } from '../src/coordinator.ts';
+import { startScaleOutNode } from '../src/cluster/node.ts';
 
 async function readKeyFile(file: string): Promise<string> {
   const info = await stat(file);
@@ -20,7 +21,8 @@ if (argv.includes('--help') || argv.includes('-h')) {
 } else {
   try {
     const config = await configFromArgs(argv, process.env, readKeyFile);
-    const coordinator = await startCoordinator(config);
+    // --redis: one node of several sharing Redis; otherwise the embedded single process.
+    const coordinator = config.redis ? await startScaleOutNode(config) : await startCoordinator(config);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;

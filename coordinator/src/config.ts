@@ -72,6 +72,27 @@ export const coordinatorConfigSchema = z.strictObject({
   /** Origins allowed to open Socket.IO connections from a browser (the desktop's web mode). */
   corsOrigins: z.array(z.string()).default([]),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Scale-out mode: the Redis every node shares (redis://host:port). Absent: one process with
+   * SQLite, the embedded default.
+   */
+  redis: z.string().url().optional(),
+  /** Scale-out mode: this node's name, unique among the nodes (logs, metrics, partials). */
+  nodeId: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, ".", "_" or "-", at most 64')
+    .optional(),
+  /**
+   * Scale-out mode: the folder every node reads and writes (the model store and the cohorts'
+   * partial sums), e.g. an NFS mount. Each node keeps its own --data-dir for its SQLite.
+   */
+  sharedDir: z.string().optional(),
+  /** Scale-out mode: the leader lease's term; a dead leader is replaced within about this. */
+  leaseTtlMs: z.number().int().min(300).default(10_000),
+  /** Scale-out mode: how long a node's heartbeat outlives its last refresh. */
+  nodeTtlMs: z.number().int().min(300).default(4_000),
+  /** Scale-out mode: the prefix of every Redis key (several communities may share a Redis). */
+  redisPrefix: z.string().min(1).max(64).default('commons:'),
 });
 
 export type CoordinatorConfig = z.output<typeof coordinatorConfigSchema>;
@@ -102,7 +123,13 @@ export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
   --noise-seed N           seed the server's DP noise (reproducible demos only; never in production)
   --propose                open a Governor proposal for each published candidate
   --cors ORIGIN            allow browser clients from ORIGIN (repeatable)
-  --log-level L            pino level (COMMONS_LOG_LEVEL, default info)`;
+  --log-level L            pino level (COMMONS_LOG_LEVEL, default info)
+
+scale-out mode (several nodes, one Redis; docs/ARCHITECTURE.md "Scale-out"):
+  --redis URL              the shared Redis, redis://host:port (COMMONS_REDIS_URL)
+  --node-id ID             this node's unique name (COMMONS_NODE_ID)
+  --shared-dir DIR         folder every node shares: models and partial sums (COMMONS_SHARED_DIR)
+  --lease-seconds N        leader lease term (default 10)`;
 
 /** Thrown for bad flags: the CLI prints it with the usage and exits 2. */
 export class ConfigError extends Error {
@@ -166,6 +193,10 @@ export async function configFromArgs(
         propose: { type: 'boolean' },
         cors: { type: 'string', multiple: true },
         'log-level': { type: 'string' },
+        redis: { type: 'string' },
+        'node-id': { type: 'string' },
+        'shared-dir': { type: 'string' },
+        'lease-seconds': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -211,8 +242,18 @@ export async function configFromArgs(
     proposeActivation: values.propose,
     corsOrigins: values.cors,
     logLevel: values['log-level'] ?? env['COMMONS_LOG_LEVEL'],
+    redis: values.redis ?? env['COMMONS_REDIS_URL'],
+    nodeId: values['node-id'] ?? env['COMMONS_NODE_ID'],
+    sharedDir: values['shared-dir'] ?? env['COMMONS_SHARED_DIR'],
+    leaseTtlMs: seconds(values['lease-seconds'], '--lease-seconds'),
   };
   const defined = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
+  if (
+    defined['redis'] !== undefined &&
+    (defined['nodeId'] === undefined || defined['sharedDir'] === undefined)
+  ) {
+    throw new ConfigError('--redis needs --node-id ID and --shared-dir DIR (scale-out mode)');
+  }
   const parsed = coordinatorConfigSchema.safeParse(defined);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

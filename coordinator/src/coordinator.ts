@@ -205,7 +205,7 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
  * A data folder belongs to one deployment: its round ids are the reward rounds on that chain,
  * so pointing it at another deployment would collide. Refuse rather than corrupt.
  */
-function bindDeployment(db: CoordinatorDatabase, deployment: string): void {
+export function bindDeployment(db: CoordinatorDatabase, deployment: string): void {
   const bound = db.getMeta('deployment');
   if (bound === undefined) db.setMeta('deployment', deployment);
   else if (bound !== deployment) {
@@ -215,7 +215,7 @@ function bindDeployment(db: CoordinatorDatabase, deployment: string): void {
   }
 }
 
-function listen(server: HttpServer, host: string, port: number): Promise<number> {
+export function listen(server: HttpServer, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       reject(
@@ -233,7 +233,7 @@ function listen(server: HttpServer, host: string, port: number): Promise<number>
   });
 }
 
-async function readEvalText(file: string): Promise<string> {
+export async function readEvalText(file: string): Promise<string> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

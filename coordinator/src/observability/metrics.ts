@@ -23,6 +23,14 @@ export interface CoordinatorMetrics {
   updatesAccepted: Counter;
   rejections: Counter<'code'>;
   roundState: Gauge<'state'>;
+  /** Scale-out mode: 1 while this node holds the leader lease. */
+  clusterLeader: Gauge;
+  /** Scale-out mode: this node's fencing token while it leads (0 otherwise). */
+  clusterLeaseToken: Gauge;
+  /** Scale-out mode: nodes with a live heartbeat, as the last look at Redis saw them. */
+  clusterNodes: Gauge;
+  /** Scale-out mode (leader): partials handed in for the round being collected. */
+  clusterPartials: Gauge;
   /** Records a finished round: its duration and its outcome. */
   observeRound(outcome: RoundOutcome, durationSeconds: number): void;
   /** Counts one refusal sent to a client. */
@@ -90,6 +98,27 @@ export function createMetrics(opts: MetricsOptions = {}): CoordinatorMetrics {
     registers,
   });
 
+  const clusterLeader = new Gauge({
+    name: 'commons_cluster_leader',
+    help: 'Scale-out mode: 1 while this node holds the leader lease',
+    registers,
+  });
+  const clusterLeaseToken = new Gauge({
+    name: 'commons_cluster_lease_token',
+    help: "Scale-out mode: this node's fencing token while it leads, 0 otherwise",
+    registers,
+  });
+  const clusterNodes = new Gauge({
+    name: 'commons_cluster_nodes',
+    help: 'Scale-out mode: coordinator nodes with a live heartbeat',
+    registers,
+  });
+  const clusterPartials = new Gauge({
+    name: 'commons_cluster_round_partials',
+    help: 'Scale-out mode (leader): cohort partials handed in for the round being collected',
+    registers,
+  });
+
   // Every label value exists from the start at 0, so rate() and alerts see a series before
   // its first event.
   for (const outcome of OUTCOMES) roundsTotal.labels(outcome).inc(0);
@@ -106,6 +135,10 @@ export function createMetrics(opts: MetricsOptions = {}): CoordinatorMetrics {
     updatesAccepted,
     rejections,
     roundState,
+    clusterLeader,
+    clusterLeaseToken,
+    clusterNodes,
+    clusterPartials,
     observeRound(outcome, durationSeconds) {
       roundDuration.labels(outcome).observe(durationSeconds);
       roundsTotal.labels(outcome).inc();

@@ -77,6 +77,20 @@ export interface ClientHub {
   readonly secAgg: SecAggTransport;
 }
 
+/**
+ * What the socket layer asks of whatever runs rounds on this process: the round engine of a
+ * single coordinator, or a scale-out node's cohort runner (cluster/cohort.ts).
+ */
+export interface RoundParticipation {
+  /** The round status to show a client that signs in now. */
+  status(): RoundStatus | null;
+  clientReady(address: string): void;
+  clientGone(address: string): void;
+  withdraw(address: string, roundId: number, reason: string): void;
+  checkUploadBegin(address: string, begin: UploadBegin): void;
+  acceptUpload(address: string, begin: UploadBegin, frame: Uint8Array): Promise<UploadAccepted>;
+}
+
 export interface RoundOptions {
   /** Public base URL clients and the registry use for the model store. */
   publicUrl: string;
@@ -136,7 +150,7 @@ export interface EngineEvents {
   result: [RoundResult];
 }
 
-export class RoundEngine extends EventEmitter<EngineEvents> {
+export class RoundEngine extends EventEmitter<EngineEvents> implements RoundParticipation {
   private readonly deps: EngineDeps;
   private readonly strategies = new Map<string, Strategy>();
   /** The RDP accountant behind every published candidate's (ε, δ). */

@@ -35,7 +35,7 @@ import type { Logger } from 'pino';
 import type { Server, Socket } from 'socket.io';
 import type { z } from 'zod';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
-import type { ClientHub, RoundEngine } from '../rounds/engine.ts';
+import type { ClientHub, RoundParticipation } from '../rounds/engine.ts';
 import { SecAggSockets } from '../secagg/transport.ts';
 import { UploadSession } from '../uploads/upload-session.ts';
 import {
@@ -76,7 +76,7 @@ export class FederationHub implements ClientHub {
   private readonly signInPolicy: SignInPolicy;
   private readonly metrics: CoordinatorMetrics;
   private readonly log: Logger;
-  private engine: RoundEngine | null = null;
+  private engine: RoundParticipation | null = null;
   /** Signed-in sockets by checksummed address. */
   private readonly sessions = new Map<string, ClientSocket>();
   private readonly signIns = new WeakMap<ClientSocket, ConnectionSignIn>();
@@ -110,7 +110,7 @@ export class FederationHub implements ClientHub {
     io.on('connection', (socket) => this.onConnection(socket));
   }
 
-  attach(engine: RoundEngine): void {
+  attach(engine: RoundParticipation): void {
     this.engine = engine;
   }
 
@@ -391,7 +391,7 @@ export class FederationHub implements ClientHub {
     return session;
   }
 
-  private engineOrFail(): RoundEngine {
+  private engineOrFail(): RoundParticipation {
     if (!this.engine) throw new ProtocolError('WRONG_ROUND', 'no round is running');
     return this.engine;
   }

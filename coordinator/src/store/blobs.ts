@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 
 import { sha256Hex, syncDirectory, writeNewFileDurably } from '@commons/shared/engine';
 
-import { isErrorCode, statOrUndefined } from './durable-fs.ts';
+import { isErrorCode, statOrUndefined, temporaryFolder } from './durable-fs.ts';
 import { assertSha256Hex, isSha256Hex, StoreError } from './errors.ts';
 
 /**
@@ -19,21 +19,20 @@ import { assertSha256Hex, isSha256Hex, StoreError } from './errors.ts';
  */
 export class BlobStore {
   readonly root: string;
+  private readonly tempDir: string;
 
-  private constructor(root: string) {
+  private constructor(root: string, tempDir: string) {
     this.root = root;
+    this.tempDir = tempDir;
   }
 
-  /** Opens (creating if needed) the store in `root` and removes temporaries a crash left. */
-  static async open(root: string): Promise<BlobStore> {
-    const store = new BlobStore(resolve(root));
-    await rm(store.tempDir, { recursive: true, force: true });
-    await mkdir(store.tempDir, { recursive: true });
-    return store;
-  }
-
-  private get tempDir(): string {
-    return join(this.root, '.tmp');
+  /**
+   * Opens (creating if needed) the store in `root` and removes temporaries a crash left.
+   * `shared`: several coordinator nodes use this folder (scale-out mode).
+   */
+  static async open(root: string, options: { shared?: boolean } = {}): Promise<BlobStore> {
+    const dir = resolve(root);
+    return new BlobStore(dir, await temporaryFolder(join(dir, '.tmp'), options.shared ?? false));
   }
 
   /**

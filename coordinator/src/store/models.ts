@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { readdir, rename, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
 import {
@@ -15,7 +15,7 @@ import {
   syncDirectory,
 } from '@commons/shared/engine';
 
-import { isErrorCode, statOrUndefined } from './durable-fs.ts';
+import { isErrorCode, statOrUndefined, temporaryFolder } from './durable-fs.ts';
 import { assertSha256Hex, isSha256Hex, StoreError } from './errors.ts';
 
 /** The files of a published model, the only ones the HTTP routes serve. */
@@ -34,21 +34,23 @@ export interface ModelFile {
  */
 export class ModelStore {
   readonly root: string;
+  private readonly stagingDir: string;
 
-  private constructor(root: string) {
+  private constructor(root: string, stagingDir: string) {
     this.root = root;
+    this.stagingDir = stagingDir;
   }
 
-  /** Opens (creating if needed) the store in `root` and removes what a crashed publish left. */
-  static async open(root: string): Promise<ModelStore> {
-    const store = new ModelStore(resolve(root));
-    await rm(store.stagingDir, { recursive: true, force: true });
-    await mkdir(store.stagingDir, { recursive: true });
-    return store;
-  }
-
-  private get stagingDir(): string {
-    return join(this.root, '.staging');
+  /**
+   * Opens (creating if needed) the store in `root` and removes what a crashed publish left.
+   * `shared`: several coordinator nodes use this folder (scale-out mode).
+   */
+  static async open(root: string, options: { shared?: boolean } = {}): Promise<ModelStore> {
+    const dir = resolve(root);
+    return new ModelStore(
+      dir,
+      await temporaryFolder(join(dir, '.staging'), options.shared ?? false),
+    );
   }
 
   /**

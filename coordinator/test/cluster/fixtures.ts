@@ -1,0 +1,150 @@
+// Scale-out fixtures: a real redis-server on a free port, a Hardhat devnet, and coordinator
+// nodes (in this process, or as real child processes for the fault tests) sharing both.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Devnet } from '@commons/contracts';
+import type { CoordinatorConfigInput } from '../../src/config.ts';
+import { startScaleOutNode, type ScaleOutNode } from '../../src/cluster/node.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/commons-coordinator.ts', import.meta.url));
+
+export type NodeOptions = Omit<
+  CoordinatorConfigInput,
+  'rpcUrl' | 'addressesFile' | 'privateKey' | 'dataDir' | 'redis' | 'nodeId' | 'sharedDir'
+>;
+
+/** Test-speed defaults: short lease and heartbeat, quick rounds, no logs. */
+export const FAST: NodeOptions = {
+  port: 0,
+  leaseTtlMs: 1_500,
+  nodeTtlMs: 1_500,
+  encoding: 'int8',
+  evalChars: 500,
+  publishMarginBpc: 100,
+  roundIntervalMs: 0,
+  inviteTimeoutMs: 5_000,
+  reconnectGraceMs: 1_000,
+  logLevel: 'silent',
+};
+
+export function startNode(
+  devnet: Devnet,
+  dir: string,
+  redis: string,
+  nodeId: string,
+  options: NodeOptions = {},
+): Promise<ScaleOutNode> {
+  return startScaleOutNode({
+    ...FAST,
+    ...options,
+    redis,
+    nodeId,
+    dataDir: path.join(dir, nodeId),
+    sharedDir: path.join(dir, 'shared'),
+    rpcUrl: devnet.rpcUrl,
+    addressesFile: devnet.addressesFile,
+    privateKey: devnet.keys[0]!,
+  });
+}
+
+export interface NodeProcess {
+  nodeId: string;
+  url: string;
+  child: ChildProcess;
+  /** Everything it wrote to stderr (its logs, at warn and above). */
+  stderr(): string;
+  /** Resolves when the process has exited. */
+  exited: Promise<number | null>;
+}
+
+/**
+ * A node as its own process (`commons-coordinator --redis ...`), on `port`; resolves once its
+ * /healthz answers. `wrap` runs it under another program (faketime, for the clock-skew test).
+ */
+export async function spawnNode(
+  devnet: Devnet,
+  dir: string,
+  redis: string,
+  nodeId: string,
+  port: number,
+  extra: string[] = [],
+  wrap: string[] = [],
+): Promise<NodeProcess> {
+  const args = [
+    BIN,
+    '--redis',
+    redis,
+    '--node-id',
+    nodeId,
+    '--shared-dir',
+    path.join(dir, 'shared'),
+    '--data-dir',
+    path.join(dir, nodeId),
+    '--port',
+    String(port),
+    '--rpc',
+    devnet.rpcUrl,
+    '--addresses',
+    devnet.addressesFile,
+    '--lease-seconds',
+    '2',
+    '--encoding',
+    'int8',
+    '--eval-chars',
+    '500',
+    '--publish-margin',
+    '100',
+    '--log-level',
+    'warn',
+    ...extra,
+  ];
+  const command = wrap.length > 0 ? wrap[0]! : process.execPath;
+  const argv = wrap.length > 0 ? [...wrap.slice(1), process.execPath, ...args] : args;
+  const child = spawn(command, argv, {
+    env: { ...process.env, COMMONS_COORDINATOR_KEY: devnet.keys[0]!, COMMONS_LOG_STREAM: 'stderr' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  const started = Date.now();
+  for (;;) {
+    if (child.exitCode !== null)
+      throw new Error(`node ${nodeId} exited ${child.exitCode}: ${stderr}`);
+    try {
+      const response = await fetch(`${url}/healthz`);
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() - started > 60_000) throw new Error(`node ${nodeId} did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { nodeId, url, child, stderr: () => stderr, exited };
+}
+
+/** GET /healthz as JSON. */
+export async function health(url: string): Promise<Record<string, unknown>> {
+  return (await (await fetch(`${url}/healthz`)).json()) as Record<string, unknown>;
+}
+
+/** Polls until `check` passes or `ms` pass (then throws with `what`). */
+export async function until<T>(
+  what: string,
+  check: () => Promise<T | undefined | null | false>,
+  ms = 30_000,
+): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value) return value;
+    if (Date.now() - started > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
