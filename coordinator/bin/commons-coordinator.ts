@@ -22,7 +22,9 @@ if (argv.includes('--help') || argv.includes('-h')) {
   try {
     const config = await configFromArgs(argv, process.env, readKeyFile);
     // --redis: one node of several sharing Redis; otherwise the embedded single process.
-    const coordinator = config.redis ? await startScaleOutNode(config) : await startCoordinator(config);
+    const coordinator = config.redis
+      ? await startScaleOutNode(config)
+      : await startCoordinator(config);
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;

@@ -89,6 +89,8 @@ export class CohortRunner implements RoundParticipation {
   private readonly deps: CohortDeps;
   private active: ActiveRound | null = null;
   private readonly taken = new Set<number>();
+  /** The task as clients see it, per round (the leader's deadline). */
+  private readonly clientTasks = new Map<number, ClusterRound['task']>();
   private serial: Promise<unknown> = Promise.resolve();
   private stopping = false;
   private running: Promise<void> | null = null;
@@ -154,7 +156,8 @@ export class CohortRunner implements RoundParticipation {
     if (round && round.state === 'training' && round.participants.has(address)) {
       round.awaySince.delete(address);
       if (!round.uploaded.has(address) && !round.withdrawn.has(address)) {
-        this.deps.hub.invite(address, round.task, this.deps.inviteTimeoutMs);
+        const task = this.clientTasks.get(round.id) ?? round.task;
+        this.deps.hub.invite(address, task, this.deps.inviteTimeoutMs);
       }
     }
   }
@@ -236,8 +239,12 @@ export class CohortRunner implements RoundParticipation {
       record.baseHash,
       record.task.adapter ?? null,
     );
-    // The leader's deadline is on the leader's clock: re-based on ours, from the duration.
+    // Clients get the leader's task as it is: its deadline is on the leader's clock, the one
+    // reference every node's clients share. This node enforces the same duration on its own
+    // clock (`task`, internal), so a node whose clock is skewed neither closes early nor late.
+    const clientTask = record.task;
     const task = { ...record.task, deadline: Date.now() + record.durationMs };
+    this.clientTasks.set(record.id, clientTask);
     db.createRound({
       id: record.id,
       baseModel: record.baseHash,
@@ -273,7 +280,7 @@ export class CohortRunner implements RoundParticipation {
         sample.map(
           (address) =>
             new Promise<void>((resolve) =>
-              hub.invite(address, task, this.deps.inviteTimeoutMs, (reply) => {
+              hub.invite(address, clientTask, this.deps.inviteTimeoutMs, (reply) => {
                 const accepted = reply?.accept === true;
                 db.setParticipantStatus(round.id, address, accepted ? 'accepted' : 'declined');
                 if (accepted) round.participants.add(address);

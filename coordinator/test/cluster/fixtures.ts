@@ -60,7 +60,7 @@ export interface NodeProcess {
 
 /**
  * A node as its own process (`commons-coordinator --redis ...`), on `port`; resolves once its
- * /healthz answers. `wrap` runs it under another program (faketime, for the clock-skew test).
+ * /healthz answers. `env` adds to its environment (libfaketime, for the clock-skew test).
  */
 export async function spawnNode(
   devnet: Devnet,
@@ -69,7 +69,7 @@ export async function spawnNode(
   nodeId: string,
   port: number,
   extra: string[] = [],
-  wrap: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<NodeProcess> {
   const args = [
     BIN,
@@ -99,10 +99,13 @@ export async function spawnNode(
     'warn',
     ...extra,
   ];
-  const command = wrap.length > 0 ? wrap[0]! : process.execPath;
-  const argv = wrap.length > 0 ? [...wrap.slice(1), process.execPath, ...args] : args;
-  const child = spawn(command, argv, {
-    env: { ...process.env, COMMONS_COORDINATOR_KEY: devnet.keys[0]!, COMMONS_LOG_STREAM: 'stderr' },
+  const child = spawn(process.execPath, args, {
+    env: {
+      ...process.env,
+      ...env,
+      COMMONS_COORDINATOR_KEY: devnet.keys[0]!,
+      COMMONS_LOG_STREAM: 'stderr',
+    },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
