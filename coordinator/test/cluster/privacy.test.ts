@@ -1,0 +1,116 @@
+// Privacy across cohorts, and what scale-out mode refuses: a DP round over two nodes is noised
+// once, by the leader, and accounted with the sampling rate of all nodes together; a rule that
+// needs every update in one place (the median) fails by name.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Wallet } from 'ethers';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startDevnet, type Devnet } from '@commons/contracts';
+import type { FederationPolicy } from '@commons/chain';
+import { readCheckpoint, encodeTensors } from '@commons/shared/engine';
+import type { RoundResult, RoundTask } from '@commons/shared/protocol';
+import type { ScaleOutNode } from '../../src/cluster/node.ts';
+import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
+import { GENESIS_DIR } from '../../src/config.ts';
+import { TEST_POLICY } from '../fixtures/federation.ts';
+import { connectRaw, type RawClient } from '../fixtures/protocol-client.ts';
+import { randomUpdate, uploadFrame } from '../fixtures/updates.ts';
+import { startNode, type NodeOptions } from './fixtures.ts';
+
+interface Setup {
+  dir: string;
+  redis: RedisServer;
+  devnet: Devnet;
+  nodes: ScaleOutNode[];
+  clients: RawClient[];
+  wallets: Wallet[];
+}
+
+let setup: Setup | null = null;
+
+async function twoNodes(
+  policy: Partial<FederationPolicy>,
+  options: NodeOptions = {},
+): Promise<Setup> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'commons-scale-out-privacy-'));
+  const redis = await startRedisServer(path.join(dir, 'redis'));
+  const devnet = await startDevnet(path.join(dir, 'chain'), { ...TEST_POLICY, ...policy });
+  const nodes = [
+    await startNode(devnet, dir, redis.url, 'a', { maxRounds: 1, ...options }),
+    await startNode(devnet, dir, redis.url, 'b', { maxRounds: 1, ...options }),
+  ];
+  const wallets = devnet.keys.slice(1, 5).map((k) => new Wallet(k));
+  const clients = await Promise.all(wallets.map((w, i) => connectRaw(nodes[i % 2]!.url, w)));
+  setup = { dir, redis, devnet, nodes, clients, wallets };
+  return setup;
+}
+
+afterEach(async () => {
+  if (!setup) return;
+  const s = setup;
+  setup = null;
+  for (const client of s.clients) client.close();
+  for (const node of s.nodes) await node.close();
+  await s.devnet.stop();
+  await s.redis.stop();
+  await rm(s.dir, { recursive: true, force: true });
+});
+
+function resultOf(client: RawClient, roundId: number): Promise<RoundResult> {
+  return new Promise((resolve) => {
+    client.socket.on('round:result', (result) => {
+      if (result.roundId === roundId) resolve(result);
+    });
+  });
+}
+
+describe('scale-out privacy', () => {
+  it('noises a DP round once, on the leader, and accounts it with every node’s sample', async () => {
+    const s = await twoNodes({ minClients: 4, noiseMultiplier: 1, clipNorm: 1 }, { noiseSeed: 5 });
+    const base = (await readCheckpoint(GENESIS_DIR)).tensors;
+    const result = resultOf(s.clients[0]!, 1);
+    const tasks: RoundTask[] = await Promise.all(s.clients.map((c) => c.nextInvite()));
+    await Promise.all(
+      tasks.map(async (task, i) => {
+        const frame = encodeTensors(randomUpdate(base, 30 + i, 0.5), task.encoding);
+        const ack = await uploadFrame(
+          s.clients[i]!,
+          s.wallets[i]!,
+          task,
+          s.devnet.addresses.chainId,
+          frame,
+        );
+        expect(ack.ok).toBe(true);
+      }),
+    );
+    const published = await result;
+    expect(published.outcome).toBe('published');
+    expect(published.accepted).toBe(4);
+    // A finite ε: the noise was added and accounted (ε = ∞ / null means no noise).
+    expect(published.candidate?.epsilon).toBeGreaterThan(0);
+    expect(Number.isFinite(published.candidate?.epsilon)).toBe(true);
+    // Each node's partial is an un-noised mean of its clipped updates, weighted by their count
+    // (DP rounds weigh every update 1), and the accountant composed exactly one release at
+    // q = 4 sampled / 4 eligible.
+    const rounds = s.nodes[0]!.rounds;
+    const { partials } = await rounds.partials(1);
+    expect(partials.map((p) => [p.weight, p.count])).toEqual([
+      [2, 2],
+      [2, 2],
+    ]);
+    const stored = JSON.parse((await rounds.read(rounds.keys.accountant))!) as {
+      releases: string[];
+      accountant: { history: { sampleRate: number }[] } | unknown;
+    };
+    expect(stored.releases).toHaveLength(1);
+    expect(stored.releases[0]).toMatch(/^1@\d+$/);
+  }, 120_000);
+
+  it('refuses a rule that needs every update in one place, by name', async () => {
+    const s = await twoNodes({ minClients: 2 }, { strategy: 'fedmedian' });
+    const result = await resultOf(s.clients[0]!, 1);
+    expect(result.outcome).toBe('failed');
+    expect(result.reason).toMatch(/SCALE_OUT_NEEDS_AVERAGING: fedmedian/);
+  }, 120_000);
+});
