@@ -140,7 +140,7 @@ export class LeaderLease extends EventEmitter<LeaseEvents> {
         this.validUntil = asked + (this.ttlMs * 2) / 3;
         if (token !== this.currentToken) {
           this.currentToken = token;
-          this.log.info({ token }, 'elected leader');
+          this.log.info({ fencingToken: token }, 'elected leader');
           this.emit('elected', token);
         }
       } else if (this.currentToken > 0) {
@@ -159,7 +159,7 @@ export class LeaderLease extends EventEmitter<LeaseEvents> {
     const token = this.currentToken;
     this.currentToken = 0;
     this.validUntil = 0;
-    this.log.warn({ token, reason }, 'no longer leader');
+    this.log.warn({ fencingToken: token, reason }, 'no longer leader');
     this.emit('lost', reason);
   }
 

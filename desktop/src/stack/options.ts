@@ -18,6 +18,11 @@ export interface StackOptions {
   addressesFile?: string;
   /** A running coordinator to use instead of starting one. */
   coordinatorUrl?: string;
+  /**
+   * Coordinator processes: 1, the single embedded coordinator; 2 or more, scale-out nodes
+   * sharing a local Redis behind a front door on `coordinatorPort`.
+   */
+  nodes: number;
   /** Key of the coordinator account (mode 0600); on the devnet written for you. */
   coordinatorKeyFile?: string;
   /** Start the desktop app (default true). */
@@ -28,6 +33,9 @@ export interface StackOptions {
   reset: boolean;
 }
 
+/** More nodes than this on one machine only compete for its cores. */
+const MAX_NODES = 16;
+
 export const STACK_USAGE = `commons-stack (npm start): the whole local Commons community in one command —
 a local chain with the DAO deployed, the federated coordinator and the desktop app.
 
@@ -36,7 +44,8 @@ Usage: npm start -- [options]        (or: node desktop/bin/commons-stack.ts [opt
 Options (environment variable in brackets):
   --data-dir <path>          what the stack keeps [COMMONS_STACK_DIR] (default .commons)
   --chain-port <n>           local chain JSON-RPC port [COMMONS_CHAIN_PORT] (default 8545)
-  --coordinator-port <n>     coordinator port [COMMONS_COORDINATOR_PORT] (default 4000)
+  --coordinator-port <n>     coordinator port [COMMONS_COORDINATOR_PORT] (default 4000);
+                             with --nodes, the front door's
   --app-port <n>             web-mode app port [COMMONS_APP_PORT] (default: a free one)
   --rpc <url>                use this chain instead of starting one [COMMONS_RPC_URL]
   --addresses <file>         deployment addresses file [COMMONS_ADDRESSES]
@@ -45,10 +54,13 @@ Options (environment variable in brackets):
   --coordinator <url>        use this coordinator instead of starting one [COMMONS_COORDINATOR_URL]
   --coordinator-key-file <f> the coordinator account's key, mode 0600 [COMMONS_COORDINATOR_KEY_FILE]
                              (devnet default: <data-dir>/coordinator.key, development account 0)
+  --nodes <n>                coordinator nodes, 1-${MAX_NODES} [COMMONS_NODES] (default 1). From 2: scale-out
+                             mode, n nodes sharing a local Redis (redis-server from PATH) behind
+                             a front door on the coordinator port
   --no-app                   start the chain and the coordinator only
   --web                      the app in web mode even when Electron is installed
   --reset                    forget the local chain (journal, addresses) and the coordinator's
-                             data bound to it, then start afresh
+                             data bound to it (the nodes' and Redis's too), then start afresh
   -h, --help                 this text
 
 Ctrl-C stops everything. A second start resumes the same chain, contracts and coordinator.`;
@@ -59,6 +71,16 @@ function port(flag: string, text: string | undefined, fallback: number): number 
   if (text === undefined || text === '') return fallback;
   if (!/^\d+$/.test(text) || Number(text) > 65_535) {
     throw new StackUsageError(`${flag} must be a port number (0-65535), got ${text}`);
+  }
+  return Number(text);
+}
+
+function nodeCount(text: string | undefined): number {
+  if (text === undefined || text === '') return 1;
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > MAX_NODES) {
+    throw new StackUsageError(
+      `--nodes must be a whole number of coordinator nodes from 1 to ${MAX_NODES}, got ${text}`,
+    );
   }
   return Number(text);
 }
@@ -83,6 +105,7 @@ export function parseStackArgs(
         addresses: { type: 'string' },
         coordinator: { type: 'string' },
         'coordinator-key-file': { type: 'string' },
+        nodes: { type: 'string' },
         'no-app': { type: 'boolean' },
         web: { type: 'boolean' },
         reset: { type: 'boolean' },
@@ -104,6 +127,18 @@ export function parseStackArgs(
       throw new StackUsageError(`${flag} must be an http(s) URL, got ${url}`);
     }
   }
+  const nodesText = values.nodes ?? (env.COMMONS_NODES || undefined);
+  const nodes = nodeCount(nodesText);
+  // --nodes says how many coordinators to start here; --coordinator says to start none.
+  if (nodesText !== undefined && coordinatorUrl !== undefined) {
+    const given = (flag: string, envName: string, fromFlag: boolean) =>
+      fromFlag ? flag : `${flag} (from ${envName})`;
+    throw new StackUsageError(
+      `${given('--nodes', 'COMMONS_NODES', values.nodes !== undefined)} starts coordinator nodes ` +
+        `here, ${given('--coordinator', 'COMMONS_COORDINATOR_URL', values.coordinator !== undefined)} ` +
+        'uses a coordinator running elsewhere: pass one or the other',
+    );
+  }
   const options: StackOptions = {
     dataDir: path.resolve(cwd, values['data-dir'] ?? (env.COMMONS_STACK_DIR || '.commons')),
     chainPort: port('--chain-port', values['chain-port'] ?? env.COMMONS_CHAIN_PORT, 8545),
@@ -113,6 +148,7 @@ export function parseStackArgs(
       4000,
     ),
     appPort: port('--app-port', values['app-port'] ?? env.COMMONS_APP_PORT, 0),
+    nodes,
     app: !values['no-app'],
     appMode: values.web ? 'web' : 'auto',
     reset: values.reset ?? false,

@@ -1,17 +1,21 @@
 // startStack: the whole local community — chain (with the DAO deployed or resumed), the
-// coordinator and the desktop app — each in its own process, stopped together.
+// coordinator (or, with --nodes N, Redis, N scale-out nodes and a front door) and the desktop
+// app — each in its own process, stopped together.
 import { spawnSync } from 'node:child_process';
 import {
+  accessSync,
   chmodSync,
+  constants,
   existsSync,
   mkdirSync,
   readFileSync,
   readdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { JsonRpcProvider } from 'ethers';
@@ -41,7 +45,15 @@ export interface Stack {
   addresses: CommonsAddresses;
   /** Whether the deployment was found on the chain (true on every start after the first). */
   resumed: boolean;
+  /** The coordinator's URL; with --nodes N, the front door's. */
   coordinatorUrl: string;
+  /** With --nodes N (N ≥ 2): the scale-out cluster behind `coordinatorUrl`. */
+  cluster?: {
+    redisUrl: string;
+    nodes: { id: string; url: string; dataDir: string; logFile: string }[];
+    /** The node holding the lease when the stack was ready (null: none yet). */
+    leader: string | null;
+  };
   /** Web mode: the app's address with this launch's token (keep it private). */
   appUrl?: string;
   appMode?: 'web' | 'electron';
@@ -54,7 +66,7 @@ export interface Stack {
    * after `stop()`, as it is stopped.
    */
   exited: Promise<{ name: string; code: number | null }>;
-  /** Stops every process (app, coordinator, chain) and waits until they are gone. */
+  /** Stops every process (app, coordinator(s), Redis, chain) and waits until they are gone. */
   stop(): Promise<void>;
 }
 
@@ -180,8 +192,251 @@ async function waitFor<T>(
   }
 }
 
+/** GET `<url>/healthz` as JSON; undefined while it does not answer 200. */
+async function healthz(url: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
+    return response.ok ? ((await response.json()) as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The executable `name` on PATH, as an absolute path; undefined when there is none. */
+function onPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const file = path.resolve(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** Whether a Redis answers PING on 127.0.0.1:`port` (it accepts commands, not only connections). */
+function redisAnswers(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.once('error', () => done(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => done(data.toString().startsWith('+PONG')));
+  });
+}
+
+/** What starting the coordinator(s) needs from startStack. */
+interface CoordinatorContext {
+  dataDir: string;
+  logsDir: string;
+  rpcUrl: string;
+  addressesFile: string;
+  keyFile: string;
+  children: StackChild[];
+  record: () => void;
+  log: (line: string) => void;
+  signal: AbortSignal | undefined;
+}
+
 /**
- * Starts the stack. `log` receives the start-up log, one line at a time (default: stdout).
+ * Scale-out on one machine: a redis-server, `count` coordinator nodes sharing it and one
+ * folder, and the front door on `port` that spreads client connections over them. Resolves
+ * once the front door answers /healthz from a node.
+ */
+async function startScaleOut(
+  context: CoordinatorContext,
+  count: number,
+  port: number,
+  redisServer: string,
+): Promise<{ url: string; cluster: NonNullable<Stack['cluster']>; nodes: StackChild[] }> {
+  const { dataDir, logsDir, children, record, log, signal } = context;
+  const redisDir = path.join(dataDir, 'redis');
+  const nodesDir = path.join(dataDir, 'coordinator-nodes');
+  const sharedDir = path.join(nodesDir, 'shared');
+  // Free ports are found one at a time; a port handed out twice would fail a node's start.
+  const taken = new Set([port]);
+  const nextPort = async (): Promise<number> => {
+    for (;;) {
+      const candidate = await freePort();
+      if (!taken.has(candidate)) {
+        taken.add(candidate);
+        return candidate;
+      }
+    }
+  };
+
+  // Redis: the lease, the heartbeats and the rounds every node shares. Its data stays in the
+  // data folder (append-only, fsync on every write) so the fencing counter survives restarts.
+  mkdirSync(redisDir, { recursive: true });
+  const redisPort = await nextPort();
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  // Its first argument is its config file, so the run record's script (a path of this data
+  // folder) recognizes this stack's Redis in /proc after a crash; for that its process title is
+  // left as started. The settings are the flags, as in coordinator/src/cluster/redis-server.ts.
+  const redisConf = path.join(redisDir, 'redis.conf');
+  writeFileSync(
+    redisConf,
+    '# Started by commons-stack (npm start -- --nodes N) with its settings as flags;\n' +
+      '# this file only names the Redis of this data folder.\n',
+  );
+  const redis = spawnChild({
+    name: 'redis',
+    command: redisServer,
+    args: [
+      redisConf,
+      '--port',
+      String(redisPort),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      redisDir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'always',
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--set-proc-title',
+      'no',
+    ],
+    cwd: redisDir,
+    logFile: path.join(logsDir, 'redis.log'),
+  });
+  children.push(redis);
+  record();
+  await waitFor(
+    redis,
+    `answering PING on port ${redisPort}`,
+    async () => ((await redisAnswers(redisPort)) ? true : undefined),
+    signal,
+  );
+  log(`Redis         ${redisUrl} (data ${redisDir}; log ${redis.logFile})`);
+
+  // The nodes, started together (each takes seconds to load its chain view and models). Each
+  // tells members the front door's URL, through which they reach whichever node is up.
+  const url = `http://127.0.0.1:${port}`;
+  const nodes: { id: string; url: string; dataDir: string; logFile: string; port: number }[] = [];
+  const started: StackChild[] = [];
+  for (let k = 1; k <= count; k++) {
+    const id = `n${k}`;
+    const nodePort = await nextPort();
+    const nodeDir = path.join(nodesDir, id);
+    const node = spawnChild({
+      name: `coordinator-${id}`,
+      command: process.execPath,
+      args: [
+        path.join(repoDir, 'coordinator/bin/commons-coordinator.ts'),
+        '--redis',
+        redisUrl,
+        '--node-id',
+        id,
+        '--shared-dir',
+        sharedDir,
+        '--data-dir',
+        nodeDir,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(nodePort),
+        '--public-url',
+        url,
+        '--rpc',
+        context.rpcUrl,
+        '--addresses',
+        context.addressesFile,
+        '--key-file',
+        context.keyFile,
+      ],
+      cwd: repoDir,
+      logFile: path.join(logsDir, `coordinator-${id}.log`),
+    });
+    children.push(node);
+    started.push(node);
+    nodes.push({
+      id,
+      url: `http://127.0.0.1:${nodePort}`,
+      dataDir: nodeDir,
+      logFile: node.logFile,
+      port: nodePort,
+    });
+  }
+  record();
+  await Promise.all(
+    nodes.map((node, i) =>
+      waitFor(started[i]!, `answering ${node.url}/healthz`, () => healthz(node.url), signal),
+    ),
+  );
+  for (const node of nodes) {
+    log(
+      `Node ${node.id.padEnd(8)} ${node.url} (health: ${node.url}/healthz; data ${node.dataDir}; log ${node.logFile})`,
+    );
+  }
+  log(`Shared        ${sharedDir} (models and partial sums every node reads)`);
+
+  // The front door: where the app and members connect. Ready once /healthz through it is
+  // answered by a node, i.e. it forwards.
+  const door = spawnChild({
+    name: 'front-door',
+    command: process.execPath,
+    args: [
+      path.join(repoDir, 'coordinator/bin/commons-front-door.ts'),
+      '--port',
+      String(port),
+      ...nodes.flatMap((node) => ['--node', `127.0.0.1:${node.port}`]),
+    ],
+    cwd: repoDir,
+    logFile: path.join(logsDir, 'front-door.log'),
+  });
+  children.push(door);
+  record();
+  await waitFor(
+    door,
+    `forwarding ${url}/healthz to a node`,
+    async () => ((await healthz(url))?.mode === 'scale-out' ? true : undefined),
+    signal,
+  );
+  log(
+    `Coordinator   ${url} (front door over ${count} nodes, each connection to the next node; ` +
+      `health: ${url}/healthz; log ${door.logFile})`,
+  );
+
+  // The leader: whichever node took the lease first. Each node tries at once on start, so it
+  // is known within moments; the watch in startStack logs it later otherwise, and any change.
+  let leader: string | null = null;
+  for (let i = 0; i < 20 && leader === null; i++) {
+    signal?.throwIfAborted();
+    const health = await healthz(url);
+    if (typeof health?.leader === 'string') leader = health.leader;
+    else await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  log(
+    leader === null
+      ? 'Leader        not elected yet (see "leader" in /healthz)'
+      : `Leader        ${leader} (holds the lease: opens the rounds and publishes the models)`,
+  );
+  return {
+    url,
+    cluster: {
+      redisUrl,
+      nodes: nodes.map(({ id, url, dataDir, logFile }) => ({ id, url, dataDir, logFile })),
+      leader,
+    },
+    nodes: started,
+  };
+}
+
+/**
+ * Starts the stack. `log` receives the start-up log, one line at a time (default: stdout), and
+ * with --nodes N, once started, a line when a node exits or the lease changes hands.
  * On failure, or when `signal` aborts (Ctrl-C during start-up), whatever had started is stopped
  * before the error is thrown.
  */
@@ -193,6 +448,10 @@ export async function startStack(
   const { dataDir } = options;
   const chainDir = path.join(dataDir, 'chain');
   const coordinatorDir = path.join(dataDir, 'coordinator');
+  // Scale-out (--nodes N): the nodes' folders and the Redis they share.
+  const nodesDir = path.join(dataDir, 'coordinator-nodes');
+  const redisDir = path.join(dataDir, 'redis');
+  const scaleOut = !options.coordinatorUrl && options.nodes > 1;
   const logsDir = path.join(dataDir, 'logs');
   const runFile = path.join(dataDir, 'stack.json');
 
@@ -213,26 +472,36 @@ export async function startStack(
     await assertPortFree(options.coordinatorPort, 'coordinator');
   }
   if (options.app && options.appPort !== 0) await assertPortFree(options.appPort, 'app');
+  const redisServer = scaleOut ? onPath('redis-server') : undefined;
+  if (scaleOut && !redisServer) {
+    throw new StackError(
+      `--nodes ${options.nodes} runs the coordinator nodes against a local Redis, but redis-server ` +
+        'is not on PATH. Install it (Debian/Ubuntu: sudo apt-get install -y redis-server), or ' +
+        'start without --nodes for the single coordinator.',
+    );
+  }
 
   if (options.reset) {
-    rmSync(chainDir, { recursive: true, force: true });
-    rmSync(coordinatorDir, { recursive: true, force: true });
-    log(`Reset: removed ${chainDir} and ${coordinatorDir}`);
+    const removed = [chainDir, coordinatorDir, nodesDir, redisDir];
+    for (const dir of removed) rmSync(dir, { recursive: true, force: true });
+    log(`Reset: removed ${removed.slice(0, -1).join(', ')} and ${removed.at(-1)}`);
   }
   mkdirSync(logsDir, { recursive: true });
 
   const children: StackChild[] = [];
   // Written as each process starts, so a launcher killed outright (kill -9) leaves a record
   // from which the next start stops what it left behind.
-  const record = (ready: { rpcUrl: string; coordinatorUrl: string } | null) => {
+  const record = (ready: { rpcUrl: string; coordinatorUrl: string } | null = null) => {
     const processes = children.map(({ name, pid, script }) => ({ name, pid, script }));
     const run: RunRecord = { pid: process.pid, processes, ...ready };
     writeFileSync(runFile, `${JSON.stringify(run, null, 2)}\n`);
   };
   let chain: LocalChain | undefined;
   let stopped: Promise<void> | undefined;
+  let leaderWatch: NodeJS.Timeout | undefined;
   const stopAll = (): Promise<void> =>
     (stopped ??= (async () => {
+      clearInterval(leaderWatch);
       for (const child of [...children].reverse()) {
         if (child !== chain?.node) await child.stop();
       }
@@ -311,21 +580,22 @@ export async function startStack(
     log(
       `Contracts     ${addressesFile} (${resumed ? 'existing deployment' : 'deployed now: genesis model registered, development accounts funded and delegated'})`,
     );
-    if (
-      !resumed &&
-      !options.coordinatorUrl &&
-      existsSync(coordinatorDir) &&
-      readdirSync(coordinatorDir).length > 0
-    ) {
+    // Coordinator data (single or scale-out, and the rounds in Redis) is bound to a deployment.
+    const stale = [coordinatorDir, nodesDir, redisDir].filter(
+      (dir) => existsSync(dir) && readdirSync(dir).length > 0,
+    );
+    if (!resumed && !options.coordinatorUrl && stale.length > 0) {
       throw new StackError(
-        `The contracts were deployed anew, but the coordinator's data in ${coordinatorDir} belongs to ` +
-          'the previous deployment. Start with --reset to clear it (or move it away).',
+        `The contracts were deployed anew, but the coordinator's data in ${stale.join(' and ')} ` +
+          'belongs to the previous deployment. Start with --reset to clear it (or move it away).',
       );
     }
 
     signal?.throwIfAborted();
     // 3. The coordinator.
     let coordinatorUrl: string;
+    let cluster: Stack['cluster'];
+    let nodeChildren: StackChild[] = [];
     if (options.coordinatorUrl) {
       coordinatorUrl = options.coordinatorUrl;
       const health = await fetch(`${coordinatorUrl}/healthz`, {
@@ -350,47 +620,60 @@ export async function startStack(
         chmodSync(keyFile, 0o600);
       }
       const port = options.coordinatorPort || (await freePort());
-      coordinatorUrl = `http://127.0.0.1:${port}`;
-      const coordinator = spawnChild({
-        name: 'coordinator',
-        command: process.execPath,
-        args: [
-          path.join(repoDir, 'coordinator/bin/commons-coordinator.ts'),
-          '--host',
-          '127.0.0.1',
-          '--port',
-          String(port),
-          '--data-dir',
-          coordinatorDir,
-          '--rpc',
-          rpcUrl,
-          '--addresses',
-          addressesFile,
-          '--key-file',
-          keyFile,
-        ],
-        cwd: repoDir,
-        logFile: path.join(logsDir, 'coordinator.log'),
-      });
-      children.push(coordinator);
-      record(null);
-      const url = coordinatorUrl;
-      await waitFor(
-        coordinator,
-        `answering ${url}/healthz`,
-        async () => {
-          try {
-            const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
-            return response.ok ? true : undefined;
-          } catch {
-            return undefined;
-          }
-        },
-        signal,
-      );
-      log(
-        `Coordinator   ${coordinatorUrl} (health: ${coordinatorUrl}/healthz; data ${coordinatorDir}; log ${coordinator.logFile})`,
-      );
+      if (scaleOut) {
+        ({
+          url: coordinatorUrl,
+          cluster,
+          nodes: nodeChildren,
+        } = await startScaleOut(
+          { dataDir, logsDir, rpcUrl, addressesFile, keyFile, children, record, log, signal },
+          options.nodes,
+          port,
+          redisServer!,
+        ));
+      } else {
+        coordinatorUrl = `http://127.0.0.1:${port}`;
+        const coordinator = spawnChild({
+          name: 'coordinator',
+          command: process.execPath,
+          args: [
+            path.join(repoDir, 'coordinator/bin/commons-coordinator.ts'),
+            '--host',
+            '127.0.0.1',
+            '--port',
+            String(port),
+            '--data-dir',
+            coordinatorDir,
+            '--rpc',
+            rpcUrl,
+            '--addresses',
+            addressesFile,
+            '--key-file',
+            keyFile,
+          ],
+          cwd: repoDir,
+          logFile: path.join(logsDir, 'coordinator.log'),
+        });
+        children.push(coordinator);
+        record(null);
+        const url = coordinatorUrl;
+        await waitFor(
+          coordinator,
+          `answering ${url}/healthz`,
+          async () => {
+            try {
+              const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
+              return response.ok ? true : undefined;
+            } catch {
+              return undefined;
+            }
+          },
+          signal,
+        );
+        log(
+          `Coordinator   ${coordinatorUrl} (health: ${coordinatorUrl}/healthz; data ${coordinatorDir}; log ${coordinator.logFile})`,
+        );
+      }
     }
 
     signal?.throwIfAborted();
@@ -449,6 +732,24 @@ export async function startStack(
     signal?.throwIfAborted();
     const processes = children.map(({ name, pid, logFile }) => ({ name, pid, logFile }));
     record({ rpcUrl, coordinatorUrl });
+    if (cluster) {
+      // The lease moves when its holder stops or stalls: say so, for whoever watches failover.
+      let leader = cluster.leader;
+      const doorUrl = coordinatorUrl;
+      leaderWatch = setInterval(() => {
+        void healthz(doorUrl).then((health) => {
+          const now = typeof health?.leader === 'string' ? health.leader : null;
+          if (now === null || now === leader || stopped) return;
+          log(
+            `Leader        ${now} (` +
+              (leader === null ? 'holds the lease' : `took the lease over from ${leader}`) +
+              ')',
+          );
+          leader = now;
+        });
+      }, 1000);
+      leaderWatch.unref();
+    }
     return {
       rpcUrl,
       chainId,
@@ -456,13 +757,30 @@ export async function startStack(
       addresses,
       resumed,
       coordinatorUrl,
+      ...(cluster ? { cluster } : {}),
       ...(appUrl ? { appUrl } : {}),
       ...(appMode ? { appMode } : {}),
       keys: DEV_ACCOUNT_KEYS,
       processes,
-      exited: Promise.race(
-        children.map((child) => child.exited.then((code) => ({ name: child.name, code }))),
-      ),
+      // Scale-out carries on while a node is down (that is what it is for: stop one and watch
+      // the others take its clients and the lease), so only the last node's exit counts.
+      exited: new Promise((resolve) => {
+        let nodesUp = nodeChildren.length;
+        for (const child of children) {
+          void child.exited.then((code) => {
+            if (nodeChildren.includes(child) && --nodesUp > 0) {
+              if (!stopped) {
+                log(
+                  `${child.name} exited (code ${code}); the other ${nodesUp} nodes carry on ` +
+                    `and the front door skips it. Its log: ${child.logFile}`,
+                );
+              }
+              return;
+            }
+            resolve({ name: child.name, code });
+          });
+        }
+      }),
       stop: stopAll,
     };
   } catch (error) {
