@@ -19,6 +19,8 @@ import type { ScaleOutNode } from '../../src/cluster/node.ts';
 import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
 import { RoundLog } from '../../src/cluster/round-log.ts';
 import { GENESIS_DIR } from '../../src/config.ts';
+import { publishCandidate } from '../../src/rounds/publisher.ts';
+import { ModelStore } from '../../src/store/models.ts';
 import { TEST_POLICY } from '../fixtures/federation.ts';
 import { connectRaw, type RawClient } from '../fixtures/protocol-client.ts';
 import { randomUpdate, uploadFrame } from '../fixtures/updates.ts';
@@ -121,6 +123,59 @@ describe('scale-out: one round across two nodes', () => {
     const metrics = await (await fetch(`${leader.url}/metrics`)).text();
     expect(metrics).toMatch(/^commons_cluster_leader 1$/m);
     expect(metrics).toMatch(/^commons_cluster_nodes 2$/m);
+  });
+});
+
+describe('scale-out: a leader that died between the chain and Redis', () => {
+  it('publishes the fixed candidate as it is, and the chain shows one registration', async () => {
+    const rounds = nodes[0]!.rounds;
+    const first = (await rounds.round(1))!;
+    // What a leader left when it died after registering round 2's candidate on chain but before
+    // marking the round published: the candidate in the shared store and fixed in Redis.
+    const models = await ModelStore.open(path.join(dir, 'shared', 'models'), { shared: true });
+    const { manifest } = await readCheckpoint(GENESIS_DIR);
+    const tensors = randomUpdate(base, 99, 10);
+    const hash = await models.publish({
+      kind: 'model',
+      config: manifest.config,
+      tokenizer: manifest.tokenizer,
+      tensors,
+      provenance: { parent: first.candidate!.hash, roundId: 2 },
+    });
+    const contributors = first.candidate!.contributors;
+    await publishCandidate(
+      nodes[0]!.chain,
+      {
+        roundId: 2,
+        hash,
+        parentHash: first.candidate!.hash,
+        adapterHash: null,
+        publicUrl: nodes[0]!.url,
+        commitments: contributors.map((c) => c.commitment),
+        contributors: contributors.map((c) => c.address),
+        valBpc: 5,
+        epsilon: Infinity,
+        delta: 1e-5,
+        proposeActivation: false,
+      },
+      silent,
+    );
+    const token = Number(await rounds.read(rounds.keys.epoch));
+    const result = resultOf(clients[0]!, 2);
+    await rounds.writeRound(token, {
+      ...first,
+      id: 2,
+      state: 'candidate',
+      baseHash: first.candidate!.hash,
+      candidate: { ...first.candidate!, hash, valBpc: 5 },
+    });
+    // The leader resumes it: registration found on chain, rewards found posted, round published.
+    const published = await result;
+    expect(published.outcome).toBe('published');
+    expect(published.candidate?.hash).toBe(hash);
+    const registered = (await nodes[0]!.chain.listModels()).filter((m) => Number(m.roundId) === 2);
+    expect(registered).toHaveLength(1);
+    expect((await rounds.round(2))?.state).toBe('published');
   });
 });
 
