@@ -5,7 +5,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Wallet } from 'ethers';
 import { Server } from 'socket.io';
-import { selectBackend, type BackendReport, readCheckpoint } from '@commons/shared/engine';
+import { selectBackend, type BackendReport } from '@commons/shared/engine';
 import { readAddressesFile, CommonsClient } from '@commons/chain';
 import { DEFAULT_CHUNK_BYTES, MESSAGE_OVERHEAD_BYTES } from '@commons/shared/protocol';
 import type { Logger } from 'pino';
@@ -65,17 +65,8 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
     const blobs = await BlobStore.open(path.join(dataDir, 'blobs'));
     const models = await ModelStore.open(path.join(dataDir, 'models'));
     for (const dir of config.seedModels) {
-      const { manifest, tensors, hash } = await readCheckpoint(dir);
-      if (!(await models.has(hash))) {
-        await models.publish({
-          kind: manifest.kind,
-          config: manifest.config,
-          tokenizer: manifest.tokenizer,
-          tensors,
-          provenance: manifest.provenance,
-        });
-        log.info({ hash, from: dir }, 'seeded model store');
-      }
+      const { hash, imported } = await models.importFolder(dir);
+      if (imported) log.info({ hash, from: dir }, 'seeded model store');
     }
 
     // The HTTP routes are attached before Socket.IO: engine.io wraps the request listeners that

@@ -14,7 +14,7 @@ import { Wallet } from 'ethers';
 import { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { readAddressesFile, CommonsClient, type RewardEntry } from '@commons/chain';
-import { selectBackend, readCheckpoint, type BackendReport } from '@commons/shared/engine';
+import { selectBackend, type BackendReport } from '@commons/shared/engine';
 import {
   DEFAULT_CHUNK_BYTES,
   MESSAGE_OVERHEAD_BYTES,
@@ -114,16 +114,8 @@ export async function startScaleOutNode(input: CoordinatorConfigInput): Promise<
   const shared = await BlobStore.open(path.join(sharedDir, 'blobs'), { shared: true });
   const models = await ModelStore.open(path.join(sharedDir, 'models'), { shared: true });
   for (const dir of config.seedModels) {
-    const { manifest, tensors, hash } = await readCheckpoint(dir);
-    if (!(await models.has(hash))) {
-      await models.publish({
-        kind: manifest.kind,
-        config: manifest.config,
-        tokenizer: manifest.tokenizer,
-        tensors,
-        provenance: manifest.provenance,
-      });
-    }
+    const { hash, imported } = await models.importFolder(dir);
+    if (imported) log.info({ hash, from: dir }, 'seeded the shared model store');
   }
 
   const rounds = new RoundLog(redis, keys);

@@ -94,6 +94,23 @@ export class ModelStore {
     return hash;
   }
 
+  /**
+   * Imports the checkpoint folder `dir` (a seed model, the genesis) unless its hash is already
+   * here; resolves with the hash and whether it was new.
+   */
+  async importFolder(dir: string): Promise<{ hash: string; imported: boolean }> {
+    const { manifest, tensors, hash } = await readCheckpoint(dir);
+    if (await this.has(hash)) return { hash, imported: false };
+    await this.publish({
+      kind: manifest.kind,
+      config: manifest.config,
+      tokenizer: manifest.tokenizer,
+      tensors,
+      provenance: manifest.provenance,
+    });
+    return { hash, imported: true };
+  }
+
   async has(hash: string): Promise<boolean> {
     return (await statOrUndefined(join(this.dir(hash), MANIFEST_FILE))) !== undefined;
   }
