@@ -129,7 +129,9 @@ scale-out mode (several nodes, one Redis; docs/ARCHITECTURE.md "Scale-out"):
   --redis URL              the shared Redis, redis://host:port (COMMONS_REDIS_URL)
   --node-id ID             this node's unique name (COMMONS_NODE_ID)
   --shared-dir DIR         folder every node shares: models and partial sums (COMMONS_SHARED_DIR)
-  --lease-seconds N        leader lease term (default 10)`;
+  --lease-seconds N        leader lease term (default 10)
+  --node-ttl-seconds N     how long a silent node counts as alive; the leader waits for its cohort
+                           that long at most (default 4)`;
 
 /** Thrown for bad flags: the CLI prints it with the usage and exits 2. */
 export class ConfigError extends Error {
@@ -197,6 +199,7 @@ export async function configFromArgs(
         'node-id': { type: 'string' },
         'shared-dir': { type: 'string' },
         'lease-seconds': { type: 'string' },
+        'node-ttl-seconds': { type: 'string' },
       },
     }));
   } catch (error) {
@@ -246,6 +249,7 @@ export async function configFromArgs(
     nodeId: values['node-id'] ?? env['COMMONS_NODE_ID'],
     sharedDir: values['shared-dir'] ?? env['COMMONS_SHARED_DIR'],
     leaseTtlMs: seconds(values['lease-seconds'], '--lease-seconds'),
+    nodeTtlMs: seconds(values['node-ttl-seconds'], '--node-ttl-seconds'),
   };
   const defined = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined));
   if (

@@ -1,6 +1,15 @@
 // Scale-out fixtures: a real redis-server on a free port, a Hardhat devnet, and coordinator
 // nodes (in this process, or as real child processes for the fault tests) sharing both.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { Wallet } from 'ethers';
+import { startDevnet } from '@commons/contracts';
+import type { FederationPolicy } from '@commons/chain';
+import type { RoundResult } from '@commons/shared/protocol';
+import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
+import { TEST_POLICY } from '../fixtures/federation.ts';
+import { connectRaw, type RawClient } from '../fixtures/protocol-client.ts';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Devnet } from '@commons/contracts';
@@ -150,4 +159,57 @@ export async function until<T>(
     if (Date.now() - started > ms) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+export interface TwoNodes {
+  dir: string;
+  redis: RedisServer;
+  devnet: Devnet;
+  nodes: ScaleOutNode[];
+  clients: RawClient[];
+  wallets: Wallet[];
+  /** Closes clients and nodes, stops the chain and Redis, removes the folder. */
+  stop(): Promise<void>;
+}
+
+/** Redis, a devnet under `policy`, nodes `a` and `b` in this process, four raw clients (2 + 2). */
+export async function twoNodes(
+  name: string,
+  policy: Partial<FederationPolicy>,
+  options: NodeOptions = {},
+): Promise<TwoNodes> {
+  const dir = await mkdtemp(path.join(tmpdir(), `commons-scale-out-${name}-`));
+  const redis = await startRedisServer(path.join(dir, 'redis'));
+  const devnet = await startDevnet(path.join(dir, 'chain'), { ...TEST_POLICY, ...policy });
+  const nodes = [
+    await startNode(devnet, dir, redis.url, 'a', { maxRounds: 1, ...options }),
+    await startNode(devnet, dir, redis.url, 'b', { maxRounds: 1, ...options }),
+  ];
+  const wallets = devnet.keys.slice(1, 5).map((k) => new Wallet(k));
+  const clients = await Promise.all(wallets.map((w, i) => connectRaw(nodes[i % 2]!.url, w)));
+  const setup: TwoNodes = {
+    dir,
+    redis,
+    devnet,
+    nodes,
+    clients,
+    wallets,
+    stop: async () => {
+      for (const client of setup.clients) client.close();
+      for (const node of setup.nodes) await node.close();
+      await devnet.stop();
+      await redis.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return setup;
+}
+
+/** Resolves with `client`'s round:result for `roundId`. */
+export function resultOf(client: RawClient, roundId: number): Promise<RoundResult> {
+  return new Promise((resolve) => {
+    client.socket.on('round:result', (result) => {
+      if (result.roundId === roundId) resolve(result);
+    });
+  });
 }

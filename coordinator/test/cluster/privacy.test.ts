@@ -1,68 +1,25 @@
 // Privacy across cohorts, and what scale-out mode refuses: a DP round over two nodes is noised
 // once, by the leader, and accounted with the sampling rate of all nodes together; a rule that
 // needs every update in one place (the median) fails by name.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { Wallet } from 'ethers';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startDevnet, type Devnet } from '@commons/contracts';
-import type { FederationPolicy } from '@commons/chain';
 import { readCheckpoint, encodeTensors } from '@commons/shared/engine';
-import type { RoundResult, RoundTask } from '@commons/shared/protocol';
-import type { ScaleOutNode } from '../../src/cluster/node.ts';
-import { startRedisServer, type RedisServer } from '../../src/cluster/redis-server.ts';
+import type { RoundTask } from '@commons/shared/protocol';
 import { GENESIS_DIR } from '../../src/config.ts';
-import { TEST_POLICY } from '../fixtures/federation.ts';
-import { connectRaw, type RawClient } from '../fixtures/protocol-client.ts';
 import { randomUpdate, uploadFrame } from '../fixtures/updates.ts';
-import { startNode, type NodeOptions } from './fixtures.ts';
+import { resultOf, twoNodes as start, type TwoNodes } from './fixtures.ts';
 
-interface Setup {
-  dir: string;
-  redis: RedisServer;
-  devnet: Devnet;
-  nodes: ScaleOutNode[];
-  clients: RawClient[];
-  wallets: Wallet[];
-}
-
-let setup: Setup | null = null;
-
-async function twoNodes(
-  policy: Partial<FederationPolicy>,
-  options: NodeOptions = {},
-): Promise<Setup> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'commons-scale-out-privacy-'));
-  const redis = await startRedisServer(path.join(dir, 'redis'));
-  const devnet = await startDevnet(path.join(dir, 'chain'), { ...TEST_POLICY, ...policy });
-  const nodes = [
-    await startNode(devnet, dir, redis.url, 'a', { maxRounds: 1, ...options }),
-    await startNode(devnet, dir, redis.url, 'b', { maxRounds: 1, ...options }),
-  ];
-  const wallets = devnet.keys.slice(1, 5).map((k) => new Wallet(k));
-  const clients = await Promise.all(wallets.map((w, i) => connectRaw(nodes[i % 2]!.url, w)));
-  setup = { dir, redis, devnet, nodes, clients, wallets };
-  return setup;
-}
+let setup: TwoNodes | null = null;
 
 afterEach(async () => {
-  if (!setup) return;
-  const s = setup;
+  await setup?.stop();
   setup = null;
-  for (const client of s.clients) client.close();
-  for (const node of s.nodes) await node.close();
-  await s.devnet.stop();
-  await s.redis.stop();
-  await rm(s.dir, { recursive: true, force: true });
 });
 
-function resultOf(client: RawClient, roundId: number): Promise<RoundResult> {
-  return new Promise((resolve) => {
-    client.socket.on('round:result', (result) => {
-      if (result.roundId === roundId) resolve(result);
-    });
-  });
+async function twoNodes(
+  ...args: Parameters<typeof start> extends [string, ...infer R] ? R : never
+) {
+  setup = await start('privacy', ...args);
+  return setup;
 }
 
 describe('scale-out privacy', () => {

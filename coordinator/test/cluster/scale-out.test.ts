@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevnet, type Devnet } from '@commons/contracts';
 import { readCheckpoint, encodeTensors, type NamedTensors } from '@commons/shared/engine';
-import type { RoundResult, RoundTask } from '@commons/shared/protocol';
+import type { RoundTask } from '@commons/shared/protocol';
 import { clusterKeys } from '../../src/cluster/keys.ts';
 import { FencedError, LeaderLease } from '../../src/cluster/lease.ts';
 import { cohortQuotas } from '../../src/cluster/leader.ts';
@@ -24,7 +24,7 @@ import { ModelStore } from '../../src/store/models.ts';
 import { TEST_POLICY } from '../fixtures/federation.ts';
 import { connectRaw, type RawClient } from '../fixtures/protocol-client.ts';
 import { randomUpdate, uploadFrame } from '../fixtures/updates.ts';
-import { health, startNode, until } from './fixtures.ts';
+import { health, resultOf, startNode, until } from './fixtures.ts';
 
 let dir: string;
 let redisServer: RedisServer;
@@ -34,14 +34,6 @@ const nodes: ScaleOutNode[] = [];
 let clients: RawClient[] = [];
 const wallets: Wallet[] = [];
 const silent = pino({ level: 'silent' });
-
-function resultOf(client: RawClient, roundId: number): Promise<RoundResult> {
-  return new Promise((resolve) => {
-    client.socket.on('round:result', (result) => {
-      if (result.roundId === roundId) resolve(result);
-    });
-  });
-}
 
 function inviteTo(client: RawClient, roundId: number): Promise<RoundTask> {
   return new Promise((resolve) => {
