@@ -129,10 +129,12 @@ export class CohortRunner implements RoundParticipation {
     const { db, blobs } = this.deps;
     const local = db.getRound(round.id);
     if (!local || isTerminal(local.state)) return;
-    if (round.state === 'published') {
-      for (const state of ['aggregating', 'evaluating', 'published'] as const) {
-        const now = db.getRound(round.id)!.state;
-        if (now === state) continue;
+    if (
+      round.state === 'published' &&
+      (local.state === 'aggregating' || local.state === 'evaluating')
+    ) {
+      for (const state of ['evaluating', 'published'] as const) {
+        if (db.getRound(round.id)!.state === state) continue;
         db.setRoundState(
           round.id,
           state,
@@ -140,9 +142,24 @@ export class CohortRunner implements RoundParticipation {
         );
       }
       for (const s of db.submissions(round.id)) await blobs.delete(s.sha256);
+    } else if (round.state === 'published') {
+      // The leader closed the round before this cohort handed in (it counted this node lost).
+      this.active?.wake();
+      db.setRoundState(round.id, 'failed', {
+        failureReason: 'the round was published without this cohort (its partial came too late)',
+      });
     } else if (round.state === 'failed') {
+      this.active?.wake();
       db.setRoundState(round.id, 'failed', { failureReason: round.result?.reason ?? 'failed' });
     }
+  }
+
+  /** Rounds this node took part in whose outcome it has not mirrored yet. */
+  unsettled(): number[] {
+    return [...this.taken].filter((id) => {
+      const local = this.deps.db.getRound(id);
+      return local !== undefined && !isTerminal(local.state);
+    });
   }
 
   // ------------------------------------------------------------------ RoundParticipation
@@ -326,7 +343,8 @@ export class CohortRunner implements RoundParticipation {
         };
         delete partial.dropped;
       }
-      if (this.stopping) return;
+      // Stopping, or the leader already ended the round without this cohort (settle()).
+      if (this.stopping || isTerminal(db.getRound(round.id)!.state)) return;
       for (const address of round.participants) {
         if (!round.uploaded.has(address)) db.setParticipantStatus(round.id, address, 'dropped');
       }

@@ -234,6 +234,16 @@ export async function startScaleOutNode(input: CoordinatorConfigInput): Promise<
     metrics.clusterLeader.set(lease.isLeader() ? 1 : 0);
     metrics.clusterLeaseToken.set(lease.token);
   };
+  /** Mirrors a finished round: its reward entries (served here too) and the cohort's rows. */
+  const settle = async (round: ClusterRound) => {
+    if (round.rewards) {
+      rewards.set(
+        round.id,
+        round.rewards.map((r) => ({ account: r.account, amount: BigInt(r.amount) })),
+      );
+    }
+    await cohort.settle(round);
+  };
   const watch = async () => {
     latest = await rounds.latest();
     if (!latest) return;
@@ -244,13 +254,13 @@ export async function startScaleOutNode(input: CoordinatorConfigInput): Promise<
       !settled.has(latest.id)
     ) {
       settled.add(latest.id);
-      if (latest.rewards) {
-        rewards.set(
-          latest.id,
-          latest.rewards.map((r) => ({ account: r.account, amount: BigInt(r.amount) })),
-        );
-      }
-      await cohort.settle(latest);
+      await settle(latest);
+    }
+    // A round that ended while the watch was looking elsewhere (the next already configured).
+    for (const id of cohort.unsettled()) {
+      if (id === latest.id) continue;
+      const round = await rounds.round(id);
+      if (round && (round.state === 'published' || round.state === 'failed')) await settle(round);
     }
   };
   let stopping = false;
