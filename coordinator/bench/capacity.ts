@@ -13,10 +13,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultGenesisUri, startDevnet, type Devnet } from '@commons/contracts';
-import type { RoundResult } from '@commons/shared/protocol';
+import type { SecAggEvent } from '@commons/shared/contributor';
+import type { ModelConfig } from '@commons/shared/engine';
+import type { RoundResult, RoundState } from '@commons/shared/protocol';
 import { startCoordinator, type Coordinator } from '../src/coordinator.ts';
 import { ONE_MILLION_MODEL, writeInitialModel } from '../lab/simulation/init-model.ts';
-import type { GeneratorInput, GeneratorMessage } from './load-generator.ts';
+import type { GeneratorInput, GeneratorMessage, GeneratorRequest } from './load-generator.ts';
+import type { StagesSeen } from './secure-light-client.ts';
 import { textTable } from './table.ts';
 
 const GENERATOR = fileURLToPath(new URL('./load-generator.ts', import.meta.url));
@@ -49,15 +52,49 @@ interface Options {
   log: (line: string) => void;
 }
 
+/** What the generators report of themselves when asked (GeneratorRequest). */
+interface GeneratorUsage {
+  /** CPU milliseconds (user + system) of all generator processes so far. */
+  cpuMs: number;
+  /** The largest peak RSS of one generator process. */
+  peakRssMb: number;
+  numShares: number;
+  /** Each SecAgg+ stage as all light clients together saw it (Unix ms). */
+  stages: StagesSeen;
+}
+
 interface Generators {
   children: ChildProcess[];
   /** Resolves when every generator has reported its sign-ins (or the time limit passes). */
-  signedIn: Promise<{ count: number; failed: number; seconds: number }>;
+  signedIn: Promise<{ count: number; failed: number; seconds: number; cpuMs: number }>;
   uploads(): { count: number; failed: number; firstInviteMs: number; lastAckMs: number };
+  usage(): Promise<GeneratorUsage>;
   stop(): void;
 }
 
-function startGenerators(
+function mergeStages(all: StagesSeen[]): StagesSeen {
+  const merged: StagesSeen = {};
+  for (const stages of all) {
+    for (const [event, seen] of Object.entries(stages) as [
+      SecAggEvent,
+      StagesSeen[SecAggEvent],
+    ][]) {
+      if (!seen) continue;
+      const into = merged[event];
+      merged[event] = into
+        ? {
+            firstRequestMs: Math.min(into.firstRequestMs, seen.firstRequestMs),
+            lastAnswerMs: Math.max(into.lastAnswerMs, seen.lastAnswerMs),
+            answered: into.answered + seen.answered,
+            refused: into.refused + seen.refused,
+          }
+        : { ...seen };
+    }
+  }
+  return merged;
+}
+
+export function startGenerators(
   base: Omit<GeneratorInput, 'from' | 'count'>,
   total: number,
   processes: number,
@@ -65,44 +102,53 @@ function startGenerators(
   log: (line: string) => void,
 ): Generators {
   const children: ChildProcess[] = [];
-  const signed: { count: number; failed: number; seconds: number }[] = [];
+  const signed: { count: number; failed: number; seconds: number; cpuMs: number }[] = [];
   const uploads = new Map<number, Extract<GeneratorMessage, { type: 'uploaded' }>>();
+  const usages = new Map<
+    ChildProcess,
+    (usage: Extract<GeneratorMessage, { type: 'usage' }>) => void
+  >();
   let errors = 0;
-  const signedIn = new Promise<{ count: number; failed: number; seconds: number }>((resolve) => {
-    const finish = () => {
-      clearTimeout(timer);
-      resolve({
-        count: signed.reduce((n, s) => n + s.count, 0),
-        failed: signed.reduce((n, s) => n + s.failed, 0),
-        seconds: Math.max(0, ...signed.map((s) => s.seconds)),
-      });
-    };
-    const timer = setTimeout(() => {
-      log(`  sign-in time limit (${timeLimitMs / 1000} s) reached`);
-      finish();
-    }, timeLimitMs);
-    const per = Math.ceil(total / processes);
-    for (let p = 0; p < processes; p++) {
-      const from = p * per;
-      const count = Math.min(per, total - from);
-      if (count <= 0) break;
-      const input: GeneratorInput = { ...base, from, count };
-      const child = fork(GENERATOR, [JSON.stringify(input)], {
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      });
-      children.push(child);
-      child.on('message', (message: GeneratorMessage) => {
-        if (message.type === 'signedIn') {
-          signed.push(message);
-          if (signed.length === children.length) finish();
-        } else if (message.type === 'uploaded') {
-          uploads.set(p, message);
-        } else if (++errors <= 5) {
-          log(`  client error: ${message.message}`);
-        }
-      });
-    }
-  });
+  const signedIn = new Promise<{ count: number; failed: number; seconds: number; cpuMs: number }>(
+    (resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        resolve({
+          count: signed.reduce((n, s) => n + s.count, 0),
+          failed: signed.reduce((n, s) => n + s.failed, 0),
+          seconds: Math.max(0, ...signed.map((s) => s.seconds)),
+          cpuMs: signed.reduce((n, s) => n + s.cpuMs, 0),
+        });
+      };
+      const timer = setTimeout(() => {
+        log(`  sign-in time limit (${timeLimitMs / 1000} s) reached`);
+        finish();
+      }, timeLimitMs);
+      const per = Math.ceil(total / processes);
+      for (let p = 0; p < processes; p++) {
+        const from = p * per;
+        const count = Math.min(per, total - from);
+        if (count <= 0) break;
+        const input: GeneratorInput = { ...base, from, count };
+        const child = fork(GENERATOR, [JSON.stringify(input)], {
+          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        });
+        children.push(child);
+        child.on('message', (message: GeneratorMessage) => {
+          if (message.type === 'signedIn') {
+            signed.push(message);
+            if (signed.length === children.length) finish();
+          } else if (message.type === 'uploaded') {
+            uploads.set(p, message);
+          } else if (message.type === 'usage') {
+            usages.get(child)?.(message);
+          } else if (++errors <= 5) {
+            log(`  client error: ${message.message}`);
+          }
+        });
+      }
+    },
+  );
   return {
     children,
     signedIn,
@@ -113,6 +159,31 @@ function startGenerators(
         failed: all.reduce((n, u) => n + u.failed, 0),
         firstInviteMs: Math.min(...all.map((u) => u.firstInviteMs || Infinity)),
         lastAckMs: Math.max(0, ...all.map((u) => u.lastAckMs)),
+      };
+    },
+    usage: async () => {
+      const all = await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<Extract<GeneratorMessage, { type: 'usage' }>>((resolve, reject) => {
+              const timer = setTimeout(
+                () => reject(new Error('a generator did not report')),
+                30_000,
+              );
+              usages.set(child, (usage) => {
+                clearTimeout(timer);
+                usages.delete(child);
+                resolve(usage);
+              });
+              child.send({ type: 'usage' } satisfies GeneratorRequest);
+            }),
+        ),
+      );
+      return {
+        cpuMs: all.reduce((n, u) => n + u.cpuMs, 0),
+        peakRssMb: Math.max(0, ...all.map((u) => u.peakRssMb)),
+        numShares: Math.max(0, ...all.map((u) => u.numShares)),
+        stages: mergeStages(all.map((u) => u.stages)),
       };
     },
     stop: () => {
@@ -187,7 +258,66 @@ export async function benchConnections(
 export async function benchRound(
   options: Options & { clients?: number; processes?: number; timeLimitMs?: number },
 ): Promise<RoundRow[]> {
-  const { log } = options;
+  const run = await runLightRound({ ...options, secure: false });
+  return [roundRow(run)];
+}
+
+/** What one light-client round measured (the plain or the secure one). */
+export interface LightRound extends RoundRow {
+  secure: boolean;
+  /** CPU seconds from configuring to the result: the process hosting the coordinator. */
+  coordinatorCpuSeconds: number;
+  /** CPU seconds of every load generator over the same span: the light clients' own work. */
+  clientCpuSeconds: number;
+  /** The largest peak RSS of one load-generator process. */
+  generatorPeakRssMb: number;
+  /** Seconds after configuring at which the round first reached each state. */
+  states: Partial<Record<RoundState, number>>;
+  /** Secure rounds: the neighbourhood size the setup requests announced (0: plain round). */
+  numShares: number;
+  /**
+   * Secure rounds: each SecAgg+ stage as the light clients saw it, in seconds after
+   * configuring: its first request received and its last answer sent.
+   */
+  stages: {
+    stage: SecAggEvent;
+    firstRequestSeconds: number;
+    lastAnswerSeconds: number;
+    answered: number;
+    refused: number;
+  }[];
+}
+
+export function roundRow(run: LightRound): RoundRow {
+  const { clients, params, outcome, accepted, seconds, uploadSeconds, bytesIn, peakRssMb } = run;
+  return { clients, params, outcome, accepted, seconds, uploadSeconds, bytesIn, peakRssMb };
+}
+
+export interface LightRoundOptions extends Options {
+  secure: boolean;
+  clients?: number;
+  /** Load-generator processes the light clients are spread over. */
+  processes?: number;
+  /** The round's deadline and the bench's wait for it. */
+  timeLimitMs?: number;
+  /** The coordinator's inviteTimeoutMs, which is also its SecAgg+ stage deadline. */
+  inviteTimeoutMs?: number;
+  /** The model's shape (≈1M parameters unless a test asks for a tiny one). */
+  model?: Omit<ModelConfig, 'vocabSize'>;
+  /** Wallet seed of the light clients. */
+  seed?: number;
+}
+
+/**
+ * One round from configuring to its published result, on a fresh devnet and coordinator whose
+ * policy differs between the plain and the secure round only in secureAggregation: FedAvg,
+ * every signed-in client sampled, no DP noise, clip norm 1. The light clients' updates are
+ * built before they sign in (int8 frames for a plain round, fp32 for a secure one, which masks
+ * them), so the training a contributor does at home is not in the measured round; their
+ * uploading, signing and SecAgg+ work is.
+ */
+export async function runLightRound(options: LightRoundOptions): Promise<LightRound> {
+  const { log, secure } = options;
   const clients = options.clients ?? 1000;
   const timeLimitMs = options.timeLimitMs ?? 600_000;
   const dir = await mkdtemp(path.join(tmpdir(), 'commons-round-'));
@@ -195,7 +325,11 @@ export async function benchRound(
   let coordinator: Coordinator | null = null;
   let generators: Generators | null = null;
   try {
-    const init = await writeInitialModel(path.join(dir, 'init'), ONE_MILLION_MODEL, 1);
+    const init = await writeInitialModel(
+      path.join(dir, 'init'),
+      options.model ?? ONE_MILLION_MODEL,
+      1,
+    );
     devnet = await startDevnet(
       path.join(dir, 'chain'),
       {
@@ -204,7 +338,7 @@ export async function benchRound(
         sampleRate: 1,
         clipNorm: 1,
         noiseMultiplier: 0,
-        secureAggregation: false,
+        secureAggregation: secure,
         adapter: FULL_DELTA,
         aggregationRule: 'fedavg',
         roundDeadlineSeconds: Math.ceil(timeLimitMs / 1000),
@@ -223,13 +357,24 @@ export async function benchRound(
       maxRounds: 1,
       roundIntervalMs: 0,
       // A light client answers at once; the default gives real clients time to wake up.
-      inviteTimeoutMs: 60_000,
+      inviteTimeoutMs: options.inviteTimeoutMs ?? 60_000,
       logLevel: 'warn',
     });
-    const { engine, db } = coordinator;
+    const { engine, metrics } = coordinator;
     let configuredMs = 0;
+    let configuredAt = 0;
+    let coordinatorCpu = process.cpuUsage();
+    const states: Partial<Record<RoundState, number>> = {};
     engine.on('status', (status) => {
-      if (status.state === 'configuring' && configuredMs === 0) configuredMs = performance.now();
+      if (status.state === 'configuring' && configuredMs === 0) {
+        configuredMs = performance.now();
+        configuredAt = Date.now();
+        coordinatorCpu = process.cpuUsage();
+      }
+      if (configuredMs === 0 || states[status.state] !== undefined) return;
+      const at = (performance.now() - configuredMs) / 1000;
+      states[status.state] = at;
+      log(`  ${status.state} at ${at.toFixed(1)} s`);
     });
     const result = new Promise<RoundResult>((resolve, reject) => {
       const timer = setTimeout(
@@ -242,15 +387,16 @@ export async function benchRound(
       });
     });
     log(
-      `  ${clients} light clients, ${init.params.toLocaleString('en')}-parameter model, int8 updates …`,
+      `  ${clients} light clients, ${init.params.toLocaleString('en')}-parameter model, ` +
+        (secure ? 'secure aggregation (SecAgg+) …' : 'int8 updates …'),
     );
     generators = startGenerators(
       {
         url: coordinator.url,
         chainId: devnet.addresses.chainId,
-        seed: 2,
+        seed: options.seed ?? 2,
         concurrency: 32,
-        prebuild: { modelHash: init.hash, encoding: 'int8', clipNorm: 1 },
+        prebuild: { modelHash: init.hash, encoding: secure ? 'fp32' : 'int8', clipNorm: 1 },
       },
       clients,
       options.processes ?? 4,
@@ -261,20 +407,46 @@ export async function benchRound(
     log(`  ${signed.count} signed in after ${signed.seconds.toFixed(1)} s; round running …`);
     const outcome = await result;
     const seconds = (performance.now() - configuredMs) / 1000;
+    const cpu = process.cpuUsage(coordinatorCpu);
     const uploads = generators.uploads();
-    const submissions = db.submissions(outcome.roundId);
-    return [
-      {
-        clients,
-        params: init.params,
-        outcome: outcome.outcome === 'published' ? 'published' : `failed: ${outcome.reason ?? ''}`,
-        accepted: outcome.accepted,
-        seconds,
-        uploadSeconds: (uploads.lastAckMs - uploads.firstInviteMs) / 1000,
-        bytesIn: submissions.reduce((n, s) => n + s.byteLength, 0),
-        peakRssMb: peakRssMb(),
-      },
+    const usage = await generators.usage();
+    const since = (ms: number) => (ms - configuredAt) / 1000;
+    const order: SecAggEvent[] = [
+      'secagg:setup',
+      'secagg:share-keys',
+      'secagg:masked-input',
+      'secagg:unmask',
     ];
+    return {
+      clients,
+      params: init.params,
+      outcome: outcome.outcome === 'published' ? 'published' : `failed: ${outcome.reason ?? ''}`,
+      accepted: outcome.accepted,
+      seconds,
+      uploadSeconds: (uploads.lastAckMs - uploads.firstInviteMs) / 1000,
+      // Update bytes received, plain chunks or masked ones (the coordinator's own counter).
+      bytesIn: (await metrics.uploadBytes.get()).values.reduce((n, v) => n + v.value, 0),
+      peakRssMb: peakRssMb(),
+      secure,
+      coordinatorCpuSeconds: (cpu.user + cpu.system) / 1e6,
+      clientCpuSeconds: (usage.cpuMs - signed.cpuMs) / 1000,
+      generatorPeakRssMb: usage.peakRssMb,
+      states,
+      numShares: usage.numShares,
+      stages: order.flatMap((stage) => {
+        const seen = usage.stages[stage];
+        if (!seen) return [];
+        return [
+          {
+            stage,
+            firstRequestSeconds: since(seen.firstRequestMs),
+            lastAnswerSeconds: since(seen.lastAnswerMs),
+            answered: seen.answered,
+            refused: seen.refused,
+          },
+        ];
+      }),
+    };
   } finally {
     generators?.stop();
     await coordinator?.close();

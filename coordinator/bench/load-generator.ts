@@ -1,8 +1,10 @@
 // A load-generator process for the capacity benches: it holds `count` light contributors, each a
 // real Socket.IO connection that signs in with SIWE exactly as a FederatedClient does and, when
 // invited, uploads a random update of the round's exact shape (no training: the point is the
-// coordinator's load, not the clients'). Run by capacity.ts with child_process.fork, several at
-// once so that client-side signing is spread over the cores; it reports over the IPC channel.
+// coordinator's load, not the clients'). In a secure round a light client takes part in the
+// SecAgg+ stages with the real participant instead (secure-light-client.ts) and masks that
+// random update. Run by capacity.ts with child_process.fork, several at once so that
+// client-side work is spread over the cores; it reports over the IPC channel.
 // Loopback only: the URL it is given must be http://127.0.0.1:<port>.
 import { randomFillSync } from 'node:crypto';
 import { keccak256, toUtf8Bytes, Wallet } from 'ethers';
@@ -11,6 +13,7 @@ import {
   type Manifest,
   type NamedTensors,
   encodeTensors,
+  sha256Hex,
   type UpdateEncoding,
 } from '@commons/shared/engine';
 import {
@@ -23,10 +26,12 @@ import {
 } from '@commons/shared/protocol';
 import {
   describeUpload,
+  type LocalUpdate,
   sendUpload,
   signUpload,
   socketUploadChannel,
 } from '@commons/shared/contributor';
+import { SecureLightClient, StageLog, type StagesSeen } from './secure-light-client.ts';
 
 export interface GeneratorInput {
   url: string;
@@ -40,15 +45,24 @@ export interface GeneratorInput {
   /**
    * Build every client's update before signing in, for this model and round settings: a light
    * client stands for a contributor whose training happened on its own machine, so its compute
-   * must not land in the measured round on this one.
+   * must not land in the measured round on this one. A secure round masks the update itself,
+   * as fp32 (what FederatedClient hands its SecAgg+ participant): prebuild 'fp32' for one.
    */
   prebuild?: { modelHash: string; encoding: UpdateEncoding; clipNorm: number };
 }
 
 export type GeneratorMessage =
-  | { type: 'signedIn'; count: number; failed: number; seconds: number }
+  | { type: 'signedIn'; count: number; failed: number; seconds: number; cpuMs: number }
+  /** Plain rounds: uploads acknowledged; secure rounds: contributions in the sum (unmask answered). */
   | { type: 'uploaded'; count: number; failed: number; firstInviteMs: number; lastAckMs: number }
+  | { type: 'usage'; cpuMs: number; peakRssMb: number; numShares: number; stages: StagesSeen }
   | { type: 'error'; message: string };
+
+/** What the bench asks of a generator over IPC: its CPU time, memory and stage record now. */
+export type GeneratorRequest = { type: 'usage' };
+
+/** The examples a light client claims: the FedAvg weight of its update, plain or masked. */
+const LIGHT_EXAMPLES = 100;
 
 type LightSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -69,6 +83,28 @@ let uploadFailed = 0;
 let firstInviteMs = 0;
 let lastAckMs = 0;
 const manifests = new Map<string, Promise<Manifest>>();
+const stageLog = new StageLog();
+
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs CPU-bound client work (building updates, SecAgg+ answers) one job at a time per process,
+ * the event loop turning before each: hundreds of jobs back to back would block it past
+ * Socket.IO's heartbeat timeout and the coordinator would (rightly) drop the clients as gone.
+ */
+function schedule<T>(job: () => Promise<T>): Promise<T> {
+  const run = queue.then(async () => {
+    await new Promise((resolve) => setImmediate(resolve));
+    return job();
+  });
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
 
 async function signIn(index: number): Promise<void> {
   const wallet = new Wallet(lightKey(input.seed, index));
@@ -89,10 +125,18 @@ async function signIn(index: number): Promise<void> {
     ...signed,
   });
   if (!result.ok) throw new Error(`sign-in refused: ${result.error.code}`);
+  const secure = new SecureLightClient(socket, wallet, {
+    chainId: input.chainId,
+    schedule,
+    log: stageLog,
+  });
   socket.on('round:invite', (task, ack) => {
+    // A secure round's participant must exist before the acceptance goes out: secagg:setup
+    // follows it.
+    const joined = task.secureAggregation ? secure.join(task, secureUpdate(task)) : null;
     ack({ accept: true });
     firstInviteMs ||= Date.now();
-    upload(wallet, socket, task).then(
+    (joined ?? upload(wallet, socket, task)).then(
       () => {
         uploaded++;
         lastAckMs = Date.now();
@@ -124,20 +168,12 @@ function manifestOf(hash: string): Promise<Manifest> {
   return manifest;
 }
 
-let building: Promise<unknown> = Promise.resolve();
-
-/**
- * A random update of the model's shape with norm half the clip bound, encoded. Frames are built
- * one at a time per process, yielding between them: building hundreds at once would block this
- * event loop past Socket.IO's heartbeat timeout and the coordinator would (rightly) drop the
- * clients as gone.
- */
+/** A random update of the model's shape with norm half the clip bound, encoded (scheduled). */
 function buildFrame(
   manifest: Manifest,
   settings: { encoding: UpdateEncoding; clipNorm: number },
 ): Promise<Uint8Array> {
-  const frame = building.then(async () => {
-    await new Promise((resolve) => setImmediate(resolve));
+  return schedule(async () => {
     const update: NamedTensors = new Map();
     let sumSq = 0;
     for (const { name, shape } of manifest.tensors) {
@@ -154,8 +190,40 @@ function buildFrame(
     for (const { data } of update.values()) for (let i = 0; i < data.length; i++) data[i]! *= scale;
     return encodeTensors(update, settings.encoding);
   });
-  building = frame.catch(() => undefined);
-  return frame;
+}
+
+/**
+ * A secure round's update as training would hand it to the SecAgg+ participant: the fp32 frame
+ * of a random update, clipped (norm half the clip bound), weighed by LIGHT_EXAMPLES.
+ */
+function asLocalUpdate(frame: Uint8Array, clipNorm: number): LocalUpdate {
+  return {
+    frame,
+    sha256: sha256Hex(frame),
+    encoding: 'fp32',
+    norm: 0.5 * clipNorm,
+    rawNorm: 0.5 * clipNorm,
+    numExamples: LIGHT_EXAMPLES,
+    // No training happened here: the update stands for one done elsewhere.
+    steps: 0,
+    plannedSteps: 0,
+    finalLoss: Number.NaN,
+    stoppedEarly: false,
+  };
+}
+
+/** This client's update for a secure round: prebuilt when it fits, else built now. */
+async function secureUpdate(task: RoundTask): Promise<LocalUpdate> {
+  const pre = input.prebuild;
+  const usable =
+    pre?.modelHash === task.baseModel.hash &&
+    pre.encoding === 'fp32' &&
+    pre.clipNorm <= task.clipNorm;
+  const ready = usable ? prebuiltSecure.pop() : undefined;
+  if (ready) return ready;
+  const settings = { encoding: 'fp32' as const, clipNorm: task.clipNorm };
+  const frame = await buildFrame(await manifestOf(task.baseModel.hash), settings);
+  return asLocalUpdate(frame, settings.clipNorm);
 }
 
 /** Builds, signs and uploads this client's update in chunks, as a FederatedClient does. */
@@ -170,7 +238,7 @@ async function upload(wallet: Wallet, socket: LightSocket, task: RoundTask): Pro
     (await buildFrame(await manifestOf(task.baseModel.hash), task));
   const unsigned = describeUpload(task, wallet.address, frame, {
     encoding: task.encoding,
-    numExamples: 100,
+    numExamples: LIGHT_EXAMPLES,
   });
   const begin = await signUpload(unsigned, wallet, input.chainId);
   const result = await sendUpload(socketUploadChannel(socket), begin, frame, {
@@ -180,11 +248,17 @@ async function upload(wallet: Wallet, socket: LightSocket, task: RoundTask): Pro
 }
 
 const prebuilt: Uint8Array[] = [];
+const prebuiltSecure: LocalUpdate[] = [];
 
 async function main(): Promise<void> {
-  if (input.prebuild) {
-    const manifest = await manifestOf(input.prebuild.modelHash);
-    for (let i = 0; i < input.count; i++) prebuilt.push(await buildFrame(manifest, input.prebuild));
+  const pre = input.prebuild;
+  if (pre) {
+    const manifest = await manifestOf(pre.modelHash);
+    for (let i = 0; i < input.count; i++) {
+      const frame = await buildFrame(manifest, pre);
+      if (pre.encoding === 'fp32') prebuiltSecure.push(asLocalUpdate(frame, pre.clipNorm));
+      else prebuilt.push(frame);
+    }
   }
   const started = performance.now();
   let next = 0;
@@ -206,8 +280,21 @@ async function main(): Promise<void> {
     count: input.count - failed,
     failed,
     seconds: (performance.now() - started) / 1000,
+    cpuMs: cpuMs(),
   });
 }
+
+process.on('message', (request: GeneratorRequest) => {
+  if (request.type !== 'usage') return;
+  for (const refusal of stageLog.refusals.splice(0)) send({ type: 'error', message: refusal });
+  send({
+    type: 'usage',
+    cpuMs: cpuMs(),
+    peakRssMb: process.resourceUsage().maxRSS / 1024,
+    numShares: stageLog.numShares,
+    stages: stageLog.stages,
+  });
+});
 
 process.on('disconnect', () => {
   for (const socket of sockets) socket.close();

@@ -1,6 +1,9 @@
 /**
- * `npm run bench -w coordinator [-- --json] [-- --only a,b]`: the coordinator's benchmarks, one
- * section each (aggregation, connections, round, convergence, secagg, canary, adapters).
+ * `npm run bench -w coordinator [-- --json] [-- --only a,b] [-- --round-clients N]
+ * [-- --round-processes P]`: the coordinator's benchmarks, one section each (aggregation,
+ * connections, round, secureRound, convergence, secagg, canary, adapters). --round-clients and
+ * --round-processes size the light-client rounds (round, secureRound; default 1,000 clients
+ * in 4 load-generator processes), for a small run.
  * Prints each section's table (or, with --json, one JSON object keyed by section on stdout,
  * progress on stderr) and always writes that object to bench/results/latest.json.
  *
@@ -8,8 +11,10 @@
  * to SECTIONS and it is run, printed and saved with the others.
  *
  * Targets: aggregation ≥ 1.0× numpy's np.average throughput, with peak RSS flat in N; ≥ 10,000
- * connected clients; a 1,000-client round of 1M-parameter int8 updates in ≤ 60 s. The headline
- * figures are also written at the top level of the JSON: connectedClients, round1000Seconds,
+ * connected clients; a 1,000-client round of 1M-parameter int8 updates in ≤ 60 s, and the same
+ * round with secure aggregation in ≤ 3× the plain one's time. The headline figures are also
+ * written at the top level of the JSON: connectedClients, round1000Seconds,
+ * secureRound1000Seconds (with plainRound1000Seconds of the same run and secureRoundRatio),
  * fedavgRounds, fedsgdRounds.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -20,8 +25,16 @@ import { benchAdapters, formatAdapters } from './adapters.ts';
 import { benchAggregation, formatAggregation } from './aggregation.ts';
 import { benchConnections, benchRound, formatConnections, formatRound } from './capacity.ts';
 import { benchConvergence, formatConvergence } from './convergence.ts';
+import { benchSecureRound, formatSecureRound } from './secure-capacity.ts';
 import { benchCanary, formatCanary } from './canary.ts';
 import { LOG_STREAM_ENV } from '../src/observability/logger.ts';
+import {
+  benchScaleOutConnections,
+  benchScaleOutRound,
+  formatScaleOutConnections,
+  formatScaleOutRound,
+  type ScaleOutRoundRow,
+} from './scale-out.ts';
 import { textTable } from './table.ts';
 import { benchSecAgg, type SecAggBenchRow } from '@commons/shared/bench';
 
@@ -34,6 +47,18 @@ const only = onlyAt > 0 ? new Set((process.argv[onlyAt + 1] ?? '').split(',')) :
 const log = (line: string) => {
   if (json) process.stderr.write(line + '\n');
   else console.log(line);
+};
+/** The value after `--name` as a positive integer, or undefined when the flag is absent. */
+function intFlag(name: string): number | undefined {
+  const at = process.argv.indexOf(name);
+  if (at < 0) return undefined;
+  const value = Number(process.argv[at + 1]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} takes a positive integer`);
+  return value;
+}
+const roundSize = {
+  clients: intFlag('--round-clients'),
+  processes: intFlag('--round-processes'),
 };
 
 interface Section<Rows> {
@@ -59,8 +84,15 @@ const connections: Section<Awaited<ReturnType<typeof benchConnections>>> = {
 /** A 1,000-client round of ≈1M-parameter int8 updates, invitation to published candidate. */
 const round: Section<Awaited<ReturnType<typeof benchRound>>> = {
   title: 'Round capacity: 1,000 light clients, 1M-parameter int8 updates',
-  run: () => benchRound({ log }),
+  run: () => benchRound({ log, ...roundSize }),
   format: formatRound,
+};
+
+/** The same round plain and with secure aggregation (SecAgg+), in one run, end to end. */
+const secureRound: Section<Awaited<ReturnType<typeof benchSecureRound>>> = {
+  title: 'Secure round: 1,000 light clients, 1M-parameter model, SecAgg+ vs plain',
+  run: () => benchSecureRound({ log, ...roundSize }),
+  format: formatSecureRound,
 };
 
 /** Rounds to the centralised target, FedAvg vs FedSGD (McMahan et al. 2017). */
@@ -111,15 +143,37 @@ const adapters: Section<Awaited<ReturnType<typeof benchAdapters>>> = {
   format: formatAdapters,
 };
 
+/** Clients held by 1, 2 and 3 scale-out nodes sharing Redis (issue 15). */
+const scaleOutConnections: Section<Awaited<ReturnType<typeof benchScaleOutConnections>>> = {
+  title: 'Scale-out: signed-in light clients held by 1, 2 and 3 nodes sharing Redis',
+  run: () => benchScaleOutConnections({ log }),
+  format: formatScaleOutConnections,
+};
+
+/** A 3,000-client round across 3 nodes, next to the same work on one node (issue 15). */
+const scaleOut: Section<ScaleOutRoundRow & { cohorts: unknown[] }> = {
+  title: 'Scale-out round: 3,000 light clients across 3 nodes vs the same work on one node',
+  run: async () => {
+    const { partials, ...row } = await benchScaleOutRound({ log });
+    // Per node: its cohort's size and stage times (not its 1,000 contributors' addresses).
+    const cohorts = partials.map((p) => ({ node: p.nodeId, count: p.count, stageMs: p.stageMs }));
+    return { ...row, cohorts };
+  },
+  format: formatScaleOutRound,
+};
+
 const SECTIONS = {
   aggregation,
   connections,
   round,
+  secureRound,
   convergence,
   secagg,
   canary,
   canaryAdapters,
   adapters,
+  scaleOutConnections,
+  scaleOut,
 } as const;
 
 // Other work on the machine skews every figure: record how busy it was.
@@ -144,9 +198,15 @@ for (const [key, section] of Object.entries(SECTIONS) as [string, Section<unknow
 // The headline figures the issue asks for, at the top level.
 const held = results.connections as { connected: number }[] | undefined;
 if (held) results.connectedClients = held[0]?.connected ?? null;
-const rounds = results.round as { seconds: number; outcome: string }[] | undefined;
-if (rounds)
-  results.round1000Seconds = rounds[0]?.outcome === 'published' ? rounds[0].seconds : null;
+const rounds = results.round as { clients: number; seconds: number; outcome: string }[] | undefined;
+if (rounds && rounds[0]?.clients === 1000)
+  results.round1000Seconds = rounds[0].outcome === 'published' ? rounds[0].seconds : null;
+const secured = results.secureRound as Awaited<ReturnType<typeof benchSecureRound>> | undefined;
+if (secured && secured.clients === 1000) {
+  results.secureRound1000Seconds = secured.secureSeconds;
+  results.plainRound1000Seconds = secured.plainSeconds;
+  results.secureRoundRatio = secured.ratio;
+}
 const converged = results.convergence as
   { fedavgRounds: number | null; fedsgdRounds: number | null } | undefined;
 if (converged) {
@@ -173,6 +233,18 @@ const adapterExposure = results.canaryAdapters as
 if (adapterExposure) {
   results.adapterCanaryExposureNoDp = adapterExposure.canaryExposureNoDp;
   results.adapterCanaryExposureDp = adapterExposure.canaryExposureDp;
+}
+
+const spread = results.scaleOut as ScaleOutRoundRow | undefined;
+if (spread) {
+  results.scaleOut = {
+    ...spread,
+    // The headline the issue names, next to the per-stage detail.
+    nodes: spread.nodes,
+    clients: spread.clients,
+    roundSeconds: spread.roundSeconds,
+    singleNodeSameWorkSeconds: spread.singleNodeSameWorkSeconds,
+  };
 }
 
 const out = resolve(here, 'results', 'latest.json');
