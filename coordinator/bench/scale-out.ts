@@ -135,6 +135,10 @@ async function startCluster(
           '2000',
           '--rounds',
           '1',
+          // A light client answers at once, but a thousand invitations queue on 2 cores (as the
+          // single-node round bench, benchRound, allows them).
+          '--invite-seconds',
+          '60',
           '--max-unauthenticated',
           '4096',
           '--log-level',

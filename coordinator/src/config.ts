@@ -113,6 +113,8 @@ export const COORDINATOR_USAGE = `usage: commons-coordinator [options]
   --encoding E             fp32, fp16 or int8 updates (default int8)
   --batch-size N --max-steps N     local training per round (default 8, 20)
   --max-round-seconds N    cap on the policy's round deadline
+  --invite-seconds N       how long a client has to answer an invitation (and, on secure rounds,
+                           each SecAgg+ stage) (default 10)
   --session-seconds N      longest session one sign-in opens; clients renew it (default 3600)
   --sign-in-seconds N      time a client has to sign in before it is disconnected (default 30)
   --max-unauthenticated N  connections one address may hold before signing in (default 256)
@@ -184,6 +186,7 @@ export async function configFromArgs(
         'batch-size': { type: 'string' },
         'max-steps': { type: 'string' },
         'max-round-seconds': { type: 'string' },
+        'invite-seconds': { type: 'string' },
         'session-seconds': { type: 'string' },
         'sign-in-seconds': { type: 'string' },
         'max-unauthenticated': { type: 'string' },
@@ -234,6 +237,7 @@ export async function configFromArgs(
     batchSize: int(values['batch-size'], '--batch-size'),
     maxSteps: int(values['max-steps'], '--max-steps'),
     maxRoundSeconds: int(values['max-round-seconds'], '--max-round-seconds'),
+    inviteTimeoutMs: seconds(values['invite-seconds'], '--invite-seconds'),
     sessionTtlMs: seconds(values['session-seconds'], '--session-seconds'),
     signInTimeoutMs: seconds(values['sign-in-seconds'], '--sign-in-seconds'),
     maxUnauthenticatedPerAddress: int(values['max-unauthenticated'], '--max-unauthenticated'),
