@@ -54,6 +54,8 @@ export interface ScaleOutRoundRow {
   slowestCohort: Record<string, number>;
   /** The same clients and model on one embedded coordinator (benchRound), configured → published. */
   singleNodeSameWorkSeconds: number;
+  /** How that single-node round ended ('published', or why it failed). */
+  singleNodeOutcome: string;
   /** roundSeconds / singleNodeSameWorkSeconds − 1. */
   overhead: number;
 }
@@ -309,7 +311,7 @@ export async function benchScaleOutRound(
     aggregationRule: 'fedavg',
     roundDeadlineSeconds: Math.ceil(timeLimitMs / 1000),
   };
-  let row: Omit<ScaleOutRoundRow, 'singleNodeSameWorkSeconds' | 'overhead'>;
+  let row: Omit<ScaleOutRoundRow, 'singleNodeSameWorkSeconds' | 'singleNodeOutcome' | 'overhead'>;
   let partials: ClusterPartial[] = [];
   const cluster = await startCluster('scale-out-round', nodeCount, policy, init);
   const redis = new Redis(cluster.redis.url);
@@ -383,7 +385,13 @@ export async function benchScaleOutRound(
     await rm(initDir, { recursive: true, force: true });
   }
   if (options.compareSingleNode === false) {
-    return { ...row!, singleNodeSameWorkSeconds: NaN, overhead: NaN, partials };
+    return {
+      ...row!,
+      singleNodeSameWorkSeconds: NaN,
+      singleNodeOutcome: 'not run',
+      overhead: NaN,
+      partials,
+    };
   }
   log(`  the same ${clients} clients on one embedded coordinator …`);
   const [single] = await benchRound({ log, clients });
@@ -391,6 +399,7 @@ export async function benchScaleOutRound(
   return {
     ...row!,
     singleNodeSameWorkSeconds: singleSeconds,
+    singleNodeOutcome: single?.outcome ?? 'no result',
     overhead: row!.roundSeconds / singleSeconds - 1,
     partials,
   };
@@ -433,7 +442,9 @@ export function formatScaleOutRound(r: ScaleOutRoundRow): string {
         r.cohortsSeconds.toFixed(1),
         r.leaderSeconds.toFixed(1),
         r.publishSeconds.toFixed(1),
-        r.singleNodeSameWorkSeconds.toFixed(1),
+        Number.isFinite(r.singleNodeSameWorkSeconds)
+          ? r.singleNodeSameWorkSeconds.toFixed(1)
+          : r.singleNodeOutcome,
         `${(r.overhead * 100).toFixed(0)}%`,
       ],
     ],
