@@ -1,25 +1,21 @@
 // Assembles a coordinator: chain client, SQLite + blob + model stores, the HTTP routes (model
 // store, health, metrics), the Socket.IO federation edge and the round engine — on one port.
-import { createServer, type Server as HttpServer } from 'node:http';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Wallet } from 'ethers';
-import { Server } from 'socket.io';
 import { selectBackend, type BackendReport } from '@commons/shared/engine';
 import { readAddressesFile, CommonsClient } from '@commons/chain';
-import { DEFAULT_CHUNK_BYTES, MESSAGE_OVERHEAD_BYTES } from '@commons/shared/protocol';
 import type { Logger } from 'pino';
 import {
   coordinatorConfigSchema,
   type CoordinatorConfig,
   type CoordinatorConfigInput,
 } from './config.ts';
-import { createHttpHandler } from './http/routes.ts';
 import { createLogger } from './observability/logger.ts';
 import { createMetrics, type CoordinatorMetrics } from './observability/metrics.ts';
 import { CandidateEvaluator } from './rounds/evaluator.ts';
 import { RoundEngine } from './rounds/engine.ts';
-import { FederationHub, type FederationServer } from './server/federation-hub.ts';
+import { openEdge } from './server/edge.ts';
 import { BlobStore } from './store/blobs.ts';
 import { CoordinatorDatabase } from './store/database.ts';
 import { ModelStore } from './store/models.ts';
@@ -69,52 +65,22 @@ export async function startCoordinator(input: CoordinatorConfigInput): Promise<C
       if (imported) log.info({ hash, from: dir }, 'seeded model store');
     }
 
-    // The HTTP routes are attached before Socket.IO: engine.io wraps the request listeners that
-    // exist when it attaches and answers its own path first.
     let health: () => object = () => ({ status: 'starting' });
-    const handler = createHttpHandler({
+    const {
+      httpServer,
+      io,
+      hub,
+      port,
+      publicUrl: url,
+    } = await openEdge(config, {
       models,
       rewards: (roundId) => db.getRewards(roundId)?.entries,
-      metrics: metrics.registry,
       health: () => health(),
-      log,
-    });
-    const httpServer = createServer((req, res) => {
-      if (!handler(req, res)) {
-        res.writeHead(404, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: `no route for ${req.method} ${req.url}` }));
-      }
-    });
-    const io: FederationServer = new Server(httpServer, {
-      serveClient: false,
-      // Just above one upload chunk: a bigger message is refused by Socket.IO before it is
-      // buffered, so no client can make the coordinator hold more than this per message.
-      maxHttpBufferSize: DEFAULT_CHUNK_BYTES + MESSAGE_OVERHEAD_BYTES,
-      cors: config.corsOrigins.length > 0 ? { origin: config.corsOrigins } : undefined,
-    });
-    const port = await listen(httpServer, config.host, config.port);
-    const url = config.publicUrl ?? `http://${config.host}:${port}`;
-
-    const hub = new FederationHub(
-      io,
-      chain,
-      {
-        publicUrl: url,
-        chainId: addresses.chainId,
-        eligibility:
-          config.eligibility === 'anyone'
-            ? { kind: 'anyone' }
-            : {
-                kind: 'token-holders',
-                minTokens: BigInt(Math.round(config.eligibility * 1e6)) * 10n ** 12n,
-              },
-        sessionTtlMs: config.sessionTtlMs,
-        signInTimeoutMs: config.signInTimeoutMs,
-        maxUnauthenticatedPerAddress: config.maxUnauthenticatedPerAddress,
-      },
       metrics,
       log,
-    );
+      chain,
+      chainId: addresses.chainId,
+    });
     const engine = new RoundEngine({
       db,
       blobs,
@@ -204,24 +170,6 @@ export function bindDeployment(db: CoordinatorDatabase, deployment: string): voi
       `this data folder belongs to deployment ${bound}, not ${deployment}; use another --data-dir`,
     );
   }
-}
-
-export function listen(server: HttpServer, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException) => {
-      reject(
-        error.code === 'EADDRINUSE'
-          ? new Error(`port ${port} on ${host} is in use; choose another with --port`)
-          : error,
-      );
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      const address = server.address();
-      resolve(typeof address === 'object' && address ? address.port : port);
-    });
-  });
 }
 
 export async function readEvalText(file: string): Promise<string> {

@@ -4,18 +4,8 @@
 // participant and their prebuilt fp32 updates. The round must publish with all five in the
 // sum, every stage answered by all five, and five masked vectors of the round's size received.
 import { describe, expect, it } from 'vitest';
+import { TINY_MODEL } from '../lab/simulation/init-model.ts';
 import { runLightRound } from '../bench/capacity.ts';
-
-/** A few thousand parameters: the round's cost is the protocol's, not the model's. */
-const TINY_MODEL = {
-  blockSize: 16,
-  nLayer: 1,
-  nHead: 2,
-  nEmbd: 16,
-  dropout: 0,
-  bias: false,
-  tiedHead: true,
-};
 
 describe('secure light clients (coordinator bench)', () => {
   it('take part in every SecAgg+ stage and the secure round publishes with all of them', async () => {

@@ -21,6 +21,17 @@ export const SIMULATION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
   tiedHead: true,
 };
 
+/** A few thousand parameters: for tests where a round's cost is the protocol's, not the model's. */
+export const TINY_MODEL: Omit<ModelConfig, 'vocabSize'> = {
+  blockSize: 16,
+  nLayer: 1,
+  nHead: 2,
+  nEmbd: 16,
+  dropout: 0,
+  bias: false,
+  tiedHead: true,
+};
+
 /** ≈1.0M parameters with the 512-token vocabulary (the round1000Seconds bench). */
 export const ONE_MILLION_MODEL: Omit<ModelConfig, 'vocabSize'> = {
   blockSize: 128,

@@ -15,7 +15,12 @@ import type { Logger } from 'pino';
 import type { Aggregator } from '../aggregation/aggregator.ts';
 import type { CoordinatorMetrics } from '../observability/metrics.ts';
 import type { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
-import { loadBaseModel, newActiveRound, type ActiveRound } from '../rounds/active-round.ts';
+import {
+  loadBaseModel,
+  newActiveRound,
+  untilUploadsSettle,
+  type ActiveRound,
+} from '../rounds/active-round.ts';
 import { admitUpload, checkUploadBegin } from '../rounds/admission.ts';
 import type { ClientHub, RoundParticipation } from '../rounds/engine.ts';
 import { sampleClients } from '../rounds/sampling.ts';
@@ -415,24 +420,7 @@ export class CohortRunner implements RoundParticipation {
 
   /** Until every participant uploaded, withdrew or stayed away past the grace, or the deadline. */
   private async waitForUploads(round: ActiveRound): Promise<void> {
-    const { reconnectGraceMs } = this.deps;
-    while (!this.stopping) {
-      const now = Date.now();
-      if (now >= round.task.deadline) break;
-      const waitingFor = [...round.participants].filter((address) => {
-        if (round.uploaded.has(address) || round.withdrawn.has(address)) return false;
-        const away = round.awaySince.get(address);
-        return away === undefined || now - away < reconnectGraceMs;
-      });
-      if (waitingFor.length === 0) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(1000, round.task.deadline - now));
-        round.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+    await untilUploadsSettle(round, this.deps.reconnectGraceMs, () => this.stopping);
     // Nothing is accepted after this point: in-flight admissions finish first.
     round.state = 'aggregating';
     await this.serial;

@@ -6,30 +6,23 @@
 //     part in each is its cohort (cluster/cohort.ts);
 //   - the model store and the partial sums live in the shared folder every node reads.
 // Each node keeps its own SQLite (its cohorts' submission rows, its blobs) in --data-dir.
-import { createServer } from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { Wallet } from 'ethers';
 import { Redis } from 'ioredis';
-import { Server } from 'socket.io';
 import { readAddressesFile, CommonsClient, type RewardEntry } from '@commons/chain';
 import { selectBackend, type BackendReport } from '@commons/shared/engine';
-import {
-  DEFAULT_CHUNK_BYTES,
-  MESSAGE_OVERHEAD_BYTES,
-  type RoundStatus,
-} from '@commons/shared/protocol';
+import type { RoundStatus } from '@commons/shared/protocol';
 import { errorMessage } from '@commons/shared/errors';
 import type { Logger } from 'pino';
 import { coordinatorConfigSchema, type CoordinatorConfigInput } from '../config.ts';
-import { bindDeployment, listen, readEvalText } from '../coordinator.ts';
-import { createHttpHandler } from '../http/routes.ts';
+import { bindDeployment, readEvalText } from '../coordinator.ts';
 import { createLogger } from '../observability/logger.ts';
 import { createMetrics, type CoordinatorMetrics } from '../observability/metrics.ts';
 import { AdaptiveClipping } from '../privacy/adaptive-clipping.ts';
 import { CandidateEvaluator } from '../rounds/evaluator.ts';
-import { FederationHub, type FederationServer } from '../server/federation-hub.ts';
+import { openEdge } from '../server/edge.ts';
 import { BlobStore } from '../store/blobs.ts';
 import { CoordinatorDatabase } from '../store/database.ts';
 import { ModelStore } from '../store/models.ts';
@@ -123,49 +116,23 @@ export async function startScaleOutNode(input: CoordinatorConfigInput): Promise<
   /** Reward entries of published rounds, as the leader recorded them (any node serves claims). */
   const rewards = new Map<number, RewardEntry[]>();
   let health: () => Promise<object> = async () => ({ status: 'starting', node: nodeId });
-  const handler = createHttpHandler({
+  const {
+    httpServer,
+    io,
+    hub,
+    port,
+    localUrl: url,
+    publicUrl,
+  } = await openEdge(config, {
     models,
     rewards: (roundId) => rewards.get(roundId),
-    metrics: metrics.registry,
     health: () => health(),
-    log,
-  });
-  const httpServer = createServer((req, res) => {
-    if (!handler(req, res)) {
-      res.writeHead(404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: `no route for ${req.method} ${req.url}` }));
-    }
-  });
-  const io: FederationServer = new Server(httpServer, {
-    serveClient: false,
-    maxHttpBufferSize: DEFAULT_CHUNK_BYTES + MESSAGE_OVERHEAD_BYTES,
-    cors: config.corsOrigins.length > 0 ? { origin: config.corsOrigins } : undefined,
-    adapter: createAdapter(adapterRedis, { streamName: keys.socketStream }),
-  });
-  const port = await listen(httpServer, config.host, config.port);
-  const url = `http://${config.host}:${port}`;
-  // The registry records the URL members fetch models from: the load balancer's, when set.
-  const publicUrl = config.publicUrl ?? url;
-  const hub = new FederationHub(
-    io,
-    chain,
-    {
-      publicUrl,
-      chainId: addresses.chainId,
-      eligibility:
-        config.eligibility === 'anyone'
-          ? { kind: 'anyone' }
-          : {
-              kind: 'token-holders',
-              minTokens: BigInt(Math.round(config.eligibility * 1e6)) * 10n ** 12n,
-            },
-      sessionTtlMs: config.sessionTtlMs,
-      signInTimeoutMs: config.signInTimeoutMs,
-      maxUnauthenticatedPerAddress: config.maxUnauthenticatedPerAddress,
-    },
     metrics,
     log,
-  );
+    chain,
+    chainId: addresses.chainId,
+    adapter: createAdapter(adapterRedis, { streamName: keys.socketStream }),
+  });
   const roundOptions = {
     publicUrl,
     chainId: addresses.chainId,

@@ -118,3 +118,32 @@ export async function loadBaseModel(
   const entries = layout.entries.map(({ name, shape }) => ({ name, shape }));
   return { hash, manifest, tensors, adapter: drawn, start, layout, entries };
 }
+
+/**
+ * Resolves when training may end: every participant uploaded, withdrew or stayed away longer
+ * than `reconnectGraceMs`, or the round's deadline passed, or `stopping()` says so. `round.wake`
+ * cuts a wait short (an upload, a withdrawal, a disconnection's grace running out).
+ */
+export async function untilUploadsSettle(
+  round: ActiveRound,
+  reconnectGraceMs: number,
+  stopping: () => boolean,
+): Promise<void> {
+  while (!stopping()) {
+    const now = Date.now();
+    if (now >= round.task.deadline) break;
+    const waitingFor = [...round.participants].filter((address) => {
+      if (round.uploaded.has(address) || round.withdrawn.has(address)) return false;
+      const away = round.awaySince.get(address);
+      return away === undefined || now - away < reconnectGraceMs;
+    });
+    if (waitingFor.length === 0) break;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, Math.min(1000, round.task.deadline - now));
+      round.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}

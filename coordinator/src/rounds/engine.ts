@@ -45,7 +45,13 @@ import { isTerminal, type CoordinatorDatabase } from '../store/database.ts';
 import type { ModelStore } from '../store/models.ts';
 import { loadStrategyState } from '../store/strategy-state.ts';
 import { createStrategy, type Strategy } from '../strategy/index.ts';
-import { loadBaseModel, newActiveRound, type ActiveRound, type BaseModel } from './active-round.ts';
+import {
+  loadBaseModel,
+  newActiveRound,
+  untilUploadsSettle,
+  type ActiveRound,
+  type BaseModel,
+} from './active-round.ts';
 import { adapterRoundRefusal, adapterTaskFor, foldAdapter } from './adapter-round.ts';
 import { admitUpload, checkUploadBegin } from './admission.ts';
 import type { CandidateEvaluator } from './evaluator.ts';
@@ -499,26 +505,7 @@ export class RoundEngine extends EventEmitter<EngineEvents> implements RoundPart
   }
 
   private async waitForUploads(round: ActiveRound): Promise<void> {
-    const { reconnectGraceMs } = this.deps.options;
-    while (!this.stopping) {
-      const now = Date.now();
-      if (now >= round.task.deadline) break;
-      const pending = [...round.participants].filter(
-        (a) => !round.uploaded.has(a) && !round.withdrawn.has(a),
-      );
-      const waitingFor = pending.filter((address) => {
-        const away = round.awaySince.get(address);
-        return away === undefined || now - away < reconnectGraceMs;
-      });
-      if (waitingFor.length === 0) break;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(1000, round.task.deadline - now));
-        round.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-    }
+    await untilUploadsSettle(round, this.deps.options.reconnectGraceMs, () => this.stopping);
     // Serialize with in-flight acceptances: nothing is accepted after this point.
     await this.serialize(async () => undefined);
   }

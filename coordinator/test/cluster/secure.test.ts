@@ -3,18 +3,8 @@
 // node. Each node runs SecAgg+ inside its own cohort and hands the leader only its cohort's
 // unmasked sum; the leader combines the two and publishes.
 import { describe, expect, it } from 'vitest';
+import { TINY_MODEL } from '../../lab/simulation/init-model.ts';
 import { benchScaleOutRound } from '../../bench/scale-out.ts';
-
-/** A few thousand parameters: the round's cost is the protocol's, not the model's. */
-const TINY_MODEL = {
-  blockSize: 16,
-  nLayer: 1,
-  nHead: 2,
-  nEmbd: 16,
-  dropout: 0,
-  bias: false,
-  tiedHead: true,
-};
 
 describe('scale-out secure round', () => {
   it('runs SecAgg+ inside each node’s cohort and publishes the combined sum', async () => {
