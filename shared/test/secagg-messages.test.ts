@@ -40,6 +40,7 @@ describe('SecAgg+ message schemas', () => {
     maskingKey: new Uint8Array(32),
     selfMaskCommitment: new Uint8Array(32),
     signature: new Uint8Array(65),
+    signerKey: new Uint8Array(65),
   };
 
   it('accepts well-formed messages, Node Buffers included', () => {

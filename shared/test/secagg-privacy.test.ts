@@ -70,7 +70,7 @@ describe('SecAgg+ privacy of one client', () => {
       },
     });
     expect(result.count).toBe(N);
-    const y = ringVectorFromBytes((seen[0] as MaskedInput).vector);
+    const y = ringVectorFromBytes((seen[0] as MaskedInput).vector as Uint8Array);
     const x = quantizeWeighted(updates[0] as Float32Array, 1, { ...settings, maxWeight: 1 });
     expect(correlation(x.subarray(1), y.subarray(1))).toBeLessThan(4 / Math.sqrt(L));
     expect(correlation(x.subarray(1), y.subarray(1))).toBeGreaterThan(-4 / Math.sqrt(L));

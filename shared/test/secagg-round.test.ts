@@ -93,6 +93,56 @@ describe('SecAgg+ round: the unmasked sum equals the plaintext sum of contributo
     );
   });
 
+  it('masked vectors handed over as the chunks they arrived in sum as whole ones do', async () => {
+    // Segments of 4, 400 and the rest of the 1001 words (the coordinator keeps chunks as they came).
+    const { result, refusals } = await runLocalRound({
+      roundId: 5,
+      signers,
+      updates,
+      settings,
+      roundSeed,
+      dropouts: { 'collect-masked-input': [6] },
+      tamper: (stage, _id, reply) => {
+        if (stage !== 'collect-masked-input') return reply;
+        const { vector } = reply as { vector: Uint8Array };
+        return {
+          ...(reply as object),
+          vector: [vector.subarray(0, 16), vector.subarray(16, 1616), vector.subarray(1616)],
+        };
+      },
+    });
+    expect(refusals).toEqual([]);
+    expectSumOf(
+      result,
+      all.filter((id) => id !== 6),
+    );
+  });
+
+  it('refuses a segmented vector of the wrong total size or with a ragged segment, naming it', async () => {
+    const { refusals } = await runLocalRound({
+      roundId: 6,
+      signers,
+      updates,
+      settings,
+      roundSeed,
+      tamper: (stage, id, reply) => {
+        if (stage !== 'collect-masked-input' || id > 2) return reply;
+        const { vector } = reply as { vector: Uint8Array };
+        const segments =
+          id === 1
+            ? [vector.subarray(0, 16), vector.subarray(20)]
+            : [vector.subarray(0, 6), vector.subarray(6)];
+        return { ...(reply as object), vector: segments };
+      },
+    });
+    expect(refusals.map((r) => [r.nodeId, r.error.code])).toEqual([
+      [1, 'MALFORMED_MESSAGE'],
+      [2, 'MALFORMED_MESSAGE'],
+    ]);
+    expect(refusals[0]?.error.message).toMatch(/uploaded 4000 bytes; the round expects 4004/);
+    expect(refusals[1]?.error.message).toMatch(/whole 32-bit words/);
+  });
+
   it('a sparse graph: neighbourhoods of 5 among 12 clients', async () => {
     const many = Array.from(
       { length: 12 },

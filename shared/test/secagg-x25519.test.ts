@@ -1,3 +1,4 @@
+import { Signature, Wallet } from 'ethers';
 import { describe, expect, it } from 'vitest';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import {
@@ -6,6 +7,8 @@ import {
   generateKeyPair,
   pairwiseMaskSeed,
   shareEncryptionKey,
+  signAdvertisement,
+  verifyAdvertisement,
 } from '../src/privacy/secagg/keys.ts';
 
 describe('SecAgg+ key agreement (X25519)', () => {
@@ -47,5 +50,44 @@ describe('SecAgg+ key agreement (X25519)', () => {
       expect(() => agree(secretKey, lowOrder, 'noble')).toThrow();
     }
     expect(() => agree(secretKey, new Uint8Array(31))).toThrow(/32 bytes/);
+  });
+});
+
+describe('SecAgg+ key advertisements (secp256k1, EIP-191)', () => {
+  const wallet = new Wallet('0x' + '42'.repeat(32));
+  const keys = {
+    roundId: 7,
+    nodeId: 3,
+    address: wallet.address,
+    encryptionKey: generateKeyPair().publicKey,
+    maskingKey: generateKeyPair().publicKey,
+    selfMaskCommitment: new Uint8Array(32).fill(5),
+  };
+
+  it('OpenSSL verification and key recovery accept the same signed keys and refuse the same forgeries', async () => {
+    const { signature, signerKey } = await signAdvertisement(keys, wallet);
+    expect(signerKey).toEqual(
+      Uint8Array.from(Buffer.from(wallet.signingKey.publicKey.slice(2), 'hex')),
+    );
+    const other = Wallet.createRandom();
+    const forged = await signAdvertisement(keys, other);
+    const flipped = signature.slice();
+    flipped[10] = (flipped[10] as number) ^ 1;
+    // The same signature with s replaced by n − s: valid ECDSA, but not in Ethereum's low-s form.
+    const sig = Signature.from(Buffer.from(signature).toString('hex').replace(/^/, '0x'));
+    const highS = Uint8Array.from(Buffer.from(sig.serialized.slice(2), 'hex'));
+    const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+    highS.set(Buffer.from((n - BigInt(sig.s)).toString(16).padStart(64, '0'), 'hex'), 32);
+    highS[64] = (highS[64] as number) === 27 ? 28 : 27;
+    for (const impl of ['openssl', 'noble'] as const) {
+      expect(verifyAdvertisement(keys, signature, signerKey, impl)).toBe(true);
+      // another account's key and signature, or its key with ours: refused (address mismatch)
+      expect(verifyAdvertisement(keys, forged.signature, forged.signerKey, impl)).toBe(false);
+      expect(verifyAdvertisement(keys, signature, forged.signerKey, impl)).toBe(false);
+      expect(verifyAdvertisement(keys, flipped, signerKey, impl)).toBe(false);
+      expect(verifyAdvertisement({ ...keys, nodeId: 4 }, signature, signerKey, impl)).toBe(false);
+      expect(verifyAdvertisement(keys, highS, signerKey, impl)).toBe(false);
+      expect(verifyAdvertisement(keys, signature, signerKey.subarray(1), impl)).toBe(false);
+    }
   });
 });

@@ -38,7 +38,7 @@ import {
   type ShareKeysResponse,
   type UnmaskResponse,
 } from './messages.ts';
-import { addMaskInto } from './prg.ts';
+import { addMasksInto, type SignedMask } from './prg.ts';
 import { quantizeWeighted } from './quantization.ts';
 import { ringVectorToBytes } from './ring.ts';
 import { randomFieldSecret, splitSecret } from './shamir.ts';
@@ -62,13 +62,13 @@ interface RoundState {
 
 export interface SecAggClientOptions {
   signer: SecAggSigner;
-  /** Uniform [0, 1) source for stochastic rounding (Math.random unless a test fixes it). */
+  /** Uniform [0, 1) source for stochastic rounding (the CSPRNG unless a test fixes it). */
   random?: () => number;
 }
 
 export class SecAggClient {
   readonly #signer: SecAggSigner;
-  readonly #random: () => number;
+  readonly #random: (() => number) | undefined;
   #stage: ClientStage = 'setup';
   #round: RoundState | null = null;
   /** Verified keys of the neighbours this node dealt shares to. */
@@ -84,7 +84,7 @@ export class SecAggClient {
 
   constructor(options: SecAggClientOptions) {
     this.#signer = options.signer;
-    this.#random = options.random ?? Math.random;
+    this.#random = options.random;
   }
 
   /** This client's node id in the round, once set up. */
@@ -156,7 +156,7 @@ export class SecAggClient {
       maskingKey: round.masking.publicKey,
       selfMaskCommitment: selfMaskCommitment(round.selfMask),
     };
-    const signature = await signAdvertisement(keys, this.#signer);
+    const { signature, signerKey } = await signAdvertisement(keys, this.#signer);
     this.#round = round;
     this.#stage = 'share-keys';
     return keyAdvertisementSchema.parse({
@@ -168,6 +168,7 @@ export class SecAggClient {
       maskingKey: keys.maskingKey,
       selfMaskCommitment: keys.selfMaskCommitment,
       signature,
+      signerKey,
     });
   }
 
@@ -185,7 +186,11 @@ export class SecAggClient {
         );
       }
       const address = round.addresses.get(n.nodeId) as string;
-      const valid = verifyAdvertisement({ roundId: round.roundId, address, ...n }, n.signature);
+      const valid = verifyAdvertisement(
+        { roundId: round.roundId, address, ...n },
+        n.signature,
+        n.signerKey,
+      );
       if (!valid) {
         throw new SecAggError(
           'BAD_SIGNATURE',
@@ -239,7 +244,11 @@ export class SecAggClient {
    * so each pair cancels in the sum). A packet that does not open is reported, not fatal:
    * the pairwise mask needs only the sender's public key.
    */
-  onMaskedInputRequest(raw: unknown, update: Float32Array, weight: number): MaskedInput {
+  onMaskedInputRequest(
+    raw: unknown,
+    update: Float32Array,
+    weight: number,
+  ): MaskedInput & { vector: Uint8Array } {
     const request = parseSecAggMessage(maskedInputRequestSchema, raw, 'masked-input request');
     const round = this.#expect('collect-masked-input', request.roundId, request.nodeId);
     if (update.length !== round.vectorLength) {
@@ -280,13 +289,13 @@ export class SecAggClient {
       this.#maskedWith.add(from);
     }
     const y = quantizeWeighted(update, weight, round.config, this.#random);
-    const M = round.config.modulusRange;
-    addMaskInto(y, selfMaskSeed(round.selfMask, round.roundId), 1, M);
+    const masks: SignedMask[] = [{ seed: selfMaskSeed(round.selfMask, round.roundId), sign: 1 }];
     for (const peer of this.#maskedWith) {
       const keys = this.#neighbourKeys.get(peer) as { maskingKey: Uint8Array };
       const seed = pairwiseMaskSeed(round.masking.secretKey, keys.maskingKey, round.roundId);
-      addMaskInto(y, seed, round.nodeId < peer ? 1 : -1, M);
+      masks.push({ seed, sign: round.nodeId < peer ? 1 : -1 });
     }
+    addMasksInto(y, masks, round.config.modulusRange);
     this.#stage = 'unmask';
     return {
       version: SECAGG_VERSION,

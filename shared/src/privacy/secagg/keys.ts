@@ -9,7 +9,15 @@ import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { equalBytes } from '@noble/ciphers/utils.js';
 import { concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
-import { getAddress, getBytes, hexlify, verifyMessage } from 'ethers';
+import {
+  computeAddress,
+  getAddress,
+  getBytes,
+  hashMessage,
+  hexlify,
+  SigningKey,
+  verifyMessage,
+} from 'ethers';
 import type * as NodeCrypto from 'node:crypto';
 import { randomFieldSecret } from './shamir.ts';
 
@@ -23,9 +31,10 @@ const nodeCrypto = (
   globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
 ).process?.getBuiltinModule?.('node:crypto') as typeof NodeCrypto | undefined;
 
+/** OpenSSL through node:crypto, or portable JavaScript (@noble): for key agreement and signature checks. */
 export type X25519Implementation = 'openssl' | 'noble';
 
-/** Which implementation key agreement uses here. */
+/** Which implementation key agreement and advertisement checks use here. */
 export const defaultX25519: X25519Implementation = nodeCrypto ? 'openssl' : 'noble';
 
 // DER prefixes of a raw X25519 key (RFC 8410): OpenSSL takes keys as PKCS#8 and SPKI.
@@ -105,18 +114,71 @@ export interface SecAggSigner {
   signMessage(message: Uint8Array | string): Promise<string>;
 }
 
+/** A signed advertisement: the signature, and the signing account's public key (see below). */
+export interface AdvertisementSignature {
+  signature: Uint8Array;
+  /** Uncompressed secp256k1 public key, 0x04 ‖ x ‖ y. */
+  signerKey: Uint8Array;
+}
+
 export async function signAdvertisement(
   keys: AdvertisedKeys,
   signer: SecAggSigner,
-): Promise<Uint8Array> {
-  return getBytes(await signer.signMessage(advertisementDigest(keys)));
+): Promise<AdvertisementSignature> {
+  const digest = advertisementDigest(keys);
+  const signature = await signer.signMessage(digest);
+  // Any signer (a hardware wallet included) yields its public key from one signature.
+  const signerKey = getBytes(SigningKey.recoverPublicKey(hashMessage(digest), signature));
+  return { signature: getBytes(signature), signerKey };
 }
 
-/** True when the signature over these keys recovers to `keys.address`. */
-export function verifyAdvertisement(keys: AdvertisedKeys, signature: Uint8Array): boolean {
+// The DER header of a secp256k1 SubjectPublicKeyInfo (RFC 5480, id-ecPublicKey + secp256k1),
+// followed by the uncompressed point: how OpenSSL takes a raw public key.
+const SECP256K1_SPKI_PREFIX = hexToBytes('3056301006072a8648ce3d020106052b8104000a034200');
+
+const SECP256K1_HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+
+function isLowS(signature: Uint8Array): boolean {
+  return BigInt(hexlify(signature.subarray(32, 64))) <= SECP256K1_HALF_ORDER;
+}
+
+/**
+ * True when `signerKey` belongs to `keys.address` and the signature over these keys verifies
+ * under it. Where OpenSSL is at hand that is one ECDSA verification (keccak-256 of the
+ * EIP-191 message), measured at 0.3 ms against 2.0 ms for recovering the key in JavaScript;
+ * a SecAgg+ client checks every neighbour's keys, 34 of them at 1,000 clients. Elsewhere the
+ * key is recovered from the signature and compared, which checks the same statement.
+ */
+export function verifyAdvertisement(
+  keys: AdvertisedKeys,
+  signature: Uint8Array,
+  signerKey: Uint8Array,
+  impl: X25519Implementation = defaultX25519,
+): boolean {
   try {
-    const signer = verifyMessage(advertisementDigest(keys), hexlify(signature));
-    return signer === getAddress(keys.address);
+    const address = getAddress(keys.address);
+    if (signerKey.length !== 65 || computeAddress(hexlify(signerKey)) !== address) return false;
+    const digest = advertisementDigest(keys);
+    // OpenSSL takes either s; ethers (the other path) only the low one, as Ethereum does.
+    if (impl === 'openssl' && nodeCrypto && signature.length === 65 && isLowS(signature)) {
+      const publicKey = nodeCrypto.createPublicKey({
+        key: Buffer.from(concatBytes(SECP256K1_SPKI_PREFIX, signerKey)),
+        format: 'der',
+        type: 'spki',
+      });
+      // The EIP-191 personal message: the prefix with the length, then the 32-byte digest.
+      const message = concatBytes(
+        utf8ToBytes(`\x19Ethereum Signed Message:\n${digest.length}`),
+        digest,
+      );
+      return nodeCrypto.verify(
+        'keccak-256',
+        message,
+        { key: publicKey, dsaEncoding: 'ieee-p1363' },
+        signature.subarray(0, 64),
+      );
+    }
+    return verifyMessage(digest, hexlify(signature)) === address;
   } catch {
     return false;
   }

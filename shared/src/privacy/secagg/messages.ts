@@ -79,6 +79,12 @@ const advertisedKeysFields = {
   selfMaskCommitment: key32('selfMaskCommitment'),
   /** EIP-191 signature by the node's address over the above (see keys.ts). */
   signature: bytes(65, 'signature'),
+  /**
+   * The signing account's uncompressed secp256k1 public key (0x04 ‖ x ‖ y). Not signed: it
+   * must hash to the node's address, and it lets a verifier check the signature with one
+   * ECDSA verification instead of recovering the key (see keys.ts).
+   */
+  signerKey: bytes(65, 'signerKey'),
 };
 
 /** Client → server, answering setup. */
@@ -134,10 +140,22 @@ export const maskedInputSchema = z.strictObject({
   stage: z.literal('collect-masked-input'),
   roundId: roundIdSchema,
   nodeId: nodeIdSchema,
-  vector: anyBytes('vector').refine(
-    (b) => b.length > 0 && b.length % 4 === 0,
-    'vector must be whole 32-bit words',
-  ),
+  // Whole, or as the word-aligned segments it arrived in (a transport that received it in
+  // chunks hands them over as they are instead of copying them into one fresh buffer).
+  vector: z.union([
+    anyBytes('vector').refine(
+      (b) => b.length > 0 && b.length % 4 === 0,
+      'vector must be whole 32-bit words',
+    ),
+    z
+      .array(
+        anyBytes('vector segment').refine(
+          (b) => b.length % 4 === 0,
+          'each vector segment must be whole 32-bit words',
+        ),
+      )
+      .min(1, 'vector must have at least one segment'),
+  ]),
   rejectedShares: z.array(z.strictObject({ from: nodeIdSchema, reason: z.string().max(500) })),
 });
 export type MaskedInput = z.infer<typeof maskedInputSchema>;

@@ -1,10 +1,12 @@
 // Mask expansion: a 32-byte seed becomes one pseudo-random ring element per coordinate, the
 // ChaCha20 keystream (RFC 8439, zero nonce, block counter from 0) read as little-endian 32-bit
-// words. OpenSSL's ChaCha20 (node:crypto) is used where it exists because it is an order of
-// magnitude faster than portable JavaScript; @noble/ciphers produces the identical stream
-// elsewhere (a browser renderer), and a test holds the two to the same bytes.
+// words. Three implementations produce the identical stream, and a test holds them to the same
+// bytes: a WebAssembly SIMD kernel that adds the keystream into the vector as it makes it
+// (chacha-kernel.ts; the default wherever WebAssembly SIMD runs, Node and browsers alike),
+// OpenSSL's ChaCha20 through node:crypto, and @noble/ciphers in portable JavaScript.
 import { chacha20 } from '@noble/ciphers/chacha.js';
 import { isLE } from '@noble/ciphers/utils.js';
+import { ChaChaMaskKernel } from './chacha-kernel.ts';
 
 type CreateCipheriv = (
   algorithm: string,
@@ -18,10 +20,22 @@ const nodeCrypto = (
   globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
 ).process?.getBuiltinModule?.('node:crypto') as { createCipheriv: CreateCipheriv } | undefined;
 
-export type ChaChaImplementation = 'openssl' | 'noble';
+export type ChaChaImplementation = 'wasm' | 'openssl' | 'noble';
 
-/** Which implementation {@link addMaskInto} uses here. */
-export const defaultChaCha: ChaChaImplementation = nodeCrypto ? 'openssl' : 'noble';
+const kernel = ChaChaMaskKernel.create();
+
+/** Which implementation {@link addMasksInto} uses here. */
+export const defaultChaCha: ChaChaImplementation = kernel
+  ? 'wasm'
+  : nodeCrypto
+    ? 'openssl'
+    : 'noble';
+
+/** One mask to fold into a vector: PRG(seed), added (+1) or taken away (−1). */
+export interface SignedMask {
+  seed: Uint8Array;
+  sign: 1 | -1;
+}
 
 /** Words per keystream chunk: 64 KiB keeps scratch memory flat whatever the vector length. */
 const CHUNK_WORDS = 16384;
@@ -46,6 +60,13 @@ function keystreamChunks(
   sink: (chunk: Uint32Array, offset: number) => void,
 ): void {
   checkSeed(seed);
+  if (impl === 'wasm') {
+    // The kernel only adds into a vector: the stream is what it adds to zeros.
+    const stream = new Uint32Array(words);
+    addMasksInto(stream, [{ seed, sign: 1 }], 2 ** 32, 'wasm');
+    sink(stream, 0);
+    return;
+  }
   const scratch = new Uint8Array(CHUNK_BYTES);
   const view = new Uint32Array(scratch.buffer);
   if (impl === 'openssl') {
@@ -82,10 +103,38 @@ export function chachaKeystream(
 }
 
 /**
- * acc ← acc + sign · PRG(seed) (mod modulusRange), word by word, without materialising the
+ * acc ← acc + Σ sign · PRG(seed) (mod modulusRange) over `masks`, without materialising any
  * mask. The modulus is a power of two ≤ 2^32, so a bitwise AND reduces and storing into a
  * Uint32Array wraps the 2^32 case.
  */
+export function addMasksInto(
+  acc: Uint32Array,
+  masks: readonly SignedMask[],
+  modulusRange: number,
+  impl: ChaChaImplementation = defaultChaCha,
+): void {
+  for (const { seed } of masks) checkSeed(seed);
+  if (impl === 'wasm') {
+    if (!kernel) throw new Error('the ChaCha20 WebAssembly kernel needs WebAssembly SIMD');
+    kernel.addMasks(acc, masks, modulusRange);
+    return;
+  }
+  const m = modulusRange - 1;
+  for (const { seed, sign } of masks) {
+    keystreamChunks(seed, acc.length, impl, (chunk, offset) => {
+      const n = chunk.length;
+      if (sign === 1) {
+        for (let i = 0; i < n; i++)
+          acc[offset + i] = ((acc[offset + i] as number) + (chunk[i] as number)) & m;
+      } else {
+        for (let i = 0; i < n; i++)
+          acc[offset + i] = ((acc[offset + i] as number) - (chunk[i] as number)) & m;
+      }
+    });
+  }
+}
+
+/** acc ← acc + sign · PRG(seed) (mod modulusRange): {@link addMasksInto} for one mask. */
 export function addMaskInto(
   acc: Uint32Array,
   seed: Uint8Array,
@@ -93,17 +142,7 @@ export function addMaskInto(
   modulusRange: number,
   impl: ChaChaImplementation = defaultChaCha,
 ): void {
-  const m = modulusRange - 1;
-  keystreamChunks(seed, acc.length, impl, (chunk, offset) => {
-    const n = chunk.length;
-    if (sign === 1) {
-      for (let i = 0; i < n; i++)
-        acc[offset + i] = ((acc[offset + i] as number) + (chunk[i] as number)) & m;
-    } else {
-      for (let i = 0; i < n; i++)
-        acc[offset + i] = ((acc[offset + i] as number) - (chunk[i] as number)) & m;
-    }
-  });
+  addMasksInto(acc, [{ seed, sign }], modulusRange, impl);
 }
 
 /** A fresh mask vector PRG(seed) (mod modulusRange) of `length` words. */

@@ -14,12 +14,19 @@ import { SecAggError } from './errors.ts';
 
 type QuantizationParams = Pick<SecAggConfig, 'clippingRange' | 'quantizationRange' | 'maxWeight'>;
 
-/** Encodes one client's update and weight as L + 1 ring elements (before masking). */
+/** Coordinates per batch of rounding randomness (crypto.getRandomValues takes ≤ 64 KiB). */
+const RANDOM_WORDS = 16384;
+
+/**
+ * Encodes one client's update and weight as L + 1 ring elements (before masking). The
+ * stochastic rounding draws 32 random bits per coordinate from the platform's CSPRNG in
+ * batches, unless a test hands in its own uniform [0, 1) source.
+ */
 export function quantizeWeighted(
   update: Float32Array,
   weight: number,
   config: QuantizationParams,
-  random: () => number = Math.random,
+  random?: () => number,
 ): Uint32Array {
   const { clippingRange: c, quantizationRange: Q, maxWeight } = config;
   if (!(Number.isFinite(weight) && weight > 0 && weight <= maxWeight)) {
@@ -37,17 +44,25 @@ export function quantizeWeighted(
   }
   const r = wq / (Q - 1);
   const scale = (r * (Q - 1)) / (2 * c);
+  const top = Q - 1;
   const out = new Uint32Array(update.length + 1);
   out[0] = wq;
-  for (let k = 0; k < update.length; k++) {
-    const x = update[k] as number;
-    if (!Number.isFinite(x)) {
-      throw new SecAggError('BAD_INPUT', `update coordinate ${k} is ${x}, not a finite number`);
+  const bits = new Uint32Array(Math.min(RANDOM_WORDS, update.length));
+  for (let start = 0; start < update.length; start += RANDOM_WORDS) {
+    const end = Math.min(start + RANDOM_WORDS, update.length);
+    if (random) for (let k = start; k < end; k++) bits[k - start] = random() * 2 ** 32;
+    else crypto.getRandomValues(bits.subarray(0, end - start));
+    for (let k = start; k < end; k++) {
+      const x = update[k] as number;
+      if (x - x !== 0) {
+        throw new SecAggError('BAD_INPUT', `update coordinate ${k} is ${x}, not a finite number`);
+      }
+      const v = ((x < -c ? -c : x > c ? c : x) + c) * scale;
+      const low = Math.floor(v);
+      // Round up with probability v − low: compare 32 uniform bits against it.
+      const q = (bits[k - start] as number) < (v - low) * 2 ** 32 ? low + 1 : low;
+      out[k + 1] = q > top ? top : q; // v ≤ Q − 1 up to float rounding
     }
-    const v = ((x < -c ? -c : x > c ? c : x) + c) * scale;
-    const low = Math.floor(v);
-    const q = random() < v - low ? low + 1 : low;
-    out[k + 1] = q > Q - 1 ? Q - 1 : q; // v ≤ Q − 1 up to float rounding
   }
   return out;
 }

@@ -28,5 +28,8 @@ export function ringVectorFromBytes(bytes: Uint8Array): Uint32Array {
   }
   if (bytes.byteOffset % 4 === 0)
     return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  return new Uint32Array(bytes.slice().buffer);
+  // Copy into a fresh buffer: a Node Buffer's slice() is a view of its (pooled) memory.
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new Uint32Array(copy.buffer);
 }

@@ -42,7 +42,7 @@ import {
   type ShareKind,
   type UnmaskRequest,
 } from './messages.ts';
-import { addMaskInto } from './prg.ts';
+import { addMasksInto, type SignedMask } from './prg.ts';
 import { dequantizeSum } from './quantization.ts';
 import { addVectorInto, ringVectorFromBytes } from './ring.ts';
 import { bytesToField, reconstructVerified, ShamirError, type Share } from './shamir.ts';
@@ -273,7 +273,7 @@ export class SecAggServer {
       );
     }
     const address = this.#addresses.get(ad.nodeId) as string;
-    if (!verifyAdvertisement({ ...ad, address }, ad.signature)) {
+    if (!verifyAdvertisement({ ...ad, address }, ad.signature, ad.signerKey)) {
       this.#fault(
         ad.nodeId,
         'bad-signature',
@@ -306,8 +306,16 @@ export class SecAggServer {
             maskingKey,
             selfMaskCommitment,
             signature,
+            signerKey,
           } = this.#keys.get(j) as KeyAdvertisement;
-          return { nodeId: id, encryptionKey, maskingKey, selfMaskCommitment, signature };
+          return {
+            nodeId: id,
+            encryptionKey,
+            maskingKey,
+            selfMaskCommitment,
+            signature,
+            signerKey,
+          };
         }),
     }));
   }
@@ -372,10 +380,12 @@ export class SecAggServer {
       ]);
     }
     const words = this.vectorLength + 1;
-    if (input.vector.length !== words * 4) {
+    const segments = input.vector instanceof Uint8Array ? [input.vector] : input.vector;
+    const uploaded = segments.reduce((n, segment) => n + segment.length, 0);
+    if (uploaded !== words * 4) {
       throw new SecAggError(
         'MALFORMED_MESSAGE',
-        `${this.#name(input.nodeId)} uploaded ${input.vector.length} bytes; the round expects ${words * 4}`,
+        `${this.#name(input.nodeId)} uploaded ${uploaded} bytes; the round expects ${words * 4}`,
         [input.nodeId],
       );
     }
@@ -392,7 +402,12 @@ export class SecAggServer {
       }
     }
     this.#aggregate ??= new Uint32Array(words);
-    addVectorInto(this.#aggregate, ringVectorFromBytes(input.vector), this.config.modulusRange);
+    let at = 0;
+    for (const segment of segments) {
+      const v = ringVectorFromBytes(segment);
+      addVectorInto(this.#aggregate.subarray(at, at + v.length), v, this.config.modulusRange);
+      at += v.length;
+    }
     this.#uploaded.add(input.nodeId);
     for (const { from, reason } of input.rejectedShares) {
       let owners = this.#unreadable.get(input.nodeId);
@@ -535,13 +550,12 @@ export class SecAggServer {
     this.#expect('unmask', this.roundId);
     this.#markDropped(this.#uploaded, this.#unmasked, 'unmask');
     const aggregate = this.#aggregate as Uint32Array;
-    const M = this.config.modulusRange;
     const selfMasks = [...this.#uploaded].sort((a, b) => a - b);
     const maskKeys = this.#maskKeyOwners().sort((a, b) => a - b);
     // Reconstruct everything first, so a failure aborts before any mask is touched.
     const bs = selfMasks.map((owner) => this.#reconstruct(owner, 'self-mask'));
     const sks = maskKeys.map((owner) => this.#reconstruct(owner, 'mask-key'));
-    bs.forEach((b) => addMaskInto(aggregate, selfMaskSeed(b, this.roundId), -1, M));
+    const masks: SignedMask[] = bs.map((b) => ({ seed: selfMaskSeed(b, this.roundId), sign: -1 }));
     maskKeys.forEach((d, i) => {
       const sk = sks[i] as Uint8Array;
       for (const j of this.neighboursOf(d)) {
@@ -552,9 +566,10 @@ export class SecAggServer {
           (this.#keys.get(j) as KeyAdvertisement).maskingKey,
           this.roundId,
         );
-        addMaskInto(aggregate, seed, j < d ? -1 : 1, M);
+        masks.push({ seed, sign: j < d ? -1 : 1 });
       }
     });
+    addMasksInto(aggregate, masks, this.config.modulusRange);
     const { weightedSum, totalWeight } = dequantizeSum(aggregate, this.config);
     this.#aggregate = null;
     this.#revealed.clear();
