@@ -186,6 +186,27 @@ describe('update frames', () => {
     expect(decodeTensors(pooled.subarray(3)).size).toBe(4);
   });
 
+  it('decodes into one vector end to end, in every encoding, or refuses a frame that overflows it', () => {
+    for (const encoding of ['fp32', 'fp16', 'int8'] as const) {
+      // An unaligned frame inside a pool, so the fp32 path copies bytes at any offset.
+      const encoded = encodeTensors(update, encoding);
+      const pooled = Buffer.alloc(encoded.length + 1);
+      pooled.set(encoded, 1);
+      const frame = pooled.subarray(1);
+      const fresh = [...decodeTensors(frame).values()].flatMap((t) => Array.from(t.data));
+      const into = new Float32Array(30);
+      const views = decodeTensors(frame, into);
+      expect(Array.from(into)).toEqual(fresh);
+      expect(views.get('scalar')!.data.buffer).toBe(into.buffer);
+      expect(() => decodeTensors(frame, new Float32Array(29))).toThrow(
+        /"ünïcode name" takes the frame past the 29 values expected/,
+      );
+    }
+    const bad = encodeTensors(update, 'fp32');
+    new DataView(bad.buffer, bad.byteOffset).setFloat32(bad.length - 4, Number.NaN, true);
+    expect(() => decodeTensors(bad, new Float32Array(30))).toThrow(CheckpointError);
+  });
+
   it('refuses to encode what it could not decode', () => {
     const nan = tensors([['bad', [2], new Float32Array([0, NaN])]]);
     expectRefusal(() => encodeTensors(nan, 'int8'), 'NON_FINITE', 'bad[1] is NaN');

@@ -69,6 +69,12 @@ describe('SecAgg+ key advertisements (secp256k1, EIP-191)', () => {
     expect(signerKey).toEqual(
       Uint8Array.from(Buffer.from(wallet.signingKey.publicKey.slice(2), 'hex')),
     );
+    // A signer that does not expose its key (a hardware or browser wallet): recovered, same key.
+    const opaque = {
+      getAddress: () => wallet.getAddress(),
+      signMessage: (m: Uint8Array | string) => wallet.signMessage(m),
+    };
+    expect((await signAdvertisement(keys, opaque)).signerKey).toEqual(signerKey);
     const other = Wallet.createRandom();
     const forged = await signAdvertisement(keys, other);
     const flipped = signature.slice();

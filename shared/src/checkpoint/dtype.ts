@@ -52,8 +52,9 @@ export function floatsToBytes(values: Float32Array, dtype: FloatDtype, label: st
 }
 
 /**
- * A fresh Float32Array of `count` elements read from `bytes` at `offset` (any alignment).
- * The caller has already checked the range. Refuses non-finite values with NON_FINITE.
+ * A fresh Float32Array of `count` elements read from `bytes` at `offset` (any alignment), or
+ * `into` (of exactly `count` elements) filled with them. The caller has already checked the
+ * range. Refuses non-finite values with NON_FINITE.
  */
 export function bytesToFloats(
   bytes: Uint8Array,
@@ -61,8 +62,24 @@ export function bytesToFloats(
   count: number,
   dtype: FloatDtype,
   label: string,
+  into?: Float32Array,
 ): Float32Array {
   const byteLength = count * BYTES_PER_ELEMENT[dtype];
+  if (into) {
+    if (into.length !== count) {
+      throw new RangeError(`${label}: ${count} values do not fit a target of ${into.length}`);
+    }
+    if (dtype === 'float32' && HOST_IS_LITTLE_ENDIAN) {
+      // Straight into the target: one copy of the bytes, none in between.
+      new Uint8Array(into.buffer, into.byteOffset, byteLength).set(
+        bytes.subarray(offset, offset + byteLength),
+      );
+      assertFinite(into, label);
+      return into;
+    }
+    into.set(bytesToFloats(bytes, offset, count, dtype, label));
+    return into;
+  }
   // Copy into a new, aligned buffer so the result never aliases the input. (Not slice():
   // on a Node Buffer that returns a view.)
   const copy = new Uint8Array(bytes.subarray(offset, offset + byteLength));

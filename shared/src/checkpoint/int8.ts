@@ -27,8 +27,10 @@ export function quantizeInt8(data: Float32Array, label: string): Int8Quantized {
   return { scale, values };
 }
 
-export function dequantizeInt8({ scale, values }: Int8Quantized): Float32Array {
-  const out = new Float32Array(values.length);
+export function dequantizeInt8(
+  { scale, values }: Int8Quantized,
+  out: Float32Array = new Float32Array(values.length),
+): Float32Array {
   for (let i = 0; i < values.length; i++) out[i] = (values[i] ?? 0) * scale;
   return out;
 }

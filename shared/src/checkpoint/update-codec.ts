@@ -121,8 +121,13 @@ export function frameEncoding(frame: Uint8Array): UpdateEncoding | undefined {
  * (BAD_MAGIC, UNSUPPORTED_FORMAT, UNSUPPORTED_ENCODING, TRUNCATED, MALFORMED_FRAME,
  * NON_FINITE) before anything is returned. Sizes are checked against the bytes actually
  * present before anything is allocated, so a hostile header cannot make us allocate.
+ *
+ * With `into`, the tensors are instead consecutive views of `into`, in frame order, decoded
+ * straight there (a SecAgg+ client wants the update as one vector: no second copy of 4 MB);
+ * a frame holding more values than `into` throws MALFORMED_FRAME. On a throw, `into` may
+ * hold part of the frame.
  */
-export function decodeTensors(frame: Uint8Array): NamedTensors {
+export function decodeTensors(frame: Uint8Array, into?: Float32Array): NamedTensors {
   // A plain Uint8Array view: a Node Buffer's slice() would share memory instead of copying.
   const bytes = new Uint8Array(frame.buffer, frame.byteOffset, frame.byteLength);
   const reader = new FrameReader(bytes);
@@ -148,6 +153,7 @@ export function decodeTensors(frame: Uint8Array): NamedTensors {
   const count = reader.u32('tensor count');
 
   const tensors: NamedTensors = new Map();
+  let filled = 0;
   for (let t = 0; t < count; t++) {
     const nameBytes = reader.take(reader.u16(`tensor ${t} name length`), `tensor ${t} name`);
     const name = decodeName(nameBytes, t);
@@ -158,6 +164,17 @@ export function decodeTensors(frame: Uint8Array): NamedTensors {
     const shape: number[] = [];
     for (let d = 0; d < rank; d++) shape.push(reader.u32(`"${name}" shape`));
     const elements = elementCount(shape);
+    let target: Float32Array | undefined;
+    if (into) {
+      if (filled + elements > into.length) {
+        throw new CheckpointError(
+          'MALFORMED_FRAME',
+          `tensor "${name}" takes the frame past the ${into.length} values expected`,
+        );
+      }
+      target = into.subarray(filled, filled + elements);
+      filled += elements;
+    }
 
     if (encoding === 'int8') {
       const scale = reader.f32(`"${name}" scale`);
@@ -171,12 +188,15 @@ export function decodeTensors(frame: Uint8Array): NamedTensors {
           `tensor "${name}" holds -128, outside int8's symmetric range`,
         );
       }
-      tensors.set(name, { shape, data: dequantizeInt8({ scale, values }) });
+      tensors.set(name, { shape, data: dequantizeInt8({ scale, values }, target) });
     } else {
       const dtype = FLOAT_DTYPE[encoding];
       const start = reader.position;
       reader.take(elements * BYTES_PER_ELEMENT[dtype], `"${name}" data`);
-      tensors.set(name, { shape, data: bytesToFloats(bytes, start, elements, dtype, name) });
+      tensors.set(name, {
+        shape,
+        data: bytesToFloats(bytes, start, elements, dtype, name, target),
+      });
     }
   }
   if (reader.remaining !== 0) {

@@ -8,7 +8,12 @@
 // Order of events: setup and share-keys arrive while the client is still training (they are
 // quick: keys and Shamir shares); the masked-input request waits for the update; unmask follows.
 import type { Signer } from 'ethers';
-import { decodeTensors, sha256Hex } from '../checkpoint/index.ts';
+import {
+  CheckpointError,
+  decodeTensors,
+  sha256Hex,
+  type NamedTensors,
+} from '../checkpoint/index.ts';
 import { SecAggClient, SecAggError } from '../privacy/secagg/index.ts';
 import {
   maskedCommitmentDigest,
@@ -277,20 +282,23 @@ export class SecAggParticipant {
 
 /** The update frame's tensors end to end, in the frame's (checkpoint) order. */
 function flatUpdate(frame: Uint8Array, vectorLength: number): Float32Array {
-  const tensors = decodeTensors(frame);
   const out = new Float32Array(vectorLength);
-  let at = 0;
-  for (const { data } of tensors.values()) {
-    if (at + data.length > vectorLength) break;
-    out.set(data, at);
-    at += data.length;
-  }
-  const total = [...tensors.values()].reduce((n, t) => n + t.data.length, 0);
-  if (total !== vectorLength) {
-    throw new SecAggError(
+  const mismatch = (total: number) =>
+    new SecAggError(
       'BAD_INPUT',
       `the update has ${total} coordinates; the round aggregates ${vectorLength} (the base model's layout differs)`,
     );
+  let tensors: NamedTensors;
+  try {
+    tensors = decodeTensors(frame, out);
+  } catch (err) {
+    // Too many values for the round's vector: count them to say by how much.
+    if (!(err instanceof CheckpointError) || err.code !== 'MALFORMED_FRAME') throw err;
+    const total = [...decodeTensors(frame).values()].reduce((n, t) => n + t.data.length, 0);
+    if (total !== vectorLength) throw mismatch(total);
+    throw err;
   }
+  const total = [...tensors.values()].reduce((n, t) => n + t.data.length, 0);
+  if (total !== vectorLength) throw mismatch(total);
   return out;
 }

@@ -127,8 +127,14 @@ export async function signAdvertisement(
 ): Promise<AdvertisementSignature> {
   const digest = advertisementDigest(keys);
   const signature = await signer.signMessage(digest);
-  // Any signer (a hardware wallet included) yields its public key from one signature.
-  const signerKey = getBytes(SigningKey.recoverPublicKey(hashMessage(digest), signature));
+  // A wallet holding its key says it; any other signer (a hardware wallet, a browser one)
+  // yields it from one signature. A wrong key only gets this client refused by the others.
+  const known = (signer as { signingKey?: { publicKey?: unknown } }).signingKey?.publicKey;
+  const signerKey = getBytes(
+    typeof known === 'string' && known.length === 132
+      ? known
+      : SigningKey.recoverPublicKey(hashMessage(digest), signature),
+  );
   return { signature: getBytes(signature), signerKey };
 }
 
@@ -189,6 +195,22 @@ export function verifyAdvertisement(
  * throwing, by either implementation: noble throws, OpenSSL fails the derivation, and the check
  * below holds both to it.
  */
+// A client agrees with every neighbour twice on the same secret key: parse it into OpenSSL once.
+const privateKeys = new WeakMap<Uint8Array, NodeCrypto.KeyObject>();
+
+function privateKeyObject(crypto: typeof NodeCrypto, secretKey: Uint8Array): NodeCrypto.KeyObject {
+  let key = privateKeys.get(secretKey);
+  if (!key) {
+    key = crypto.createPrivateKey({
+      key: Buffer.concat([PKCS8_PREFIX, secretKey]),
+      format: 'der',
+      type: 'pkcs8',
+    });
+    privateKeys.set(secretKey, key);
+  }
+  return key;
+}
+
 export function agree(
   secretKey: Uint8Array,
   publicKey: Uint8Array,
@@ -204,11 +226,7 @@ export function agree(
     if (!nodeCrypto) throw new Error('OpenSSL X25519 needs node:crypto, which is absent here');
     shared = new Uint8Array(
       nodeCrypto.diffieHellman({
-        privateKey: nodeCrypto.createPrivateKey({
-          key: Buffer.concat([PKCS8_PREFIX, secretKey]),
-          format: 'der',
-          type: 'pkcs8',
-        }),
+        privateKey: privateKeyObject(nodeCrypto, secretKey),
         publicKey: nodeCrypto.createPublicKey({
           key: Buffer.concat([SPKI_PREFIX, publicKey]),
           format: 'der',
