@@ -248,6 +248,8 @@ export class SecAggClient {
     raw: unknown,
     update: Float32Array,
     weight: number,
+    /** Where to build the masked vector (L + 1 words, all overwritten); fresh by default. */
+    out?: Uint32Array,
   ): MaskedInput & { vector: Uint8Array } {
     const request = parseSecAggMessage(maskedInputRequestSchema, raw, 'masked-input request');
     const round = this.#expect('collect-masked-input', request.roundId, request.nodeId);
@@ -288,7 +290,7 @@ export class SecAggClient {
       }
       this.#maskedWith.add(from);
     }
-    const y = quantizeWeighted(update, weight, round.config, this.#random);
+    const y = quantizeWeighted(update, weight, round.config, this.#random, out);
     const masks: SignedMask[] = [{ seed: selfMaskSeed(round.selfMask, round.roundId), sign: 1 }];
     for (const peer of this.#maskedWith) {
       const keys = this.#neighbourKeys.get(peer) as { maskingKey: Uint8Array };

@@ -27,7 +27,12 @@ export function quantizeWeighted(
   weight: number,
   config: QuantizationParams,
   random?: () => number,
+  /** Where to write the L + 1 words (every one is overwritten); a fresh array by default. */
+  out: Uint32Array = new Uint32Array(update.length + 1),
 ): Uint32Array {
+  if (out.length !== update.length + 1) {
+    throw new RangeError(`${update.length + 1} ring words do not fit a vector of ${out.length}`);
+  }
   const { clippingRange: c, quantizationRange: Q, maxWeight } = config;
   if (!(Number.isFinite(weight) && weight > 0 && weight <= maxWeight)) {
     throw new SecAggError(
@@ -45,7 +50,6 @@ export function quantizeWeighted(
   const r = wq / (Q - 1);
   const scale = (r * (Q - 1)) / (2 * c);
   const top = Q - 1;
-  const out = new Uint32Array(update.length + 1);
   out[0] = wq;
   const bits = new Uint32Array(Math.min(RANDOM_WORDS, update.length));
   for (let start = 0; start < update.length; start += RANDOM_WORDS) {
