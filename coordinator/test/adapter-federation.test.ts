@@ -67,6 +67,8 @@ function startClients(url: string, devnet: Devnet, keys: number[]): FederatedCli
       signer: new Wallet(devnet.keys[key]!),
       data: texts[i % texts.length]!,
       consent: true,
+      // The test checks the published mean against each client's masked vector.
+      keepMaskedUpdates: true,
       socket: { reconnectionDelay: 200, reconnectionDelayMax: 1_000 },
     });
     client.connect();
@@ -141,7 +143,7 @@ describe('FFA-LoRA rounds under SecAgg+', () => {
     expect(task.secureAggregation!.vectorLength).toBe(bSize);
     const mine = receipts.filter((r) => r.roundId === result.roundId);
     expect(mine.length).toBe(result.accepted);
-    expect(mine.every((r) => r.update.length === bSize)).toBe(true);
+    expect(mine.every((r) => r.update!.length === bSize)).toBe(true);
 
     // The adapter in the store: A exactly as drawn, B the weighted mean of what was masked.
     const adapterHash = result.candidate!.adapterHash!;
@@ -170,7 +172,7 @@ describe('FFA-LoRA rounds under SecAgg+', () => {
       const got = adapter.tensors.get(name)!.data;
       for (let i = 0; i < got.length; i++) {
         let sum = 0;
-        for (const r of mine) sum += r.weight * r.update[offset + i]!;
+        for (const r of mine) sum += r.weight * r.update![offset + i]!;
         expect(Math.abs(got[i]! - sum / totalWeight)).toBeLessThanOrEqual(bound);
         largest = Math.max(largest, Math.abs(got[i]!));
       }

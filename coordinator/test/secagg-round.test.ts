@@ -64,6 +64,8 @@ function startClient(url: string, keyIndex: number, text: string): FederatedClie
     signer: new Wallet(devnet.keys[keyIndex]!),
     data: text,
     consent: true,
+    // The test checks the published mean against each client's masked vector.
+    keepMaskedUpdates: true,
     socket: { reconnectionDelay: 200, reconnectionDelayMax: 1_000 },
   });
   client.on('masked', (receipt) => {
@@ -139,7 +141,7 @@ async function expectCandidateIsWeightedMean(
   let tolerance = 0;
   for (let i = 0; i < got.length; i++) {
     let sum = 0;
-    for (const r of receipts) sum += r.weight * r.update[i]!;
+    for (const r of receipts) sum += r.weight * r.update![i]!;
     const expected = baseFlat[i]! + sum / totalWeight;
     const tol = roundingBound + weightBound + 4 * Math.abs(expected) * 2 ** -23 + 1e-9;
     const error = Math.abs(got[i]! - expected);

@@ -103,6 +103,8 @@ export interface FederatedClientOptions {
   socket?: Partial<ManagerOptions & SocketOptions>;
   /** Used to download base models; default: the global fetch. */
   fetch?: typeof fetch;
+  /** Secure rounds: keep the masked plain vector in each receipt (default off; see SecAggParticipant). */
+  keepMaskedUpdates?: boolean;
 }
 
 /**
@@ -444,6 +446,7 @@ export class FederatedClient extends TypedEmitter<FederatedClientEvents> {
           },
           onProgress: (done, total) =>
             this.#progress({ roundId: task.roundId, phase: 'uploading', done, total }),
+          keepUpdate: this.#options.keepMaskedUpdates ?? false,
         })
       : null;
     reply({ accept: true });

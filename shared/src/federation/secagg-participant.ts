@@ -51,6 +51,11 @@ export interface SecAggParticipantOptions {
   onProgress?: (done: number, total: number) => void;
   /** Stochastic-rounding source (tests may fix it). */
   random?: () => number;
+  /**
+   * Return the masked plain vector in the receipt (for inspection and tests). Off by default:
+   * a copy of the private update then does not outlive the masking, and its memory is reused.
+   */
+  keepUpdate?: boolean;
 }
 
 /** What this contributor put into a secure round's sum. */
@@ -75,10 +80,10 @@ export interface MaskedReceipt {
   stoppedEarly: boolean;
   /**
    * The vector that was masked (flat, checkpoint order): the clipped update plus this client's
-   * noise share (none when the policy sets no noise). The contributor's own data, kept so it
-   * can be inspected locally; it never left the machine unmasked.
+   * noise share (none when the policy sets no noise), only with `keepUpdate`. The
+   * contributor's own data; it never left the machine unmasked.
    */
-  update: Float32Array;
+  update?: Float32Array;
 }
 
 interface Deferred<T> {
@@ -193,7 +198,10 @@ export class SecAggParticipant {
    */
   async contribute(local: LocalUpdate, signal: AbortSignal): Promise<MaskedReceipt> {
     const { vectorLength, maxWeight, noiseStddev } = this.#options.task.secureAggregation;
-    const vector = flatUpdate(local.frame, vectorLength);
+    const vector = flatUpdate(
+      local.frame,
+      this.#options.keepUpdate ? new Float32Array(vectorLength) : spareFloats.take(vectorLength),
+    );
     // With DP noise the mean is DP-FedAvg's equal-weight one (sensitivity C / n): weight maxWeight.
     const weight = noiseStddev > 0 ? maxWeight : Math.min(local.numExamples, maxWeight);
     // Our share of the round's noise, from a CSPRNG, before the update is masked.
@@ -214,7 +222,8 @@ export class SecAggParticipant {
         },
       );
     });
-    return { ...(this.#receipt as Omit<MaskedReceipt, 'update'>), update: vector };
+    const receipt = this.#receipt as Omit<MaskedReceipt, 'update'>;
+    return this.#options.keepUpdate ? { ...receipt, update: vector } : receipt;
   }
 
   /** This client gives up (training failed, the round ended, the client closed). */
@@ -227,8 +236,10 @@ export class SecAggParticipant {
 
   async #maskedInput(request: unknown): Promise<MaskedInputHeader> {
     const { vector, weight, local } = await this.#update.promise;
-    const ring = takeRingVector(vector.length + 1);
+    const ring = spareRings.take(vector.length + 1);
     const masked = this.#client.onMaskedInputRequest(request, vector, weight, ring);
+    // Quantised into the ring: the plain vector is needed no more, unless the receipt keeps it.
+    if (!this.#options.keepUpdate) spareFloats.giveBack(vector);
     const bytes = masked.vector;
     const { task } = this.#options;
     const { chunkBytes } = task.secureAggregation;
@@ -254,7 +265,7 @@ export class SecAggParticipant {
     }
     // Every chunk was acknowledged, so none is still queued in the transport: reusable. (After
     // a failure it is left to the collector: a queued chunk may still point into it.)
-    giveBackRingVector(ring);
+    spareRings.giveBack(ring);
     this.#receipt = {
       roundId: task.roundId,
       baseModel: task.baseModel.hash,
@@ -284,25 +295,35 @@ export class SecAggParticipant {
   }
 }
 
-// Masked vectors (4 bytes a coordinate) live only until their chunks are acknowledged. A
-// process that masks again (the next round, or a bench's hundreds of light clients) reuses
-// them: a fresh 4 MB array costs its 1,024 page faults each time, measured at ~30 ms on a busy
-// 2-core machine, several times the copy itself.
-const spareRingVectors: Uint32Array[] = [];
-const SPARE_RING_VECTORS = 4;
+// The flat update and its masked ring vector (4 bytes a coordinate each) live only until the
+// vector is masked and its chunks acknowledged. A process that masks again (the next round, or
+// a bench's hundreds of light clients) reuses them: a fresh 4 MB array costs 1,024 page faults,
+// measured at 30–55 ms on a busy 2-core machine, several times the copy itself.
+class SpareVectors<V extends Float32Array | Uint32Array> {
+  readonly #spare: V[] = [];
+  readonly #make: (length: number) => V;
 
-function takeRingVector(words: number): Uint32Array {
-  const at = spareRingVectors.findIndex((v) => v.length === words);
-  return at >= 0 ? (spareRingVectors.splice(at, 1)[0] as Uint32Array) : new Uint32Array(words);
+  constructor(make: (length: number) => V) {
+    this.#make = make;
+  }
+
+  /** A vector of `length` elements, its contents whatever it last held. */
+  take(length: number): V {
+    const at = this.#spare.findIndex((v) => v.length === length);
+    return at >= 0 ? (this.#spare.splice(at, 1)[0] as V) : this.#make(length);
+  }
+
+  giveBack(vector: V): void {
+    if (this.#spare.length < 4) this.#spare.push(vector);
+  }
 }
 
-function giveBackRingVector(vector: Uint32Array): void {
-  if (spareRingVectors.length < SPARE_RING_VECTORS) spareRingVectors.push(vector);
-}
+const spareFloats = new SpareVectors<Float32Array>((n) => new Float32Array(n));
+const spareRings = new SpareVectors<Uint32Array>((n) => new Uint32Array(n));
 
 /** The update frame's tensors end to end, in the frame's (checkpoint) order. */
-function flatUpdate(frame: Uint8Array, vectorLength: number): Float32Array {
-  const out = new Float32Array(vectorLength);
+function flatUpdate(frame: Uint8Array, out: Float32Array): Float32Array {
+  const vectorLength = out.length;
   const mismatch = (total: number) =>
     new SecAggError(
       'BAD_INPUT',
