@@ -190,11 +190,6 @@ export function verifyAdvertisement(
   }
 }
 
-/**
- * The X25519 shared secret. A low-order public key (an all-zero shared secret) is refused by
- * throwing, by either implementation: noble throws, OpenSSL fails the derivation, and the check
- * below holds both to it.
- */
 // A client agrees with every neighbour twice on the same secret key: parse it into OpenSSL once.
 const privateKeys = new WeakMap<Uint8Array, NodeCrypto.KeyObject>();
 
@@ -211,6 +206,11 @@ function privateKeyObject(crypto: typeof NodeCrypto, secretKey: Uint8Array): Nod
   return key;
 }
 
+/**
+ * The X25519 shared secret. A low-order public key (an all-zero shared secret) is refused by
+ * throwing, by either implementation: noble throws, OpenSSL fails the derivation, and the check
+ * below holds both to it.
+ */
 export function agree(
   secretKey: Uint8Array,
   publicKey: Uint8Array,
