@@ -300,22 +300,14 @@ export class SecAggServer {
       neighbours: this.neighboursOf(nodeId)
         .filter((j) => j !== nodeId && u1.has(j))
         .map((j) => {
+          // The advertisement's keys, signature and signer key, without its message envelope.
           const {
-            nodeId: id,
-            encryptionKey,
-            maskingKey,
-            selfMaskCommitment,
-            signature,
-            signerKey,
+            version: _v,
+            stage: _s,
+            roundId: _r,
+            ...keys
           } = this.#keys.get(j) as KeyAdvertisement;
-          return {
-            nodeId: id,
-            encryptionKey,
-            maskingKey,
-            selfMaskCommitment,
-            signature,
-            signerKey,
-          };
+          return keys;
         }),
     }));
   }
