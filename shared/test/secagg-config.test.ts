@@ -6,11 +6,12 @@ import {
   type SecAggConfig,
 } from '../src/privacy/secagg/config.ts';
 import { SecAggError } from '../src/privacy/secagg/errors.ts';
-import { neighbourGraph } from '../src/privacy/secagg/graph.ts';
+import { neighbourGraph, neighbourhoodOf } from '../src/privacy/secagg/graph.ts';
 import {
   dequantizeSum,
   quantizationErrorBound,
   quantizeWeighted,
+  defaultQuantize,
 } from '../src/privacy/secagg/quantization.ts';
 
 const base: SecAggConfig = {
@@ -108,6 +109,16 @@ describe('neighbour graph', () => {
     expect(neighbourGraph(ids, 5, new Uint8Array(32).fill(8))).not.toEqual(g);
     for (const hood of neighbourGraph(ids, 11, seed).values()) expect(hood).toEqual(ids);
   });
+
+  it("a client's own neighbourhood is its entry in the server's graph, and an unknown node is refused", () => {
+    const ids = Array.from({ length: 40 }, (_, i) => 3 * i + 2);
+    const seed = Uint8Array.from({ length: 32 }, (_, i) => i);
+    for (const k of [3, 7, 40]) {
+      const g = neighbourGraph(ids, k, seed);
+      for (const id of ids) expect(neighbourhoodOf(ids, k, seed, id)).toEqual(g.get(id));
+    }
+    expect(() => neighbourhoodOf(ids, 7, seed, 1)).toThrow(/node 1 is not in the graph/);
+  });
 });
 
 describe('quantisation', () => {
@@ -155,5 +166,36 @@ describe('quantisation', () => {
       /\(0, maxWeight = 10\], got 11/,
     );
     expect(() => quantizeWeighted(Float32Array.of(0), 0, q)).toThrow(/got 0/);
+    // Past the first batch, and after a batch that held a NaN in its tail lanes.
+    for (const impl of ['wasm', 'js'] as const) {
+      const long = new Float32Array(16384 + 7);
+      long[16384 + 5] = -Infinity;
+      expect(() => quantizeWeighted(long, 1, q, undefined, undefined, impl)).toThrow(
+        /coordinate 16389 is -Infinity/,
+      );
+      expect(
+        quantizeWeighted(Float32Array.of(0.5, 0.25, 0.125), 1, q, undefined, undefined, impl),
+      ).toHaveLength(4);
+    }
+  });
+
+  it('the WebAssembly quantiser is bit-identical to the JavaScript loop, clipping, edges and tails included', () => {
+    expect(defaultQuantize).toBe('wasm');
+    const wide = { clippingRange: 0.3, quantizationRange: 2 ** 22, maxWeight: 7 };
+    for (const length of [1, 3, 4, 5, 16383, 16384, 16385, 40001]) {
+      const x = Float32Array.from({ length }, (_, k) =>
+        k % 97 === 0 ? 0.3 : k % 89 === 0 ? -0.3 : k % 83 === 0 ? 5 : Math.sin(k * 0.37) * 0.4,
+      );
+      for (const config of [q, wide]) {
+        const draws = (seed: number) => {
+          let state = seed;
+          // A fixed uniform source, so both loops see the same rounding bits.
+          return () => (state = (state * 1103515245 + 12345) >>> 0) / 2 ** 32;
+        };
+        const viaWasm = quantizeWeighted(x, 3, config, draws(length), undefined, 'wasm');
+        const viaJs = quantizeWeighted(x, 3, config, draws(length), undefined, 'js');
+        expect(viaWasm).toEqual(viaJs);
+      }
+    }
   });
 });

@@ -45,6 +45,21 @@ describe('ChaCha20 mask PRG', () => {
     }
   });
 
+  it('OpenSSL added by the WebAssembly ring add folds the same masks as the ChaCha20 kernel, at lengths around its groups and 64 KiB chunks', () => {
+    const masks = Array.from({ length: 3 }, (_, k) => ({
+      seed: Uint8Array.from({ length: 32 }, (_, i) => (i * 29 + k * 7 + 3) & 0xff),
+      sign: (k === 1 ? -1 : 1) as 1 | -1,
+    }));
+    for (const words of [1, 3, 4, 5, 63, 64, 65, 16383, 16384, 16385, 16448, 40001]) {
+      const v = Uint32Array.from({ length: words }, (_, i) => (i * 2654435761) % 2 ** 24);
+      const viaKernel = v.slice();
+      addMasksInto(viaKernel, masks, 2 ** 24, 'wasm');
+      const viaOpenssl = v.slice();
+      addMasksInto(viaOpenssl, masks, 2 ** 24, 'openssl');
+      expect(viaOpenssl).toEqual(viaKernel);
+    }
+  });
+
   it('WebAssembly (the default here), OpenSSL and @noble/ciphers produce the identical stream across chunk boundaries', () => {
     expect(defaultChaCha).toBe('wasm');
     const seed = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff);

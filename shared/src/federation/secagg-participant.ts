@@ -15,6 +15,7 @@ import {
   type NamedTensors,
 } from '../checkpoint/index.ts';
 import { SecAggClient, SecAggError } from '../privacy/secagg/index.ts';
+import { MaskThread } from '../privacy/secagg/mask-thread.ts';
 import {
   maskedCommitmentDigest,
   signMaskedCommitment,
@@ -234,10 +235,27 @@ export class SecAggParticipant {
     this.#unmasked.reject(new Error(reason));
   }
 
+  /** Masks on this thread: the vector is the ring words' bytes. */
+  #maskHere(request: unknown, vector: Float32Array, weight: number) {
+    const words = spareRings.take(vector.length + 1);
+    const masked = this.#client.onMaskedInputRequest(request, vector, weight, words);
+    return { ...masked, words };
+  }
+
   async #maskedInput(request: unknown): Promise<MaskedInputHeader> {
     const { vector, weight, local } = await this.#update.promise;
-    const ring = spareRings.take(vector.length + 1);
-    const masked = this.#client.onMaskedInputRequest(request, vector, weight, ring);
+    // The masks fold on the mask thread where there is one (mask-thread.ts), else here.
+    const thread = MaskThread.shared();
+    const masked = thread?.alive
+      ? await this.#client.onMaskedInputRequestAsync(
+          request,
+          vector,
+          weight,
+          (acc, masks, modulusRange) => thread.fold(acc, masks, modulusRange),
+          spareRings.take(vector.length + 1),
+        )
+      : this.#maskHere(request, vector, weight);
+    const ring = masked.words;
     // Quantised into the ring: the plain vector is needed no more, unless the receipt keeps it.
     if (!this.#options.keepUpdate) spareFloats.giveBack(vector);
     const bytes = masked.vector;

@@ -1,11 +1,16 @@
 // ChaCha20 (RFC 8439) mask expansion fused with the ring addition, in WebAssembly SIMD:
 // acc ← (acc ± keystream) & (M − 1), four blocks at a time, the keystream never written to
-// memory. Why not OpenSSL through node:crypto, which is faster per byte: a Node cipher hands
-// each chunk of keystream back in a freshly allocated buffer, which the caller then copies and
-// adds in JavaScript. Measured inside a load generator holding 125 SecAgg+ clients (1M-word
-// vectors, 33 masks each), that path cost 6 ms per mask, against OpenSSL's own 0.6 ms; the
-// allocations, the copy and the extra pass over 4 MB were the rest. This kernel also runs in a
-// browser renderer, where the portable JavaScript ChaCha20 is an order of magnitude slower.
+// memory. It allocates nothing per mask, which is why it is the default on a thread with a
+// large heap. Node's OpenSSL ChaCha20 (AVX2/AVX-512) makes keystream faster than this kernel,
+// and this module also adds such a keystream into the vector ({@link
+// ChaChaMaskKernel.addKeystreams}: 1.6–2.0 ms per 4 MB mask against this kernel's 3.1 ms on a
+// small heap), but a Node cipher hands every chunk back in a fresh buffer: 144 MB of external
+// memory per client per round, and V8 answers each 64 MB of it with a garbage collection over
+// the whole heap. On a thread holding much else (a load generator with 125 SecAgg+ clients, or
+// a 2M-object heap in a microbenchmark) that path cost 6–9 ms per mask, and a 1,000-client
+// secure round took 191 s against 133 s with this kernel. So OpenSSL's keystream is used on a
+// thread of its own, whose heap is small (mask-thread.ts). This kernel is also the path where
+// node:crypto has no ChaCha20: browsers, and Electron, whose BoringSSL has no raw ChaCha20.
 //
 // Layout (the "vectorised across blocks" scheme of Bernstein's and OpenSSL's SIMD ChaCha):
 // local x_i holds state word i of blocks c, c+1, c+2, c+3 in its four lanes, so each quarter
@@ -209,7 +214,67 @@ function chachaFold(name: string, sign: 1 | -1): WasmFunction {
   };
 }
 
+/**
+ * ringAdd/ringSub(acc, src, bytes, mask): acc[i] ← (acc[i] ± src[i]) & mask over `bytes` (a
+ * multiple of 16) bytes, four words per step.
+ */
+function ringFold(name: string, sign: 1 | -1): WasmFunction {
+  const [acc, src, bytes, mask, end, maskv] = [0, 1, 2, 3, 4, 5];
+  return {
+    name,
+    params: [I32, I32, I32, I32],
+    locals: [I32, V128],
+    body: [
+      ...op.localGet(mask),
+      ...op.i32x4Splat(),
+      ...op.localSet(maskv),
+      ...op.localGet(acc),
+      ...op.localGet(bytes),
+      ...op.i32Add(),
+      ...op.localSet(end),
+      ...op.block(),
+      ...op.localGet(bytes),
+      ...op.i32Eqz(),
+      ...op.brIf(0),
+      ...op.loop(),
+      ...op.localGet(acc),
+      ...op.localGet(acc),
+      ...op.v128Load(0),
+      ...op.localGet(src),
+      ...op.v128Load(0),
+      ...(sign === 1 ? op.i32x4Add() : op.i32x4Sub()),
+      ...op.localGet(maskv),
+      ...op.v128And(),
+      ...op.v128Store(0),
+      ...op.localGet(src),
+      ...op.i32Const(16),
+      ...op.i32Add(),
+      ...op.localSet(src),
+      ...op.localGet(acc),
+      ...op.i32Const(16),
+      ...op.i32Add(),
+      ...op.localTee(acc),
+      ...op.localGet(end),
+      ...op.i32LtU(),
+      ...op.brIf(0),
+      ...op.end(),
+      ...op.end(),
+    ],
+  };
+}
+
 type Fold = (acc: number, key: number, counter: number, groups: number, mask: number) => void;
+type RingFold = (acc: number, src: number, bytes: number, mask: number) => void;
+
+/**
+ * A keystream source for {@link ChaChaMaskKernel.addKeystreams}: called with successive chunk
+ * sizes in bytes (multiples of 64, at most {@link STREAM_CHUNK}), it returns that many further
+ * keystream bytes.
+ */
+export type KeystreamChunks = (bytes: number) => Uint8Array;
+
+/** Bytes of keystream taken from a source at a time: 64 KiB keeps the scratch in cache. */
+export const STREAM_CHUNK = 65536;
 
 /** Words per group of four 64-byte blocks: the kernel's unit of work. */
 export const GROUP_WORDS = 64;
@@ -226,25 +291,56 @@ export class ChaChaMaskKernel {
   readonly #memory: WebAssembly.Memory;
   readonly #add: Fold;
   readonly #sub: Fold;
+  readonly #ringAdd: RingFold;
+  readonly #ringSub: RingFold;
 
-  private constructor(memory: WebAssembly.Memory, exports: Record<string, Fold>) {
+  private constructor(memory: WebAssembly.Memory, exports: Record<string, unknown>) {
     this.#memory = memory;
     this.#add = exports.chachaAdd as Fold;
     this.#sub = exports.chachaSub as Fold;
+    this.#ringAdd = exports.ringAdd as RingFold;
+    this.#ringSub = exports.ringSub as RingFold;
   }
 
   /** The kernel, or null where WebAssembly SIMD is unavailable (the caller falls back). */
   static create(): ChaChaMaskKernel | null {
     try {
-      const bytes = wasmModule([chachaFold('chachaAdd', 1), chachaFold('chachaSub', -1)]);
+      const bytes = wasmModule([
+        chachaFold('chachaAdd', 1),
+        chachaFold('chachaSub', -1),
+        ringFold('ringAdd', 1),
+        ringFold('ringSub', -1),
+      ]);
       const memory = new WebAssembly.Memory({ initial: 1 });
       const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
         env: { memory },
       });
-      return new ChaChaMaskKernel(memory, instance.exports as unknown as Record<string, Fold>);
+      return new ChaChaMaskKernel(memory, instance.exports);
     } catch {
       return null;
     }
+  }
+
+  /**
+   * Copies acc into memory (padded to whole 64-word groups, then `scratchBytes` more), runs
+   * `fold` on it, and copies it back: however many masks, two copies of the vector.
+   */
+  #inMemory(
+    acc: Uint32Array,
+    scratchBytes: number,
+    fold: (heap: ArrayBuffer, paddedBytes: number, scratchAt: number) => void,
+  ): void {
+    const paddedBytes = Math.ceil(acc.length / GROUP_WORDS) * GROUP_WORDS * 4;
+    const scratchAt = ACC_OFFSET + paddedBytes;
+    const needed = scratchAt + scratchBytes;
+    if (needed > this.#memory.buffer.byteLength) {
+      this.#memory.grow(Math.ceil((needed - this.#memory.buffer.byteLength) / PAGE));
+    }
+    const heap = this.#memory.buffer;
+    const region = new Uint32Array(heap, ACC_OFFSET, acc.length);
+    region.set(acc);
+    fold(heap, paddedBytes, scratchAt);
+    acc.set(region);
   }
 
   /** acc ← acc + Σ sign · PRG(seed) (mod modulusRange), modulusRange a power of two ≤ 2^32. */
@@ -254,21 +350,45 @@ export class ChaChaMaskKernel {
     modulusRange: number,
   ): void {
     if (masks.length === 0 || acc.length === 0) return;
-    const groups = Math.ceil(acc.length / GROUP_WORDS);
-    // Room for whole groups: the keystream past acc.length lands in padding never copied out.
-    const needed = ACC_OFFSET + groups * GROUP_WORDS * 4;
-    if (needed > this.#memory.buffer.byteLength) {
-      this.#memory.grow(Math.ceil((needed - this.#memory.buffer.byteLength) / PAGE));
-    }
-    const heap = this.#memory.buffer;
-    const region = new Uint32Array(heap, ACC_OFFSET, acc.length);
-    region.set(acc);
-    const key = new Uint8Array(heap, KEY_OFFSET, 32);
     const mask = (modulusRange - 1) | 0;
-    for (const { seed, sign } of masks) {
-      key.set(seed);
-      (sign === 1 ? this.#add : this.#sub)(ACC_OFFSET, KEY_OFFSET, 0, groups, mask);
-    }
-    acc.set(region);
+    this.#inMemory(acc, 0, (heap, paddedBytes) => {
+      // The keystream past acc.length lands in padding never copied out.
+      const groups = paddedBytes / (GROUP_WORDS * 4);
+      const key = new Uint8Array(heap, KEY_OFFSET, 32);
+      for (const { seed, sign } of masks) {
+        key.set(seed);
+        (sign === 1 ? this.#add : this.#sub)(ACC_OFFSET, KEY_OFFSET, 0, groups, mask);
+      }
+    });
+  }
+
+  /**
+   * acc ← acc + Σ sign · stream (mod modulusRange), each mask's keystream read from
+   * `open(seed)` a chunk at a time (OpenSSL's ChaCha20) and added here in SIMD.
+   */
+  addKeystreams(
+    acc: Uint32Array,
+    masks: readonly { seed: Uint8Array; sign: 1 | -1 }[],
+    modulusRange: number,
+    open: (seed: Uint8Array) => KeystreamChunks,
+  ): void {
+    if (masks.length === 0 || acc.length === 0) return;
+    const mask = (modulusRange - 1) | 0;
+    this.#inMemory(acc, STREAM_CHUNK, (heap, paddedBytes, scratchAt) => {
+      const scratch = new Uint8Array(heap, scratchAt, STREAM_CHUNK);
+      for (const { seed, sign } of masks) {
+        const next = open(seed);
+        const fold = sign === 1 ? this.#ringAdd : this.#ringSub;
+        for (let at = 0; at < paddedBytes; at += STREAM_CHUNK) {
+          const bytes = Math.min(STREAM_CHUNK, paddedBytes - at);
+          const chunk = next(bytes);
+          if (chunk.length !== bytes) {
+            throw new Error(`a keystream source gave ${chunk.length} bytes, not ${bytes}`);
+          }
+          scratch.set(chunk);
+          fold(ACC_OFFSET + at, scratchAt, bytes, mask);
+        }
+      }
+    });
   }
 }

@@ -13,7 +13,7 @@
 // the unmask stage once.
 import { validateSecAggConfig, type SecAggConfig } from './config.ts';
 import { SecAggError } from './errors.ts';
-import { neighbourGraph } from './graph.ts';
+import { neighbourhoodOf } from './graph.ts';
 import {
   generateKeyPair,
   pairwiseMaskSeed,
@@ -38,7 +38,7 @@ import {
   type ShareKeysResponse,
   type UnmaskResponse,
 } from './messages.ts';
-import { addMasksInto, type SignedMask } from './prg.ts';
+import { addMasksInto, type MaskFold, type SignedMask } from './prg.ts';
 import { quantizeWeighted } from './quantization.ts';
 import { ringVectorToBytes } from './ring.ts';
 import { randomFieldSecret, splitSecret } from './shamir.ts';
@@ -132,17 +132,18 @@ export class SecAggClient {
         `this client (${address}) is not among the round's participants`,
       );
     }
-    const graph = neighbourGraph(
+    const neighbourhood = neighbourhoodOf(
       setup.participants.map((p) => p.nodeId),
       setup.config.numShares,
       setup.roundSeed,
+      me.nodeId,
     );
     const round: RoundState = {
       roundId: setup.roundId,
       config: setup.config,
       vectorLength: setup.vectorLength,
       nodeId: me.nodeId,
-      neighbourhood: new Set(graph.get(me.nodeId)),
+      neighbourhood: new Set(neighbourhood),
       addresses: new Map(setup.participants.map((p) => [p.nodeId, p.address])),
       encryption: generateKeyPair(),
       masking: generateKeyPair(),
@@ -251,6 +252,43 @@ export class SecAggClient {
     /** Where to build the masked vector (L + 1 words, all overwritten); fresh by default. */
     out?: Uint32Array,
   ): MaskedInput & { vector: Uint8Array } {
+    const { y, masks, modulusRange, answer } = this.#beginMaskedInput(raw, update, weight, out);
+    addMasksInto(y, masks, modulusRange);
+    return { ...answer, vector: ringVectorToBytes(y) };
+  }
+
+  /**
+   * {@link onMaskedInputRequest} with the masks folded by `fold` (on another thread:
+   * mask-thread.ts), so the caller's thread stays free. `words` is the masked vector as ring
+   * words: `out` itself may have been handed to the other thread and be unusable.
+   */
+  async onMaskedInputRequestAsync(
+    raw: unknown,
+    update: Float32Array,
+    weight: number,
+    fold: MaskFold,
+    out?: Uint32Array,
+  ): Promise<MaskedInput & { vector: Uint8Array; words: Uint32Array }> {
+    const { y, masks, modulusRange, answer } = this.#beginMaskedInput(raw, update, weight, out);
+    const words = await fold(y, masks, modulusRange);
+    return { ...answer, vector: ringVectorToBytes(words), words };
+  }
+
+  /**
+   * Opens the forwarded packets and quantises the update into the ring; returns the masks
+   * still to fold in. The stage moves on here, so a second request is refused while masking.
+   */
+  #beginMaskedInput(
+    raw: unknown,
+    update: Float32Array,
+    weight: number,
+    out: Uint32Array | undefined,
+  ): {
+    y: Uint32Array;
+    masks: SignedMask[];
+    modulusRange: number;
+    answer: Omit<MaskedInput, 'vector'>;
+  } {
     const request = parseSecAggMessage(maskedInputRequestSchema, raw, 'masked-input request');
     const round = this.#expect('collect-masked-input', request.roundId, request.nodeId);
     if (update.length !== round.vectorLength) {
@@ -297,15 +335,18 @@ export class SecAggClient {
       const seed = pairwiseMaskSeed(round.masking.secretKey, keys.maskingKey, round.roundId);
       masks.push({ seed, sign: round.nodeId < peer ? 1 : -1 });
     }
-    addMasksInto(y, masks, round.config.modulusRange);
     this.#stage = 'unmask';
     return {
-      version: SECAGG_VERSION,
-      stage: 'collect-masked-input',
-      roundId: round.roundId,
-      nodeId: round.nodeId,
-      vector: ringVectorToBytes(y),
-      rejectedShares,
+      y,
+      masks,
+      modulusRange: round.config.modulusRange,
+      answer: {
+        version: SECAGG_VERSION,
+        stage: 'collect-masked-input',
+        roundId: round.roundId,
+        nodeId: round.nodeId,
+        rejectedShares,
+      },
     };
   }
 

@@ -2,8 +2,10 @@
 // ChaCha20 keystream (RFC 8439, zero nonce, block counter from 0) read as little-endian 32-bit
 // words. Three implementations produce the identical stream, and a test holds them to the same
 // bytes: a WebAssembly SIMD kernel that adds the keystream into the vector as it makes it
-// (chacha-kernel.ts; the default wherever WebAssembly SIMD runs, Node and browsers alike),
-// OpenSSL's ChaCha20 through node:crypto, and @noble/ciphers in portable JavaScript.
+// (chacha-kernel.ts; the default wherever WebAssembly SIMD runs, Node and browsers alike);
+// OpenSSL's ChaCha20 through node:crypto, its keystream added by the same module's SIMD add
+// (faster, but only on a thread with a small heap: see chacha-kernel.ts and mask-thread.ts);
+// and @noble/ciphers in portable JavaScript.
 import { chacha20 } from '@noble/ciphers/chacha.js';
 import { isLE } from '@noble/ciphers/utils.js';
 import { ChaChaMaskKernel } from './chacha-kernel.ts';
@@ -18,7 +20,19 @@ type CreateCipheriv = (
 // file imports nowhere that lacks node:crypto.
 const nodeCrypto = (
   globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }
-).process?.getBuiltinModule?.('node:crypto') as { createCipheriv: CreateCipheriv } | undefined;
+).process?.getBuiltinModule?.('node:crypto') as
+  { createCipheriv: CreateCipheriv; getCiphers(): string[] } | undefined;
+
+/** Whether node:crypto has a raw ChaCha20 cipher: OpenSSL does, Electron's BoringSSL does not. */
+export const hasOpensslChaCha = nodeCrypto?.getCiphers().includes('chacha20') ?? false;
+
+/** OpenSSL's 16-byte ChaCha20 IV: the 32-bit little-endian block counter, then the nonce. */
+function opensslCipher(seed: Uint8Array) {
+  if (!nodeCrypto || !hasOpensslChaCha) {
+    throw new Error("OpenSSL ChaCha20 needs node:crypto's chacha20 cipher, which is absent here");
+  }
+  return nodeCrypto.createCipheriv('chacha20', seed, new Uint8Array(16));
+}
 
 export type ChaChaImplementation = 'wasm' | 'openssl' | 'noble';
 
@@ -27,7 +41,7 @@ const kernel = ChaChaMaskKernel.create();
 /** Which implementation {@link addMasksInto} uses here. */
 export const defaultChaCha: ChaChaImplementation = kernel
   ? 'wasm'
-  : nodeCrypto
+  : hasOpensslChaCha
     ? 'openssl'
     : 'noble';
 
@@ -70,9 +84,7 @@ function keystreamChunks(
   const scratch = new Uint8Array(CHUNK_BYTES);
   const view = new Uint32Array(scratch.buffer);
   if (impl === 'openssl') {
-    if (!nodeCrypto) throw new Error('OpenSSL ChaCha20 needs node:crypto, which is absent here');
-    // OpenSSL's 16-byte IV is the 32-bit little-endian block counter followed by the nonce.
-    const cipher = nodeCrypto.createCipheriv('chacha20', seed, new Uint8Array(16));
+    const cipher = opensslCipher(seed);
     for (let offset = 0; offset < words; offset += CHUNK_WORDS) {
       const n = Math.min(CHUNK_WORDS, words - offset);
       scratch.set(cipher.update(n === CHUNK_WORDS ? ZEROS : ZEROS.subarray(0, n * 4)));
@@ -119,6 +131,13 @@ export function addMasksInto(
     kernel.addMasks(acc, masks, modulusRange);
     return;
   }
+  if (impl === 'openssl' && kernel) {
+    kernel.addKeystreams(acc, masks, modulusRange, (seed) => {
+      const cipher = opensslCipher(seed);
+      return (bytes) => cipher.update(bytes === CHUNK_BYTES ? ZEROS : ZEROS.subarray(0, bytes));
+    });
+    return;
+  }
   const m = modulusRange - 1;
   for (const { seed, sign } of masks) {
     keystreamChunks(seed, acc.length, impl, (chunk, offset) => {
@@ -144,6 +163,16 @@ export function addMaskInto(
 ): void {
   addMasksInto(acc, [{ seed, sign }], modulusRange, impl);
 }
+
+/**
+ * Folds masks into a vector somewhere else (another thread) and resolves with the vector,
+ * which may be a new view: `acc` itself may have been handed over and be unusable after.
+ */
+export type MaskFold = (
+  acc: Uint32Array,
+  masks: readonly SignedMask[],
+  modulusRange: number,
+) => Promise<Uint32Array>;
 
 /** A fresh mask vector PRG(seed) (mod modulusRange) of `length` words. */
 export function expandMask(

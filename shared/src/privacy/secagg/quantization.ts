@@ -11,11 +11,18 @@
 // then scaled by maxWeight back to Σ w·x and Σ w.
 import type { SecAggConfig } from './config.ts';
 import { SecAggError } from './errors.ts';
+import { QUANTIZE_BATCH, QuantizeKernel } from './quantize-kernel.ts';
 
 type QuantizationParams = Pick<SecAggConfig, 'clippingRange' | 'quantizationRange' | 'maxWeight'>;
 
 /** Coordinates per batch of rounding randomness (crypto.getRandomValues takes ≤ 64 KiB). */
-const RANDOM_WORDS = 16384;
+const RANDOM_WORDS = QUANTIZE_BATCH;
+
+const kernel = QuantizeKernel.create();
+
+/** The WebAssembly SIMD loop (quantize-kernel.ts, bit-identical) or the JavaScript one. */
+export type QuantizeImplementation = 'wasm' | 'js';
+export const defaultQuantize: QuantizeImplementation = kernel ? 'wasm' : 'js';
 
 /**
  * Encodes one client's update and weight as L + 1 ring elements (before masking). The
@@ -29,6 +36,7 @@ export function quantizeWeighted(
   random?: () => number,
   /** Where to write the L + 1 words (every one is overwritten); a fresh array by default. */
   out: Uint32Array = new Uint32Array(update.length + 1),
+  impl: QuantizeImplementation = defaultQuantize,
 ): Uint32Array {
   if (out.length !== update.length + 1) {
     throw new RangeError(`${update.length + 1} ring words do not fit a vector of ${out.length}`);
@@ -51,6 +59,25 @@ export function quantizeWeighted(
   const scale = (r * (Q - 1)) / (2 * c);
   const top = Q - 1;
   out[0] = wq;
+  const notFinite = (k: number) =>
+    new SecAggError('BAD_INPUT', `update coordinate ${k} is ${update[k]}, not a finite number`);
+  if (impl === 'wasm') {
+    if (!kernel) throw new Error('the WebAssembly quantiser needs WebAssembly SIMD');
+    for (let start = 0; start < update.length; start += QUANTIZE_BATCH) {
+      const n = Math.min(QUANTIZE_BATCH, update.length - start);
+      kernel.src.set(update.subarray(start, start + n));
+      const bits = kernel.bits.subarray(0, n);
+      if (random) for (let k = 0; k < n; k++) bits[k] = random() * 2 ** 32;
+      else crypto.getRandomValues(bits);
+      if (!kernel.run(n, c, scale, top, out, start + 1)) {
+        for (let k = start; k < start + n; k++) {
+          const x = update[k] as number;
+          if (x - x !== 0) throw notFinite(k);
+        }
+      }
+    }
+    return out;
+  }
   const bits = new Uint32Array(Math.min(RANDOM_WORDS, update.length));
   for (let start = 0; start < update.length; start += RANDOM_WORDS) {
     const end = Math.min(start + RANDOM_WORDS, update.length);
@@ -58,9 +85,7 @@ export function quantizeWeighted(
     else crypto.getRandomValues(bits.subarray(0, end - start));
     for (let k = start; k < end; k++) {
       const x = update[k] as number;
-      if (x - x !== 0) {
-        throw new SecAggError('BAD_INPUT', `update coordinate ${k} is ${x}, not a finite number`);
-      }
+      if (x - x !== 0) throw notFinite(k);
       const v = ((x < -c ? -c : x > c ? c : x) + c) * scale;
       const low = Math.floor(v);
       // Round up with probability v − low: compare 32 uniform bits against it.
