@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { MaskThread } from '../src/privacy/secagg/mask-thread.ts';
+import { MaskThread, parallelFold } from '../src/privacy/secagg/mask-thread.ts';
 import { addMasksInto, type SignedMask } from '../src/privacy/secagg/prg.ts';
 
 const masks: SignedMask[] = Array.from({ length: 5 }, (_, k) => ({
@@ -73,5 +73,29 @@ describe('the mask thread', () => {
     const expected = vector(64, 2 ** 32);
     addMasksInto(expected, masks, 2 ** 32, 'wasm');
     expect(await thread!.fold(vector(64, 2 ** 32), masks, 2 ** 32)).toEqual(expected);
+  });
+
+  it('parallelFold splits the masks across threads and adds the partial vectors: the same sum, with two threads, one, or none', async () => {
+    const many: SignedMask[] = Array.from({ length: 9 }, (_, k) => ({
+      seed: Uint8Array.from({ length: 32 }, (_, i) => (i * 7 + k * 31 + 5) & 0xff),
+      sign: k % 3 === 0 ? -1 : 1,
+    }));
+    const pool = MaskThread.pool(2);
+    expect(pool).toHaveLength(2);
+    for (const threads of [pool, pool.slice(0, 1), []]) {
+      for (const modulus of [2 ** 32, 2 ** 18]) {
+        const expected = vector(20000, modulus);
+        addMasksInto(expected, many, modulus, 'wasm');
+        const fold = parallelFold(threads);
+        expect(await fold(vector(20000, modulus), many, modulus)).toEqual(expected);
+        expect(await fold(vector(20000, modulus), many.slice(0, 1), modulus)).toEqual(
+          (() => {
+            const one = vector(20000, modulus);
+            addMasksInto(one, many.slice(0, 1), modulus, 'noble');
+            return one;
+          })(),
+        );
+      }
+    }
   });
 });

@@ -8,7 +8,10 @@
 //
 // Identity: each answer is bound to the node id the server gave the socket's signed-in address
 // (SecAggServer.nodeIdOf); a nodeId inside a message is only checked against it, never trusted.
+import { availableParallelism } from 'node:os';
 import {
+  MaskThread,
+  parallelFold,
   SecAggError,
   SecAggServer,
   type SecAggConfig,
@@ -246,7 +249,11 @@ export async function runSecureAggregation(
     input.stageTimeoutMs,
     (_, __, reply) => server.receiveUnmask(reply),
   );
-  const result = server.finish();
+  // Removing the masks (a self mask per contributor, more per dropped node) is the one step
+  // every client waits on: split across the cores, off the event loop, where threads run.
+  const threads = MaskThread.pool(availableParallelism());
+  const result =
+    threads.length > 0 ? await server.finishWith(parallelFold(threads)) : server.finish();
   return {
     weightedSum: result.weightedSum,
     totalWeight: result.totalWeight,

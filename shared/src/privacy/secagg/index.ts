@@ -22,4 +22,5 @@ export {
 export { SECAGG_ERROR_CODES, SecAggError, type SecAggErrorCode } from './errors.ts';
 export type { SecAggSigner } from './keys.ts';
 export { quantizationErrorBound } from './quantization.ts';
+export { MaskThread, parallelFold } from './mask-thread.ts';
 export * from './messages.ts';

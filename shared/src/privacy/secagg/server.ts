@@ -42,7 +42,7 @@ import {
   type ShareKind,
   type UnmaskRequest,
 } from './messages.ts';
-import { addMasksInto, type SignedMask } from './prg.ts';
+import { addMasksInto, type MaskFold, type SignedMask } from './prg.ts';
 import { dequantizeSum } from './quantization.ts';
 import { addVectorInto, ringVectorFromBytes } from './ring.ts';
 import { bytesToField, reconstructVerified, ShamirError, type Share } from './shamir.ts';
@@ -539,6 +539,30 @@ export class SecAggServer {
 
   /** Ends the round: removes every mask from the running sum and decodes it. */
   finish(): SecAggResult {
+    const { aggregate, masks, reconstructed } = this.#unmaskingPlan();
+    addMasksInto(aggregate, masks, this.config.modulusRange);
+    return this.#decode(aggregate, reconstructed);
+  }
+
+  /**
+   * {@link finish} with the masks removed by `fold`, off this thread (mask-thread.ts's
+   * parallelFold splits them across cores).
+   */
+  async finishWith(fold: MaskFold): Promise<SecAggResult> {
+    const { aggregate, masks, reconstructed } = this.#unmaskingPlan();
+    return this.#decode(await fold(aggregate, masks, this.config.modulusRange), reconstructed);
+  }
+
+  /**
+   * Reconstructs every revealed secret (a failure aborts before any mask is touched) and
+   * lists the masks to take out of the running sum. The stage moves on, so a second finish is
+   * refused while the masks are being removed.
+   */
+  #unmaskingPlan(): {
+    aggregate: Uint32Array;
+    masks: SignedMask[];
+    reconstructed: SecAggResult['reconstructed'];
+  } {
     this.#expect('unmask', this.roundId);
     this.#markDropped(this.#uploaded, this.#unmasked, 'unmask');
     const aggregate = this.#aggregate as Uint32Array;
@@ -561,11 +585,15 @@ export class SecAggServer {
         masks.push({ seed, sign: j < d ? -1 : 1 });
       }
     });
-    addMasksInto(aggregate, masks, this.config.modulusRange);
-    const { weightedSum, totalWeight } = dequantizeSum(aggregate, this.config);
     this.#aggregate = null;
-    this.#revealed.clear();
     this.#stage = 'done';
+    return { aggregate, masks, reconstructed: { selfMasks, maskKeys } };
+  }
+
+  #decode(aggregate: Uint32Array, reconstructed: SecAggResult['reconstructed']): SecAggResult {
+    const { selfMasks } = reconstructed;
+    const { weightedSum, totalWeight } = dequantizeSum(aggregate, this.config);
+    this.#revealed.clear();
     const participant = (nodeId: number) => ({
       nodeId,
       address: this.#addresses.get(nodeId) as string,
@@ -580,7 +608,7 @@ export class SecAggServer {
         .filter(([id]) => !this.#uploaded.has(id))
         .map(([id, stage]) => ({ ...participant(id), stage })),
       faults: [...this.#faults],
-      reconstructed: { selfMasks, maskKeys },
+      reconstructed,
     };
   }
 }
