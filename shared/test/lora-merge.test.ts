@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/select.ts';
 import { CheckpointError } from '../src/checkpoint/errors.ts';
 import { encodeCheckpoint } from '../src/checkpoint/codec.ts';
-import { mergeLora } from '../src/checkpoint/lora-merge.ts';
+import { factorTrains, mergeLora } from '../src/checkpoint/lora-merge.ts';
 import type { NamedTensors } from '../src/checkpoint/tensors.ts';
 import type { LoraConfig, ModelConfig } from '../src/model/config.ts';
 import { LoraAdapter } from '../src/model/lora.ts';
@@ -128,6 +128,11 @@ describe('mergeLora', () => {
     }
     // Only B trains when A is frozen; every B starts at zero.
     expect([...created.trainable.keys()].every((n) => n.endsWith('.lora_B.weight'))).toBe(true);
+    // The same rule the coordinator's round adapter applies to the drawn factors.
+    expect([...created.trainable.keys()]).toEqual(
+      [...drawn.keys()].filter((name) => factorTrains(name, true)),
+    );
+    expect([...drawn.keys()].filter((name) => factorTrains(name, false))).toHaveLength(drawn.size);
     created.dispose();
   });
 

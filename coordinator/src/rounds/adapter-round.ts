@@ -6,7 +6,7 @@
 // adapter is published beside it so a member who holds the parent downloads only the adapter.
 import type { FederationPolicy } from '@commons/chain';
 import {
-  LORA_A_SUFFIX,
+  factorTrains,
   LoraAdapter,
   mergeLora,
   type Manifest,
@@ -53,7 +53,7 @@ export function adapterRoundRefusal(strategy: Strategy): string | null {
 export function roundAdapter(manifest: Manifest, task: AdapterTask): RoundAdapter {
   const initial = LoraAdapter.initialTensors(manifest.config, task.lora, task.seed);
   const trainable: NamedTensors = new Map(
-    [...initial].filter(([name]) => !(task.rule === 'ffa-lora' && name.endsWith(LORA_A_SUFFIX))),
+    [...initial].filter(([name]) => factorTrains(name, task.rule === 'ffa-lora')),
   );
   return { task, initial, trainable };
 }

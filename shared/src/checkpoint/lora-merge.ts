@@ -18,6 +18,15 @@ import { formatShape, type NamedTensors } from './tensors.ts';
 export const LORA_A_SUFFIX = '.lora_A.weight';
 export const LORA_B_SUFFIX = '.lora_B.weight';
 
+/**
+ * Whether the adapter factor `name` trains: every factor does, except the A factors when A is
+ * frozen (FFA-LoRA, Sun et al. 2024: A stays as drawn from the round's seed, only B trains).
+ * The one rule for a member's trainer, a federated client and the coordinator's round adapter.
+ */
+export function factorTrains(name: string, freezeA: boolean): boolean {
+  return !(freezeA && name.endsWith(LORA_A_SUFFIX));
+}
+
 /** The projection an adapter tensor adapts (`model.layers.0.self_attn.q_proj`), or null. */
 export function loraProjection(name: string): { projection: string; factor: 'A' | 'B' } | null {
   if (name.endsWith(LORA_A_SUFFIX)) {

@@ -134,9 +134,14 @@ export async function loadAdapter(
   };
 }
 
-function shapeProblem(
-  expected: Map<string, number[]>,
-  tensors: Map<string, { shape: number[] }>,
+/**
+ * What keeps `tensors` from being exactly the `expected` set (a missing, misshapen or
+ * unexpected tensor, named), or null. One wording for every place an adapter or checkpoint
+ * meets a model it may not fit: the CLI, the desktop's personal adapter, loaders.
+ */
+export function shapeProblem(
+  expected: ReadonlyMap<string, readonly number[]>,
+  tensors: ReadonlyMap<string, { shape: readonly number[] }>,
 ): string | null {
   for (const [name, shape] of expected) {
     const t = tensors.get(name);

@@ -3,7 +3,7 @@ import type { LoraConfig, ModelConfig } from './config.ts';
 import { loraConfigSchema, PROJECTION_MODULE, projectionShapes } from './config.ts';
 import { linear } from './layers.ts';
 import { Rng } from './rng.ts';
-import { LORA_A_SUFFIX, LORA_B_SUFFIX } from '../checkpoint/lora-merge.ts';
+import { LORA_A_SUFFIX, LORA_B_SUFFIX, factorTrains } from '../checkpoint/lora-merge.ts';
 import type { NamedTensors } from '../checkpoint/tensors.ts';
 
 /**
@@ -41,7 +41,7 @@ export class LoraAdapter {
   private constructor(config: LoraConfig, params: Map<string, tf.Variable>, freezeA = false) {
     this.config = config;
     this.params = params;
-    this.trainable = new Map([...params].filter(([name]) => !(freezeA && name.endsWith(LORA_A))));
+    this.trainable = new Map([...params].filter(([name]) => factorTrains(name, freezeA)));
   }
 
   /** Whether A stays as it was drawn (only B trains). */
@@ -126,7 +126,7 @@ export class LoraAdapter {
         if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
           throw new Error(`adapter tensor "${name}" has shape [${t.shape}], expected [${shape}]`);
         }
-        const frozen = options.freezeA === true && name.endsWith(LORA_A);
+        const frozen = !factorTrains(name, options.freezeA === true);
         const value = tf.tensor2d(t.data, shape as [number, number]);
         params.set(name, tf.variable(value, !frozen));
         value.dispose();

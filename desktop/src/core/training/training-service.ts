@@ -12,6 +12,7 @@ import {
   LoraAdapter,
   parseManifest,
   readIfExists,
+  shapeProblem,
   writeFileAtomic,
 } from '@commons/shared/engine';
 import { ApiError, type Handlers } from '../../api/define.ts';
@@ -155,21 +156,13 @@ export class TrainingService {
     const bytes = await this.#models.files.get(hash);
     if (!bytes) return undefined;
     const { config } = parseManifest(bytes.manifest);
-    const expected = LoraAdapter.shapes(config, checkpoint.lora);
-    for (const [name, tensor] of checkpoint.tensors) {
-      const shape = expected.get(name);
-      if (!shape || shape.join('x') !== tensor.shape.join('x')) {
-        return (
-          `your personal adapter was trained on version ${checkpoint.info.baseHash.slice(0, 12)}…, ` +
-          `whose shape differs from the active version ${hash.slice(0, 12)}… ` +
-          `(${name} is [${tensor.shape.join(', ')}] there, ${shape ? `[${shape.join(', ')}]` : 'absent'} here): ` +
-          `it is kept in your vault; train a new one on this version`
-        );
-      }
-    }
-    return expected.size === checkpoint.tensors.size
-      ? null
-      : 'the adapter misses some of its projections';
+    const problem = shapeProblem(LoraAdapter.shapes(config, checkpoint.lora), checkpoint.tensors);
+    if (problem === null) return null;
+    return (
+      `your personal adapter was trained on version ${checkpoint.info.baseHash.slice(0, 12)}…, ` +
+      `whose shape differs from the active version ${hash.slice(0, 12)}… (${problem}): ` +
+      `it is kept in your vault; train a new one on this version`
+    );
   }
 
   async #adapterState(): Promise<Pick<TrainingStatus, 'adapter' | 'adapterSetAside'>> {
