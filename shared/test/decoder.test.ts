@@ -77,6 +77,45 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
     }
   });
 
+  it('decoded tokens attend in WebAssembly memory as they do through tfjs, across a second prompt, and a rewind', async () => {
+    const folder = path.join(scratch(), 'store');
+    await ref.writeTinyDecoder(folder, ref.TINY_DECODERS[3]!); // GQA 2, head_dim 12, biases
+    const { decoder, config } = await loadDecoderFolder(folder);
+    try {
+      const run = (where: 'wasm' | 'tfjs') => {
+        decoder.decodeAttention = where;
+        const cache = decoder.newCache();
+        const rows: number[][] = [];
+        const step = (tokens: number[]) => {
+          const out = decoder.forward(tokens, cache, true);
+          rows.push([...(out.dataSync() as Float32Array)]);
+          out.dispose();
+        };
+        step([5, 9, 2, 7]);
+        for (let t = 0; t < 40; t++) step([(t * 13 + 1) % config.vocabSize]);
+        step([3, 4, 6]); // a prompt after decoding: the tensors catch up from the store
+        for (let t = 0; t < 3; t++) step([(t * 7 + 2) % config.vocabSize]);
+        cache.truncate(30); // rewind both copies
+        for (let t = 0; t < 3; t++) step([(t * 5 + 4) % config.vocabSize]);
+        const used = cache.store !== null;
+        cache.dispose();
+        return { rows, used };
+      };
+      const viaStore = run('wasm');
+      const viaTensors = run('tfjs');
+      expect(viaStore.used).toBe(true);
+      expect(viaTensors.used).toBe(false);
+      let worst = 0;
+      viaStore.rows.forEach((row, r) =>
+        row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - viaTensors.rows[r]![i]!)))),
+      );
+      expect(worst).toBeLessThan(1e-4);
+    } finally {
+      decoder.decodeAttention = 'wasm';
+      decoder.dispose();
+    }
+  });
+
   it('leaks no tensors: a forward pass leaves only the cache behind', async () => {
     const folder = path.join(scratch(), 'leak');
     await ref.writeTinyDecoder(folder, ref.TINY_DECODERS[2]!);

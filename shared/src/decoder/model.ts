@@ -11,6 +11,7 @@ import {
 import { Int8Arena, type ArenaRows } from './int8-kernel.ts';
 import { hostSlices } from '../model/layers.ts';
 import { inverseFrequencies, rotaryTables } from './rope.ts';
+import { KvStore } from './attention-kernel.ts';
 
 /**
  * The Hugging Face Llama forward pass (and Qwen2's, the same with q/k/v biases), computed as
@@ -65,6 +66,10 @@ export class KvCache {
   readonly keys: (tf.Tensor3D | null)[];
   readonly values: (tf.Tensor3D | null)[];
   length = 0;
+  /** Positions the tensors hold: fewer than `length` after tokens decoded in the store. */
+  tensorLength = 0;
+  /** The same cache in WebAssembly memory, where decoded tokens attend (attention-kernel.ts). */
+  store: KvStore | null = null;
 
   constructor(numLayers: number) {
     this.keys = Array.from({ length: numLayers }, () => null);
@@ -74,16 +79,20 @@ export class KvCache {
   /** Forgets every position from `length` on (a new prompt that diverges there). */
   truncate(length: number): void {
     if (length >= this.length) return;
-    for (const [list, size] of [
-      [this.keys, [-1, -1, length]],
-      [this.values, [-1, length, -1]],
-    ] as const) {
-      list.forEach((t, i) => {
-        if (t === null) return;
-        list[i] = length === 0 ? null : tf.slice(t, [0, 0, 0], [...size]);
-        t.dispose();
-      });
+    if (this.tensorLength > length) {
+      for (const [list, size] of [
+        [this.keys, [-1, -1, length]],
+        [this.values, [-1, length, -1]],
+      ] as const) {
+        list.forEach((t, i) => {
+          if (t === null) return;
+          list[i] = length === 0 ? null : tf.slice(t, [0, 0, 0], [...size]);
+          t.dispose();
+        });
+      }
+      this.tensorLength = length;
     }
+    if (this.store) this.store.length = Math.min(this.store.length, length);
     this.length = length;
   }
 
@@ -92,6 +101,8 @@ export class KvCache {
     this.keys.fill(null);
     this.values.fill(null);
     this.length = 0;
+    this.tensorLength = 0;
+    this.store = null;
   }
 }
 
@@ -109,6 +120,12 @@ export class Decoder {
   readonly #inv: Float64Array;
   /** The int8 weights' memory and kernel; null with float32 weights. */
   readonly #arena: Int8Arena | null;
+  /**
+   * Where a decoded token (one position) attends: 'wasm', the KV cache in WebAssembly memory
+   * and a SIMD kernel (attention-kernel.ts), or 'tfjs', the cache as tensors. A prompt always
+   * runs through tfjs; the cache is carried between the two as needed.
+   */
+  decodeAttention: 'wasm' | 'tfjs' = 'wasm';
 
   private constructor(
     config: DecoderConfig,
@@ -230,6 +247,8 @@ export class Decoder {
     }
     const start = cache.length;
     const count = tokens.length;
+    const inStore = count === 1 && this.decodeAttention === 'wasm' && this.#syncStore(cache);
+    if (!inStore) this.#syncTensors(cache);
     const { cos, sin } = rotaryTables(this.#inv, start, count);
     const rope = {
       cos: tf.tensor2d(cos, [count, c.headDim]),
@@ -251,7 +270,15 @@ export class Decoder {
       this.#blocks.forEach((block, layer) => {
         const next = tf.tidy(() => {
           const h = rmsNorm(x, block.inputNorm, c.rmsNormEps);
-          const { out, keys, values } = this.#attention(block, h, cache, layer, rope, mask);
+          const { out, keys, values } = this.#attention(
+            block,
+            h,
+            cache,
+            layer,
+            rope,
+            mask,
+            inStore,
+          );
           const afterAttn = tf.add<tf.Tensor2D>(x, out);
           const m = rmsNorm(afterAttn, block.postNorm, c.rmsNormEps);
           const gate = this.#apply(block.gate, m);
@@ -264,12 +291,16 @@ export class Decoder {
         });
         x.dispose();
         x = next.x;
-        cache.keys[layer]?.dispose();
-        cache.values[layer]?.dispose();
-        cache.keys[layer] = next.keys;
-        cache.values[layer] = next.values;
+        if (next.keys && next.values) {
+          cache.keys[layer]?.dispose();
+          cache.values[layer]?.dispose();
+          cache.keys[layer] = next.keys;
+          cache.values[layer] = next.values;
+        }
       });
       cache.length += count;
+      if (inStore) (cache.store as KvStore).length = cache.length;
+      else cache.tensorLength = cache.length;
       const hidden = x;
       const logits = tf.tidy((): tf.Tensor2D => {
         const last = lastOnly ? tf.slice(hidden, [count - 1, 0], [1, -1]) : hidden;
@@ -286,6 +317,55 @@ export class Decoder {
     }
   }
 
+  /**
+   * Brings the store up to the cache's length from the tensors (after a prompt); false where
+   * no store can be made here (no WebAssembly SIMD), so the token goes through tfjs.
+   */
+  #syncStore(cache: KvCache): boolean {
+    const c = this.config;
+    cache.store ??= KvStore.create({
+      numLayers: c.numLayers,
+      numKvHeads: c.numKvHeads,
+      group: c.numHeads / c.numKvHeads,
+      headDim: c.headDim,
+    });
+    const store = cache.store;
+    if (!store) return false;
+    if (store.length < cache.length) {
+      this.#syncTensors(cache);
+      for (let layer = 0; layer < c.numLayers; layer++) {
+        const keys = cache.keys[layer] as tf.Tensor3D;
+        const values = cache.values[layer] as tf.Tensor3D;
+        store.write(
+          layer,
+          keys.dataSync() as Float32Array,
+          values.dataSync() as Float32Array,
+          cache.length,
+          store.length,
+          cache.length,
+        );
+      }
+      store.length = cache.length;
+    }
+    return true;
+  }
+
+  /** Brings the tensors up to the cache's length from the store (a prompt after decoding). */
+  #syncTensors(cache: KvCache): void {
+    if (cache.tensorLength >= cache.length) return;
+    const c = this.config;
+    const store = cache.store as KvStore;
+    const length = cache.length;
+    for (let layer = 0; layer < c.numLayers; layer++) {
+      const { keysT, values } = store.read(layer, length);
+      cache.keys[layer]?.dispose();
+      cache.values[layer]?.dispose();
+      cache.keys[layer] = tf.tensor3d(keysT, [c.numKvHeads, c.headDim, length]);
+      cache.values[layer] = tf.tensor3d(values, [c.numKvHeads, length, c.headDim]);
+    }
+    cache.tensorLength = length;
+  }
+
   #attention(
     block: Block,
     h: tf.Tensor2D,
@@ -293,7 +373,8 @@ export class Decoder {
     layer: number,
     rope: { cos: tf.Tensor2D; sin: tf.Tensor2D },
     mask: tf.Tensor2D,
-  ): { out: tf.Tensor2D; keys: tf.Tensor3D; values: tf.Tensor3D } {
+    inStore: boolean,
+  ): { out: tf.Tensor2D; keys?: tf.Tensor3D; values?: tf.Tensor3D } {
     const c = this.config;
     const count = h.shape[0];
     const d = c.headDim;
@@ -304,6 +385,19 @@ export class Decoder {
     const q = rotate(heads(this.#apply(block.q, h), c.numHeads), rope);
     const k = rotate(heads(this.#apply(block.k, h), c.numKvHeads), rope);
     const v = heads(this.#apply(block.v, h), c.numKvHeads);
+    if (inStore) {
+      // One position: q (heads, 1, d), k and v (kvHeads, 1, d) read out in head order.
+      const attended = (cache.store as KvStore).attend(
+        layer,
+        cache.length,
+        q.dataSync() as Float32Array,
+        k.dataSync() as Float32Array,
+        v.dataSync() as Float32Array,
+        1 / Math.sqrt(d),
+      );
+      const merged = tf.tensor2d(attended, [1, c.numHeads * d]);
+      return { out: this.#apply(block.o, merged) };
+    }
     const pastK = cache.keys[layer];
     const pastV = cache.values[layer];
     const kT = tf.transpose(k, [0, 2, 1]);
