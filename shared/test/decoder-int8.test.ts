@@ -76,6 +76,47 @@ describe('decoder with int8 weights', () => {
     });
   }
 
+  it('decodes on the host (int8 products, the store attention, no tfjs op) as the tensor path does, across a second prompt and a rewind', async () => {
+    const tiny = ref.TINY_DECODERS[1]!; // GQA 4, tied, every product's input whole blocks of 32
+    const folder = path.join(scratch(), 'host-decode');
+    await ref.writeTinyDecoder(folder, tiny);
+    const { decoder, config } = await loadDecoderFolder(folder, { weights: 'int8' });
+    try {
+      expect(decoder.decodesOnHost).toBe(true);
+      const run = (where: 'wasm' | 'tfjs') => {
+        decoder.decodeAttention = where;
+        const cache = decoder.newCache();
+        const rows: number[][] = [];
+        const step = (tokens: number[]) => {
+          const before = tf.memory().numTensors;
+          const out = decoder.forward(tokens, cache, true);
+          rows.push([...(out.dataSync() as Float32Array)]);
+          out.dispose();
+          if (tokens.length === 1 && where === 'wasm') {
+            expect(tf.memory().numTensors).toBe(before); // nothing left behind on the host path
+          }
+        };
+        step([5, 9, 2, 7]);
+        for (let t = 0; t < 30; t++) step([(t * 13 + 1) % config.vocabSize]);
+        step([3, 4, 6]);
+        for (let t = 0; t < 3; t++) step([(t * 7 + 2) % config.vocabSize]);
+        cache.truncate(20);
+        for (let t = 0; t < 3; t++) step([(t * 5 + 4) % config.vocabSize]);
+        cache.dispose();
+        return rows;
+      };
+      const onHost = run('wasm');
+      expect(decoder.decodesOnHost).toBe(true);
+      const viaTensors = run('tfjs');
+      expect(decoder.decodesOnHost).toBe(false);
+      const scale = Math.max(...viaTensors.flat().map(Math.abs));
+      expect(maxDiff(onHost, viaTensors)).toBeLessThan(1e-4 * scale);
+    } finally {
+      decoder.decodeAttention = 'wasm';
+      decoder.dispose();
+    }
+  });
+
   it('splits a tied head over a vocabulary larger than one chunk, leaking no tensors', async () => {
     const hf = {
       model_type: 'llama',

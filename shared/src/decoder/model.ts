@@ -248,6 +248,10 @@ export class Decoder {
     const start = cache.length;
     const count = tokens.length;
     const inStore = count === 1 && this.decodeAttention === 'wasm' && this.#syncStore(cache);
+    if (inStore && this.#onHost()) {
+      const logits = this.#decodeOnHost(tokens[0] as number, cache);
+      return tf.tensor2d(logits, [1, c.vocabSize]);
+    }
     if (!inStore) this.#syncTensors(cache);
     const { cos, sin } = rotaryTables(this.#inv, start, count);
     const rope = {
@@ -315,6 +319,90 @@ export class Decoder {
       rope.sin.dispose();
       mask.dispose();
     }
+  }
+
+  /** The norms' and biases' values on the host, read once, for {@link #decodeOnHost}. */
+  #host: {
+    inputNorm: Float32Array[];
+    postNorm: Float32Array[];
+    norm: Float32Array;
+    bias: Map<tf.Tensor1D, Float32Array>;
+  } | null = null;
+
+  /** Whether a decoded token runs with no tfjs op ({@link #decodeOnHost}). */
+  get decodesOnHost(): boolean {
+    return this.#onHost();
+  }
+
+  /**
+   * Whether a decoded token can run on the host: int8 weights, every product's input a whole
+   * number of the kernel's 32-value blocks (else the tensor path dequantises).
+   */
+  #onHost(): boolean {
+    if (this.#arena === null || this.decodeAttention !== 'wasm') return false;
+    const matrices = this.#blocks.flatMap((b) =>
+      [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map((l) => l.w),
+    );
+    matrices.push(this.#head ?? this.#embed);
+    return matrices.every((w) => !(w instanceof tf.Tensor) && Int8Arena.fits(w.cols));
+  }
+
+  /**
+   * One decoded token with int8 weights, with no tfjs op at all: the products are the SIMD
+   * kernel's (int8-kernel.ts), attention is the store's (attention-kernel.ts), and the
+   * vector work between them (RMSNorm, RoPE, SwiGLU, residuals: a few thousand values) is
+   * plain loops here. Through tfjs those were ~40 small ops per layer, and their dispatch was
+   * as much time as the products. Returns the logits.
+   */
+  #decodeOnHost(token: number, cache: KvCache): Float32Array {
+    const c = this.config;
+    const arena = this.#arena as Int8Arena;
+    const store = cache.store as KvStore;
+    const host = (this.#host ??= {
+      inputNorm: this.#blocks.map((b) => b.inputNorm.dataSync() as Float32Array),
+      postNorm: this.#blocks.map((b) => b.postNorm.dataSync() as Float32Array),
+      norm: this.#norm.dataSync() as Float32Array,
+      bias: new Map(
+        this.#blocks
+          .flatMap((b) => [b.q, b.k, b.v, b.o, b.gate, b.up, b.down])
+          .flatMap((l) => (l.b ? [[l.b, l.b.dataSync() as Float32Array] as const] : [])),
+      ),
+    });
+    const product = (l: Linear, x: Float32Array): Float32Array => {
+      const y = arena.matmul(l.w as ArenaRows, x, 1);
+      const b = l.b ? (host.bias.get(l.b) as Float32Array) : null;
+      if (b) for (let i = 0; i < y.length; i++) y[i] = y[i]! + b[i]!;
+      return y;
+    };
+    const position = cache.length;
+    const { cos, sin } = rotaryTables(this.#inv, position, 1);
+    const d = c.headDim;
+    let x = gatherRowsInt8(this.#embed as ArenaRows, [token]);
+    this.#blocks.forEach((block, layer) => {
+      const h = rmsNormHost(x, host.inputNorm[layer]!, c.rmsNormEps);
+      const q = rotateHost(product(block.q, h), d, cos, sin);
+      const k = rotateHost(product(block.k, h), d, cos, sin);
+      const v = product(block.v, h);
+      const attended = store.attend(layer, position, q, k, v, 1 / Math.sqrt(d));
+      const out = product(block.o, attended);
+      for (let i = 0; i < x.length; i++) x[i] = x[i]! + out[i]!;
+      const m = rmsNormHost(x, host.postNorm[layer]!, c.rmsNormEps);
+      const gate = product(block.gate, m);
+      const up = product(block.up, m);
+      // SiLU(g) = g·σ(g), times the up projection (SwiGLU).
+      for (let i = 0; i < gate.length; i++) {
+        const g = gate[i]!;
+        gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+      }
+      const mlp = product(block.down, gate);
+      for (let i = 0; i < x.length; i++) x[i] = x[i]! + mlp[i]!;
+    });
+    x = rmsNormHost(x, host.norm, c.rmsNormEps);
+    const head = (this.#head ?? this.#embed) as ArenaRows;
+    const logits = arena.matmul(head, x, 1);
+    cache.length = position + 1;
+    store.length = cache.length;
+    return logits;
   }
 
   /**
@@ -495,6 +583,35 @@ function perHead(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   // prompt's time.
   const bs = hostSlices(b);
   return tf.stack(hostSlices(a).map((x, i) => tf.matMul(x, bs[i]!))) as tf.Tensor3D;
+}
+
+/** {@link rmsNorm} of one vector on the host (float64 sums, stored as float32). */
+function rmsNormHost(x: Float32Array, w: Float32Array, eps: number): Float32Array {
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) sum += x[i]! * x[i]!;
+  const scale = 1 / Math.sqrt(Math.fround(sum / x.length) + eps);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = Math.fround(x[i]! * scale) * w[i]!;
+  return out;
+}
+
+/** {@link rotate} in place for one position's heads laid end to end (head size d). */
+function rotateHost(
+  x: Float32Array,
+  d: number,
+  cos: Float32Array,
+  sin: Float32Array,
+): Float32Array {
+  const half = d / 2;
+  for (let at = 0; at < x.length; at += d) {
+    for (let i = 0; i < half; i++) {
+      const x1 = x[at + i]!;
+      const x2 = x[at + half + i]!;
+      x[at + i] = x1 * cos[i]! - x2 * sin[i]!;
+      x[at + half + i] = x2 * cos[half + i]! + x1 * sin[half + i]!;
+    }
+  }
+  return x;
 }
 
 /** x · rsqrt(mean(x²) + eps) · w over the last axis, all in float32 as transformers does. */
