@@ -1,4 +1,12 @@
-import { F64, I32, V128, op, wasmModule, type WasmFunction } from '@commons/shared/wasm';
+import {
+  F64,
+  I32,
+  V128,
+  op,
+  pointerLoop,
+  wasmModule,
+  type WasmFunction,
+} from '@commons/shared/wasm';
 
 /**
  * The inner loops of streaming aggregation: acc[i] += w × x[i] for a run of values still in
@@ -83,30 +91,14 @@ function kernel(name: string, bytesPerValue: 1 | 2 | 4, setup: number[], load: n
       ...op.localGet(W),
       ...op.f64x2Splat(),
       ...op.localSet(WV),
-      // END = SRC + n × bytesPerValue
-      ...op.localGet(SRC),
-      ...op.localGet(N),
-      ...op.i32Const(log2),
-      ...op.i32Shl(),
-      ...op.i32Add(),
-      ...op.localSet(END),
-      ...op.block(),
-      ...op.localGet(N),
-      ...op.i32Eqz(),
-      ...op.brIf(0),
-      ...op.loop(),
-      ...load,
-      ...op.localSet(X),
-      ...multiplyAdd,
-      ...op.localGet(SRC),
-      ...op.i32Const(4 * bytesPerValue),
-      ...op.i32Add(),
-      ...op.localTee(SRC),
-      ...op.localGet(END),
-      ...op.i32LtU(),
-      ...op.brIf(0),
-      ...op.end(),
-      ...op.end(),
+      ...pointerLoop({
+        pointer: SRC,
+        count: N,
+        shift: log2,
+        end: END,
+        step: 4 * bytesPerValue,
+        body: [...load, ...op.localSet(X), ...multiplyAdd],
+      }),
     ],
   };
   return fn;

@@ -1,4 +1,4 @@
-import { I32, V128, op, wasmModule, type WasmFunction } from '../wasm/module.ts';
+import { I32, V128, f32x4LaneSum, op, wasmModule, type WasmFunction } from '../wasm/module.ts';
 import type { Int8Rows } from './int8.ts';
 import { KernelHelper } from './int8-threads.ts';
 
@@ -100,17 +100,7 @@ const matvec: WasmFunction = {
     ...op.end(),
     // out[r] = (acc₀ + acc₁ + acc₂ + acc₃) · wScale[r]
     ...op.localGet(OUT),
-    ...op.localGet(ACC),
-    ...op.f32x4ExtractLane(0),
-    ...op.localGet(ACC),
-    ...op.f32x4ExtractLane(1),
-    ...op.f32Add(),
-    ...op.localGet(ACC),
-    ...op.f32x4ExtractLane(2),
-    ...op.f32Add(),
-    ...op.localGet(ACC),
-    ...op.f32x4ExtractLane(3),
-    ...op.f32Add(),
+    ...f32x4LaneSum(ACC),
     ...op.localGet(WS),
     ...op.f32Load(0),
     ...op.f32Mul(),

@@ -142,6 +142,12 @@ export class Decoder {
     this.#head = head;
     this.#arena = arena;
     this.#inv = inverseFrequencies(config);
+    const matrices = blocks.flatMap((b) =>
+      [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map((l) => l.w),
+    );
+    matrices.push(head ?? embed);
+    this.#hostFits =
+      arena !== null && matrices.every((w) => !(w instanceof tf.Tensor) && Int8Arena.fits(w.cols));
   }
 
   /**
@@ -336,15 +342,12 @@ export class Decoder {
 
   /**
    * Whether a decoded token can run on the host: int8 weights, every product's input a whole
-   * number of the kernel's 32-value blocks (else the tensor path dequantises).
+   * number of the kernel's 32-value blocks (else the tensor path dequantises). Fixed at load.
    */
+  readonly #hostFits: boolean;
+
   #onHost(): boolean {
-    if (this.#arena === null || this.decodeAttention !== 'wasm') return false;
-    const matrices = this.#blocks.flatMap((b) =>
-      [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map((l) => l.w),
-    );
-    matrices.push(this.#head ?? this.#embed);
-    return matrices.every((w) => !(w instanceof tf.Tensor) && Int8Arena.fits(w.cols));
+    return this.#hostFits && this.decodeAttention === 'wasm';
   }
 
   /**

@@ -166,3 +166,59 @@ export const op = {
   i32x4TruncSatF64x2UZero: () => simd(0xfd),
   f64x2PromoteLowF32x4: () => simd(0x5f),
 } as const;
+
+/**
+ * The kernels' loop: end = pointer + (count << shift); unless count is 0, run `body`, advance
+ * `pointer` by `step` and repeat while pointer < end. Every local is an index; `body` advances
+ * any other pointers itself, and its own branches count depth from inside this loop.
+ */
+export function pointerLoop(loop: {
+  pointer: number;
+  count: number;
+  /** log2 of the bytes per counted item (0: count is in bytes). */
+  shift: number;
+  end: number;
+  step: number;
+  body: readonly number[];
+}): number[] {
+  const { pointer, count, shift, end, step, body } = loop;
+  return [
+    ...op.localGet(pointer),
+    ...op.localGet(count),
+    ...(shift === 0 ? [] : [...op.i32Const(shift), ...op.i32Shl()]),
+    ...op.i32Add(),
+    ...op.localSet(end),
+    ...op.block(),
+    ...op.localGet(count),
+    ...op.i32Eqz(),
+    ...op.brIf(0),
+    ...op.loop(),
+    ...body,
+    ...op.localGet(pointer),
+    ...op.i32Const(step),
+    ...op.i32Add(),
+    ...op.localTee(pointer),
+    ...op.localGet(end),
+    ...op.i32LtU(),
+    ...op.brIf(0),
+    ...op.end(),
+    ...op.end(),
+  ];
+}
+
+/** The sum of the f32x4 local's four lanes, (l0 + l1) + l2 + l3, as an f32 on the stack. */
+export function f32x4LaneSum(local: number): number[] {
+  return [
+    ...op.localGet(local),
+    ...op.f32x4ExtractLane(0),
+    ...op.localGet(local),
+    ...op.f32x4ExtractLane(1),
+    ...op.f32Add(),
+    ...op.localGet(local),
+    ...op.f32x4ExtractLane(2),
+    ...op.f32Add(),
+    ...op.localGet(local),
+    ...op.f32x4ExtractLane(3),
+    ...op.f32Add(),
+  ];
+}

@@ -17,7 +17,7 @@
 // round is the scalar one on vectors. After 20 rounds and the feed-forward, four 4×4
 // transposes turn "word i of 4 blocks" into "4 consecutive words of one block", which are
 // added to the accumulator in place.
-import { I32, V128, op, wasmModule, type WasmFunction } from '../../wasm/module.ts';
+import { I32, V128, op, pointerLoop, wasmModule, type WasmFunction } from '../../wasm/module.ts';
 
 // Parameters: (acc byte address, key byte address, first block counter, groups of 4 blocks, mask).
 const ACC = 0;
@@ -145,30 +145,10 @@ function foldWordGroup(g: number, sign: 1 | -1): number[] {
 }
 
 function chachaFold(name: string, sign: 1 | -1): WasmFunction {
-  const body: number[] = [
-    // CTR = counter + [0, 1, 2, 3]; MASKV = splat(mask); END = ACC + groups × 256
-    ...op.localGet(COUNTER),
-    ...op.i32x4Splat(),
-    ...op.v128Const([0, 1, 2, 3]),
-    ...op.i32x4Add(),
-    ...op.localSet(CTR),
-    ...op.localGet(MASK),
-    ...op.i32x4Splat(),
-    ...op.localSet(MASKV),
-    ...op.localGet(ACC),
-    ...op.localGet(GROUPS),
-    ...op.i32Const(8),
-    ...op.i32Shl(),
-    ...op.i32Add(),
-    ...op.localSet(END),
-    ...op.block(),
-    ...op.localGet(GROUPS),
-    ...op.i32Eqz(),
-    ...op.brIf(0),
-    ...op.loop(),
-  ];
-  for (let i = 0; i < 16; i++) body.push(...inputWord(i), ...set(i));
-  body.push(
+  // One group of four blocks: 20 rounds, the feed-forward, folded into the accumulator.
+  const group: number[] = [];
+  for (let i = 0; i < 16; i++) group.push(...inputWord(i), ...set(i));
+  group.push(
     ...op.i32Const(10),
     ...op.localSet(ROUND),
     ...op.loop(),
@@ -189,23 +169,26 @@ function chachaFold(name: string, sign: 1 | -1): WasmFunction {
     ...op.end(),
   );
   // feed-forward: x_i += input_i (the nonce words are zero)
-  for (let i = 0; i < 13; i++) body.push(...get(i), ...inputWord(i), ...op.i32x4Add(), ...set(i));
-  for (let g = 0; g < 4; g++) body.push(...foldWordGroup(g, sign));
-  body.push(
+  for (let i = 0; i < 13; i++) group.push(...get(i), ...inputWord(i), ...op.i32x4Add(), ...set(i));
+  for (let g = 0; g < 4; g++) group.push(...foldWordGroup(g, sign));
+  group.push(
     ...op.localGet(CTR),
     ...op.v128Const([4, 4, 4, 4]),
     ...op.i32x4Add(),
     ...op.localSet(CTR),
-    ...op.localGet(ACC),
-    ...op.i32Const(256),
-    ...op.i32Add(),
-    ...op.localTee(ACC),
-    ...op.localGet(END),
-    ...op.i32LtU(),
-    ...op.brIf(0),
-    ...op.end(),
-    ...op.end(),
   );
+  const body: number[] = [
+    // CTR = counter + [0, 1, 2, 3]; MASKV = splat(mask); then groups of 256 bytes from ACC
+    ...op.localGet(COUNTER),
+    ...op.i32x4Splat(),
+    ...op.v128Const([0, 1, 2, 3]),
+    ...op.i32x4Add(),
+    ...op.localSet(CTR),
+    ...op.localGet(MASK),
+    ...op.i32x4Splat(),
+    ...op.localSet(MASKV),
+    ...pointerLoop({ pointer: ACC, count: GROUPS, shift: 8, end: END, step: 256, body: group }),
+  ];
   return {
     name,
     params: [I32, I32, I32, I32, I32],
@@ -228,37 +211,28 @@ function ringFold(name: string, sign: 1 | -1): WasmFunction {
       ...op.localGet(mask),
       ...op.i32x4Splat(),
       ...op.localSet(maskv),
-      ...op.localGet(acc),
-      ...op.localGet(bytes),
-      ...op.i32Add(),
-      ...op.localSet(end),
-      ...op.block(),
-      ...op.localGet(bytes),
-      ...op.i32Eqz(),
-      ...op.brIf(0),
-      ...op.loop(),
-      ...op.localGet(acc),
-      ...op.localGet(acc),
-      ...op.v128Load(0),
-      ...op.localGet(src),
-      ...op.v128Load(0),
-      ...(sign === 1 ? op.i32x4Add() : op.i32x4Sub()),
-      ...op.localGet(maskv),
-      ...op.v128And(),
-      ...op.v128Store(0),
-      ...op.localGet(src),
-      ...op.i32Const(16),
-      ...op.i32Add(),
-      ...op.localSet(src),
-      ...op.localGet(acc),
-      ...op.i32Const(16),
-      ...op.i32Add(),
-      ...op.localTee(acc),
-      ...op.localGet(end),
-      ...op.i32LtU(),
-      ...op.brIf(0),
-      ...op.end(),
-      ...op.end(),
+      ...pointerLoop({
+        pointer: acc,
+        count: bytes,
+        shift: 0,
+        end,
+        step: 16,
+        body: [
+          ...op.localGet(acc),
+          ...op.localGet(acc),
+          ...op.v128Load(0),
+          ...op.localGet(src),
+          ...op.v128Load(0),
+          ...(sign === 1 ? op.i32x4Add() : op.i32x4Sub()),
+          ...op.localGet(maskv),
+          ...op.v128And(),
+          ...op.v128Store(0),
+          ...op.localGet(src),
+          ...op.i32Const(16),
+          ...op.i32Add(),
+          ...op.localSet(src),
+        ],
+      }),
     ],
   };
 }
