@@ -33,28 +33,54 @@ function random(n: number, seed: number): Float32Array {
 }
 
 describe('int8 matrix–vector kernel (WebAssembly SIMD)', () => {
+  it('runs the relaxed-SIMD kernel where the engine has it (Node 24 does), SIMD128 on request', () => {
+    expect(new Int8Arena().kernel).toBe('relaxed');
+    expect(new Int8Arena({ kernel: 'simd128' }).kernel).toBe('simd128');
+  });
+
   it.each([
-    [1, 32],
-    [7, 96],
-    [33, 576],
-    [5, 1536],
-  ])('%i×%i: the integer block scheme, exactly up to float32 summation', (rows, cols) => {
-    const arena = new Int8Arena();
-    const w = random(rows * cols, rows + cols);
-    w.fill(0, 0, cols); // an all-zero row
-    const x = random(3 * cols, 7);
-    x.fill(0, 0, KERNEL_BLOCK); // an all-zero block of the first vector
-    const m = arena.hold(quantizeRowsInt8(w, rows, cols));
-    const y = arena.matmul(m, x, 3);
-    expect(y.length).toBe(3 * rows);
-    for (let t = 0; t < 3; t++) {
-      const want = reference(w, rows, cols, x.subarray(t * cols, (t + 1) * cols));
-      const largest = Math.max(...want.map(Math.abs));
-      for (let r = 0; r < rows; r++) {
-        expect(Math.abs(y[t * rows + r]! - want[r]!)).toBeLessThanOrEqual(1e-5 * largest);
+    ['relaxed', 1, 32],
+    ['relaxed', 7, 96], // odd: the last row outside a pair
+    ['relaxed', 33, 576],
+    ['relaxed', 5, 1536],
+    ['simd128', 1, 32],
+    ['simd128', 7, 96],
+    ['simd128', 33, 576],
+    ['simd128', 5, 1536],
+  ] as const)(
+    '%s, %i×%i: the integer block scheme, exactly up to float32 summation',
+    (kernel, rows, cols) => {
+      const arena = new Int8Arena({ kernel });
+      const w = random(rows * cols, rows + cols);
+      w.fill(0, 0, cols); // an all-zero row
+      const x = random(3 * cols, 7);
+      x.fill(0, 0, KERNEL_BLOCK); // an all-zero block of the first vector
+      const m = arena.hold(quantizeRowsInt8(w, rows, cols));
+      const y = arena.matmul(m, x, 3);
+      expect(y.length).toBe(3 * rows);
+      for (let t = 0; t < 3; t++) {
+        const want = reference(w, rows, cols, x.subarray(t * cols, (t + 1) * cols));
+        const largest = Math.max(...want.map(Math.abs));
+        for (let r = 0; r < rows; r++) {
+          expect(Math.abs(y[t * rows + r]! - want[r]!)).toBeLessThanOrEqual(1e-5 * largest);
+        }
+        expect(y[t * rows]).toBe(0);
       }
-      expect(y[t * rows]).toBe(0);
-    }
+    },
+  );
+
+  it('relaxed and SIMD128 kernels agree to float32 rounding (exact block sums, lanes gathered differently), activations of either sign at full int8 range', () => {
+    const rows = 129;
+    const cols = 640;
+    const w = random(rows * cols, 11);
+    const x = random(2 * cols, 12).map((v, i) => (i % 97 === 0 ? 40 * Math.sign(v) : v));
+    const q = quantizeRowsInt8(w, rows, cols);
+    const relaxed = new Int8Arena({ kernel: 'relaxed' });
+    const simd128 = new Int8Arena({ kernel: 'simd128' });
+    const a = relaxed.matmul(relaxed.hold(q), x, 2);
+    const b = simd128.matmul(simd128.hold(q), x, 2);
+    const largest = Math.max(...b.map(Math.abs));
+    for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(1e-6 * largest);
   });
 
   it('is close to the float32 product (int8 rounding of weights and activations only)', () => {
@@ -105,8 +131,9 @@ describe('int8 products split across two threads', () => {
     try {
       expect(two.threads).toBe(2);
       for (const [rows, cols] of [
-        [255, 64], // below the split threshold: one thread
-        [256, 64],
+        [63, 64], // below the split threshold: one thread
+        [64, 64],
+        [66, 32], // halves of 32 and 34 rows (even, for the relaxed kernel's pairs)
         [1537, 96], // an odd count: the halves differ by a row
         [4096, 576],
       ] as const) {

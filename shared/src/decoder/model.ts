@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { formatShape, sameShape, transposeMatrix, type HostTensor } from '../checkpoint/tensors.ts';
 import { ModelFormatError } from '../formats/errors.ts';
@@ -180,7 +181,13 @@ export class Decoder {
       owned.push(t);
       return t;
     };
-    const arena = weights === 'int8' ? new Int8Arena({ threads: decodeThreads() }) : null;
+    // The host path needs every product's input in whole blocks (see #hostFits).
+    const hostable = [
+      config.hiddenSize,
+      config.numHeads * config.headDim,
+      config.intermediateSize,
+    ].every((cols) => Int8Arena.fits(cols));
+    const arena = weights === 'int8' ? new Int8Arena({ threads: decodeThreads(hostable) }) : null;
     const quantized = async (name: string): Promise<ArenaRows> => {
       const host = await read(name);
       return arena!.hold(quantizeRowsInt8(host.data, host.shape[0]!, host.shape[1]!));
@@ -557,15 +564,17 @@ function matMulDequantized(x: tf.Tensor2D, m: Int8Rows): tf.Tensor2D {
 }
 
 /**
- * Threads for int8 products while decoding: COMMONS_DECODE_THREADS (1 or 2), default 1. On the
- * 2-core machine this was measured on, a second thread made each product 1.2–1.6× faster
- * alone but a decoded token slower (19.7–23.1 against 28.8 tokens/s at SmolLM2-135M's
- * shape): the product is bound by memory bandwidth and the helper competes with tfjs's ops
- * for the same cores. Machines with bandwidth to spare per core may gain; measure first.
+ * Threads for int8 products while decoding: COMMONS_DECODE_THREADS (1 or 2). By default 2
+ * where a decoded token runs on the host (every product's input whole blocks of 32) and the
+ * machine has a second core, else 1. Measured at SmolLM2-135M's shape after a 512-token
+ * prompt, 2-core machine: with the host path, 2 threads decode at 23.6–25.9 ms/token against
+ * 31.8–33.1 on one. Before the host path, when tfjs ran the small ops between the products, a
+ * second thread made decoding slower (19.7–23.1 against 28.8 tokens/s): it competed with
+ * them for the same cores.
  */
-function decodeThreads(): number {
+function decodeThreads(hostable: boolean): number {
   const asked = process.env.COMMONS_DECODE_THREADS;
-  if (asked === undefined || asked === '') return 1;
+  if (asked === undefined || asked === '') return hostable && availableParallelism() > 1 ? 2 : 1;
   if (asked !== '1' && asked !== '2') {
     throw new RangeError(`COMMONS_DECODE_THREADS=${asked}: use 1 or 2`);
   }

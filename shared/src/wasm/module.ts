@@ -108,6 +108,7 @@ export const op = {
   block: () => [0x02, 0x40],
   loop: () => [0x03, 0x40],
   end: () => [0x0b],
+  br: (depth: number) => [0x0c, ...uleb(depth)],
   brIf: (depth: number) => [0x0d, ...uleb(depth)],
   f32Const: (value: number) => [0x43, ...new Uint8Array(Float32Array.of(value).buffer)],
   f32Load: (offset = 0) => [0x2a, 0x02, ...uleb(offset)],
@@ -124,6 +125,7 @@ export const op = {
   i32Shl: () => [0x74],
   i32Sub: () => [0x6b],
   i32Mul: () => [0x6c],
+  i32GtU: () => [0x4b],
   v128Load: (offset = 0) => simd(0x00, ...memarg(offset)),
   v128Load16x4U: (offset = 0) => simd(0x04, ...memarg(offset)),
   v128Store: (offset = 0) => simd(0x0b, ...memarg(offset)),
@@ -165,7 +167,19 @@ export const op = {
   f64x2ConvertLowI32x4U: () => simd(0xff),
   i32x4TruncSatF64x2UZero: () => simd(0xfd),
   f64x2PromoteLowF32x4: () => simd(0x5f),
+  /** Relaxed SIMD: each i32 lane += the dot of four i8 lanes of a with four of b, where b's
+   * lanes must lie in 0…127 (then every engine's lowering gives the exact sum). */
+  i32x4RelaxedDotI8x16I7x16AddS: () => simd(0x113),
 } as const;
+
+/** Whether this engine validates `bytes` (a module using a proposal it may lack). */
+export function engineAccepts(bytes: Uint8Array<ArrayBuffer>): boolean {
+  try {
+    return WebAssembly.validate(bytes);
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The kernels' loop: end = pointer + (count << shift); unless count is 0, run `body`, advance
