@@ -34,7 +34,7 @@ describe('int8 quantisation per row', () => {
 
 describe('decoder with int8 weights', () => {
   for (const tiny of ref.TINY_DECODERS) {
-    it(`${tiny.name}: the rounded float32 model (exactly, for a long prompt), and near PyTorch`, async () => {
+    it(`${tiny.name}: the rounded float32 model up to activation rounding, and near PyTorch`, async () => {
       const folder = path.join(scratch(), tiny.name);
       await ref.writeTinyDecoder(folder, tiny);
       const { decoder: int8, config } = await loadDecoderFolder(folder, { weights: 'int8' });
@@ -54,12 +54,13 @@ describe('decoder with int8 weights', () => {
         // of 32 there), 0.031.
         const scale = Math.max(...same.logits.flat().map(Math.abs));
         expect(maxDiff(got.logits, same.logits)).toBeLessThan(0.08 * scale);
-        // A prompt longer than that dequantises the weights for tfjs's matMul: exactly the
-        // rounded model, up to float32 summation order.
+        // A longer prompt goes through the same kernel where the engine has relaxed SIMD (it
+        // reads each weight once per chunk of 64 positions), so it too rounds activations.
         const long = Array.from({ length: 20 }, (_, i) => (i * 37 + 5) % config.vocabSize);
-        expect(maxDiff(await logitsOf(int8, long), await logitsOf(rounded, long))).toBeLessThan(
-          1e-4,
-        );
+        const longRounded = await logitsOf(rounded, long);
+        const longScale = Math.max(...longRounded.flat().map(Math.abs));
+        // Measured worst |Δ| / max |logit| over 20 positions: 0.053, 0.115, 0, 0.065.
+        expect(maxDiff(await logitsOf(int8, long), longRounded)).toBeLessThan(0.15 * longScale);
 
         // Against the unrounded weights these random models amplify rounding layer by layer
         // (their blocks are N(0, 4/fan_in), see random.ts), so 2e-2 absolute is out of reach.
@@ -110,7 +111,14 @@ describe('decoder with int8 weights', () => {
       const viaTensors = run('tfjs');
       expect(decoder.decodesOnHost).toBe(false);
       const scale = Math.max(...viaTensors.flat().map(Math.abs));
-      expect(maxDiff(onHost, viaTensors)).toBeLessThan(1e-4 * scale);
+      // The prompt runs the tensor path either way. After it, the paths' float32 roundings
+      // differ (attention sums in another order), and where an activation sits at a rounding
+      // boundary of its int8 block the two round it differently: one step of one block, which
+      // then carries through the cache (measured: 0 for the first 3 decoded tokens, then
+      // 0.04–0.18 on logits up to 6.5). A wrong norm, rotation or residual is off by the
+      // logits' own size.
+      expect(maxDiff(onHost.slice(0, 1), viaTensors.slice(0, 1))).toBeLessThan(1e-4 * scale);
+      expect(maxDiff(onHost, viaTensors)).toBeLessThan(0.05 * scale);
     } finally {
       decoder.decodeAttention = 'wasm';
       decoder.dispose();

@@ -3,7 +3,8 @@ import { dequantizeRowsInt8, quantizeRowsInt8 } from '../src/decoder/int8.ts';
 import { Int8Arena, KERNEL_BLOCK } from '../src/decoder/int8-kernel.ts';
 
 /** What the kernel computes, in float64: the int8 weights times the activations rounded to
- * int8 in blocks of 32 (scale absmax / 127), each row times its scale. */
+ * int8 in blocks of 32 (scale absmax / 127; q = floor(x · (1 / scale) + 0.5), each step
+ * rounded to float32 as the kernel's lanes do), each row times its scale. */
 function reference(w: Float32Array, rows: number, cols: number, x: Float32Array): Float64Array {
   const q = quantizeRowsInt8(w, rows, cols);
   const out = new Float64Array(rows);
@@ -13,9 +14,11 @@ function reference(w: Float32Array, rows: number, cols: number, x: Float32Array)
       let max = 0;
       for (let i = b; i < b + KERNEL_BLOCK; i++) max = Math.max(max, Math.abs(x[i]!));
       const scale = Math.fround(max / 127);
+      const inverse = scale === 0 ? 0 : Math.fround(1 / scale);
       let dot = 0;
       for (let i = b; i < b + KERNEL_BLOCK; i++) {
-        dot += q.values[r * cols + i]! * (scale === 0 ? 0 : Math.round(x[i]! * (1 / scale)));
+        const xq = Math.floor(Math.fround(Math.fround(x[i]! * inverse) + 0.5));
+        dot += q.values[r * cols + i]! * xq;
       }
       sum += dot * scale;
     }
@@ -82,6 +85,31 @@ describe('int8 matrix–vector kernel (WebAssembly SIMD)', () => {
     const largest = Math.max(...b.map(Math.abs));
     for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - b[i]!)).toBeLessThan(1e-6 * largest);
   });
+
+  it.each(['relaxed', 'simd128'] as const)(
+    '%s: many positions at once (chunks of the kernel, a partial last one) give what one position at a time gives, on two threads too',
+    (kernel) => {
+      const rows = 70;
+      const cols = 96;
+      const count = 150;
+      const q = quantizeRowsInt8(random(rows * cols, 5), rows, cols);
+      const x = random(count * cols, 6);
+      const one = new Int8Arena({ kernel });
+      const two = new Int8Arena({ kernel, threads: 2 });
+      try {
+        const m = one.hold(q);
+        const all = one.matmul(m, x, count);
+        const both = two.matmul(two.hold(q), x, count);
+        for (let t = 0; t < count; t++) {
+          const single = one.matmul(m, x.subarray(t * cols, (t + 1) * cols), 1);
+          expect([...all.subarray(t * rows, (t + 1) * rows)]).toEqual([...single]);
+        }
+        expect([...both]).toEqual([...all]);
+      } finally {
+        two.dispose();
+      }
+    },
+  );
 
   it('is close to the float32 product (int8 rounding of weights and activations only)', () => {
     const rows = 64;

@@ -1,10 +1,13 @@
 import {
+  F32,
   I32,
   V128,
   engineAccepts,
+  pointerLoop,
   f32x4LaneSum,
   op,
   wasmModule,
+  type ValueType,
   type WasmFunction,
 } from '../wasm/module.ts';
 import type { Int8Rows } from './int8.ts';
@@ -29,21 +32,79 @@ import { KernelHelper } from './int8-threads.ts';
  * 192-row k and v products are worth splitting. */
 const SPLIT_MIN_ROWS = 64;
 
+/** Positions per kernel call: bounds the scratch (activations and outputs) a long prompt
+ * needs, while each call still reuses a thread's rows across many positions. */
+const CHUNK_POSITIONS = 64;
+
 /** Activation blocks: 32 values, two v128 loads of int8 weights. */
 export const KERNEL_BLOCK = 32;
 const PAGE = 65_536;
 /** 4 GiB: wasm32's whole address space. */
 const MAX_PAGES = 65_536;
 
-// matvec(w, wScales, rows, cols, xq, xScales, out): out[r] = wScales[r] · Σ_b xScales[b] ·
-// Σ_{i in b} w[r, i] · xq[i]; w int8 [rows, cols], cols a multiple of 32, all byte addresses.
-// The block sums are exact integers in either kernel below; only the order in which their
-// lanes are gathered differs, so the two agree up to float32 rounding.
-const [W, WS, ROWS, COLS, XQ, XS, OUT] = [0, 1, 2, 3, 4, 5, 6];
+// matmul(w, wScales, rows, cols, xq, xScales, out, count, outStride): for each of `count`
+// positions t, out[t][r] = wScales[r] · Σ_b xScales[t][b] · Σ_{i in b} w[r, i] · xq[t][i];
+// w int8 [rows, cols], cols a multiple of 32, all byte addresses; position t's activations
+// are 2·cols bytes and cols / 8 bytes of scales after position t − 1's, its outputs outStride
+// bytes after. Each kernel below is a loop over rows for one position (`rowsBody`), which
+// `overPositions` repeats; a thread's share of rows stays in cache across the positions.
+// The block sums are exact integers in either kernel; only the order in which their lanes
+// are gathered differs, so the two agree up to float32 rounding.
+const [W, WS, ROWS, COLS, XQ, XS, OUT, COUNT, OUT_STRIDE] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+const [W0, WS0, ROWS0, OUT0] = [9, 10, 11, 12];
+/** The rows bodies' own locals start here. */
+const FIRST_LOCAL = 13;
+
+function overPositions(rowsBody: number[], locals: ValueType[]): WasmFunction {
+  const save = (from: number, to: number) => [...op.localGet(from), ...op.localSet(to)];
+  const advance = (local: number, by: number[]) => [
+    ...op.localGet(local),
+    ...by,
+    ...op.i32Add(),
+    ...op.localSet(local),
+  ];
+  return {
+    name: 'matmul',
+    params: [I32, I32, I32, I32, I32, I32, I32, I32, I32],
+    locals: [I32, I32, I32, I32, ...locals],
+    body: [
+      ...save(W, W0),
+      ...save(WS, WS0),
+      ...save(ROWS, ROWS0),
+      ...save(OUT, OUT0),
+      ...op.block(),
+      ...op.localGet(COUNT),
+      ...op.i32Eqz(),
+      ...op.brIf(0),
+      ...op.loop(),
+      ...save(W0, W),
+      ...save(WS0, WS),
+      ...save(ROWS0, ROWS),
+      ...save(OUT0, OUT),
+      ...rowsBody,
+      ...advance(OUT0, op.localGet(OUT_STRIDE)),
+      ...advance(XQ, [...op.localGet(COLS), ...op.i32Const(1), ...op.i32Shl()]),
+      ...advance(XS, [...op.localGet(COLS), ...op.i32Const(3), ...op.i32ShrU()]),
+      ...op.localGet(COUNT),
+      ...op.i32Const(1),
+      ...op.i32Sub(),
+      ...op.localTee(COUNT),
+      ...op.brIf(0),
+      ...op.end(),
+      ...op.end(),
+    ],
+  };
+}
 
 // The SIMD128 kernel: xq int16 (int8 values, widened once per vector so each row's loop loads
 // them ready), i32x4.dot_i16x8_s on each half of 16 weights widened to int16.
-const [ROW_END, XQP, XSP, ACC, WV] = [7, 8, 9, 10, 11];
+const [ROW_END, XQP, XSP, ACC, WV] = [0, 1, 2, 3, 4].map((i) => FIRST_LOCAL + i) as [
+  number,
+  number,
+  number,
+  number,
+  number,
+];
 /** isum += dot(extend(half of WV), xq[XQP + offset]) for one 8-lane half. */
 const dotHalf = (high: boolean, offset: number, add: boolean) => [
   ...op.localGet(WV),
@@ -53,11 +114,8 @@ const dotHalf = (high: boolean, offset: number, add: boolean) => [
   ...op.i32x4DotI16x8S(),
   ...(add ? op.i32x4Add() : []),
 ];
-const matvecSimd128: WasmFunction = {
-  name: 'matvec',
-  params: [I32, I32, I32, I32, I32, I32, I32],
-  locals: [I32, I32, I32, V128, V128],
-  body: [
+const matmulSimd128: WasmFunction = overPositions(
+  [
     ...op.block(),
     ...op.localGet(ROWS),
     ...op.i32Eqz(),
@@ -135,7 +193,8 @@ const matvecSimd128: WasmFunction = {
     ...op.end(),
     ...op.end(),
   ],
-};
+  [I32, I32, I32, V128, V128],
+);
 
 /**
  * The relaxed-SIMD kernel: i32x4.relaxed_dot_i8x16_i7x16_add_s multiplies 16 int8 weights by
@@ -146,11 +205,26 @@ const matvecSimd128: WasmFunction = {
  * of this project's 2-core machine, 133 MB of weights: 4.5 GB/s for the SIMD128 kernel; 6.4
  * with one row per pass, 8.0 with two, 7.7 with three or four.
  */
-function matvecRelaxed(): WasmFunction {
-  const W1 = 7; // the second row of a pair (the first walks W)
-  const [END, XP, SP, ACC0, ACC1, POS0, POS1, NEG0, NEG1, SCALE, LO, HI] = [
-    8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+function matmulRelaxed(): WasmFunction {
+  const [W1, END, XP, SP, ACC0, ACC1, POS0, POS1, NEG0, NEG1, SCALE, LO, HI] = Array.from(
+    { length: 13 },
+    (_, i) => FIRST_LOCAL + i,
+  ) as number[] as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
   ];
+  // W1 walks the second row of a pair (W the first).
   const zero = op.v128Const([0, 0, 0, 0]);
   // isum = Σ w·pos − Σ w·neg over one row's 32-value block at `row`.
   const blockSum = (row: number) => [
@@ -238,11 +312,8 @@ function matvecRelaxed(): WasmFunction {
     ...advance(OUT, pair ? 8 : 4),
     ...advance(WS, pair ? 8 : 4),
   ];
-  return {
-    name: 'matvec',
-    params: [I32, I32, I32, I32, I32, I32, I32],
-    locals: [I32, I32, I32, I32, V128, V128, V128, V128, V128, V128, V128, V128, V128],
-    body: [
+  return overPositions(
+    [
       // while (rows > 1) { pass(pair); rows -= 2 }
       ...op.block(),
       ...op.loop(),
@@ -267,8 +338,131 @@ function matvecRelaxed(): WasmFunction {
       ...pass(false),
       ...op.end(),
     ],
+    [I32, I32, I32, I32, V128, V128, V128, V128, V128, V128, V128, V128, V128],
+  );
+}
+
+/**
+ * quantize(x, blocks, xq, xs): the relaxed kernel's activations from float32 x, one block of
+ * 32 at a time: xs[b] = f32(absmax / 127) (the division in float64, as JavaScript's
+ * Math.fround(max / 127)), q = floor(f32(f32(x · f32(1 / scale)) + 0.5)) in float32 lanes,
+ * then the 32 positive parts and the 32 negated negative parts as bytes. In JavaScript this
+ * ran at 5–19 ns a value depending on how far V8 had optimised it; every activation of a
+ * prompt passes through it.
+ */
+function quantizeRelaxed(): WasmFunction {
+  const [X, BLOCKS, Q, S] = [0, 1, 2, 3];
+  const [END, MAX, INVERSE, Q0, Q1, Q2, Q3, BYTES, POS] = [4, 5, 6, 7, 8, 9, 10, 11, 12];
+  const lanesAt = (offset: number, into: number) => [
+    ...op.localGet(X),
+    ...op.v128Load(offset),
+    ...op.localGet(INVERSE),
+    ...op.f32x4Mul(),
+    ...op.f32Const(0.5),
+    ...op.f32x4Splat(),
+    ...op.f32x4Add(),
+    ...op.f32x4Floor(),
+    ...op.i32x4TruncSatF32x4S(),
+    ...op.localSet(into),
+  ];
+  // 16 values at x + 64·half → 16 signed bytes → pos and neg at xq + 16·half, + 32 + 16·half.
+  const sixteen = (half: number) => [
+    ...lanesAt(64 * half, Q0),
+    ...lanesAt(64 * half + 16, Q1),
+    ...lanesAt(64 * half + 32, Q2),
+    ...lanesAt(64 * half + 48, Q3),
+    ...op.localGet(Q0),
+    ...op.localGet(Q1),
+    ...op.i16x8NarrowI32x4S(),
+    ...op.localGet(Q2),
+    ...op.localGet(Q3),
+    ...op.i16x8NarrowI32x4S(),
+    ...op.i8x16NarrowI16x8S(),
+    ...op.localSet(BYTES),
+    ...op.localGet(BYTES),
+    ...op.v128Const([0, 0, 0, 0]),
+    ...op.i8x16MaxS(),
+    ...op.localSet(POS),
+    ...op.localGet(Q),
+    ...op.localGet(POS),
+    ...op.v128Store(16 * half),
+    ...op.localGet(Q),
+    ...op.localGet(POS),
+    ...op.localGet(BYTES),
+    ...op.i8x16Sub(),
+    ...op.v128Store(32 + 16 * half),
+  ];
+  const absMax = [
+    ...op.localGet(X),
+    ...op.v128Load(0),
+    ...op.f32x4Abs(),
+    ...Array.from({ length: 7 }, (_, i) => [
+      ...op.localGet(X),
+      ...op.v128Load(16 * (i + 1)),
+      ...op.f32x4Abs(),
+      ...op.f32x4Max(),
+    ]).flat(),
+    ...op.localSet(Q0),
+    ...op.localGet(Q0),
+    ...op.f32x4ExtractLane(0),
+    ...op.localGet(Q0),
+    ...op.f32x4ExtractLane(1),
+    ...op.f32Max(),
+    ...op.localGet(Q0),
+    ...op.f32x4ExtractLane(2),
+    ...op.localGet(Q0),
+    ...op.f32x4ExtractLane(3),
+    ...op.f32Max(),
+    ...op.f32Max(),
+    ...op.localSet(MAX),
+  ];
+  return {
+    name: 'quantize',
+    params: [I32, I32, I32, I32],
+    locals: [I32, F32, V128, V128, V128, V128, V128, V128, V128],
+    body: pointerLoop({
+      pointer: S,
+      count: BLOCKS,
+      shift: 2,
+      end: END,
+      step: 4,
+      body: [
+        ...absMax,
+        // scale = f32(f64(max) / 127), stored; inverse = scale ? f32(1 / scale) : 0
+        ...op.localGet(S),
+        ...op.localGet(MAX),
+        ...op.f64PromoteF32(),
+        ...op.f64Const(127),
+        ...op.f64Div(),
+        ...op.f32DemoteF64(),
+        ...op.localTee(MAX),
+        ...op.f32Store(0),
+        ...op.f32Const(0),
+        ...op.f32Const(1),
+        ...op.localGet(MAX),
+        ...op.f32Div(),
+        ...op.localGet(MAX),
+        ...op.f32Const(0),
+        ...op.f32Eq(),
+        ...op.select(),
+        ...op.f32x4Splat(),
+        ...op.localSet(INVERSE),
+        ...sixteen(0),
+        ...sixteen(1),
+        ...op.localGet(X),
+        ...op.i32Const(128),
+        ...op.i32Add(),
+        ...op.localSet(X),
+        ...op.localGet(Q),
+        ...op.i32Const(64),
+        ...op.i32Add(),
+        ...op.localSet(Q),
+      ],
+    }),
   };
 }
+
+type Quantize = (x: number, blocks: number, xq: number, xs: number) => void;
 
 /** Which kernel the products run: relaxed SIMD where the engine has it, else SIMD128. */
 export type Int8KernelKind = 'relaxed' | 'simd128';
@@ -276,9 +470,12 @@ export type Int8KernelKind = 'relaxed' | 'simd128';
 const compiled = new Map<Int8KernelKind, WebAssembly.Module | null>();
 function kernelModule(kind: Int8KernelKind): WebAssembly.Module | null {
   if (!compiled.has(kind)) {
-    const bytes = wasmModule([kind === 'relaxed' ? matvecRelaxed() : matvecSimd128], {
-      sharedMaxPages: MAX_PAGES,
-    });
+    const bytes = wasmModule(
+      kind === 'relaxed' ? [matmulRelaxed(), quantizeRelaxed()] : [matmulSimd128],
+      {
+        sharedMaxPages: MAX_PAGES,
+      },
+    );
     compiled.set(kind, engineAccepts(bytes) ? new WebAssembly.Module(bytes) : null);
   }
   return compiled.get(kind) as WebAssembly.Module | null;
@@ -295,7 +492,9 @@ export class Int8Arena {
   readonly memory: WebAssembly.Memory;
   /** The kernel in use (relaxed SIMD unless the engine lacks it or the caller asked). */
   readonly kernel: Int8KernelKind;
-  readonly #matvec: (...args: number[]) => void;
+  readonly #kernel: (...args: number[]) => void;
+  /** The relaxed kernel's activation quantiser (the SIMD128 kernel's is quantizeWide). */
+  readonly #quantize: Quantize | null;
   #helper: KernelHelper | null;
   #top = 0;
   #scratchAt = 0;
@@ -310,7 +509,8 @@ export class Int8Arena {
     if (!module) throw new Error('this engine has no WebAssembly SIMD for the int8 kernel');
     this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
-    this.#matvec = instance.exports.matvec as (...args: number[]) => void;
+    this.#kernel = instance.exports.matmul as (...args: number[]) => void;
+    this.#quantize = (instance.exports.quantize as Quantize | undefined) ?? null;
     this.#helper = (options.threads ?? 1) > 1 ? new KernelHelper(module, this.memory) : null;
   }
 
@@ -349,7 +549,9 @@ export class Int8Arena {
 
   /**
    * x · mᵀ for `count` vectors x [count, m.cols] (PyTorch's Linear without bias):
-   * [count, m.rows]. Each vector is quantised to int8 blocks of KERNEL_BLOCK first.
+   * [count, m.rows]. Each vector is quantised to int8 blocks of KERNEL_BLOCK first; the
+   * kernel takes up to CHUNK_POSITIONS of them per call, so a thread's rows are read from
+   * memory once per chunk rather than once per position.
    */
   matmul(m: ArenaRows, x: Float32Array, count: number): Float32Array {
     const { rows, cols } = m;
@@ -357,29 +559,39 @@ export class Int8Arena {
     if (x.length !== count * cols) {
       throw new RangeError(`${x.length} values are not ${count} vectors of ${cols}`);
     }
+    const chunk = Math.min(count, CHUNK_POSITIONS);
     const blocks = cols / KERNEL_BLOCK;
     const xqBytes = cols * 2; // either kernel: 2 bytes per activation
     const xsBytes = blocks * 4;
-    const base = this.#scratch(xqBytes + xsBytes + rows * 4);
+    const base = this.#scratch(chunk * (xqBytes + xsBytes + rows * 4 + cols * 4));
+    const xsAt = base + chunk * xqBytes;
+    const outAt = xsAt + chunk * xsBytes;
+    const xAt = outAt + chunk * rows * 4;
     const buffer = this.memory.buffer;
-    const xq =
-      this.kernel === 'relaxed'
-        ? new Uint8Array(buffer, base, xqBytes)
-        : new Int16Array(buffer, base, cols);
-    const xs = new Float32Array(buffer, base + xqBytes, blocks);
-    const outAt = base + xqBytes + xsBytes;
+    const outIn = new Float32Array(buffer, outAt, chunk * rows);
     const out = new Float32Array(count * rows);
-    const row = new Float32Array(buffer, outAt, rows);
-    for (let t = 0; t < count; t++) {
-      quantizeBlocks(x, t * cols, cols, xs, xq);
-      this.#rows(m, 0, rows, base, base + xqBytes, outAt);
-      out.set(row, t * rows);
+    for (let first = 0; first < count; first += chunk) {
+      const n = Math.min(chunk, count - first);
+      const vectors = x.subarray(first * cols, (first + n) * cols);
+      if (this.#quantize) {
+        new Float32Array(buffer, xAt, n * cols).set(vectors);
+        this.#quantize(xAt, n * blocks, base, xsAt);
+      } else {
+        quantizeWide(
+          vectors,
+          new Float32Array(buffer, xsAt, n * blocks),
+          new Int16Array(buffer, base, n * cols),
+        );
+      }
+      this.#rows(m, rows, n, base, xsAt, outAt);
+      out.set(n === chunk ? outIn : outIn.subarray(0, n * rows), first * rows);
     }
     return out;
   }
 
-  /** Rows first … first + count − 1 of m · x into out, split with the helper when it pays. */
-  #rows(m: ArenaRows, first: number, count: number, xq: number, xs: number, out: number): void {
+  /** m · x for `positions` quantised vectors into out, rows split with the helper when it
+   * pays. */
+  #rows(m: ArenaRows, rows: number, positions: number, xq: number, xs: number, out: number): void {
     const helper = this.#helper;
     const job = (from: number, n: number) => [
       m.valuesAt + from * m.cols,
@@ -389,16 +601,18 @@ export class Int8Arena {
       xq,
       xs,
       out + 4 * from,
+      positions,
+      4 * rows,
     ];
-    if (helper === null || !helper.alive || count < SPLIT_MIN_ROWS) {
-      this.#matvec(...job(first, count));
+    if (helper === null || !helper.alive || rows < SPLIT_MIN_ROWS) {
+      this.#kernel(...job(0, rows));
       return;
     }
-    const half = first + ((count >> 2) << 1); // even: the relaxed kernel pairs rows
-    helper.start(job(half, first + count - half));
-    this.#matvec(...job(first, half - first));
+    const half = (rows >> 2) << 1; // even: the relaxed kernel pairs rows
+    helper.start(job(half, rows - half));
+    this.#kernel(...job(0, half));
     // A helper that died leaves its rows undone: this thread does them, and carries on alone.
-    if (!helper.wait()) this.#matvec(...job(half, first + count - half));
+    if (!helper.wait()) this.#kernel(...job(half, rows - half));
   }
 
   #scratch(bytes: number): number {
@@ -430,32 +644,18 @@ export class Int8Arena {
 const align16 = (n: number) => (n + 15) & ~15;
 
 /**
- * One vector's int8 blocks: scale = absmax / 127 per block, q = round(x / scale), written in
- * the kernel's layout: int16 per value (SIMD128), or per block of 32 the positive parts then
- * the negated negative parts, a byte each (relaxed SIMD: xq = pos − neg, both in 0…127).
+ * The SIMD128 kernel's activations: int16 per value, by the same arithmetic as the relaxed
+ * kernel's quantiser (quantizeRelaxed), so the two kernels see the same integers.
  */
-function quantizeBlocks(
-  x: Float32Array,
-  from: number,
-  cols: number,
-  xs: Float32Array,
-  xq: Int16Array | Uint8Array,
-): void {
-  const split = xq instanceof Uint8Array;
-  for (let b = 0, i = from; b < xs.length; b++, i += KERNEL_BLOCK) {
+function quantizeWide(x: Float32Array, xs: Float32Array, xq: Int16Array): void {
+  for (let b = 0, i = 0; i < x.length; b++, i += KERNEL_BLOCK) {
     let max = 0;
-    for (let j = 0; j < KERNEL_BLOCK; j++) max = Math.max(max, Math.abs(x[i + j]!));
-    const scale = Math.fround(max / 127); // as stored, so q and the scale agree
+    for (let j = i; j < i + KERNEL_BLOCK; j++) max = Math.max(max, Math.abs(x[j]!));
+    const scale = Math.fround(max / 127);
     xs[b] = scale;
-    const inverse = scale === 0 ? 0 : 1 / scale;
-    const at = b * KERNEL_BLOCK * (split ? 2 : 1);
-    for (let j = 0; j < KERNEL_BLOCK; j++) {
-      const q = Math.round(x[i + j]! * inverse);
-      if (!split) xq[at + j] = q;
-      else {
-        xq[at + j] = q > 0 ? q : 0;
-        xq[at + KERNEL_BLOCK + j] = q < 0 ? -q : 0;
-      }
+    const inverse = scale === 0 ? 0 : Math.fround(1 / scale);
+    for (let j = i; j < i + KERNEL_BLOCK; j++) {
+      xq[j] = Math.floor(Math.fround(Math.fround(x[j]! * inverse) + 0.5));
     }
   }
 }

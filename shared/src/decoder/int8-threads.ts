@@ -44,7 +44,7 @@ export class KernelHelper {
     return this.#dead === null;
   }
 
-  /** Starts matvec(args) on the helper; `wait` before reading its rows. */
+  /** Starts matmul(args) on the helper; `wait` before reading its rows. */
   start(args: readonly number[]): void {
     this.#ctrl.set(args, CONTROL.ARGS);
     this.#seq = (this.#seq + 1) | 0 || 1;

@@ -11,7 +11,7 @@ import { CONTROL, SPIN_BEFORE_SLEEP, type HelperInit } from './int8-threads.ts';
 if (!parentPort) throw new Error('int8-worker.ts must run in a worker thread');
 parentPort.once('message', ({ module, memory, control }: HelperInit) => {
   const instance = new WebAssembly.Instance(module, { env: { memory } });
-  const matvec = instance.exports.matvec as (...args: number[]) => void;
+  const matmul = instance.exports.matmul as (...args: number[]) => void;
   const ctrl = new Int32Array(control);
   let seen = 0;
   for (;;) {
@@ -25,7 +25,7 @@ parentPort.once('message', ({ module, memory, control }: HelperInit) => {
     if (Atomics.load(ctrl, CONTROL.STOP) !== 0) return;
     seen = Atomics.load(ctrl, CONTROL.SEQ);
     const a = CONTROL.ARGS;
-    matvec(
+    matmul(
       ctrl[a]!,
       ctrl[a + 1]!,
       ctrl[a + 2]!,
@@ -33,6 +33,8 @@ parentPort.once('message', ({ module, memory, control }: HelperInit) => {
       ctrl[a + 4]!,
       ctrl[a + 5]!,
       ctrl[a + 6]!,
+      ctrl[a + 7]!,
+      ctrl[a + 8]!,
     );
     Atomics.store(ctrl, CONTROL.DONE, seen);
     Atomics.notify(ctrl, CONTROL.DONE);
