@@ -1,13 +1,14 @@
 /**
  * Where a forward pass spends its time: one prefill and a few decoded tokens of a model
- * folder, each under tf.profile, summed by tfjs kernel, plus the int8 SIMD kernel's share
- * (timed around its calls, which tfjs does not see). Prints a table; with --json one object.
+ * folder, each under tf.profile, summed by tfjs kernel, plus the weight kernels' share (int8
+ * or float32 SIMD, timed around their calls, which tfjs does not see). Prints a table; with --json one object.
  *   node bench/profile-decoder.ts <folder> [--weights f32|int8] [--prompt 512] [--new 8] [--json]
  */
 import * as tf from '@tensorflow/tfjs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { selectBackend } from '../src/backend/select.ts';
+import { F32Arena } from '../src/decoder/f32-kernel.ts';
 import { Int8Arena } from '../src/decoder/int8-kernel.ts';
 import { loadDecoderFolder } from '../src/decoder/load.ts';
 import type { WeightsMode } from '../src/decoder/model.ts';
@@ -33,17 +34,19 @@ const { decoder, config } = await loadDecoderFolder(folder, {
   weights,
 });
 
-// The int8 kernel runs outside tfjs: time its calls by wrapping the arena's matmul.
+// The weight kernels run outside tfjs: time their calls by wrapping the arenas' matmul.
 let kernelMs = 0;
-const matmul = Int8Arena.prototype.matmul;
-Int8Arena.prototype.matmul = function (this: Int8Arena, ...args: Parameters<typeof matmul>) {
-  const t = performance.now();
-  try {
-    return matmul.apply(this, args);
-  } finally {
-    kernelMs += performance.now() - t;
-  }
-};
+for (const arena of [Int8Arena, F32Arena] as const) {
+  const matmul = arena.prototype.matmul as (...args: unknown[]) => Float32Array;
+  arena.prototype.matmul = function (this: unknown, ...args: unknown[]) {
+    const t = performance.now();
+    try {
+      return matmul.apply(this, args);
+    } finally {
+      kernelMs += performance.now() - t;
+    }
+  };
+}
 
 interface Phase {
   phase: string;
@@ -67,7 +70,7 @@ async function profile(phase: string, tokens: number, run: () => tf.Tensor): Pro
     entry.calls += 1;
     byName.set(k.name, entry);
   }
-  if (kernelMs > 0) byName.set('int8 SIMD matvec (ours)', { ms: kernelMs, calls: 0 });
+  if (kernelMs > 0) byName.set(`${weights} SIMD products (ours)`, { ms: kernelMs, calls: 0 });
   const kernels = [...byName].map(([name, v]) => ({ name, ...v })).sort((a, b) => b.ms - a.ms);
   (info.result as tf.Tensor).dispose();
   return { phase, tokens, wallMs, kernels };

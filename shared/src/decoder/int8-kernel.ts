@@ -10,8 +10,8 @@ import {
   type ValueType,
   type WasmFunction,
 } from '../wasm/module.ts';
-import type { Int8Rows } from './int8.ts';
-import { KernelHelper } from './int8-threads.ts';
+import { gatherRowsInt8, type Int8Rows } from './int8.ts';
+import { KernelArena, MAX_PAGES, type HeldMatrix } from './kernel-arena.ts';
 
 /**
  * Int8 matrix–vector products in WebAssembly SIMD, for decoding with int8 weights: tfjs has
@@ -22,15 +22,9 @@ import { KernelHelper } from './int8-threads.ts';
  * int8 dot where the engine has it, else i32x4.dot_i16x8_s), and the block sums are scaled
  * into a float32 accumulator, then by the row's scale.
  *
- * The weights live in one shared WebAssembly memory per model (an arena), copied in once at
- * load; the memory is shared so it can grow without detaching the views already handed out,
- * and so a second thread (int8-threads.ts) can take half of each product's rows.
+ * The weights live in one shared WebAssembly memory per model (kernel-arena.ts), copied in
+ * once at load, where a second thread can take half of each product's rows.
  */
-
-/** Products with fewer rows than this stay on one thread (the hand-off costs more). With the
- * helper polling between products, a hand-off costs a few microseconds: SmolLM2-135M's
- * 192-row k and v products are worth splitting. */
-const SPLIT_MIN_ROWS = 64;
 
 /** Positions per kernel call: bounds the scratch (activations and outputs) a long prompt
  * needs, while each call still reuses a thread's rows across many positions. */
@@ -38,9 +32,6 @@ const CHUNK_POSITIONS = 64;
 
 /** Activation blocks: 32 values, two v128 loads of int8 weights. */
 export const KERNEL_BLOCK = 32;
-const PAGE = 65_536;
-/** 4 GiB: wasm32's whole address space. */
-const MAX_PAGES = 65_536;
 
 // matmul(w, wScales, rows, cols, xq, xScales, out, count, outStride): for each of `count`
 // positions t, out[t][r] = wScales[r] · Σ_b xScales[t][b] · Σ_{i in b} w[r, i] · xq[t][i];
@@ -482,47 +473,24 @@ function kernelModule(kind: Int8KernelKind): WebAssembly.Module | null {
 }
 
 /** An int8 matrix held in an arena: its values and scales are views into the arena's memory. */
-export interface ArenaRows extends Int8Rows {
-  readonly valuesAt: number;
-  readonly scalesAt: number;
-}
+export interface ArenaRows extends Int8Rows, HeldMatrix {}
 
 /** One model's int8 weights in WebAssembly memory, and the products over them. */
-export class Int8Arena {
-  readonly memory: WebAssembly.Memory;
+export class Int8Arena extends KernelArena<ArenaRows> {
   /** The kernel in use (relaxed SIMD unless the engine lacks it or the caller asked). */
   readonly kernel: Int8KernelKind;
-  readonly #kernel: (...args: number[]) => void;
   /** The relaxed kernel's activation quantiser (the SIMD128 kernel's is quantizeWide). */
   readonly #quantize: Quantize | null;
-  #helper: KernelHelper | null;
-  #top = 0;
-  #scratchAt = 0;
-  #scratchBytes = 0;
 
   /** `threads`: 2 splits each product with a worker thread; 1 keeps it on this one.
    * `kernel`: force one (tests compare them); unavailable kernels fall back to SIMD128. */
   constructor(options: { threads?: number; kernel?: Int8KernelKind } = {}) {
     const relaxed = options.kernel !== 'simd128' ? kernelModule('relaxed') : null;
-    this.kernel = relaxed ? 'relaxed' : 'simd128';
     const module = relaxed ?? kernelModule('simd128');
     if (!module) throw new Error('this engine has no WebAssembly SIMD for the int8 kernel');
-    this.memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES, shared: true });
-    const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
-    this.#kernel = instance.exports.matmul as (...args: number[]) => void;
-    this.#quantize = (instance.exports.quantize as Quantize | undefined) ?? null;
-    this.#helper = (options.threads ?? 1) > 1 ? new KernelHelper(module, this.memory) : null;
-  }
-
-  /** Threads the products run on now (a helper that died is not counted). */
-  get threads(): number {
-    return this.#helper?.alive ? 2 : 1;
-  }
-
-  /** Stops the helper thread; the arena's memory goes with the last reference to it. */
-  dispose(): void {
-    this.#helper?.stop();
-    this.#helper = null;
+    super(module, options.threads ?? 1);
+    this.kernel = relaxed ? 'relaxed' : 'simd128';
+    this.#quantize = (this.exports.quantize as Quantize | undefined) ?? null;
   }
 
   /** Whether the kernel takes a matrix of this width (whole activation blocks). */
@@ -530,21 +498,22 @@ export class Int8Arena {
     return cols % KERNEL_BLOCK === 0;
   }
 
+  readonly block = KERNEL_BLOCK;
+
   /** Copies a quantised matrix into the arena; the returned views stay valid as it grows. */
   hold(m: Int8Rows): ArenaRows {
-    const valuesAt = this.#allocate(m.values.length);
-    const scalesAt = this.#allocate(m.scales.length * 4);
+    const valuesAt = this.allocate(m.values.length);
+    const scalesAt = this.allocate(m.scales.length * 4);
     const buffer = this.memory.buffer;
     const values = new Int8Array(buffer, valuesAt, m.values.length);
     values.set(m.values);
     const scales = new Float32Array(buffer, scalesAt, m.scales.length);
     scales.set(m.scales);
-    return { rows: m.rows, cols: m.cols, values, scales, valuesAt, scalesAt };
+    return { rows: m.rows, cols: m.cols, values, scales, valuesAt, scalesAt, rowBytes: m.cols };
   }
 
-  /** Bytes the arena holds (weights and scratch). */
-  get bytes(): number {
-    return this.#top;
+  gather(m: ArenaRows, ids: readonly number[]): Float32Array {
+    return gatherRowsInt8(m, ids);
   }
 
   /**
@@ -554,16 +523,13 @@ export class Int8Arena {
    * memory once per chunk rather than once per position.
    */
   matmul(m: ArenaRows, x: Float32Array, count: number): Float32Array {
+    this.checkProduct(m, x, count);
     const { rows, cols } = m;
-    if (!Int8Arena.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 32`);
-    if (x.length !== count * cols) {
-      throw new RangeError(`${x.length} values are not ${count} vectors of ${cols}`);
-    }
     const chunk = Math.min(count, CHUNK_POSITIONS);
     const blocks = cols / KERNEL_BLOCK;
     const xqBytes = cols * 2; // either kernel: 2 bytes per activation
     const xsBytes = blocks * 4;
-    const base = this.#scratch(chunk * (xqBytes + xsBytes + rows * 4 + cols * 4));
+    const base = this.scratch(chunk * (xqBytes + xsBytes + rows * 4 + cols * 4));
     const xsAt = base + chunk * xqBytes;
     const outAt = xsAt + chunk * xsBytes;
     const xAt = outAt + chunk * rows * 4;
@@ -583,65 +549,12 @@ export class Int8Arena {
           new Int16Array(buffer, base, n * cols),
         );
       }
-      this.#rows(m, rows, n, base, xsAt, outAt);
+      this.products(m, n, base, xsAt, outAt);
       out.set(n === chunk ? outIn : outIn.subarray(0, n * rows), first * rows);
     }
     return out;
   }
-
-  /** m · x for `positions` quantised vectors into out, rows split with the helper when it
-   * pays. */
-  #rows(m: ArenaRows, rows: number, positions: number, xq: number, xs: number, out: number): void {
-    const helper = this.#helper;
-    const job = (from: number, n: number) => [
-      m.valuesAt + from * m.cols,
-      m.scalesAt + 4 * from,
-      n,
-      m.cols,
-      xq,
-      xs,
-      out + 4 * from,
-      positions,
-      4 * rows,
-    ];
-    if (helper === null || !helper.alive || rows < SPLIT_MIN_ROWS) {
-      this.#kernel(...job(0, rows));
-      return;
-    }
-    const half = (rows >> 2) << 1; // even: the relaxed kernel pairs rows
-    helper.start(job(half, rows - half));
-    this.#kernel(...job(0, half));
-    // A helper that died leaves its rows undone: this thread does them, and carries on alone.
-    if (!helper.wait()) this.#kernel(...job(half, rows - half));
-  }
-
-  #scratch(bytes: number): number {
-    if (bytes > this.#scratchBytes) {
-      this.#scratchAt = this.#allocate(bytes);
-      this.#scratchBytes = bytes;
-    }
-    return this.#scratchAt;
-  }
-
-  #allocate(bytes: number): number {
-    const at = align16(this.#top);
-    const end = at + bytes;
-    const have = this.memory.buffer.byteLength;
-    if (end > have) {
-      const pages = Math.ceil((end - have) / PAGE);
-      if (have / PAGE + pages > MAX_PAGES) {
-        throw new RangeError(
-          `int8 weights need ${(end / 2 ** 30).toFixed(2)} GiB, past WebAssembly's 4 GiB memory`,
-        );
-      }
-      this.memory.grow(pages);
-    }
-    this.#top = end;
-    return at;
-  }
 }
-
-const align16 = (n: number) => (n + 15) & ~15;
 
 /**
  * The SIMD128 kernel's activations: int16 per value, by the same arithmetic as the relaxed

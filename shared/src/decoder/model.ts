@@ -3,13 +3,10 @@ import * as tf from '@tensorflow/tfjs';
 import { formatShape, sameShape, transposeMatrix, type HostTensor } from '../checkpoint/tensors.ts';
 import { ModelFormatError } from '../formats/errors.ts';
 import { decoderTensorShapes, type DecoderConfig } from './config.ts';
-import {
-  dequantizeRowsTransposedInt8,
-  gatherRowsInt8,
-  quantizeRowsInt8,
-  type Int8Rows,
-} from './int8.ts';
+import { dequantizeRowsTransposedInt8, quantizeRowsInt8, type Int8Rows } from './int8.ts';
 import { Int8Arena, type ArenaRows } from './int8-kernel.ts';
+import { F32Arena } from './f32-kernel.ts';
+import type { HeldMatrix, KernelArena } from './kernel-arena.ts';
 import { hostSlices } from '../model/layers.ts';
 import { inverseFrequencies, rotaryTables } from './rope.ts';
 import { KvStore } from './attention-kernel.ts';
@@ -44,7 +41,7 @@ interface Linear {
   /** float32: [in, out], PyTorch's [out, in] transposed once at load, since an untransposed
    * 2-D matMul is the fast path on the wasm backend. int8: PyTorch's [out, in] as it is, one
    * row per output, which is what a matrix–vector kernel reads in order. */
-  w: tf.Tensor2D | ArenaRows;
+  w: tf.Tensor2D | HeldMatrix;
   b: tf.Tensor1D | null;
 }
 
@@ -114,15 +111,16 @@ export type TensorSource = (name: string, expectedShape: readonly number[]) => P
 
 export class Decoder {
   readonly config: DecoderConfig;
-  /** float32 [hidden, vocab]; int8 [vocab, hidden]. */
-  readonly #embed: tf.Tensor2D | ArenaRows;
+  /** A tensor [hidden, vocab]; held in the arena, [vocab, hidden]. */
+  readonly #embed: tf.Tensor2D | HeldMatrix;
   readonly #blocks: Block[];
   readonly #norm: tf.Tensor1D;
-  /** [hidden, vocab] (int8: [vocab, hidden]); null when tied to the embedding. */
-  readonly #head: tf.Tensor2D | ArenaRows | null;
+  /** A tensor [hidden, vocab]; held, [vocab, hidden]; null when tied to the embedding. */
+  readonly #head: tf.Tensor2D | HeldMatrix | null;
   readonly #inv: Float64Array;
-  /** The int8 weights' memory and kernel; null with float32 weights. */
-  readonly #arena: Int8Arena | null;
+  /** The large matrices' memory and kernel (int8, or float32 where the engine has SIMD);
+   * null where they are tfjs tensors. */
+  readonly #arena: KernelArena | null;
   /**
    * Where a decoded token (one position) attends: 'wasm', the KV cache in WebAssembly memory
    * and a SIMD kernel (attention-kernel.ts), or 'tfjs', the cache as tensors. A prompt always
@@ -132,11 +130,11 @@ export class Decoder {
 
   private constructor(
     config: DecoderConfig,
-    embed: tf.Tensor2D | ArenaRows,
+    embed: tf.Tensor2D | HeldMatrix,
     blocks: Block[],
     norm: tf.Tensor1D,
-    head: tf.Tensor2D | ArenaRows | null,
-    arena: Int8Arena | null,
+    head: tf.Tensor2D | HeldMatrix | null,
+    arena: KernelArena | null,
   ) {
     this.config = config;
     this.#embed = embed;
@@ -150,7 +148,7 @@ export class Decoder {
     );
     matrices.push(head ?? embed);
     this.#hostFits =
-      arena !== null && matrices.every((w) => !(w instanceof tf.Tensor) && Int8Arena.fits(w.cols));
+      arena !== null && matrices.every((w) => !(w instanceof tf.Tensor) && arena.fits(w.cols));
   }
 
   /**
@@ -183,16 +181,20 @@ export class Decoder {
       owned.push(t);
       return t;
     };
-    // The host path needs every product's input in whole blocks (see #hostFits).
-    const hostable = [
-      config.hiddenSize,
-      config.numHeads * config.headDim,
-      config.intermediateSize,
-    ].every((cols) => Int8Arena.fits(cols));
-    const arena = weights === 'int8' ? new Int8Arena({ threads: decodeThreads(hostable) }) : null;
-    const quantized = async (name: string): Promise<ArenaRows> => {
+    // The host path needs every product's input in whole blocks of the kernel (#hostFits).
+    const inputs = [config.hiddenSize, config.numHeads * config.headDim, config.intermediateSize];
+    let arena: Int8Arena | F32Arena | null = null;
+    if (weights === 'int8') {
+      arena = new Int8Arena({ threads: decodeThreads(inputs.every((n) => Int8Arena.fits(n))) });
+    } else if (F32Arena.available() && inputs.every((n) => F32Arena.fits(n))) {
+      arena = new F32Arena({ threads: decodeThreads(true) });
+    }
+    const held = async (name: string): Promise<HeldMatrix> => {
       const host = await read(name);
-      return arena!.hold(quantizeRowsInt8(host.data, host.shape[0]!, host.shape[1]!));
+      const [rows, cols] = host.shape as [number, number];
+      return arena instanceof Int8Arena
+        ? arena.hold(quantizeRowsInt8(host.data, rows, cols))
+        : (arena as F32Arena).hold(host.data, rows, cols);
     };
     /** A float32 matrix as [in, out]: PyTorch's [out, in] transposed on the host (tfjs's
      * wasm transpose takes ~25 ns an element, a second for a 135M model). */
@@ -203,15 +205,16 @@ export class Decoder {
       owned.push(t);
       return t;
     };
-    const matrix = async (name: string): Promise<tf.Tensor2D | ArenaRows> =>
-      weights === 'int8' ? quantized(name) : transposed(name);
+    const matrix = async (name: string): Promise<tf.Tensor2D | HeldMatrix> =>
+      arena ? held(name) : transposed(name);
     const linear = async (prefix: string, bias: boolean): Promise<Linear> => ({
       w: await matrix(`${prefix}.weight`),
       b: bias ? ((await get(`${prefix}.bias`)) as tf.Tensor1D) : null,
     });
     try {
       const c = config;
-      // float32: [hidden, vocab], the tied head's untransposed operand; a lookup gathers columns.
+      // As a tensor: [hidden, vocab], the tied head's untransposed operand; a lookup gathers
+      // columns. Held: [vocab, hidden], a lookup copies rows.
       const embed = await matrix('model.embed_tokens.weight');
       const blocks: Block[] = [];
       for (let i = 0; i < c.numLayers; i++) {
@@ -284,7 +287,7 @@ export class Decoder {
           ? (tf.transpose(
               tf.gather(embed, tf.tensor1d(tokens as number[], 'int32'), 1),
             ) as tf.Tensor2D)
-          : tf.tensor2d(gatherRowsInt8(embed, tokens), [count, embed.cols]),
+          : tf.tensor2d(this.#arena!.gather(embed, tokens), [count, embed.cols]),
       );
       this.#blocks.forEach((block, layer) => {
         const next = tf.tidy(() => {
@@ -360,15 +363,16 @@ export class Decoder {
   }
 
   /**
-   * One decoded token with int8 weights, with no tfjs op at all: the products are the SIMD
-   * kernel's (int8-kernel.ts), attention is the store's (attention-kernel.ts), and the
+   * One decoded token with the weights in the arena, with no tfjs op at all: the products are
+   * the SIMD kernel's (int8-kernel.ts, f32-kernel.ts), attention is the store's
+   * (attention-kernel.ts), and the
    * vector work between them (RMSNorm, RoPE, SwiGLU, residuals: a few thousand values) is
    * plain loops here. Through tfjs those were ~40 small ops per layer, and their dispatch was
    * as much time as the products. Returns the logits.
    */
   #decodeOnHost(token: number, cache: KvCache): Float32Array {
     const c = this.config;
-    const arena = this.#arena as Int8Arena;
+    const arena = this.#arena as KernelArena;
     const store = cache.store as KvStore;
     const host = (this.#host ??= {
       inputNorm: this.#blocks.map((b) => b.inputNorm.dataSync() as Float32Array),
@@ -381,7 +385,7 @@ export class Decoder {
       ),
     });
     const product = (l: Linear, x: Float32Array): Float32Array => {
-      const y = arena.matmul(l.w as ArenaRows, x, 1);
+      const y = arena.matmul(l.w as HeldMatrix, x, 1);
       const b = l.b ? (host.bias.get(l.b) as Float32Array) : null;
       if (b) for (let i = 0; i < y.length; i++) y[i] = y[i]! + b[i]!;
       return y;
@@ -389,7 +393,7 @@ export class Decoder {
     const position = cache.length;
     const { cos, sin } = rotaryTables(this.#inv, position, 1);
     const d = c.headDim;
-    let x = gatherRowsInt8(this.#embed as ArenaRows, [token]);
+    let x = arena.gather(this.#embed as HeldMatrix, [token]);
     this.#blocks.forEach((block, layer) => {
       const h = rmsNormHost(x, host.inputNorm[layer]!, c.rmsNormEps);
       const q = rotateHost(product(block.q, h), d, cos, sin);
@@ -410,7 +414,7 @@ export class Decoder {
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + mlp[i]!;
     });
     x = rmsNormHost(x, host.norm, c.rmsNormEps);
-    const head = (this.#head ?? this.#embed) as ArenaRows;
+    const head = (this.#head ?? this.#embed) as HeldMatrix;
     const logits = arena.matmul(head, x, 1);
     cache.length = position + 1;
     store.length = cache.length;
@@ -521,18 +525,19 @@ export class Decoder {
     return l.b === null ? y : (tf.add(y, l.b) as tf.Tensor2D);
   }
 
-  /** x · w. An int8 w goes through the SIMD kernel for a few positions (decoding); for more,
-   * it is dequantised a bounded number of rows at a time for tfjs's matMul and freed straight
+  /** x · w. A held w goes through the arena's SIMD kernel, except an int8 one under the
+   * SIMD128 kernel for more than a few positions (or one not in whole blocks): that is
+   * dequantised a bounded number of rows at a time for tfjs's matMul and freed straight
    * after, so only one chunk is float32 at a time however many the enclosing tidy runs. */
-  #matMul(x: tf.Tensor2D, w: tf.Tensor2D | ArenaRows): tf.Tensor2D {
+  #matMul(x: tf.Tensor2D, w: tf.Tensor2D | HeldMatrix): tf.Tensor2D {
     if (w instanceof tf.Tensor) return tf.matMul(x, w);
     const count = x.shape[0];
     const arena = this.#arena!;
-    if (Int8Arena.fits(w.cols) && (count <= KERNEL_MAX_POSITIONS || arena.kernel === 'relaxed')) {
-      const y = arena.matmul(w, x.dataSync() as Float32Array, count);
-      return tf.tensor2d(y, [count, w.rows]);
-    }
-    return matMulDequantized(x, w);
+    const dequantize =
+      arena instanceof Int8Arena &&
+      (!arena.fits(w.cols) || (count > KERNEL_MAX_POSITIONS && arena.kernel !== 'relaxed'));
+    if (dequantize) return matMulDequantized(x, w as ArenaRows);
+    return tf.tensor2d(arena.matmul(w, x.dataSync() as Float32Array, count), [count, w.rows]);
   }
 
   dispose(): void {

@@ -187,6 +187,8 @@ export const op = {
   /** Relaxed SIMD: each i32 lane += the dot of four i8 lanes of a with four of b, where b's
    * lanes must lie in 0…127 (then every engine's lowering gives the exact sum). */
   i32x4RelaxedDotI8x16I7x16AddS: () => simd(0x113),
+  /** Relaxed SIMD: a · b + c, fused or not as the machine has it. */
+  f32x4RelaxedMadd: () => simd(0x105),
 } as const;
 
 /** Whether this engine validates `bytes` (a module using a proposal it may lack). */

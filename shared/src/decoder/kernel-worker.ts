@@ -1,14 +1,14 @@
 import { parentPort } from 'node:worker_threads';
-import { CONTROL, SPIN_BEFORE_SLEEP, type HelperInit } from './int8-threads.ts';
+import { CONTROL, SPIN_BEFORE_SLEEP, type HelperInit } from './kernel-threads.ts';
 
 /**
- * The second core's half of each int8 matrix–vector product (int8-threads.ts): the same
+ * The second core's half of each weight product (kernel-threads.ts): the same
  * kernel module on the same shared memory, driven through a control block of Int32 words.
  * It spins for a while after each job (a decoded token asks for ~200 products, tens to
  * hundreds of microseconds apart, and waking a sleeping thread costs tens), then sleeps on
  * the futex.
  */
-if (!parentPort) throw new Error('int8-worker.ts must run in a worker thread');
+if (!parentPort) throw new Error('kernel-worker.ts must run in a worker thread');
 parentPort.once('message', ({ module, memory, control }: HelperInit) => {
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const matmul = instance.exports.matmul as (...args: number[]) => void;

@@ -1,9 +1,10 @@
 import { Worker } from 'node:worker_threads';
 
 /**
- * A helper thread for the int8 kernel (int8-kernel.ts): decoding is a chain of matrix–vector
- * products too small for tfjs to split, so each product's rows are halved between this thread
- * and a worker running the same WebAssembly module on the arena's shared memory. Each row is
+ * A helper thread for the weight kernels (kernel-arena.ts: int8 and float32): decoding is a
+ * chain of matrix–vector products too small for tfjs to split, so each product's rows are
+ * halved between this thread and a worker running the same WebAssembly module on the arena's
+ * shared memory; a prompt's products are split the same way. Each row is
  * computed the same way whichever thread takes it, so the result is bit-identical to one
  * thread's. Jobs pass through a control block of Int32 words (no messages, no copies).
  */
@@ -32,7 +33,7 @@ export class KernelHelper {
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory) {
     const control = new SharedArrayBuffer(CONTROL.WORDS * 4);
     this.#ctrl = new Int32Array(control);
-    this.#worker = new Worker(new URL('./int8-worker.ts', import.meta.url));
+    this.#worker = new Worker(new URL('./kernel-worker.ts', import.meta.url));
     this.#worker.unref();
     this.#worker.on('error', (error) => (this.#dead = error.message));
     this.#worker.on('exit', (code) => (this.#dead ??= `exited with code ${code}`));

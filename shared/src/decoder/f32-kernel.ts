@@ -1,0 +1,254 @@
+import {
+  I32,
+  V128,
+  engineAccepts,
+  f32x4LaneSum,
+  op,
+  wasmModule,
+  type WasmFunction,
+} from '../wasm/module.ts';
+import { KernelArena, MAX_PAGES, type HeldMatrix } from './kernel-arena.ts';
+
+/**
+ * Float32 matrix products in WebAssembly SIMD, for a decoder with float32 weights, on two
+ * threads (kernel-arena.ts). tfjs's wasm backend runs its matMul on one thread in Node, and
+ * for one position (decoding) it reads a [in, out] weight column-wise; here each weight row is
+ * read in order, two rows at a time, and a prompt's positions are taken four at a time so each
+ * weight loaded feeds eight multiply-adds from registers. Measured on one core of this
+ * project's 2-core machine, a 1536×576 matrix against 64 positions: 10 GFLOPS a row and a
+ * position at a time, 25 with 2×2 tiles, 40 with 2×4 (tfjs's matMul: about 21).
+ *
+ * Where the engine has relaxed SIMD, each multiply-add is f32x4.relaxed_madd (one fused
+ * instruction where the machine has FMA); else a multiply then an add. Either way the sums
+ * run in float32 in a different order from tfjs's, so results agree to float32 rounding.
+ */
+
+// matmul(w, _, rows, cols, x, _, out, count, outStride): out[t][r] = Σ_c w[r, c] · x[t][c],
+// w float32 [rows, cols] (cols a multiple of 4), x float32 [count, cols], byte addresses.
+const [W, ROWS, COLS, X, OUT, COUNT, OUT_STRIDE] = [0, 2, 3, 4, 6, 7, 8];
+
+function matmulFunction(fused: boolean): WasmFunction {
+  const locals: number[] = [];
+  const local = (type: number) => 9 + locals.push(type) - 1;
+  const [W0, ROWS0, OUT0, ROW_BYTES, END] = [I32, I32, I32, I32, I32].map(local) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const rowAt = [local(I32), local(I32)] as const; // row pointers of a tile (0 walks W)
+  const xAt = [local(I32), local(I32), local(I32), local(I32)] as const;
+  const acc = Array.from({ length: 8 }, () => local(V128));
+  const wv = [local(V128), local(V128)] as const;
+  const xv = local(V128);
+
+  const set = (target: number, value: number[]) => [...value, ...op.localSet(target)];
+  const get = op.localGet;
+  const add = (local: number, by: number[]) => set(local, [...get(local), ...by, ...op.i32Add()]);
+  const multiplyAdd = (a: number, b: number, into: number) =>
+    fused
+      ? [...get(a), ...get(b), ...get(into), ...op.f32x4RelaxedMadd(), ...op.localSet(into)]
+      : [
+          ...get(a),
+          ...get(b),
+          ...op.f32x4Mul(),
+          ...get(into),
+          ...op.f32x4Add(),
+          ...op.localSet(into),
+        ];
+
+  // One tile: `rows` rows from W against `positions` positions from X; leaves W at the next
+  // row and OUT at the next row's outputs.
+  const tile = (rows: 1 | 2, positions: 1 | 4) => {
+    const a = (r: number, p: number) => acc[r * 4 + p]!;
+    const body: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      for (let p = 0; p < positions; p++)
+        body.push(...set(a(r, p), [...op.f32Const(0), ...op.f32x4Splat()]));
+    }
+    body.push(...set(END, [...get(W), ...get(ROW_BYTES), ...op.i32Add()]));
+    if (rows === 2) body.push(...set(rowAt[1], get(END)));
+    for (let p = 0; p < positions; p++) {
+      body.push(
+        ...set(xAt[p]!, [
+          ...get(X),
+          ...get(ROW_BYTES),
+          ...op.i32Const(p),
+          ...op.i32Mul(),
+          ...op.i32Add(),
+        ]),
+      );
+    }
+    body.push(...op.loop());
+    for (let r = 0; r < rows; r++)
+      body.push(...set(wv[r]!, [...get(r === 0 ? W : rowAt[1]), ...op.v128Load(0)]));
+    for (let p = 0; p < positions; p++) {
+      body.push(...set(xv, [...get(xAt[p]!), ...op.v128Load(0)]));
+      for (let r = 0; r < rows; r++) body.push(...multiplyAdd(wv[r]!, xv, a(r, p)));
+      body.push(...add(xAt[p]!, op.i32Const(16)));
+    }
+    if (rows === 2) body.push(...add(rowAt[1], op.i32Const(16)));
+    body.push(
+      ...get(W),
+      ...op.i32Const(16),
+      ...op.i32Add(),
+      ...op.localTee(W),
+      ...get(END),
+      ...op.i32LtU(),
+      ...op.brIf(0),
+      ...op.end(),
+    );
+    for (let p = 0; p < positions; p++) {
+      for (let r = 0; r < rows; r++) {
+        body.push(
+          ...get(OUT),
+          ...get(OUT_STRIDE),
+          ...op.i32Const(p),
+          ...op.i32Mul(),
+          ...op.i32Add(),
+          ...f32x4LaneSum(a(r, p)),
+          ...op.f32Store(4 * r),
+        );
+      }
+    }
+    if (rows === 2) body.push(...set(W, get(rowAt[1])));
+    body.push(...add(OUT, op.i32Const(4 * rows)));
+    return body;
+  };
+
+  // Every row against `positions` positions: pairs of rows, then the odd one.
+  const rowsPass = (positions: 1 | 4) => [
+    ...set(W, get(W0)),
+    ...set(ROWS, get(ROWS0)),
+    ...set(OUT, get(OUT0)),
+    ...op.block(),
+    ...op.loop(),
+    ...get(ROWS),
+    ...op.i32Const(2),
+    ...op.i32LtU(),
+    ...op.brIf(1),
+    ...tile(2, positions),
+    ...set(ROWS, [...get(ROWS), ...op.i32Const(2), ...op.i32Sub()]),
+    ...op.br(0),
+    ...op.end(),
+    ...op.end(),
+    ...op.block(),
+    ...get(ROWS),
+    ...op.i32Eqz(),
+    ...op.brIf(0),
+    ...tile(1, positions),
+    ...op.end(),
+    ...add(X, [...get(ROW_BYTES), ...op.i32Const(positions), ...op.i32Mul()]),
+    ...add(OUT0, [...get(OUT_STRIDE), ...op.i32Const(positions), ...op.i32Mul()]),
+    ...set(COUNT, [...get(COUNT), ...op.i32Const(positions), ...op.i32Sub()]),
+  ];
+
+  // while (count ≥ 4) rowsPass(4); while (count > 0) rowsPass(1)
+  const passes = (positions: 1 | 4) => [
+    ...op.block(),
+    ...op.loop(),
+    ...get(COUNT),
+    ...op.i32Const(positions),
+    ...op.i32LtU(),
+    ...op.brIf(1),
+    ...rowsPass(positions),
+    ...op.br(0),
+    ...op.end(),
+    ...op.end(),
+  ];
+  return {
+    name: 'matmul',
+    params: [I32, I32, I32, I32, I32, I32, I32, I32, I32],
+    locals: locals as WasmFunction['locals'],
+    body: [
+      ...set(W0, get(W)),
+      ...set(ROWS0, get(ROWS)),
+      ...set(OUT0, get(OUT)),
+      ...set(ROW_BYTES, [...get(COLS), ...op.i32Const(2), ...op.i32Shl()]),
+      ...passes(4),
+      ...passes(1),
+    ],
+  };
+}
+
+let compiled: WebAssembly.Module | null | undefined;
+/** The fused module where the engine has relaxed SIMD, else the SIMD128 one; null without SIMD. */
+function module(): WebAssembly.Module | null {
+  if (compiled === undefined) {
+    compiled = null;
+    for (const fused of [true, false]) {
+      const bytes = wasmModule([matmulFunction(fused)], { sharedMaxPages: MAX_PAGES });
+      if (engineAccepts(bytes)) {
+        compiled = new WebAssembly.Module(bytes);
+        break;
+      }
+    }
+  }
+  return compiled;
+}
+
+/** A float32 matrix held in an arena: its values are a view into the arena's memory. */
+export interface F32Rows extends HeldMatrix {
+  readonly values: Float32Array;
+}
+
+/** Positions per kernel call: bounds the scratch a long prompt needs. */
+const CHUNK_POSITIONS = 64;
+
+/** One model's float32 weights in WebAssembly memory, and the products over them. */
+export class F32Arena extends KernelArena<F32Rows> {
+  /** Whether this engine can run the kernel (WebAssembly SIMD). */
+  static available(): boolean {
+    return module() !== null;
+  }
+
+  constructor(options: { threads?: number } = {}) {
+    const m = module();
+    if (!m) throw new Error('this engine has no WebAssembly SIMD for the float32 kernel');
+    super(m, options.threads ?? 1);
+  }
+
+  /** Whether the kernel takes a matrix of this width (whole 4-lane vectors). */
+  static fits(cols: number): boolean {
+    return cols % 4 === 0;
+  }
+
+  readonly block = 4;
+
+  /** Copies a [rows, cols] row-major matrix into the arena; the view stays valid as it grows. */
+  hold(data: Float32Array, rows: number, cols: number): F32Rows {
+    if (data.length !== rows * cols) {
+      throw new RangeError(`${data.length} values are not a ${rows}×${cols} matrix`);
+    }
+    const valuesAt = this.allocate(data.length * 4);
+    const values = new Float32Array(this.memory.buffer, valuesAt, data.length);
+    values.set(data);
+    return { rows, cols, values, valuesAt, scalesAt: 0, rowBytes: cols * 4 };
+  }
+
+  gather(m: F32Rows, ids: readonly number[]): Float32Array {
+    const out = new Float32Array(ids.length * m.cols);
+    ids.forEach((id, r) => out.set(m.values.subarray(id * m.cols, (id + 1) * m.cols), r * m.cols));
+    return out;
+  }
+
+  matmul(m: F32Rows, x: Float32Array, count: number): Float32Array {
+    this.checkProduct(m, x, count);
+    const { rows, cols } = m;
+    const chunk = Math.min(count, CHUNK_POSITIONS);
+    const base = this.scratch(chunk * (cols + rows) * 4);
+    const outAt = base + chunk * cols * 4;
+    const buffer = this.memory.buffer;
+    const xIn = new Float32Array(buffer, base, chunk * cols);
+    const outIn = new Float32Array(buffer, outAt, chunk * rows);
+    const out = new Float32Array(count * rows);
+    for (let first = 0; first < count; first += chunk) {
+      const n = Math.min(chunk, count - first);
+      xIn.set(x.subarray(first * cols, (first + n) * cols));
+      this.products(m, n, base, 0, outAt);
+      out.set(n === chunk ? outIn : outIn.subarray(0, n * rows), first * rows);
+    }
+    return out;
+  }
+}
