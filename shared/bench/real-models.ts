@@ -8,7 +8,7 @@
  * same thread count in the same run, and llama.cpp (node-llama-cpp, the engine inside
  * Ollama, LM Studio and Jan) loads the same weights exported to GGUF by `exportGguf` at
  * f32, f16 and q8_0 with the same thread count. Llama-3.2-1B runs a shorter plan (PLANS
- * below). Prints a table and adds `realModels` to bench/results/latest.json.
+ * below): int8 only, 32 decoded tokens, llama.cpp at Q8_0 only. Prints a table and adds `realModels` to bench/results/latest.json.
  *   node bench/real-models.ts [--json] [--shapes smollm2-135m,...] [--weights f32|int8]
  */
 import { execFile } from 'node:child_process';
@@ -43,18 +43,19 @@ const LORA_STEPS = 2;
 const LORA_SHAPES: ReadonlySet<RealShapeName> = new Set(['smollm2-135m']);
 
 /**
- * How a shape is measured where it differs from the rest. Llama-3.2-1B's shape is measured
- * for what its goal asks, loading in int8 within 2.5 GB (float32 would hold 5 GB of weights,
- * which is why openChatModel falls back to int8 on machines it is meant for): load, then a
- * short forward so peak RSS includes running it (an 8-token prompt and 4 decoded tokens).
- * int8 dequantises every matrix per forward, so a 512-token prefill and 128 decoded tokens
- * there would take many minutes and tell nothing the smaller shapes do not; its prefill and
- * PyTorch columns stay null and its decode tok/s comes from the 4 tokens.
+ * How a shape is measured where it differs from the rest. Llama-3.2-1B's shape runs in int8
+ * only (float32 would hold 5 GB of weights, past WebAssembly's 4 GiB memory, which is why
+ * openChatModel opens it in int8), decodes 32 tokens rather than 128 after the same 512-token
+ * prompt, and llama.cpp runs it at Q8_0 only (its float32 GGUF alone would be 5 GB of disk).
  */
-const PLANS: Partial<
-  Record<RealShapeName, { modes: WeightsMode[]; prompt: number; newTokens: number }>
-> = {
-  'llama-3.2-1b': { modes: ['int8'], prompt: 8, newTokens: 4 },
+interface Plan {
+  modes: WeightsMode[];
+  prompt: number;
+  newTokens: number;
+  llamaCppTypes?: readonly GgufExportType[];
+}
+const PLANS: Partial<Record<RealShapeName, Plan>> = {
+  'llama-3.2-1b': { modes: ['int8'], prompt: 512, newTokens: 32, llamaCppTypes: ['q8_0'] },
 };
 
 /** llama.cpp's GGUF type at our weights' precision: float32 ↔ F32, int8 per row ↔ Q8_0. */
@@ -132,12 +133,12 @@ async function pytorchReference<T>(args: (string | number)[]): Promise<T | null>
 async function llamaCppRuns(
   folder: string,
   config: ReturnType<typeof parseDecoderConfig>,
-  plan: { prompt: number; newTokens: number },
+  plan: Plan,
 ): Promise<LlamaCppRun[]> {
   const runs: LlamaCppRun[] = [];
   const hf = await openHfFolder(folder);
   try {
-    for (const type of LLAMA_CPP_TYPES) {
+    for (const type of plan.llamaCppTypes ?? LLAMA_CPP_TYPES) {
       const file = path.join(folder, `model-${type}.gguf`);
       await exportGguf({
         out: file,
@@ -191,7 +192,7 @@ const dir = await mkdtemp(path.join(tmpdir(), 'commons-real-models-'));
 try {
   for (const [shape, hf] of Object.entries(REAL_SHAPES) as [RealShapeName, object][]) {
     if (only && !only.has(shape)) continue;
-    const plan = PLANS[shape] ?? { modes: ['f32', 'int8'], prompt: PROMPT, newTokens: NEW };
+    const plan: Plan = PLANS[shape] ?? { modes: ['f32', 'int8'], prompt: PROMPT, newTokens: NEW };
     const modes = weightsArg ? [weightsArg] : plan.modes;
     const config = parseDecoderConfig(hf);
     const folder = path.join(dir, shape);

@@ -11,6 +11,33 @@ function naive(q: number[], keys: number[][], values: number[][], scale: number)
 }
 
 describe('the KV store and its attention kernel', () => {
+  it.each([64, 96, 4])(
+    'head size %i (kernels unrolled for it): the textbook formula with scores spread over ±60, exp in SIMD',
+    (d) => {
+      const store = KvStore.create({ numLayers: 1, numKvHeads: 1, group: 2, headDim: d })!;
+      let seed = d;
+      const r = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1;
+      const keys: number[][] = [];
+      const values: number[][] = [];
+      let worst = 0;
+      for (let position = 0; position < 70; position++) {
+        const q = Float32Array.from({ length: 2 * d }, r);
+        const k = Float32Array.from({ length: d }, r);
+        const v = Float32Array.from({ length: d }, r);
+        keys.push([...k]);
+        values.push([...v]);
+        const scale = 60 / d; // |q·k| up to ~d/3: scores across tens of units, most exps tiny
+        const out = store.attend(0, position, q, k, v, scale);
+        store.length = position + 1;
+        for (let head = 0; head < 2; head++) {
+          const want = naive([...q.subarray(head * d, (head + 1) * d)], keys, values, scale);
+          want.forEach((x, i) => (worst = Math.max(worst, Math.abs(x - out[head * d + i]!))));
+        }
+      }
+      expect(worst).toBeLessThan(1e-5);
+    },
+  );
+
   it('attends like the textbook formula for every query head of a GQA layer, growing past its first capacity', () => {
     const shape = { numLayers: 2, numKvHeads: 2, group: 3, headDim: 8 };
     const store = KvStore.create(shape)!;

@@ -2,7 +2,8 @@
  * Weights held on the host as int8 with one float32 scale per output row (symmetric absmax:
  * scale = max|row| / 127, q = round(x / scale)), a quarter of float32's memory. tfjs has no
  * int8 dtype, so the decoder keeps these outside tfjs, in WebAssembly memory where its SIMD
- * kernel multiplies them (int8-kernel.ts), or dequantises rows of them for a long prompt.
+ * kernel multiplies them (int8-kernel.ts), or, without relaxed SIMD, dequantises rows of them
+ * for a long prompt.
  */
 
 /** A [rows, cols] matrix, row-major, quantised per row (PyTorch's [out, in]: per output). */

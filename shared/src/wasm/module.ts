@@ -19,6 +19,8 @@ export interface WasmFunction {
   /** Exported under this name. */
   name: string;
   params: ValueType[];
+  /** What it returns, left on the stack by the body (none by default). */
+  results?: ValueType[];
   /** Locals after the params (indices continue from params.length). */
   locals: ValueType[];
   /** The instructions, without the final `end`. */
@@ -75,7 +77,11 @@ export function wasmModule(
   functions: readonly WasmFunction[],
   options: ModuleOptions = {},
 ): Uint8Array<ArrayBuffer> {
-  const signature = (f: WasmFunction) => [0x60, ...vec(f.params.map((t) => [t])), 0x00];
+  const signature = (f: WasmFunction) => [
+    0x60,
+    ...vec(f.params.map((t) => [t])),
+    ...vec((f.results ?? []).map((t) => [t])),
+  ];
   const types = functions.map(signature);
   // limits: 0x00 min | 0x03 min max, shared (threads proposal, in every engine we run on).
   const limits =
