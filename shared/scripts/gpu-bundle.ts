@@ -46,6 +46,21 @@ await build({
   },
 });
 
+// The weight kernels' helper thread (decoder/kernel-threads.ts) starts
+// `new URL('./kernel-worker.ts', import.meta.url)`: beside the bundle, that is this file, plain
+// JavaScript under the name the engine asks for (Node loads it as a module either way).
+await build({
+  entryPoints: [path.join(root, 'shared', 'src', 'decoder', 'kernel-worker.ts')],
+  outfile: path.join(out, 'kernel-worker.ts'),
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node22',
+  minify: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+
 const wasmDist = path.join(packageDir('@tensorflow/tfjs-backend-wasm'), 'dist');
 mkdirSync(path.join(out, 'wasm'));
 for (const file of readdirSync(wasmDist).filter((f) => f.endsWith('.wasm'))) {

@@ -9,5 +9,5 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/commons-gpu-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 tar xzf "$here/node.tar.gz" -C "$work"
 tar xzf "$here/dawn.tar.gz" -C "$work"
-cp -R "$here/gpu-check.mjs" "$here/wasm" "$work/"
+cp -R "$here/gpu-check.mjs" "$here/kernel-worker.ts" "$here/wasm" "$work/"
 "$work/bin/node" "$work/gpu-check.mjs" "$@"

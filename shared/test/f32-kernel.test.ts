@@ -29,6 +29,7 @@ describe('float32 matrix kernel (WebAssembly SIMD)', () => {
     [2, 64, 4],
     [33, 96, 9], // two tiles of 4 positions and one single
     [70, 576, 150], // chunks of 64 positions, a partial last one
+    [300, 576, 6], // rows in cache blocks of 112: two whole and a partial one
   ])('%i×%i against %i positions: the float64 product to float32 rounding', (rows, cols, count) => {
     const arena = new F32Arena();
     const w = random(rows * cols, rows + cols);
@@ -57,6 +58,49 @@ describe('float32 matrix kernel (WebAssembly SIMD)', () => {
         const a = one.matmul(one.hold(w, rows, cols), x, count);
         const b = two.matmul(two.hold(w, rows, cols), x, count);
         expect([...b]).toEqual([...a]);
+      }
+    } finally {
+      two.dispose();
+    }
+  });
+
+  it.each([
+    [1, 4, 1],
+    [5, 12, 3], // one tile of 8 columns, one of 4; positions below a tile of 4
+    [9, 20, 9],
+    [64, 576, 70], // chunks of 64 positions
+    [500, 576, 9], // summed over blocks of 227 rows: two whole and a partial one
+  ])(
+    'transposed: x · m for m %i×%i against %i positions, to float32 rounding',
+    (rows, cols, count) => {
+      const arena = new F32Arena();
+      const w = random(rows * cols, rows * cols);
+      const x = random(count * rows, count + 1);
+      const y = arena.matmulT(arena.hold(w, rows, cols), x, count);
+      expect(y.length).toBe(count * cols);
+      for (let t = 0; t < count; t++) {
+        for (let c = 0; c < cols; c++) {
+          let want = 0;
+          for (let r = 0; r < rows; r++) want += x[t * rows + r]! * w[r * cols + c]!;
+          expect(Math.abs(y[t * cols + c]! - want)).toBeLessThanOrEqual(1e-5 * Math.sqrt(rows));
+        }
+      }
+    },
+  );
+
+  it('transposed: two threads (a band of columns each) give bit for bit what one gives', () => {
+    const one = new F32Arena();
+    const two = new F32Arena({ threads: 2 });
+    try {
+      for (const [rows, cols, count] of [
+        [16, 60, 2], // below the split threshold
+        [33, 100, 5], // bands of 48 and 52 columns
+        [576, 1536, 66],
+      ] as const) {
+        const w = random(rows * cols, cols);
+        const x = random(count * rows, rows);
+        const a = one.matmulT(one.hold(w, rows, cols), x, count);
+        expect([...two.matmulT(two.hold(w, rows, cols), x, count)]).toEqual([...a]);
       }
     } finally {
       two.dispose();

@@ -37,8 +37,21 @@ describe('the GPU device check bundle', () => {
   it('fits in 60 MiB with Node, Dawn, the bundled check and tfjs wasm', async () => {
     expect(await folderBytes(out)).toBeLessThanOrEqual(60 * 2 ** 20);
     expect((await readdir(out)).sort()).toEqual(
-      ['dawn.tar.gz', 'gpu-check.mjs', 'gpu-check.sh', 'node.tar.gz', 'wasm'].sort(),
+      [
+        'dawn.tar.gz',
+        'gpu-check.mjs',
+        'gpu-check.sh',
+        'kernel-worker.ts',
+        'node.tar.gz',
+        'wasm',
+      ].sort(),
     );
+    // The weight kernels' helper thread, bundled on its own: it loads, and refuses to run
+    // outside a worker thread, which is how the engine starts it.
+    const helper = await run(process.execPath, [path.join(out, 'kernel-worker.ts')]).catch(
+      (error: { stderr: string }) => error,
+    );
+    expect(helper.stderr).toMatch(/kernel-worker.ts must run in a worker thread/);
   });
 
   it('runs with its own Node, prints one JSON object, and says why no GPU was used', async () => {

@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 // The kernels under test, by their module name: layers.linear is the one in model/layers.ts.
 import * as layers from '../src/model/layers.ts';
 import { Rng } from '../src/model/rng.ts';
+import { FrozenWeights } from '../src/model/frozen-weights.ts';
 
 // The hand-written gradients must be the same maths as tfjs's generic ones. Compared on the
 // cpu backend, where every generic gradient (including gather's) is registered.
@@ -74,6 +75,39 @@ describe('on wasm, where x·wᵀ runs as (w·xᵀ)ᵀ through host transposes', 
         [rand([6, 5], 25), rand([5, 7], 26)],
       );
     } finally {
+      await tf.setBackend('cpu');
+    }
+  });
+});
+
+describe('a frozen linear through the float32 kernel (FrozenWeights, wasm)', () => {
+  it('gives the value and input gradient tfjs gives, copies again when the weight is assigned, and leaves other backends to tfjs', async () => {
+    await tf.setBackend('wasm');
+    const store = FrozenWeights.create()!;
+    try {
+      // 37 rows of x: tiles of 4 positions and a tail; 20 inputs: 8-column tiles and a 4.
+      const x = rand([37, 20], 31) as tf.Tensor2D;
+      const w = rand([12, 20], 32) as tf.Tensor2D;
+      const frozen = tf.variable(w, false) as tf.Variable<tf.Rank.R2>;
+      expect(store.for(frozen)).not.toBeNull();
+      compare(
+        (a) => layers.linear(a as tf.Tensor2D, frozen, store),
+        (a) => tf.matMul(a as tf.Tensor2D, w, false, true),
+        [x],
+      );
+      // New values in the variable: the kernel's copy follows them.
+      const w2 = rand([12, 20], 33) as tf.Tensor2D;
+      frozen.assign(w2);
+      expectClose(layers.linear(x, frozen, store), tf.matMul(x, w2, false, true));
+      // A width the kernel does not take stays with tfjs.
+      const odd = tf.variable(rand([3, 6], 34), false) as tf.Variable<tf.Rank.R2>;
+      expect(store.for(odd)).toBeNull();
+      await tf.setBackend('cpu');
+      expect(store.for(frozen)).toBeNull();
+      frozen.dispose();
+      odd.dispose();
+    } finally {
+      store.dispose();
       await tf.setBackend('cpu');
     }
   });

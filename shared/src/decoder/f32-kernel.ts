@@ -23,14 +23,23 @@ import { KernelArena, MAX_PAGES, type HeldMatrix } from './kernel-arena.ts';
  * run in float32 in a different order from tfjs's, so results agree to float32 rounding.
  */
 
-// matmul(w, _, rows, cols, x, _, out, count, outStride): out[t][r] = Σ_c w[r, c] · x[t][c],
-// w float32 [rows, cols] (cols a multiple of 4), x float32 [count, cols], byte addresses.
-const [W, ROWS, COLS, X, OUT, COUNT, OUT_STRIDE] = [0, 2, 3, 4, 6, 7, 8];
+// matmul(w, block, rows, cols, x, _, out, count, outStride): out[t][r] = Σ_c w[r, c] · x[t][c],
+// w float32 [rows, cols] (cols a multiple of 4), x float32 [count, cols], byte addresses. The
+// rows go `block` at a time, each block against every position, so a block is read from
+// memory once per call rather than once per 4 positions (an LM head of 49,152 rows is 113 MB).
+const [W, BLOCK, ROWS, COLS, X, OUT, COUNT, OUT_STRIDE] = [0, 1, 2, 3, 4, 6, 7, 8];
 
 function matmulFunction(fused: boolean): WasmFunction {
   const locals: number[] = [];
   const local = (type: number) => 9 + locals.push(type) - 1;
   const [W0, ROWS0, OUT0, ROW_BYTES, END] = [I32, I32, I32, I32, I32].map(local) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const [WB, LEFT, XB, OB, CB] = [I32, I32, I32, I32, I32].map(local) as [
     number,
     number,
     number,
@@ -162,12 +171,236 @@ function matmulFunction(fused: boolean): WasmFunction {
     params: [I32, I32, I32, I32, I32, I32, I32, I32, I32],
     locals: locals as WasmFunction['locals'],
     body: [
-      ...set(W0, get(W)),
-      ...set(ROWS0, get(ROWS)),
-      ...set(OUT0, get(OUT)),
       ...set(ROW_BYTES, [...get(COLS), ...op.i32Const(2), ...op.i32Shl()]),
+      ...set(WB, get(W)),
+      ...set(LEFT, get(ROWS)),
+      ...set(XB, get(X)),
+      ...set(OB, get(OUT)),
+      ...set(CB, get(COUNT)),
+      ...op.block(),
+      ...get(LEFT),
+      ...op.i32Eqz(),
+      ...op.brIf(0),
+      ...op.loop(),
+      // One block of min(block, left) rows against every position.
+      ...set(W0, get(WB)),
+      ...set(ROWS0, [
+        ...get(BLOCK),
+        ...get(LEFT),
+        ...get(BLOCK),
+        ...get(LEFT),
+        ...op.i32LtU(),
+        ...op.select(),
+      ]),
+      ...set(OUT0, get(OB)),
+      ...set(X, get(XB)),
+      ...set(COUNT, get(CB)),
       ...passes(4),
       ...passes(1),
+      ...add(WB, [...get(ROWS0), ...get(ROW_BYTES), ...op.i32Mul()]),
+      ...add(OB, [...get(ROWS0), ...op.i32Const(2), ...op.i32Shl()]),
+      ...set(LEFT, [...get(LEFT), ...get(ROWS0), ...op.i32Sub()]),
+      ...get(LEFT),
+      ...op.brIf(0),
+      ...op.end(),
+      ...op.end(),
+    ],
+  };
+}
+
+// matmulT(w, rowStride, rows, cols, x, block, out, count, outStride): out[t][c] +=
+// Σ_r x[t][r] · w[r][c] for c < cols: x · m with m [rows, …] row-major, `rowStride` bytes a
+// row (a thread takes a band of columns, so its rows are strided), x [count, rows]; out must
+// start at zero. Tiles of 4 positions × 8 columns: per row of m, two loads of m feed eight
+// multiply-adds, each with one position's x[t][r] splatted. The rows go `block` at a time,
+// each block against every position (so it is read from memory once per call), the tiles
+// adding into out. This is the backward pass's dx = dy · W through a frozen linear layer.
+function matmulTFunction(fused: boolean): WasmFunction {
+  const [W, ROW_STRIDE, ROWS, COLS, X, BLOCK_ROWS, OUT, COUNT, OUT_STRIDE] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8,
+  ];
+  const locals: number[] = [];
+  const local = (type: number) => 9 + locals.push(type) - 1;
+  const [C, OUT_COL, WP, XP, END, XROW] = [I32, I32, I32, I32, I32, I32].map(local) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const [R0, RN, XB, OB, CB] = [I32, I32, I32, I32, I32].map(local) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const acc = Array.from({ length: 8 }, () => local(V128));
+  const wv = [local(V128), local(V128)] as const;
+  const s = local(V128);
+  const get = op.localGet;
+  const set = (target: number, value: number[]) => [...value, ...op.localSet(target)];
+  const add = (target: number, by: number[]) =>
+    set(target, [...get(target), ...by, ...op.i32Add()]);
+  const multiplyAdd = (a: number, b: number, into: number) =>
+    fused
+      ? [...get(a), ...get(b), ...get(into), ...op.f32x4RelaxedMadd(), ...op.localSet(into)]
+      : [
+          ...get(a),
+          ...get(b),
+          ...op.f32x4Mul(),
+          ...get(into),
+          ...op.f32x4Add(),
+          ...op.localSet(into),
+        ];
+
+  // One tile: `positions` positions from X against `vectors` × 4 columns from column C.
+  const tile = (positions: 1 | 4, vectors: 1 | 2) => {
+    const a = (p: number, j: number) => acc[p * 2 + j]!;
+    const body: number[] = [];
+    const outAt = (p: number) => [
+      ...get(OUT_COL),
+      ...get(OUT_STRIDE),
+      ...op.i32Const(p),
+      ...op.i32Mul(),
+      ...op.i32Add(),
+    ];
+    for (let p = 0; p < positions; p++) {
+      for (let j = 0; j < vectors; j++) {
+        body.push(...set(a(p, j), [...outAt(p), ...op.v128Load(16 * j)]));
+      }
+    }
+    body.push(
+      // WP = w + r0 · rowStride + 4c; XP = x + 4·r0 … x + 4·(r0 + rn)
+      ...set(WP, [
+        ...get(W),
+        ...get(C),
+        ...op.i32Const(2),
+        ...op.i32Shl(),
+        ...op.i32Add(),
+        ...get(R0),
+        ...get(ROW_STRIDE),
+        ...op.i32Mul(),
+        ...op.i32Add(),
+      ]),
+      ...set(XP, [...get(X), ...get(R0), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add()]),
+      ...set(END, [...get(XP), ...get(RN), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add()]),
+      ...op.loop(),
+    );
+    for (let j = 0; j < vectors; j++)
+      body.push(...set(wv[j]!, [...get(WP), ...op.v128Load(16 * j)]));
+    for (let p = 0; p < positions; p++) {
+      // x[t + p][r]: XROW bytes a position
+      body.push(
+        ...set(s, [
+          ...get(XP),
+          ...get(XROW),
+          ...op.i32Const(p),
+          ...op.i32Mul(),
+          ...op.i32Add(),
+          ...op.v128Load32Splat(0),
+        ]),
+      );
+      for (let j = 0; j < vectors; j++) body.push(...multiplyAdd(s, wv[j]!, a(p, j)));
+    }
+    body.push(
+      ...add(WP, get(ROW_STRIDE)),
+      ...get(XP),
+      ...op.i32Const(4),
+      ...op.i32Add(),
+      ...op.localTee(XP),
+      ...get(END),
+      ...op.i32LtU(),
+      ...op.brIf(0),
+      ...op.end(),
+    );
+    for (let p = 0; p < positions; p++) {
+      for (let j = 0; j < vectors; j++) {
+        body.push(...outAt(p), ...get(a(p, j)), ...op.v128Store(16 * j));
+      }
+    }
+    body.push(...add(C, op.i32Const(4 * vectors)), ...add(OUT_COL, op.i32Const(16 * vectors)));
+    return body;
+  };
+
+  // Every column band for `positions` positions: tiles of 8 columns, then one of 4.
+  const columnsPass = (positions: 1 | 4) => [
+    ...set(C, op.i32Const(0)),
+    ...set(OUT_COL, get(OUT)),
+    ...op.block(),
+    ...op.loop(),
+    ...get(C),
+    ...op.i32Const(8),
+    ...op.i32Add(),
+    ...get(COLS),
+    ...op.i32GtU(),
+    ...op.brIf(1),
+    ...tile(positions, 2),
+    ...op.br(0),
+    ...op.end(),
+    ...op.end(),
+    ...op.block(),
+    ...get(C),
+    ...get(COLS),
+    ...op.i32LtU(),
+    ...op.i32Eqz(),
+    ...op.brIf(0),
+    ...tile(positions, 1),
+    ...op.end(),
+    ...add(X, [...get(XROW), ...op.i32Const(positions), ...op.i32Mul()]),
+    ...add(OUT, [...get(OUT_STRIDE), ...op.i32Const(positions), ...op.i32Mul()]),
+    ...set(COUNT, [...get(COUNT), ...op.i32Const(positions), ...op.i32Sub()]),
+  ];
+  const passes = (positions: 1 | 4) => [
+    ...op.block(),
+    ...op.loop(),
+    ...get(COUNT),
+    ...op.i32Const(positions),
+    ...op.i32LtU(),
+    ...op.brIf(1),
+    ...columnsPass(positions),
+    ...op.br(0),
+    ...op.end(),
+    ...op.end(),
+  ];
+  return {
+    name: 'matmulT',
+    params: [I32, I32, I32, I32, I32, I32, I32, I32, I32],
+    locals: locals as WasmFunction['locals'],
+    body: [
+      ...set(XROW, [...get(ROWS), ...op.i32Const(2), ...op.i32Shl()]),
+      ...set(XB, get(X)),
+      ...set(OB, get(OUT)),
+      ...set(CB, get(COUNT)),
+      ...set(R0, op.i32Const(0)),
+      ...op.block(),
+      ...get(ROWS),
+      ...op.i32Eqz(),
+      ...op.brIf(0),
+      ...op.loop(),
+      // Rows r0 … r0 + min(block, rows − r0) against every position.
+      ...set(RN, [...get(ROWS), ...get(R0), ...op.i32Sub()]),
+      ...set(RN, [
+        ...get(BLOCK_ROWS),
+        ...get(RN),
+        ...get(BLOCK_ROWS),
+        ...get(RN),
+        ...op.i32LtU(),
+        ...op.select(),
+      ]),
+      ...set(X, get(XB)),
+      ...set(OUT, get(OB)),
+      ...set(COUNT, get(CB)),
+      ...passes(4),
+      ...passes(1),
+      ...add(R0, get(RN)),
+      ...get(R0),
+      ...get(ROWS),
+      ...op.i32LtU(),
+      ...op.brIf(0),
+      ...op.end(),
+      ...op.end(),
     ],
   };
 }
@@ -178,7 +411,9 @@ function module(): WebAssembly.Module | null {
   if (compiled === undefined) {
     compiled = null;
     for (const fused of [true, false]) {
-      const bytes = wasmModule([matmulFunction(fused)], { sharedMaxPages: MAX_PAGES });
+      const bytes = wasmModule([matmulFunction(fused), matmulTFunction(fused)], {
+        sharedMaxPages: MAX_PAGES,
+      });
       if (engineAccepts(bytes)) {
         compiled = new WebAssembly.Module(bytes);
         break;
@@ -195,6 +430,8 @@ export interface F32Rows extends HeldMatrix {
 
 /** Positions per kernel call: bounds the scratch a long prompt needs. */
 const CHUNK_POSITIONS = 64;
+/** Bytes of weights a cache block holds while every position of a call passes over it. */
+const BLOCK_BYTES = 256 * 1024;
 
 /** One model's float32 weights in WebAssembly memory, and the products over them. */
 export class F32Arena extends KernelArena<F32Rows> {
@@ -233,6 +470,35 @@ export class F32Arena extends KernelArena<F32Rows> {
     return out;
   }
 
+  /**
+   * x · m for `count` vectors x [count, m.rows]: [count, m.cols] (a frozen layer's backward
+   * pass, dx = dy · W, with W held as PyTorch's [out, in]). Columns split across threads.
+   */
+  matmulT(m: F32Rows, x: Float32Array, count: number): Float32Array {
+    const { rows, cols } = m;
+    if (!this.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 4`);
+    if (x.length !== count * rows) {
+      throw new RangeError(`${x.length} values are not ${count} vectors of ${rows}`);
+    }
+    const chunk = Math.min(count, CHUNK_POSITIONS);
+    const base = this.scratch(chunk * (rows + cols) * 4);
+    const outAt = base + chunk * rows * 4;
+    const buffer = this.memory.buffer;
+    const xIn = new Float32Array(buffer, base, chunk * rows);
+    const outIn = new Float32Array(buffer, outAt, chunk * cols);
+    const out = new Float32Array(count * cols);
+    for (let first = 0; first < count; first += chunk) {
+      const n = Math.min(chunk, count - first);
+      xIn.set(x.subarray(first * rows, (first + n) * rows));
+      outIn.fill(0);
+      // A thread's band of columns (half of them), block rows deep, in BLOCK_BYTES.
+      const block = Math.max(4, Math.floor(BLOCK_BYTES / (2 * cols)));
+      this.transposedProducts(m, n, base, outAt, block);
+      out.set(n === chunk ? outIn : outIn.subarray(0, n * cols), first * cols);
+    }
+    return out;
+  }
+
   matmul(m: F32Rows, x: Float32Array, count: number): Float32Array {
     this.checkProduct(m, x, count);
     const { rows, cols } = m;
@@ -246,7 +512,8 @@ export class F32Arena extends KernelArena<F32Rows> {
     for (let first = 0; first < count; first += chunk) {
       const n = Math.min(chunk, count - first);
       xIn.set(x.subarray(first * cols, (first + n) * cols));
-      this.products(m, n, base, 0, outAt);
+      const block = Math.max(2, Math.floor(BLOCK_BYTES / m.rowBytes)) & ~1; // pairs of rows
+      this.products(m, n, base, 0, outAt, block);
       out.set(n === chunk ? outIn : outIn.subarray(0, n * rows), first * rows);
     }
     return out;

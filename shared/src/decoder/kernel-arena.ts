@@ -34,6 +34,7 @@ export interface HeldMatrix {
 export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
   readonly memory: WebAssembly.Memory;
   readonly #kernel: (...args: number[]) => void;
+  readonly #kernelT: ((...args: number[]) => void) | undefined;
   #helper: KernelHelper | null;
   #top = 0;
   #scratchAt = 0;
@@ -47,6 +48,7 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
     const instance = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.exports = instance.exports;
     this.#kernel = instance.exports.matmul as (...args: number[]) => void;
+    this.#kernelT = instance.exports.matmulT as ((...args: number[]) => void) | undefined;
     this.#helper = threads > 1 ? new KernelHelper(module, this.memory) : null;
   }
 
@@ -91,13 +93,21 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
   }
 
   /** m · x for `positions` prepared vectors into out, rows split with the helper when it
-   * pays (an even split: the kernels take rows in pairs). */
-  protected products(m: M, positions: number, x: number, xs: number, out: number): void {
+   * pays (an even split: the kernels take rows in pairs). `rowBlock`, for kinds without
+   * scales, goes where the scales' address would (float32: rows per cache block). */
+  protected products(
+    m: M,
+    positions: number,
+    x: number,
+    xs: number,
+    out: number,
+    rowBlock?: number,
+  ): void {
     const helper = this.#helper;
     const { rows } = m;
     const job = (from: number, n: number) => [
       m.valuesAt + from * m.rowBytes,
-      m.scalesAt + 4 * from,
+      rowBlock ?? m.scalesAt + 4 * from,
       n,
       m.cols,
       x,
@@ -111,10 +121,44 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
       return;
     }
     const half = (rows >> 2) << 1;
-    helper.start(job(half, rows - half));
+    helper.start('matmul', job(half, rows - half));
     this.#kernel(...job(0, half));
     // A helper that died leaves its rows undone: this thread does them, and carries on alone.
     if (!helper.wait()) this.#kernel(...job(half, rows - half));
+  }
+
+  /** x · m for `positions` vectors of m.rows values into out [positions, m.cols], columns
+   * split with the helper when it pays (multiples of 8: the kernel's column tiles). Only
+   * kinds whose module exports matmulT (float32) call this; out must start at zero. */
+  protected transposedProducts(
+    m: M,
+    positions: number,
+    x: number,
+    out: number,
+    rowBlock: number,
+  ): void {
+    const kernel = this.#kernelT as (...args: number[]) => void;
+    const helper = this.#helper;
+    const { cols } = m;
+    const job = (from: number, n: number) => [
+      m.valuesAt + 4 * from,
+      m.rowBytes,
+      m.rows,
+      n,
+      x,
+      rowBlock,
+      out + 4 * from,
+      positions,
+      4 * cols,
+    ];
+    if (helper === null || !helper.alive || cols < SPLIT_MIN_ROWS) {
+      kernel(...job(0, cols));
+      return;
+    }
+    const half = (cols >> 4) << 3;
+    helper.start('matmulT', job(half, cols - half));
+    kernel(...job(0, half));
+    if (!helper.wait()) kernel(...job(half, cols - half));
   }
 
   /** A scratch region of at least `bytes`, reused while big enough. */

@@ -9,8 +9,12 @@ import { Worker } from 'node:worker_threads';
  * thread's. Jobs pass through a control block of Int32 words (no messages, no copies).
  */
 
-/** The control block's words. */
+/** The control block's words: ARGS holds which of KERNEL_EXPORTS to run, then its 9
+ * arguments. */
 export const CONTROL = { SEQ: 0, DONE: 1, STOP: 2, ARGS: 3, WORDS: 16 } as const;
+/** The kernel modules' exports a helper may run, by index; a module lacking one never asks. */
+export const KERNEL_EXPORTS = ['matmul', 'matmulT'] as const;
+export type KernelExport = (typeof KERNEL_EXPORTS)[number];
 /** ~3 ms of polling before the worker sleeps on the futex: long enough to span the attention
  * between two products (at 20,000 polls, ~100 µs, the product after each layer's attention
  * waited ~50 µs for the worker to wake, 1.5 ms a token at SmolLM2-135M's shape). */
@@ -45,9 +49,10 @@ export class KernelHelper {
     return this.#dead === null;
   }
 
-  /** Starts matmul(args) on the helper; `wait` before reading its rows. */
-  start(args: readonly number[]): void {
-    this.#ctrl.set(args, CONTROL.ARGS);
+  /** Starts the export `name` with `args` on the helper; `wait` before reading its rows. */
+  start(name: KernelExport, args: readonly number[]): void {
+    this.#ctrl[CONTROL.ARGS] = KERNEL_EXPORTS.indexOf(name);
+    this.#ctrl.set(args, CONTROL.ARGS + 1);
     this.#seq = (this.#seq + 1) | 0 || 1;
     Atomics.store(this.#ctrl, CONTROL.SEQ, this.#seq);
     Atomics.notify(this.#ctrl, CONTROL.SEQ);

@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { CONTROL, SPIN_BEFORE_SLEEP, type HelperInit } from './kernel-threads.ts';
+import { CONTROL, KERNEL_EXPORTS, SPIN_BEFORE_SLEEP, type HelperInit } from './kernel-threads.ts';
 
 /**
  * The second core's half of each weight product (kernel-threads.ts): the same
@@ -11,7 +11,9 @@ import { CONTROL, SPIN_BEFORE_SLEEP, type HelperInit } from './kernel-threads.ts
 if (!parentPort) throw new Error('kernel-worker.ts must run in a worker thread');
 parentPort.once('message', ({ module, memory, control }: HelperInit) => {
   const instance = new WebAssembly.Instance(module, { env: { memory } });
-  const matmul = instance.exports.matmul as (...args: number[]) => void;
+  const kernels = KERNEL_EXPORTS.map(
+    (name) => instance.exports[name] as ((...args: number[]) => void) | undefined,
+  );
   const ctrl = new Int32Array(control);
   let seen = 0;
   for (;;) {
@@ -24,8 +26,8 @@ parentPort.once('message', ({ module, memory, control }: HelperInit) => {
     }
     if (Atomics.load(ctrl, CONTROL.STOP) !== 0) return;
     seen = Atomics.load(ctrl, CONTROL.SEQ);
-    const a = CONTROL.ARGS;
-    matmul(
+    const a = CONTROL.ARGS + 1;
+    kernels[ctrl[CONTROL.ARGS]!]!(
       ctrl[a]!,
       ctrl[a + 1]!,
       ctrl[a + 2]!,

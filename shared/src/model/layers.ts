@@ -56,8 +56,39 @@ export function columnSums(m: tf.Tensor2D): tf.Tensor1D {
  * made untrainable, as the base is while an adapter trains) gets no dw at all: tfjs would
  * compute and then drop it, a third of the backward's work and a weight-sized tensor per layer.
  */
-export function linear(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  return isFrozen(w) ? frozenLinear(w)(x) : trainableLinear(x, w);
+export function linear(
+  x: tf.Tensor2D,
+  w: tf.Tensor2D,
+  frozen: FrozenProducts | null = null,
+): tf.Tensor2D {
+  if (!isFrozen(w)) return trainableLinear(x, w);
+  const kernel = frozen?.for(w as tf.Variable) ?? null;
+  return kernel ? kernelLinear(kernel, w.shape[0])(x) : frozenLinear(w)(x);
+}
+
+/** Products with a frozen weight through a faster kernel than tfjs's (frozen-weights.ts). */
+export interface FrozenProducts {
+  /** The kernel's products for w, or null where it does not take w (then tfjs runs them). */
+  for(w: tf.Variable): FrozenKernel | null;
+}
+
+export interface FrozenKernel {
+  /** x (n, in) · wᵀ → (n, out), row-major on the host. */
+  forward(x: Float32Array, n: number): Float32Array;
+  /** dy (n, out) · w → (n, in). */
+  backward(dy: Float32Array, n: number): Float32Array;
+}
+
+/** frozenLinear through a kernel on the host: the gradient flows to x only. */
+function kernelLinear(kernel: FrozenKernel, out: number): (x: tf.Tensor2D) => tf.Tensor2D {
+  return withGradient<[tf.Tensor2D], tf.Tensor2D>((x) => {
+    const [n, inputs] = x.shape;
+    return {
+      value: tf.tensor2d(kernel.forward(x.dataSync() as Float32Array, n), [n, out]),
+      gradFunc: (dy: tf.Tensor) =>
+        tf.tensor2d(kernel.backward(dy.dataSync() as Float32Array, n), [n, inputs]),
+    };
+  });
 }
 
 const trainableLinear = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w, save) => {

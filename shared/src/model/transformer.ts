@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { FrozenWeights } from './frozen-weights.ts';
 import { inverseFrequencies, rotaryTables } from '../decoder/rope.ts';
 import type { ModelConfig, ModelDims, Projection } from './config.ts';
 import {
@@ -182,7 +183,7 @@ export class Transformer {
   /** x (N, in) → (N, out) through a block projection, plus its adapter when one is on. */
   private project(layer: number, proj: Projection, x: tf.Tensor2D): tf.Tensor2D {
     const name = layerName(layer, proj);
-    let y = linear(x, this.p(`${name}.weight`) as tf.Tensor2D);
+    let y = linear(x, this.p(`${name}.weight`) as tf.Tensor2D, this.frozenProducts());
     const b = this.maybe(`${name}.bias`);
     if (b) y = addBias(y, b as tf.Tensor1D);
     const delta = this.adapter?.forward(name, x);
@@ -380,7 +381,7 @@ export class Transformer {
 
   private head(x: tf.Tensor2D): tf.Tensor2D {
     const w = this.config.tiedHead ? this.p('model.embed_tokens.weight') : this.p('lm_head.weight');
-    return linear(x, w as tf.Tensor2D); // (N, V)
+    return linear(x, w as tf.Tensor2D, this.frozenProducts()); // (N, V)
   }
 
   /** Logits for every position: (B·T, vocabSize). */
@@ -424,7 +425,18 @@ export class Transformer {
     cache.length = 0;
   }
 
+  /** Kernel copies of the frozen base's matrices, made on the first frozen product on wasm. */
+  private frozen: FrozenWeights | null | undefined;
+
+  private frozenProducts(): FrozenWeights | null {
+    if (tf.getBackend() !== 'wasm') return null;
+    if (this.frozen === undefined) this.frozen = FrozenWeights.create();
+    return this.frozen;
+  }
+
   dispose(): void {
+    this.frozen?.dispose();
+    this.frozen = undefined;
     for (const v of this.params.values()) v.dispose();
     for (const m of this.masks.values()) m.dispose();
     this.masks.clear();
