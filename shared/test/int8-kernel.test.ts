@@ -46,10 +46,12 @@ describe('int8 matrix–vector kernel (WebAssembly SIMD)', () => {
     ['relaxed', 7, 96], // odd: the last row outside a pair
     ['relaxed', 33, 576],
     ['relaxed', 5, 1536],
+    ['relaxed', 500, 576], // rows in cache blocks of 226: two whole and a partial one
     ['simd128', 1, 32],
     ['simd128', 7, 96],
     ['simd128', 33, 576],
     ['simd128', 5, 1536],
+    ['simd128', 500, 576],
   ] as const)(
     '%s, %i×%i: the integer block scheme, exactly up to float32 summation',
     (kernel, rows, cols) => {

@@ -140,6 +140,8 @@ export const op = {
   i32ShrU: () => [0x76],
   i32Sub: () => [0x6b],
   i32Mul: () => [0x6c],
+  i32DivU: () => [0x6e],
+  i32And: () => [0x71],
   i32GtU: () => [0x4b],
   v128Load: (offset = 0) => simd(0x00, ...memarg(offset)),
   v128Load16x4U: (offset = 0) => simd(0x04, ...memarg(offset)),
