@@ -2,7 +2,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import '@tensorflow/tfjs-backend-wasm';
+import { parseDecoderConfig } from '../src/decoder/config.ts';
 import { loadDecoderFolder } from '../src/decoder/load.ts';
+import { randomDecoderWeights } from '../src/decoder/random.ts';
+import { writeHfFolder } from '../src/formats/hf-folder.ts';
 import * as ref from './fixtures/decoder-reference.ts';
 
 const scratch = ref.scratchDir('commons-decoder-');
@@ -108,6 +111,63 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
       let worst = 0;
       viaStore.rows.forEach((row, r) =>
         row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - viaTensors.rows[r]![i]!)))),
+      );
+      expect(worst).toBeLessThan(1e-4);
+    } finally {
+      decoder.decodeAttention = 'wasm';
+      decoder.dispose();
+    }
+  });
+
+  it('a prompt runs on the host as it does through tfjs, every position, across the store growing mid-prompt and a prompt after a rewind', async () => {
+    // Qwen2-shaped (GQA 2, q/k/v biases), with a context long enough for the store to grow.
+    const hf = {
+      model_type: 'qwen2',
+      vocab_size: 50,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 512,
+      rms_norm_eps: 1e-6,
+      tie_word_embeddings: true,
+    };
+    const folder = path.join(scratch(), 'host-prompt');
+    await writeHfFolder(folder, {
+      config: hf,
+      tensors: randomDecoderWeights(parseDecoderConfig(hf), 4),
+    });
+    const { decoder, config } = await loadDecoderFolder(folder);
+    try {
+      expect(decoder.decodesOnHost).toBe(true);
+      const prompt = (n: number, seed: number) =>
+        Array.from({ length: n }, (_, i) => (i * 31 + seed) % config.vocabSize);
+      const run = (where: 'wasm' | 'tfjs') => {
+        decoder.decodeAttention = where;
+        const cache = decoder.newCache();
+        const all: number[][] = [];
+        for (const [n, seed] of [
+          [300, 3], // past the store's first 256 positions within one prompt
+          [20, 5],
+        ] as const) {
+          const out = decoder.forward(prompt(n, seed), cache); // every position's logits
+          all.push([...(out.dataSync() as Float32Array)]);
+          out.dispose();
+          if (n === 300) cache.truncate(290);
+        }
+        const length = cache.length;
+        cache.dispose();
+        return { all, length };
+      };
+      const onHost = run('wasm');
+      const viaTensors = run('tfjs');
+      expect(onHost.length).toBe(310);
+      expect(viaTensors.length).toBe(310);
+      expect(onHost.all[0]!.length).toBe(300 * config.vocabSize);
+      let worst = 0;
+      onHost.all.forEach((row, r) =>
+        row.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - viaTensors.all[r]![i]!)))),
       );
       expect(worst).toBeLessThan(1e-4);
     } finally {

@@ -365,6 +365,11 @@ export class KvStore {
     }
   }
 
+  /** Room for `positions` positions in every layer (what is held so far is kept). */
+  reserve(positions: number): void {
+    this.#grow(positions);
+  }
+
   /** One layer's first `length` positions in tfjs's layout (see {@link write}). */
   read(layer: number, length: number): { keysT: Float32Array; values: Float32Array } {
     const { numKvHeads, headDim: d } = this.#shape;

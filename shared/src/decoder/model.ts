@@ -265,11 +265,11 @@ export class Decoder {
     }
     const start = cache.length;
     const count = tokens.length;
-    const inStore = count === 1 && this.decodeAttention === 'wasm' && this.#syncStore(cache);
-    if (inStore && this.#onHost()) {
-      const logits = this.#decodeOnHost(tokens[0] as number, cache);
-      return tf.tensor2d(logits, [1, c.vocabSize]);
+    if (this.#onHost() && this.#syncStore(cache)) {
+      const logits = this.#forwardOnHost(tokens, cache, lastOnly);
+      return tf.tensor2d(logits, [lastOnly ? 1 : count, c.vocabSize]);
     }
+    const inStore = count === 1 && this.decodeAttention === 'wasm' && this.#syncStore(cache);
     if (!inStore) this.#syncTensors(cache);
     const { cos, sin } = rotaryTables(this.#inv, start, count);
     const rope = {
@@ -339,7 +339,7 @@ export class Decoder {
     }
   }
 
-  /** The norms' and biases' values on the host, read once, for {@link #decodeOnHost}. */
+  /** The norms' and biases' values on the host, read once, for {@link #forwardOnHost}. */
   #host: {
     inputNorm: Float32Array[];
     postNorm: Float32Array[];
@@ -347,14 +347,15 @@ export class Decoder {
     bias: Map<tf.Tensor1D, Float32Array>;
   } | null = null;
 
-  /** Whether a decoded token runs with no tfjs op ({@link #decodeOnHost}). */
+  /** Whether prompts and decoded tokens run with no tfjs op ({@link #forwardOnHost}). */
   get decodesOnHost(): boolean {
     return this.#onHost();
   }
 
   /**
-   * Whether a decoded token can run on the host: int8 weights, every product's input a whole
-   * number of the kernel's 32-value blocks (else the tensor path dequantises). Fixed at load.
+   * Whether the forward pass can run on the host: the weights in a kernel arena, every
+   * product's input a whole number of the kernel's blocks (else the int8 tensor path
+   * dequantises). Fixed at load.
    */
   readonly #hostFits: boolean;
 
@@ -363,14 +364,15 @@ export class Decoder {
   }
 
   /**
-   * One decoded token with the weights in the arena, with no tfjs op at all: the products are
-   * the SIMD kernel's (int8-kernel.ts, f32-kernel.ts), attention is the store's
-   * (attention-kernel.ts), and the
-   * vector work between them (RMSNorm, RoPE, SwiGLU, residuals: a few thousand values) is
-   * plain loops here. Through tfjs those were ~40 small ops per layer, and their dispatch was
-   * as much time as the products. Returns the logits.
+   * A prompt or a decoded token with the weights in the arena, with no tfjs op at all: the
+   * products are the SIMD kernel's on two threads (int8-kernel.ts, f32-kernel.ts), attention
+   * is the store's (attention-kernel.ts), one position after another so each sees those
+   * before it, and the vector work between them (RMSNorm, RoPE, SwiGLU, residuals) is plain
+   * loops here. Through tfjs a decoded token was ~40 small ops per layer, whose dispatch cost
+   * as much as the products, and a prompt's attention, norms and activations ran on one
+   * thread. Returns the logits: the last position's, or every position's.
    */
-  #decodeOnHost(token: number, cache: KvCache): Float32Array {
+  #forwardOnHost(tokens: readonly number[], cache: KvCache, lastOnly: boolean): Float32Array {
     const c = this.config;
     const arena = this.#arena as KernelArena;
     const store = cache.store as KvStore;
@@ -384,25 +386,51 @@ export class Decoder {
           .flatMap((l) => (l.b ? [[l.b, l.b.dataSync() as Float32Array] as const] : [])),
       ),
     });
+    const count = tokens.length;
     const product = (l: Linear, x: Float32Array): Float32Array => {
-      const y = arena.matmul(l.w as HeldMatrix, x, 1);
+      const y = arena.matmul(l.w as HeldMatrix, x, count);
       const b = l.b ? (host.bias.get(l.b) as Float32Array) : null;
-      if (b) for (let i = 0; i < y.length; i++) y[i] = y[i]! + b[i]!;
+      if (b) for (let i = 0; i < y.length; i++) y[i] = y[i]! + b[i % b.length]!;
       return y;
     };
-    const position = cache.length;
-    const { cos, sin } = rotaryTables(this.#inv, position, 1);
+    const start = cache.length;
+    // Every position's key and value is written as it is reached: room for all of them first,
+    // so the store does not grow (and copy only what it counts as held) halfway through.
+    store.reserve(start + count);
+    const { cos, sin } = rotaryTables(this.#inv, start, count);
     const d = c.headDim;
-    let x = arena.gather(this.#embed as HeldMatrix, [token]);
+    const rotateRows = (m: Float32Array) => {
+      const width = m.length / count;
+      for (let t = 0; t < count; t++) {
+        rotateHost(
+          m.subarray(t * width, (t + 1) * width),
+          d,
+          cos.subarray(t * d, (t + 1) * d),
+          sin.subarray(t * d, (t + 1) * d),
+        );
+      }
+      return m;
+    };
+    const scale = 1 / Math.sqrt(d);
+    const x = arena.gather(this.#embed as HeldMatrix, tokens);
     this.#blocks.forEach((block, layer) => {
-      const h = rmsNormHost(x, host.inputNorm[layer]!, c.rmsNormEps);
-      const q = rotateHost(product(block.q, h), d, cos, sin);
-      const k = rotateHost(product(block.k, h), d, cos, sin);
+      const h = rmsNormRows(x, count, host.inputNorm[layer]!, c.rmsNormEps);
+      const q = rotateRows(product(block.q, h));
+      const k = rotateRows(product(block.k, h));
       const v = product(block.v, h);
-      const attended = store.attend(layer, position, q, k, v, 1 / Math.sqrt(d));
+      // Position by position: each attends to the ones before it and itself (causal).
+      const [qw, kw] = [q.length / count, k.length / count];
+      const attended = new Float32Array(q.length);
+      for (let t = 0; t < count; t++) {
+        const row = (m: Float32Array, w: number) => m.subarray(t * w, (t + 1) * w);
+        attended.set(
+          store.attend(layer, start + t, row(q, qw), row(k, kw), row(v, kw), scale),
+          t * qw,
+        );
+      }
       const out = product(block.o, attended);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + out[i]!;
-      const m = rmsNormHost(x, host.postNorm[layer]!, c.rmsNormEps);
+      const m = rmsNormRows(x, count, host.postNorm[layer]!, c.rmsNormEps);
       const gate = product(block.gate, m);
       const up = product(block.up, m);
       // SiLU(g) = g·σ(g), times the up projection (SwiGLU).
@@ -413,12 +441,13 @@ export class Decoder {
       const mlp = product(block.down, gate);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + mlp[i]!;
     });
-    x = rmsNormHost(x, host.norm, c.rmsNormEps);
-    const head = (this.#head ?? this.#embed) as HeldMatrix;
-    const logits = arena.matmul(head, x, 1);
-    cache.length = position + 1;
+    cache.length = start + count;
     store.length = cache.length;
-    return logits;
+    const rows = lastOnly ? 1 : count;
+    const last = x.subarray((count - rows) * c.hiddenSize);
+    const normed = rmsNormRows(last, rows, host.norm, c.rmsNormEps);
+    const head = (this.#head ?? this.#embed) as HeldMatrix;
+    return arena.matmul(head, normed, rows);
   }
 
   /**
@@ -606,12 +635,16 @@ function perHead(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
 }
 
 /** {@link rmsNorm} of one vector on the host (float64 sums, stored as float32). */
-function rmsNormHost(x: Float32Array, w: Float32Array, eps: number): Float32Array {
-  let sum = 0;
-  for (let i = 0; i < x.length; i++) sum += x[i]! * x[i]!;
-  const scale = 1 / Math.sqrt(Math.fround(sum / x.length) + eps);
+/** {@link rmsNorm} on the host for `rows` rows of x laid end to end. */
+function rmsNormRows(x: Float32Array, rows: number, w: Float32Array, eps: number): Float32Array {
+  const width = x.length / rows;
   const out = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = Math.fround(x[i]! * scale) * w[i]!;
+  for (let at = 0; at < x.length; at += width) {
+    let sum = 0;
+    for (let i = at; i < at + width; i++) sum += x[i]! * x[i]!;
+    const scale = 1 / Math.sqrt(Math.fround(sum / width) + eps);
+    for (let i = 0; i < width; i++) out[at + i] = Math.fround(x[at + i]! * scale) * w[i]!;
+  }
   return out;
 }
 
