@@ -15,10 +15,13 @@ export const CONTROL = { SEQ: 0, DONE: 1, STOP: 2, ARGS: 3, WORDS: 16 } as const
 /** The kernel modules' exports a helper may run, by index; a module lacking one never asks. */
 export const KERNEL_EXPORTS = ['matmul', 'matmulT'] as const;
 export type KernelExport = (typeof KERNEL_EXPORTS)[number];
-/** ~3 ms of polling before the worker sleeps on the futex: long enough to span the attention
- * between two products (at 20,000 polls, ~100 µs, the product after each layer's attention
- * waited ~50 µs for the worker to wake, 1.5 ms a token at SmolLM2-135M's shape). */
-export const SPIN_BEFORE_SLEEP = 500_000;
+/** ~0.6 ms of polling before the worker sleeps on the futex: long enough to span the
+ * attention between two of a decoded token's products (at 20,000 polls, ~100 µs, the product
+ * after each layer's attention waited ~50 µs for the worker to wake, 1.5 ms a token at
+ * SmolLM2-135M's shape; the attention now takes ~60 µs a layer), short enough not to take a
+ * core from other work for long: at ~3 ms, test files running beside the engine's were
+ * starved enough for a coordinator's leader lease to lapse mid-round. */
+export const SPIN_BEFORE_SLEEP = 100_000;
 /** A helper that has not answered in this long is taken for dead (crashed, out of memory). */
 const HELPER_TIMEOUT_MS = 5_000;
 
