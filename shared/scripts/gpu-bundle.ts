@@ -24,9 +24,7 @@ mkdirSync(out, { recursive: true });
 
 // The check and everything it imports in one ES module. tfjs is CommonJS inside, so the
 // bundle gets a real `require` for Node's built-ins; native and optional packages stay out.
-await build({
-  entryPoints: [path.join(root, 'shared', 'bench', 'gpu-check.ts')],
-  outfile: path.join(out, 'gpu-check.mjs'),
+const esm = {
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -34,6 +32,11 @@ await build({
   minify: true,
   legalComments: 'none',
   logLevel: 'warning',
+} as const;
+await build({
+  ...esm,
+  entryPoints: [path.join(root, 'shared', 'bench', 'gpu-check.ts')],
+  outfile: path.join(out, 'gpu-check.mjs'),
   external: ['webgpu', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
   banner: {
     js: [
@@ -50,15 +53,9 @@ await build({
 // `new URL('./kernel-worker.ts', import.meta.url)`: beside the bundle, that is this file, plain
 // JavaScript under the name the engine asks for (Node loads it as a module either way).
 await build({
+  ...esm,
   entryPoints: [path.join(root, 'shared', 'src', 'decoder', 'kernel-worker.ts')],
   outfile: path.join(out, 'kernel-worker.ts'),
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node22',
-  minify: true,
-  legalComments: 'none',
-  logLevel: 'warning',
 });
 
 const wasmDist = path.join(packageDir('@tensorflow/tfjs-backend-wasm'), 'dist');

@@ -247,6 +247,18 @@ export function pointerLoop(loop: {
   ];
 }
 
+/** min(a, b) of two i32 locals, unsigned, left on the stack. */
+export function i32MinU(a: number, b: number): number[] {
+  return [
+    ...op.localGet(a),
+    ...op.localGet(b),
+    ...op.localGet(a),
+    ...op.localGet(b),
+    ...op.i32LtU(),
+    ...op.select(),
+  ];
+}
+
 /** The sum of the f32x4 local's four lanes, (l0 + l1) + l2 + l3, as an f32 on the stack. */
 export function f32x4LaneSum(local: number): number[] {
   return [
