@@ -17,11 +17,24 @@ type Forward = (...args: never[]) => {
   gradFunc: (dy: tf.Tensor, saved: Saved) => tf.Tensor | tf.Tensor[];
 };
 
-/** tf.customGrad with the argument types of the forward function kept. */
+/**
+ * tf.customGrad with the argument types of the forward function kept, and the gradient run
+ * in a tidy scope. tfjs tidies a custom forward but calls a custom gradient in the scope of
+ * the whole backward pass, so without this every intermediate of every layer's gradient
+ * lived until the backward ended: LoRA at SmolLM2-135M's shape over 256 positions filled
+ * wasm's 4 GB heap.
+ */
 function withGradient<Args extends tf.Tensor[], R extends tf.Tensor>(
   forward: (...args: [...Args, tf.GradSaveFunc]) => ReturnType<Forward>,
 ): (...args: Args) => R {
-  return tf.customGrad(forward as never) as unknown as (...args: Args) => R;
+  const tidied = (...args: [...Args, tf.GradSaveFunc]) => {
+    const { value, gradFunc } = forward(...args);
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: Saved) => tf.tidy(() => gradFunc(dy, saved)),
+    };
+  };
+  return tf.customGrad(tidied as never) as unknown as (...args: Args) => R;
 }
 
 /** y = x · w for x (N, in), w (in, out); gradients dx = dy · wᵀ, dw = xᵀ · dy. */
