@@ -74,6 +74,16 @@ describe('on wasm, where x·wᵀ runs with a host transpose of x or of w', () =>
         (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
         [rand([6, 5], 25), rand([5, 7], 26)],
       );
+      // Cross-entropy's host pass: the loss and gradient of tfjs's generic one.
+      const targets = Int32Array.from([1, 0, 4, 2]);
+      compare(
+        (l) => layers.crossEntropy(l as tf.Tensor2D, targets),
+        (l) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(targets, 'int32'), 5), l),
+        [tf.mul(rand([4, 5], 27), 30)],
+      );
+      expect(() => layers.crossEntropy(rand([4, 5], 28) as tf.Tensor2D, targets.map((t) => t + 1))).toThrow(
+        /target 5 is outside the vocabulary of 5/,
+      );
     } finally {
       await tf.setBackend('cpu');
     }

@@ -34,6 +34,42 @@ import { Rng } from './rng.ts';
  * (B·T, C), between blocks: the one matmul shape the wasm backend runs fast.
  */
 
+/**
+ * Gradients of f() · dy with respect to xs, taken while tfjs is already back-propagating
+ * (inside a custom gradient). tfjs's tape is one engine-wide list that a top-level gradient
+ * computation replaces and clears when it ends, so the outer pass's tape is put back after.
+ * A variable the block did not reach gets a zero gradient.
+ */
+function rerunGradients(f: () => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+  const engine = tf.engine();
+  const outer = engine.state.activeTape;
+  try {
+    const { value, grads } = engine.gradients(f, xs, dy, true);
+    value.dispose();
+    return xs.map((x, i) => grads[i] ?? tf.zerosLike(x));
+  } finally {
+    engine.state.activeTape = outer;
+  }
+}
+
+/**
+ * Whether a training step of `config`'s model over B rows of T positions should recompute
+ * its blocks (ForwardOptions.recompute): when the weights tfjs holds and every block's kept
+ * activations would pass TRAINING_MEMORY_BUDGET. The per-position figure was measured at
+ * SmolLM2-135M's shape (about 57 MB a block over 256 positions: the projections' outputs,
+ * the norms', SwiGLU's four (T, intermediate) tensors, attention's (heads, T, T) weights).
+ */
+export function recomputesBlocks(config: ModelConfig, B: number, T: number): boolean {
+  const { heads, intermediate, hidden } = modelDims(config);
+  let parameters = 0;
+  for (const shape of parameterShapes(config).values()) {
+    parameters += shape.reduce((a, b) => a * b, 1);
+  }
+  const perPosition = 40 * hidden + 8 * intermediate + 6 * heads * T;
+  const activations = 4 * B * T * perPosition * config.nLayer;
+  return 4 * parameters + activations > TRAINING_MEMORY_BUDGET;
+}
+
 /** Host-side token batch: B rows of T ids, row-major. */
 export interface Batch {
   ids: Int32Array;
@@ -45,7 +81,21 @@ export interface ForwardOptions {
   training?: boolean;
   /** Seed for this step's dropout masks (dropout is off when not training). */
   dropoutSeed?: number;
+  /**
+   * Activation checkpointing (PyTorch's torch.utils.checkpoint, transformers'
+   * gradient_checkpointing): keep only each block's input for the backward and run the block
+   * again there. One more forward per step; a step's memory is one block's intermediates
+   * instead of every block's (see `recomputesBlocks`).
+   */
+  recompute?: boolean;
 }
+
+/**
+ * What the weights held by tfjs and one training step's kept activations may take before
+ * blocks are recomputed in the backward: wasm's heap stops at 4 GB, and the step's other
+ * tensors (logits over the vocabulary, gradients, the optimiser) need the rest.
+ */
+const TRAINING_MEMORY_BUDGET = 3 * 2 ** 30;
 
 /** A forward pass's rotary tables, (T, headDim) each. */
 interface Positions {
@@ -360,23 +410,76 @@ export class Transformer {
     let x = embed(this.p('model.embed_tokens.weight') as tf.Tensor2D, ids); // (B·T, C)
     const positions = this.positions(start, T);
     x = this.dropout(x, opts, 999) as tf.Tensor2D;
+    const recompute = opts.recompute === true && opts.training === true && !cache;
     for (let i = 0; i < this.config.nLayer; i++) {
-      const h = `model.layers.${i}`;
-      x = tf.add(
-        x,
-        this.attention(
-          i,
-          this.norm(`${h}.input_layernorm.weight`, x),
-          B,
-          T,
-          positions,
-          opts,
-          cache,
-        ),
-      );
-      x = tf.add(x, this.mlp(i, this.norm(`${h}.post_attention_layernorm.weight`, x), opts));
+      x = recompute
+        ? this.recomputedBlock(i, x, B, T, positions, opts)
+        : this.block(i, x, B, T, positions, opts, cache);
     }
     return this.norm('model.norm.weight', x);
+  }
+
+  /** Block `layer`: x + attention(norm(x)), then + mlp(norm(·)). */
+  private block(
+    layer: number,
+    x: tf.Tensor2D,
+    B: number,
+    T: number,
+    positions: Positions,
+    opts: ForwardOptions,
+    cache?: KVCache,
+  ): tf.Tensor2D {
+    const h = `model.layers.${layer}`;
+    const norm1 = this.norm(`${h}.input_layernorm.weight`, x);
+    const mid = tf.add(x, this.attention(layer, norm1, B, T, positions, opts, cache));
+    const norm2 = this.norm(`${h}.post_attention_layernorm.weight`, mid as tf.Tensor2D);
+    return tf.add(mid, this.mlp(layer, norm2, opts)) as tf.Tensor2D;
+  }
+
+  /**
+   * `block` as one differentiable op that keeps only x: its forward runs untaped (tfjs runs a
+   * custom gradient's forward off the tape, in a tidy scope), and its gradient runs the block
+   * again on the tape and back-propagates dy through it. The weights it trains are explicit
+   * inputs, so their gradients leave through this op. Dropout masks are seeded, so the second
+   * run is the first one again, value for value.
+   */
+  private recomputedBlock(
+    layer: number,
+    x: tf.Tensor2D,
+    B: number,
+    T: number,
+    positions: Positions,
+    opts: ForwardOptions,
+  ): tf.Tensor2D {
+    const trained = this.blockTrainables(layer);
+    const op = tf.customGrad(((...args: unknown[]) => {
+      const save = args.pop() as tf.GradSaveFunc;
+      const input = args[0] as tf.Tensor2D;
+      // The rotary tables too: the forward pass's scope has ended by the time this runs again.
+      save([input, positions.cos, positions.sin]);
+      return {
+        value: this.block(layer, input, B, T, positions, opts),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [kept, cos, sin] = saved as tf.Tensor2D[];
+          const again = () => this.block(layer, kept!, B, T, { cos: cos!, sin: sin! }, opts);
+          return tf.tidy(() => rerunGradients(again, [kept!, ...trained], dy));
+        },
+      };
+    }) as never) as (...inputs: tf.Tensor[]) => tf.Tensor2D;
+    return op(x, ...trained);
+  }
+
+  /** The variables of block `layer` that train now: its base weights, its adapter factors. */
+  private blockTrainables(layer: number): tf.Variable[] {
+    const prefix = `model.layers.${layer}.`;
+    const out: tf.Variable[] = [];
+    for (const [name, v] of this.params) if (v.trainable && name.startsWith(prefix)) out.push(v);
+    if (this.adapter?.enabled) {
+      for (const [name, v] of this.adapter.params) {
+        if (v.trainable && name.startsWith(prefix)) out.push(v);
+      }
+    }
+    return out;
   }
 
   private head(x: tf.Tensor2D): tf.Tensor2D {
