@@ -81,9 +81,12 @@ describe('on wasm, where x·wᵀ runs with a host transpose of x or of w', () =>
         (l) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(targets, 'int32'), 5), l),
         [tf.mul(rand([4, 5], 27), 30)],
       );
-      expect(() => layers.crossEntropy(rand([4, 5], 28) as tf.Tensor2D, targets.map((t) => t + 1))).toThrow(
-        /target 5 is outside the vocabulary of 5/,
-      );
+      expect(() =>
+        layers.crossEntropy(
+          rand([4, 5], 28) as tf.Tensor2D,
+          targets.map((t) => t + 1),
+        ),
+      ).toThrow(/target 5 is outside the vocabulary of 5/);
     } finally {
       await tf.setBackend('cpu');
     }

@@ -141,7 +141,7 @@ function timesTransposed(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
   const [outputs] = w.shape;
   if (outputs * inputs <= n * (inputs + outputs)) {
     const wT = transposed(w);
-    const y = tf.matMul(x, wT);
+    const y = tf.matMul(x, wT) as tf.Tensor2D;
     wT.dispose();
     return y;
   }
