@@ -11,7 +11,7 @@ import {
   type ValueType,
   type WasmFunction,
 } from '../wasm/module.ts';
-import { gatherRowsInt8, type Int8Rows } from './int8.ts';
+import { gatherRowsInt8, quantizeRowsInt8, type Int8Rows } from './int8.ts';
 import { KernelArena, MAX_PAGES, type HeldMatrix } from './kernel-arena.ts';
 
 /**
@@ -513,8 +513,48 @@ function quantizeRelaxed(): WasmFunction {
 
 type Quantize = (x: number, blocks: number, xq: number, xs: number) => void;
 
-/** Which kernel the products run: relaxed SIMD where the engine has it, else SIMD128. */
+/** Which kernel the products run: the faster here of relaxed SIMD and SIMD128 (`fastestInt8Kernel`). */
 export type Int8KernelKind = 'relaxed' | 'simd128';
+
+let fastest: Int8KernelKind | null = null;
+
+/**
+ * The kernel that runs faster on this machine, timed once per process: SIMD128 where the
+ * engine lacks relaxed SIMD. WebAssembly cannot ask which instructions the CPU has, and
+ * which kernel wins depends on them: V8 turns relaxed_dot_i8x16_i7x16_add_s into one
+ * `vpdpbusd` only with AVX-VNNI; elsewhere it is a pmaddubsw/pmaddwd/paddd sequence, and
+ * the relaxed kernel, two of them per 16 weights, fell to half of SIMD128's speed (an
+ * AVX-512 EPYC without AVX-VNNI: SmolLM2-135M int8 decoding at 24 against 16 ms a token,
+ * where a machine with it ran relaxed at 20 against SIMD128's ~35). Timed on a matrix that
+ * stays in cache, where the kernels' arithmetic shows; out of cache both wait on memory.
+ */
+export function fastestInt8Kernel(): Int8KernelKind {
+  if (fastest) return fastest;
+  if (!kernelModule('relaxed')) return (fastest = 'simd128');
+  const rows = 512;
+  const cols = 1024;
+  const weights = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.37));
+  const m = quantizeRowsInt8(weights, rows, cols);
+  const x = Float32Array.from({ length: cols }, (_, i) => Math.sin(i));
+  const time = (kind: Int8KernelKind): number => {
+    const arena = new Int8Arena({ kernel: kind });
+    try {
+      const held = arena.hold(m);
+      let best = Infinity;
+      for (let round = 0; round < 5; round++) {
+        const start = performance.now();
+        for (let i = 0; i < 20; i++) arena.matmul(held, x, 1);
+        best = Math.min(best, performance.now() - start);
+      }
+      return best;
+    } finally {
+      arena.dispose();
+    }
+  };
+  time('relaxed'); // the first calls compile; time afterwards
+  time('simd128');
+  return (fastest = time('relaxed') <= time('simd128') ? 'relaxed' : 'simd128');
+}
 
 const compiled = new Map<Int8KernelKind, WebAssembly.Module | null>();
 function kernelModule(kind: Int8KernelKind): WebAssembly.Module | null {
@@ -535,7 +575,7 @@ export interface ArenaRows extends Int8Rows, HeldMatrix {}
 
 /** One model's int8 weights in WebAssembly memory, and the products over them. */
 export class Int8Arena extends KernelArena<ArenaRows> {
-  /** The kernel in use (relaxed SIMD unless the engine lacks it or the caller asked). */
+  /** The kernel in use (the faster here unless the caller asked; SIMD128 without relaxed SIMD). */
   readonly kernel: Int8KernelKind;
   /** The relaxed kernel's activation quantiser (the SIMD128 kernel's is quantizeWide). */
   readonly #quantize: Quantize | null;
@@ -543,7 +583,8 @@ export class Int8Arena extends KernelArena<ArenaRows> {
   /** `threads`: 2 splits each product with a worker thread; 1 keeps it on this one.
    * `kernel`: force one (tests compare them); unavailable kernels fall back to SIMD128. */
   constructor(options: { threads?: number; kernel?: Int8KernelKind } = {}) {
-    const relaxed = options.kernel !== 'simd128' ? kernelModule('relaxed') : null;
+    const wanted = options.kernel ?? fastestInt8Kernel();
+    const relaxed = wanted === 'relaxed' ? kernelModule('relaxed') : null;
     const module = relaxed ?? kernelModule('simd128');
     if (!module) throw new Error('this engine has no WebAssembly SIMD for the int8 kernel');
     super(module, options.threads ?? 1);
