@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { BACKEND_ORDER, BACKEND_PREFERENCES, type BackendName } from './preferences.ts';
+import { shareIdentityOnWasm } from './wasm-identity.ts';
 
 export {
   BACKEND_ORDER,
@@ -232,6 +233,7 @@ async function tryBackend(name: BackendName, force?: BackendName): Promise<Outco
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
       if (!(await activate('wasm'))) return { ok: false, reason: 'the wasm module did not load' };
+      shareIdentityOnWasm();
       return {
         ok: true,
         details: {
