@@ -83,7 +83,7 @@ describe('decoder with int8 weights', () => {
     await ref.writeTinyDecoder(folder, tiny);
     const { decoder, config } = await loadDecoderFolder(folder, { weights: 'int8' });
     try {
-      expect(decoder.decodesOnHost).toBe(true);
+      expect(decoder.runsOnHost).toBe(true);
       const run = (where: 'wasm' | 'tfjs') => {
         decoder.decodeAttention = where;
         const cache = decoder.newCache();
@@ -107,9 +107,9 @@ describe('decoder with int8 weights', () => {
         return rows;
       };
       const onHost = run('wasm');
-      expect(decoder.decodesOnHost).toBe(true);
+      expect(decoder.runsOnHost).toBe(true);
       const viaTensors = run('tfjs');
-      expect(decoder.decodesOnHost).toBe(false);
+      expect(decoder.runsOnHost).toBe(false);
       const scale = Math.max(...viaTensors.flat().map(Math.abs));
       // The prompt runs the tensor path either way. After it, the paths' float32 roundings
       // differ (attention sums in another order), and where an activation sits at a rounding

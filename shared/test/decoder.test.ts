@@ -140,7 +140,7 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
     });
     const { decoder, config } = await loadDecoderFolder(folder);
     try {
-      expect(decoder.decodesOnHost).toBe(true);
+      expect(decoder.runsOnHost).toBe(true);
       const prompt = (n: number, seed: number) =>
         Array.from({ length: n }, (_, i) => (i * 31 + seed) % config.vocabSize);
       const run = (where: 'wasm' | 'tfjs') => {

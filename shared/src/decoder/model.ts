@@ -147,7 +147,7 @@ export class Decoder {
       [b.q, b.k, b.v, b.o, b.gate, b.up, b.down].map((l) => l.w),
     );
     matrices.push(head ?? embed);
-    this.#hostFits =
+    this.#kernelsTakeAll =
       arena !== null && matrices.every((w) => !(w instanceof tf.Tensor) && arena.fits(w.cols));
   }
 
@@ -181,7 +181,7 @@ export class Decoder {
       owned.push(t);
       return t;
     };
-    // The host path needs every product's input in whole blocks of the kernel (#hostFits).
+    // The host path needs every product's input in whole blocks of the kernel (#kernelsTakeAll).
     const inputs = [config.hiddenSize, config.numHeads * config.headDim, config.intermediateSize];
     let arena: Int8Arena | F32Arena | null = null;
     if (weights === 'int8') {
@@ -348,7 +348,7 @@ export class Decoder {
   } | null = null;
 
   /** Whether prompts and decoded tokens run with no tfjs op ({@link #forwardOnHost}). */
-  get decodesOnHost(): boolean {
+  get runsOnHost(): boolean {
     return this.#onHost();
   }
 
@@ -357,10 +357,10 @@ export class Decoder {
    * product's input a whole number of the kernel's blocks (else the int8 tensor path
    * dequantises). Fixed at load.
    */
-  readonly #hostFits: boolean;
+  readonly #kernelsTakeAll: boolean;
 
   #onHost(): boolean {
-    return this.#hostFits && this.decodeAttention === 'wasm';
+    return this.#kernelsTakeAll && this.decodeAttention === 'wasm';
   }
 
   /**
