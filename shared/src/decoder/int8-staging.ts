@@ -1,4 +1,5 @@
 import { F32Arena, type F32Rows } from './f32-kernel.ts';
+import { dequantizeRowsInt8 } from './int8.ts';
 import type { ArenaRows } from './int8-kernel.ts';
 
 /**
@@ -35,12 +36,7 @@ export class Int8Staging {
       staged = this.#arena.hold(new Float32Array(m.rows * m.cols), m.rows, m.cols);
       this.#byShape.set(key, staged);
     }
-    const { values, scales, cols } = m;
-    const out = staged.values;
-    for (let r = 0, at = 0; r < m.rows; r++) {
-      const scale = scales[r]!;
-      for (const end = at + cols; at < end; at++) out[at] = values[at]! * scale;
-    }
+    dequantizeRowsInt8(m, 0, m.rows, staged.values);
     return this.#arena.matmul(staged, x, count);
   }
 

@@ -34,10 +34,14 @@ export function quantizeRowsInt8(data: Float32Array, rows: number, cols: number)
   return { rows, cols, values, scales };
 }
 
-/** Rows `first` … `first + count − 1` as float32, [count, cols]. */
-export function dequantizeRowsInt8(m: Int8Rows, first = 0, count = m.rows - first): Float32Array {
+/** Rows `first` … `first + count − 1` as float32, [count, cols], into `out` when given. */
+export function dequantizeRowsInt8(
+  m: Int8Rows,
+  first = 0,
+  count = m.rows - first,
+  out: Float32Array<ArrayBufferLike> = new Float32Array(count * m.cols),
+): Float32Array<ArrayBufferLike> {
   const { cols, values, scales } = m;
-  const out = new Float32Array(count * cols);
   for (let r = 0; r < count; r++) {
     const scale = scales[first + r]!;
     const from = (first + r) * cols;

@@ -373,15 +373,6 @@ export class Decoder {
   }
 
   /**
-   * A prompt or a decoded token with the weights in the arena, with no tfjs op at all: the
-   * products are the SIMD kernel's on two threads (int8-kernel.ts, f32-kernel.ts), attention
-   * is the store's (attention-kernel.ts), one position after another so each sees those
-   * before it, and the vector work between them (RMSNorm, RoPE, SwiGLU, residuals) is plain
-   * loops here. Through tfjs a decoded token was ~40 small ops per layer, whose dispatch cost
-   * as much as the products, and a prompt's attention, norms and activations ran on one
-   * thread. Returns the logits: the last position's, or every position's.
-   */
-  /**
    * Whether an int8 product over `count` positions runs through the float32 kernel instead:
    * for long prompts where the int8 kernel is the SIMD128 one (the relaxed one, with
    * AVX-VNNI, beat float32 on prompts: SmolLM2-360M 96.5 against 78.8 tokens/s).
@@ -395,6 +386,15 @@ export class Decoder {
     );
   }
 
+  /**
+   * A prompt or a decoded token with the weights in the arena, with no tfjs op at all: the
+   * products are the SIMD kernel's on two threads (int8-kernel.ts, f32-kernel.ts), attention
+   * is the store's (attention-kernel.ts), one position after another so each sees those
+   * before it, and the vector work between them (RMSNorm, RoPE, SwiGLU, residuals) is plain
+   * loops here. Through tfjs a decoded token was ~40 small ops per layer, whose dispatch cost
+   * as much as the products, and a prompt's attention, norms and activations ran on one
+   * thread. Returns the logits: the last position's, or every position's.
+   */
   #forwardOnHost(tokens: readonly number[], cache: KvCache, lastOnly: boolean): Float32Array {
     const c = this.config;
     const arena = this.#arena as KernelArena;
@@ -661,8 +661,8 @@ function perHead(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   return tf.stack(hostSlices(a).map((x, i) => tf.matMul(x, bs[i]!))) as tf.Tensor3D;
 }
 
-/** {@link rmsNorm} of one vector on the host (float64 sums, stored as float32). */
-/** {@link rmsNorm} on the host for `rows` rows of x laid end to end. */
+/** {@link rmsNorm} on the host for `rows` rows of x laid end to end (float64 sums, stored as
+ * float32). */
 function rmsNormRows(x: Float32Array, rows: number, w: Float32Array, eps: number): Float32Array {
   const width = x.length / rows;
   const out = new Float32Array(x.length);

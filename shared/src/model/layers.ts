@@ -56,6 +56,12 @@ export const addBias = withGradient<[tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>((x,
   gradFunc: (dy: tf.Tensor) => [dy, columnSums(dy as tf.Tensor2D)],
 }));
 
+/** Whether the backend keeps tensors in host memory (wasm, cpu): reading one costs a copy. */
+function tensorsOnHost(): boolean {
+  const backend = tf.getBackend();
+  return backend === 'wasm' || backend === 'cpu';
+}
+
 /**
  * Column sums of a (N, M) matrix as (M). On the host where tensors live in host memory: a
  * (1, N)·(N, M) matMul, the shape of a matrix–vector product, ran at ~0.2 GFLOP/s on wasm
@@ -64,9 +70,7 @@ export const addBias = withGradient<[tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>((x,
  */
 export function columnSums(m: tf.Tensor2D): tf.Tensor1D {
   const [n, cols] = m.shape;
-  if (tf.getBackend() !== 'wasm' && tf.getBackend() !== 'cpu') {
-    return tf.reshape(tf.matMul(tf.ones([1, n]), m), [cols]);
-  }
+  if (!tensorsOnHost()) return tf.reshape(tf.matMul(tf.ones([1, n]), m), [cols]);
   const data = m.dataSync() as Float32Array;
   const sums = new Float64Array(cols);
   for (let r = 0, at = 0; r < n; r++) for (let c = 0; c < cols; c++, at++) sums[c]! += data[at]!;
@@ -273,7 +277,7 @@ export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scala
     if (!Number.isInteger(t) || t < 0 || t >= vocab)
       throw new Error(`cross-entropy: target ${t} is outside the vocabulary of ${vocab}`);
   }
-  const onHost = tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
+  const onHost = tensorsOnHost();
   const f = withGradient<[tf.Tensor2D], tf.Scalar>((l, save) => {
     if (onHost) {
       const { loss, gradient } = hostCrossEntropy(l.dataSync() as Float32Array, targets, vocab);

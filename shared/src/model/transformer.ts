@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { elementCount } from '../checkpoint/tensors.ts';
 import { FrozenWeights } from './frozen-weights.ts';
 import { inverseFrequencies, rotaryTables } from '../decoder/rope.ts';
 import type { ModelConfig, ModelDims, Projection } from './config.ts';
@@ -62,9 +63,7 @@ function rerunGradients(f: () => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.
 export function recomputesBlocks(config: ModelConfig, B: number, T: number): boolean {
   const { heads, intermediate, hidden } = modelDims(config);
   let parameters = 0;
-  for (const shape of parameterShapes(config).values()) {
-    parameters += shape.reduce((a, b) => a * b, 1);
-  }
+  for (const shape of parameterShapes(config).values()) parameters += elementCount(shape);
   const perPosition = 40 * hidden + 8 * intermediate + 6 * heads * T;
   const activations = 4 * B * T * perPosition * config.nLayer;
   return 4 * parameters + activations > TRAINING_MEMORY_BUDGET;
