@@ -107,6 +107,52 @@ describe('float32 matrix kernel (WebAssembly SIMD)', () => {
     }
   });
 
+  it.each([
+    [1, 4, 1],
+    [9, 20, 5], // tiles of 8 columns and one of 4; positions below a tile of 4 and a tail
+    [300, 128, 13], // a weight gradient's shape: many rows summed, in blocks
+  ])(
+    'xᵀ · m with x read as it lies: m %i×%i against %i columns of x, to float32 rounding, and two threads bit for bit',
+    (rows, cols, count) => {
+      const one = new F32Arena();
+      const two = new F32Arena({ threads: 2 });
+      try {
+        const w = random(rows * cols, rows + 2);
+        const x = random(rows * count, count + 3); // [rows, count]
+        const y = one.transposedTimes(x, one.hold(w, rows, cols), count);
+        expect(y.length).toBe(count * cols);
+        for (let t = 0; t < count; t++) {
+          for (let c = 0; c < cols; c++) {
+            let want = 0;
+            for (let r = 0; r < rows; r++) want += x[r * count + t]! * w[r * cols + c]!;
+            expect(Math.abs(y[t * cols + c]! - want)).toBeLessThanOrEqual(1e-5 * Math.sqrt(rows));
+          }
+        }
+        expect([...two.transposedTimes(x, two.hold(w, rows, cols), count)]).toEqual([...y]);
+        expect(() => one.transposedTimes(x.subarray(1), one.hold(w, rows, cols), count)).toThrow(
+          /values are not/,
+        );
+      } finally {
+        two.dispose();
+      }
+    },
+  );
+
+  it('reholds a changed matrix in its own place while it fits, and anew when it grows', () => {
+    const arena = new F32Arena();
+    const first = arena.hold(random(6 * 8, 1), 6, 8);
+    const bytes = arena.bytes;
+    const w = random(4 * 8, 2);
+    const again = arena.rehold(first, w, 4, 8);
+    expect(arena.bytes).toBe(bytes);
+    expect(again.valuesAt).toBe(first.valuesAt);
+    const x = random(8, 3);
+    expect([...arena.matmul(again, x, 1)]).toEqual([...arena.matmul(arena.hold(w, 4, 8), x, 1)]);
+    const grown = arena.rehold(again, random(7 * 8, 4), 7, 8);
+    expect(grown.valuesAt).not.toBe(first.valuesAt);
+    expect(() => arena.rehold(grown, w, 5, 8)).toThrow(/not a 5×8 matrix/);
+  });
+
   it('gathers rows (an embedding lookup) and keeps them intact as the arena grows', () => {
     const arena = new F32Arena();
     const w = random(10 * 8, 3);

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 // The kernels under test, by their module name: layers.linear is the one in model/layers.ts.
 import * as layers from '../src/model/layers.ts';
 import { Rng } from '../src/model/rng.ts';
-import { FrozenWeights } from '../src/model/frozen-weights.ts';
+import { KernelWeights } from '../src/model/kernel-weights.ts';
 
 // The hand-written gradients must be the same maths as tfjs's generic ones. Compared on the
 // cpu backend, where every generic gradient (including gather's) is registered.
@@ -93,10 +93,10 @@ describe('on wasm, where x·wᵀ runs with a host transpose of x or of w', () =>
   });
 });
 
-describe('a frozen linear through the float32 kernel (FrozenWeights, wasm)', () => {
+describe('linear through the float32 kernel (KernelWeights, wasm)', () => {
   it('gives the value and input gradient tfjs gives, copies again when the weight is assigned, and leaves other backends to tfjs', async () => {
     await tf.setBackend('wasm');
-    const store = FrozenWeights.create()!;
+    const store = KernelWeights.create()!;
     try {
       // 37 rows of x: tiles of 4 positions and a tail; 20 inputs: 8-column tiles and a 4.
       const x = rand([37, 20], 31) as tf.Tensor2D;
@@ -119,6 +119,41 @@ describe('a frozen linear through the float32 kernel (FrozenWeights, wasm)', () 
       expect(store.for(frozen)).toBeNull();
       frozen.dispose();
       odd.dispose();
+    } finally {
+      store.dispose();
+      await tf.setBackend('cpu');
+    }
+  });
+});
+
+describe('a trained linear through the float32 kernel (KernelWeights, wasm)', () => {
+  it('gives the value and both gradients tfjs gives, and follows the optimiser writing new values', async () => {
+    await tf.setBackend('wasm');
+    const store = KernelWeights.create()!;
+    try {
+      // 37 positions (tiles of 4 and a tail) through widening (20 → 44) and narrowing
+      // (44 → 12) weights: the weight gradient's column tiles of 8 and 4.
+      for (const [out, inputs] of [
+        [44, 20],
+        [12, 44],
+      ] as const) {
+        const x = rand([37, inputs], out);
+        const values = rand([out, inputs], out + 1) as tf.Tensor2D;
+        const w = tf.variable(values) as tf.Variable<tf.Rank.R2>;
+        expect(store.for(w)).not.toBeNull();
+        compare(
+          (a, b) => layers.linear(a as tf.Tensor2D, b as tf.Tensor2D, store),
+          (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D, false, true),
+          [x, w],
+        );
+        const next = rand([out, inputs], out + 2) as tf.Tensor2D;
+        w.assign(next);
+        expectClose(
+          layers.linear(x as tf.Tensor2D, w, store),
+          tf.matMul(x as tf.Tensor2D, next, false, true),
+        );
+        w.dispose();
+      }
     } finally {
       store.dispose();
       await tf.setBackend('cpu');

@@ -2,11 +2,13 @@ import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { selectBackend } from '../src/backend/select.ts';
 import { attention } from '../src/model/layers.ts';
+import { KernelWeights } from '../src/model/kernel-weights.ts';
 import { Rng } from '../src/model/rng.ts';
 
-// The attention core written for training speed (per-slice 2-D matmuls, hand-written
-// backward) must be the same maths as tfjs's generic batched matMul/softmax and their
-// gradients, on the backend the trainers use (wasm) and on cpu.
+// The attention core written for training speed (per-slice products, through the float32
+// kernel or tfjs's 2-D matmuls, hand-written backward) must be the same maths as tfjs's
+// generic batched matMul/softmax and their gradients, on the backend the trainers use (wasm)
+// and on cpu.
 
 function rand(shape: number[], seed: number): tf.Tensor {
   const rng = new Rng(seed);
@@ -44,14 +46,22 @@ const reference =
     return tf.matMul(p as tf.Tensor3D, v as tf.Tensor3D);
   };
 
-describe.each(['wasm', 'cpu'] as const)('attention on %s', (backend) => {
+describe.each([
+  { backend: 'wasm', kernel: true },
+  { backend: 'wasm', kernel: false },
+  { backend: 'cpu', kernel: false },
+] as const)('attention on $backend (float32 kernel: $kernel)', ({ backend, kernel }) => {
   it.each([
     { name: 'causal, square', N: 6, T: 5, past: 0, hs: 4, dropout: false },
-    { name: 'with cached keys (t > T)', N: 4, T: 3, past: 4, hs: 8, dropout: false },
+    { name: 'with cached keys (t > T, odd)', N: 4, T: 3, past: 4, hs: 8, dropout: false },
     { name: 'one query, no mask', N: 3, T: 1, past: 6, hs: 4, dropout: false },
     { name: 'with a dropout multiplier', N: 4, T: 6, past: 0, hs: 4, dropout: true },
+    { name: "the reference model's heads", N: 8, T: 64, past: 0, hs: 32, dropout: false },
+    { name: 'a head width the kernel does not take', N: 2, T: 5, past: 0, hs: 6, dropout: false },
   ])('$name: values and gradients equal generic autodiff', async ({ N, T, past, hs, dropout }) => {
     await selectBackend({ force: backend });
+    const store = kernel ? KernelWeights.create() : null;
+    if (kernel) expect(store).not.toBeNull();
     tf.tidy(() => {
       const t = T + past;
       const q = rand([N, T, hs], 1);
@@ -63,7 +73,7 @@ describe.each(['wasm', 'cpu'] as const)('attention on %s', (backend) => {
         : null;
       const scale = 1 / Math.sqrt(hs);
       const custom = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor): tf.Tensor =>
-        attention(a as tf.Tensor3D, b as tf.Tensor3D, c as tf.Tensor3D, mask, scale, drop);
+        attention(a as tf.Tensor3D, b as tf.Tensor3D, c as tf.Tensor3D, mask, scale, drop, store);
       const generic = reference(mask, scale, drop);
       const probe = rand([N, T, hs], 4);
       expect(worstDiff(custom(q, k, v), generic(q, k, v))).toBeLessThan(1e-5);
@@ -73,5 +83,6 @@ describe.each(['wasm', 'cpu'] as const)('attention on %s', (backend) => {
       const gr = tf.grads(loss(generic))([q, k, v]);
       gc.forEach((g, i) => expect(worstDiff(g, gr[i]!)).toBeLessThan(1e-5));
     });
+    store?.dispose();
   });
 });

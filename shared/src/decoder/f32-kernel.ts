@@ -202,21 +202,22 @@ function matmulFunction(fused: boolean): WasmFunction {
   };
 }
 
-// matmulT(w, rowStride, rows, cols, x, block, out, count, outStride): out[t][c] +=
-// Σ_r x[t][r] · w[r][c] for c < cols: x · m with m [rows, …] row-major, `rowStride` bytes a
-// row (a thread takes a band of columns, so its rows are strided), x [count, rows]; out must
-// start at zero. Tiles of 4 positions × 8 columns: per row of m, two loads of m feed eight
+// matmulT(w, rowStride, rows, cols, x, block, out, count, outStride, xStride, xStep):
+// out[t][c] += Σ_r x[t][r] · w[r][c] for c < cols: x · m with m [rows, …] row-major,
+// `rowStride` bytes a row (a thread takes a band of columns, so its rows are strided); x[t][r]
+// at x + t·xStride + r·xStep bytes, so x is either [count, rows] (xStride 4·rows, xStep 4) or
+// read transposed from [rows, count] (xStride 4, xStep 4·count: a weight gradient dyᵀ · x
+// without transposing dy); out must start at zero. Tiles of 4 positions × 8 columns: per row of m, two loads of m feed eight
 // multiply-adds, each with one position's x[t][r] splatted. The rows go `block` at a time,
 // each block against every position (so it is read from memory once per call), the tiles
 // adding into out. This is the backward pass's dx = dy · W through a frozen linear layer.
 function matmulTFunction(fused: boolean): WasmFunction {
-  const [W, ROW_STRIDE, ROWS, COLS, X, BLOCK_ROWS, OUT, COUNT, OUT_STRIDE] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 8,
+  const [W, ROW_STRIDE, ROWS, COLS, X, BLOCK_ROWS, OUT, COUNT, OUT_STRIDE, XROW, XSTEP] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
   ];
   const locals: number[] = [];
-  const local = (type: number) => 9 + locals.push(type) - 1;
-  const [C, OUT_COL, WP, XP, END, XROW] = [I32, I32, I32, I32, I32, I32].map(local) as [
-    number,
+  const local = (type: number) => 11 + locals.push(type) - 1;
+  const [C, OUT_COL, WP, XP, END] = [I32, I32, I32, I32, I32].map(local) as [
     number,
     number,
     number,
@@ -266,7 +267,7 @@ function matmulTFunction(fused: boolean): WasmFunction {
       }
     }
     body.push(
-      // WP = w + r0 · rowStride + 4c; XP = x + 4·r0 … x + 4·(r0 + rn)
+      // WP = w + r0 · rowStride + 4c; XP = x + xStep·r0 … x + xStep·(r0 + rn)
       ...set(WP, [
         ...get(W),
         ...get(C),
@@ -278,14 +279,14 @@ function matmulTFunction(fused: boolean): WasmFunction {
         ...op.i32Mul(),
         ...op.i32Add(),
       ]),
-      ...set(XP, [...get(X), ...get(R0), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add()]),
-      ...set(END, [...get(XP), ...get(RN), ...op.i32Const(2), ...op.i32Shl(), ...op.i32Add()]),
+      ...set(XP, [...get(X), ...get(R0), ...get(XSTEP), ...op.i32Mul(), ...op.i32Add()]),
+      ...set(END, [...get(XP), ...get(RN), ...get(XSTEP), ...op.i32Mul(), ...op.i32Add()]),
       ...op.loop(),
     );
     for (let j = 0; j < vectors; j++)
       body.push(...set(wv[j]!, [...get(WP), ...op.v128Load(16 * j)]));
     for (let p = 0; p < positions; p++) {
-      // x[t + p][r]: XROW bytes a position
+      // x[t + p][r]: xStride bytes a position
       body.push(
         ...set(s, [
           ...get(XP),
@@ -301,7 +302,7 @@ function matmulTFunction(fused: boolean): WasmFunction {
     body.push(
       ...add(WP, get(ROW_STRIDE)),
       ...get(XP),
-      ...op.i32Const(4),
+      ...get(XSTEP),
       ...op.i32Add(),
       ...op.localTee(XP),
       ...get(END),
@@ -360,10 +361,9 @@ function matmulTFunction(fused: boolean): WasmFunction {
   ];
   return {
     name: 'matmulT',
-    params: [I32, I32, I32, I32, I32, I32, I32, I32, I32],
+    params: [I32, I32, I32, I32, I32, I32, I32, I32, I32, I32, I32],
     locals: locals as WasmFunction['locals'],
     body: [
-      ...set(XROW, [...get(ROWS), ...op.i32Const(2), ...op.i32Shl()]),
       ...set(XB, get(X)),
       ...set(OB, get(OUT)),
       ...set(CB, get(COUNT)),
@@ -413,6 +413,8 @@ function module(): WebAssembly.Module | null {
 /** A float32 matrix held in an arena: its values are a view into the arena's memory. */
 export interface F32Rows extends HeldMatrix {
   readonly values: Float32Array;
+  /** Values its place in the arena has room for (rehold). */
+  readonly capacity: number;
 }
 
 /** Positions per kernel call: bounds the scratch a long prompt needs. */
@@ -448,7 +450,22 @@ export class F32Arena extends KernelArena<F32Rows> {
     const valuesAt = this.allocate(data.length * 4);
     const values = new Float32Array(this.memory.buffer, valuesAt, data.length);
     values.set(data);
-    return { rows, cols, values, valuesAt, scalesAt: 0, rowBytes: cols * 4 };
+    return { rows, cols, values, valuesAt, scalesAt: 0, rowBytes: cols * 4, capacity: data.length };
+  }
+
+  /**
+   * Copies a [rows, cols] matrix into `into`'s place when it has room, else holds it anew:
+   * for matrices that change between products (a weight the optimiser updates, an operand of
+   * a training product), so the arena does not grow with every copy.
+   */
+  rehold(into: F32Rows | undefined, data: Float32Array, rows: number, cols: number): F32Rows {
+    if (!into || into.capacity < data.length) return this.hold(data, rows, cols);
+    if (data.length !== rows * cols) {
+      throw new RangeError(`${data.length} values are not a ${rows}×${cols} matrix`);
+    }
+    const values = new Float32Array(this.memory.buffer, into.valuesAt, data.length);
+    values.set(data);
+    return { ...into, rows, cols, values, rowBytes: cols * 4 };
   }
 
   gather(m: F32Rows, ids: readonly number[]): Float32Array {
@@ -484,6 +501,91 @@ export class F32Arena extends KernelArena<F32Rows> {
       out.set(n === chunk ? outIn : outIn.subarray(0, n * cols), first * cols);
     }
     return out;
+  }
+
+  /**
+   * xᵀ · m for x [m.rows, count]: [count, m.cols], with x read as it lies, not transposed
+   * first. This is a trained layer's weight gradient dW = dyᵀ · X, X held as m and dy as x.
+   */
+  transposedTimes(x: Float32Array, m: F32Rows, count: number): Float32Array {
+    const { rows, cols } = m;
+    if (!this.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 4`);
+    if (x.length !== count * rows) {
+      throw new RangeError(`${x.length} values are not ${rows} vectors of ${count}`);
+    }
+    const base = this.scratch((x.length + count * cols) * 4);
+    const outAt = base + x.length * 4;
+    const buffer = this.memory.buffer;
+    new Float32Array(buffer, base, x.length).set(x);
+    const outIn = new Float32Array(buffer, outAt, count * cols);
+    outIn.fill(0);
+    const block = Math.max(4, Math.floor(BLOCK_BYTES / (2 * cols)));
+    this.transposedProducts(m, count, base, outAt, block, 4, 4 * count);
+    return outIn.slice();
+  }
+
+  /**
+   * Products slice by slice, on this thread: for each of `slices` pairs, a (m, k) · b (k, n)
+   * → (slices, m, n), where a slice of a lies as (k, m) when `transposeA` and a slice of b as
+   * (n, k) when `transposeB` (read as they lie, never transposed). Attention's products
+   * are this shape, per head: tfjs on wasm runs a rank-3 matMul through a naive loop and a
+   * 2-D one with ~30 µs of overhead a call, against the kernel's few µs for a 64 × 64 × 32
+   * slice. The summed width (k with transposeB, else n) must be whole 4-lane vectors.
+   */
+  sliceProducts(
+    a: Float32Array,
+    b: Float32Array,
+    shape: { slices: number; m: number; k: number; n: number },
+    transposeA = false,
+    transposeB = false,
+  ): Float32Array {
+    const { slices, m, k, n } = shape;
+    if (a.length !== slices * m * k || b.length !== slices * k * n) {
+      throw new RangeError(
+        `slices of ${a.length / slices} and ${b.length / slices} values are not ${m}×${k} and ${k}×${n}`,
+      );
+    }
+    if (transposeA && transposeB) throw new RangeError('only one operand may lie transposed');
+    if (!this.fits(transposeB ? k : n)) {
+      throw new RangeError(`${transposeB ? k : n} values are not whole blocks of 4`);
+    }
+    const outLength = slices * m * n;
+    const aAt = this.scratch((a.length + b.length + outLength) * 4);
+    const bAt = aAt + a.length * 4;
+    const outAt = bAt + b.length * 4;
+    const buffer = this.memory.buffer;
+    new Float32Array(buffer, aAt, a.length).set(a);
+    new Float32Array(buffer, bAt, b.length).set(b);
+    const out = new Float32Array(buffer, outAt, outLength);
+    const [aBytes, bBytes, outBytes] = [4 * m * k, 4 * k * n, 4 * m * n];
+    if (transposeB) {
+      // Each b slice is a [n, k] matrix of rows: x · rowsᵀ, all of it one cache block.
+      const kernel = this.exports.matmul as (...args: number[]) => void;
+      for (let i = 0; i < slices; i++) {
+        kernel(bAt + i * bBytes, n, n, k, aAt + i * aBytes, 0, outAt + i * outBytes, m, 4 * n);
+      }
+    } else {
+      // Each b slice is [k, n]: x · m, with x read as (m, k), or as (k, m) transposed.
+      const kernel = this.exports.matmulT as (...args: number[]) => void;
+      const [xStride, xStep] = transposeA ? [4, 4 * m] : [4 * k, 4];
+      out.fill(0);
+      for (let i = 0; i < slices; i++) {
+        kernel(
+          bAt + i * bBytes,
+          4 * n,
+          k,
+          n,
+          aAt + i * aBytes,
+          k,
+          outAt + i * outBytes,
+          m,
+          4 * n,
+          xStride,
+          xStep,
+        );
+      }
+    }
+    return out.slice();
   }
 
   matmul(m: F32Rows, x: Float32Array, count: number): Float32Array {

@@ -128,7 +128,8 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
   }
 
   /** x · m for `positions` vectors of m.rows values into out [positions, m.cols], columns
-   * split with the helper when it pays (multiples of 8: the kernel's column tiles). Only
+   * split with the helper when it pays (multiples of 8: the kernel's column tiles). x[t][r]
+   * is at x + t·xStride + r·xStep bytes: [positions, m.rows] by default, or transposed. Only
    * kinds whose module exports matmulT (float32) call this; out must start at zero. */
   protected transposedProducts(
     m: M,
@@ -136,6 +137,8 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
     x: number,
     out: number,
     rowBlock: number,
+    xStride = 4 * m.rows,
+    xStep = 4,
   ): void {
     const kernel = this.#kernelT as (...args: number[]) => void;
     const helper = this.#helper;
@@ -150,6 +153,8 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
       out + 4 * from,
       positions,
       4 * cols,
+      xStride,
+      xStep,
     ];
     if (helper === null || !helper.alive || cols < SPLIT_MIN_ROWS) {
       kernel(...job(0, cols));

@@ -9,8 +9,8 @@ import { Worker } from 'node:worker_threads';
  * thread's. Jobs pass through a control block of Int32 words (no messages, no copies).
  */
 
-/** The control block's words: ARGS holds which of KERNEL_EXPORTS to run, then its 9
- * arguments. */
+/** The control block's words: ARGS holds which of KERNEL_EXPORTS to run, then its
+ * arguments (matmul takes 9, matmulT 11; a wasm export ignores extra ones). */
 export const CONTROL = { SEQ: 0, DONE: 1, STOP: 2, ARGS: 3, WORDS: 16 } as const;
 /** The kernel modules' exports a helper may run, by index; a module lacking one never asks. */
 export const KERNEL_EXPORTS = ['matmul', 'matmulT'] as const;

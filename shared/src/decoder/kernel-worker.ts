@@ -37,6 +37,8 @@ parentPort.once('message', ({ module, memory, control }: HelperInit) => {
       ctrl[a + 6]!,
       ctrl[a + 7]!,
       ctrl[a + 8]!,
+      ctrl[a + 9]!,
+      ctrl[a + 10]!,
     );
     Atomics.store(ctrl, CONTROL.DONE, seen);
     Atomics.notify(ctrl, CONTROL.DONE);

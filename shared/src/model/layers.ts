@@ -83,38 +83,66 @@ export function columnSums(m: tf.Tensor2D): tf.Tensor1D {
  * untransposed product, the fast one on wasm) and dw = dyᵀ · x. A frozen weight (a variable
  * made untrainable, as the base is while an adapter trains) gets no dw at all: tfjs would
  * compute and then drop it, a third of the backward's work and a weight-sized tensor per layer.
+ * Where `kernel` takes w (wasm: kernel-weights.ts), every product runs there instead of tfjs.
  */
 export function linear(
   x: tf.Tensor2D,
   w: tf.Tensor2D,
-  frozen: FrozenProducts | null = null,
+  kernel: KernelProducts | null = null,
 ): tf.Tensor2D {
-  if (!isFrozen(w)) return trainableLinear(x, w);
-  const kernel = frozen?.for(w as tf.Variable) ?? null;
-  return kernel ? kernelLinear(kernel, w.shape[0])(x) : frozenLinear(w)(x);
+  const products = w instanceof tf.Variable ? (kernel?.for(w) ?? null) : null;
+  if (isFrozen(w))
+    return products ? frozenKernelLinear(products, w.shape[0])(x) : frozenLinear(w)(x);
+  return products ? kernelLinear(products)(x, w) : trainableLinear(x, w);
 }
 
-/** Products with a frozen weight through a faster kernel than tfjs's (frozen-weights.ts). */
-export interface FrozenProducts {
+/** A linear layer's products through a faster kernel than tfjs's (kernel-weights.ts). */
+export interface KernelProducts {
   /** The kernel's products for w, or null where it does not take w (then tfjs runs them). */
-  for(w: tf.Variable): FrozenKernel | null;
+  for(w: tf.Variable): LinearKernel | null;
 }
 
-export interface FrozenKernel {
-  /** x (n, in) · wᵀ → (n, out), row-major on the host. */
+/** Products with one weight w (out, in), operands and results row-major on the host. */
+export interface LinearKernel {
+  /** x (n, in) · wᵀ → (n, out). */
   forward(x: Float32Array, n: number): Float32Array;
   /** dy (n, out) · w → (n, in). */
   backward(dy: Float32Array, n: number): Float32Array;
+  /** dyᵀ · x → (out, in): the weight's gradient. */
+  weightGradient(dy: Float32Array, x: Float32Array, n: number): Float32Array;
 }
 
 /** frozenLinear through a kernel on the host: the gradient flows to x only. */
-function kernelLinear(kernel: FrozenKernel, out: number): (x: tf.Tensor2D) => tf.Tensor2D {
+function frozenKernelLinear(kernel: LinearKernel, out: number): (x: tf.Tensor2D) => tf.Tensor2D {
   return withGradient<[tf.Tensor2D], tf.Tensor2D>((x) => {
     const [n, inputs] = x.shape;
     return {
       value: tf.tensor2d(kernel.forward(x.dataSync() as Float32Array, n), [n, out]),
       gradFunc: (dy: tf.Tensor) =>
         tf.tensor2d(kernel.backward(dy.dataSync() as Float32Array, n), [n, inputs]),
+    };
+  });
+}
+
+/**
+ * A trained weight's linear through a kernel on the host. x's values are read once for the
+ * forward and kept for the weight gradient (instead of a saved tensor read again), and w
+ * arrives as an input only so that tfjs routes its gradient: the kernel holds its values.
+ */
+function kernelLinear(kernel: LinearKernel): (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D {
+  return withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w) => {
+    const [n, inputs] = x.shape;
+    const [out] = w.shape;
+    const xs = x.dataSync() as Float32Array;
+    return {
+      value: tf.tensor2d(kernel.forward(xs, n), [n, out]),
+      gradFunc: (dy: tf.Tensor) => {
+        const dys = dy.dataSync() as Float32Array;
+        return [
+          tf.tensor2d(kernel.backward(dys, n), [n, inputs]),
+          tf.tensor2d(kernel.weightGradient(dys, xs, n), [out, inputs]),
+        ];
+      },
     };
   });
 }
@@ -333,10 +361,11 @@ function hostCrossEntropy(
  * (N, t, hs), with N = batch · heads, mask (T, t) additive, and an optional dropout
  * multiplier (N, T, t) applied to the attention weights (as `tf.dropout` would).
  *
- * wasm runs a rank-3 matMul through a naive loop (~1 GFLOP/s) but a 2-D untransposed one
- * through XNNPACK (~20+ GFLOP/s), so every product here is N separate 2-D matmuls over
- * slices; transposes are done once per rank-3 tensor (k, v, and in the backward the
- * weights and dS), never per slice.
+ * Its products are N small ones, one per head. Given a `kernel` (wasm, hs whole 4-lane
+ * vectors) they run there, each operand read as it lies. Else through tfjs, whose wasm
+ * backend runs a rank-3 matMul through a naive loop (~1 GFLOP/s) but a 2-D untransposed one
+ * through XNNPACK (~20+ GFLOP/s): N separate 2-D matmuls over slices, with transposes done
+ * once per rank-3 tensor (k, v, and in the backward the weights and dS), never per slice.
  */
 export function attention(
   q: tf.Tensor3D,
@@ -345,10 +374,12 @@ export function attention(
   mask: tf.Tensor2D | null,
   scale: number,
   dropMultiplier: tf.Tensor3D | null = null,
+  kernel: SliceKernel | null = null,
 ): tf.Tensor3D {
+  const times = kernel && q.shape[2] % 4 === 0 ? kernelSlices(kernel) : tfjsSlices;
   const f = withGradient<[tf.Tensor3D, tf.Tensor3D, tf.Tensor3D], tf.Tensor3D>(
     (qIn, kIn, vIn, save) => {
-      let scores = tf.mul(perSlice(qIn, transposeInner(kIn)), scale); // (N, T, t)
+      let scores = tf.mul(times(qIn, kIn, false, true), scale); // (N, T, t)
       if (mask) scores = tf.add(scores, mask);
       const p = tf.softmax(scores);
       const pDrop = dropMultiplier ? tf.mul(p, dropMultiplier) : p;
@@ -356,20 +387,20 @@ export function attention(
       // tfjs ends (disposing it) before the backward runs.
       save(dropMultiplier ? [qIn, kIn, vIn, p, pDrop, dropMultiplier] : [qIn, kIn, vIn, p, pDrop]);
       return {
-        value: perSlice(pDrop as tf.Tensor3D, vIn), // (N, T, hs)
+        value: times(pDrop as tf.Tensor3D, vIn), // (N, T, hs)
         gradFunc: (dy: tf.Tensor, saved: Saved) => {
           const [qs, ks, vs, ps, pd, drop] = saved as tf.Tensor3D[];
           const dy3 = dy as tf.Tensor3D;
-          const dv = perSlice(transposeInner(pd!), dy3); // (N, t, hs)
-          let dp = perSlice(dy3, transposeInner(vs!)); // (N, T, t)
+          const dv = times(pd!, dy3, true); // pdᵀ · dy: (N, t, hs)
+          let dp = times(dy3, vs!, false, true); // dy · vᵀ: (N, T, t)
           if (drop) dp = tf.mul(dp, drop);
           // Softmax backward: dS = P ⊙ (dP − Σⱼ dP ⊙ P), then the scale.
           const ds = tf.mul(
             tf.mul(ps!, tf.sub(dp, tf.sum(tf.mul(dp, ps!), -1, true))),
             scale,
           ) as tf.Tensor3D;
-          const dq = perSlice(ds, ks!); // (N, T, hs)
-          const dk = perSlice(transposeInner(ds), qs!); // (N, t, hs)
+          const dq = times(ds, ks!); // (N, T, hs)
+          const dk = times(ds, qs!, true); // dsᵀ · q: (N, t, hs)
           return [dq, dk, dv];
         },
       };
@@ -377,6 +408,45 @@ export function attention(
   );
   return f(q, k, v);
 }
+
+/** Per-slice products a · b of rank-3 tensors, N slices (f32-kernel.ts's sliceProducts). */
+export interface SliceKernel {
+  sliceProducts(
+    a: Float32Array,
+    b: Float32Array,
+    shape: { slices: number; m: number; k: number; n: number },
+    transposeA?: boolean,
+    transposeB?: boolean,
+  ): Float32Array;
+}
+
+/** a · b per slice, where a slice of a lies as (k, m) when transposeA, of b as (n, k) when
+ * transposeB. */
+type SliceTimes = (
+  a: tf.Tensor3D,
+  b: tf.Tensor3D,
+  transposeA?: boolean,
+  transposeB?: boolean,
+) => tf.Tensor3D;
+
+function kernelSlices(kernel: SliceKernel): SliceTimes {
+  return (a, b, transposeA = false, transposeB = false) => {
+    const [slices, a1, a2] = a.shape;
+    const [m, k] = transposeA ? [a2, a1] : [a1, a2];
+    const n = transposeB ? b.shape[1] : b.shape[2];
+    const out = kernel.sliceProducts(
+      a.dataSync() as Float32Array,
+      b.dataSync() as Float32Array,
+      { slices, m, k, n },
+      transposeA,
+      transposeB,
+    );
+    return tf.tensor3d(out, [slices, m, n]);
+  };
+}
+
+const tfjsSlices: SliceTimes = (a, b, transposeA = false, transposeB = false) =>
+  perSlice(transposeA ? transposeInner(a) : a, transposeB ? transposeInner(b) : b);
 
 /** (N, a, b) → (N, b, a). */
 function transposeInner(x: tf.Tensor3D): tf.Tensor3D {

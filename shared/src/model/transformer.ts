@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { elementCount } from '../checkpoint/tensors.ts';
-import { FrozenWeights } from './frozen-weights.ts';
+import { KernelWeights } from './kernel-weights.ts';
 import { inverseFrequencies, rotaryTables } from '../decoder/rope.ts';
 import type { ModelConfig, ModelDims, Projection } from './config.ts';
 import {
@@ -232,7 +232,7 @@ export class Transformer {
   /** x (N, in) → (N, out) through a block projection, plus its adapter when one is on. */
   private project(layer: number, proj: Projection, x: tf.Tensor2D): tf.Tensor2D {
     const name = layerName(layer, proj);
-    let y = linear(x, this.p(`${name}.weight`) as tf.Tensor2D, this.frozenProducts());
+    let y = linear(x, this.p(`${name}.weight`) as tf.Tensor2D, this.kernelProducts());
     const b = this.maybe(`${name}.bias`);
     if (b) y = addBias(y, b as tf.Tensor1D);
     const delta = this.adapter?.forward(name, x);
@@ -377,6 +377,7 @@ export class Transformer {
       mask,
       1 / Math.sqrt(hd),
       drop,
+      this.kernelProducts(),
     );
     const merged = tf.reshape(tf.transpose(tf.reshape(y, [B, heads, T, hd]), [0, 2, 1, 3]), [
       B * T,
@@ -483,7 +484,7 @@ export class Transformer {
 
   private head(x: tf.Tensor2D): tf.Tensor2D {
     const w = this.config.tiedHead ? this.p('model.embed_tokens.weight') : this.p('lm_head.weight');
-    return linear(x, w as tf.Tensor2D, this.frozenProducts()); // (N, V)
+    return linear(x, w as tf.Tensor2D, this.kernelProducts()); // (N, V)
   }
 
   /** Logits for every position: (B·T, vocabSize). */
@@ -527,18 +528,18 @@ export class Transformer {
     cache.length = 0;
   }
 
-  /** Kernel copies of the frozen base's matrices, made on the first frozen product on wasm. */
-  private frozen: FrozenWeights | null | undefined;
+  /** Kernel copies of the projection matrices, made on the first product on wasm. */
+  private kernel: KernelWeights | null | undefined;
 
-  private frozenProducts(): FrozenWeights | null {
+  private kernelProducts(): KernelWeights | null {
     if (tf.getBackend() !== 'wasm') return null;
-    if (this.frozen === undefined) this.frozen = FrozenWeights.create();
-    return this.frozen;
+    if (this.kernel === undefined) this.kernel = KernelWeights.create();
+    return this.kernel;
   }
 
   dispose(): void {
-    this.frozen?.dispose();
-    this.frozen = undefined;
+    this.kernel?.dispose();
+    this.kernel = undefined;
     for (const v of this.params.values()) v.dispose();
     for (const m of this.masks.values()) m.dispose();
     this.masks.clear();
