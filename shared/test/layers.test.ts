@@ -31,6 +31,27 @@ function expectClose(a: tf.Tensor, b: tf.Tensor, tol = 1e-4): void {
   expect(worst).toBeLessThan(tol);
 }
 
+// Rotary tables for 5 positions of an 8-wide head (any values: the maths is the same).
+let cos: tf.Tensor2D;
+let sin: tf.Tensor2D;
+beforeAll(() => {
+  const table = (f: (a: number) => number) =>
+    tf.keep(
+      tf.tensor2d(
+        Float32Array.from({ length: 40 }, (_, i) => f(i / 7)),
+        [5, 8],
+      ),
+    );
+  cos = table(Math.cos);
+  sin = table(Math.sin);
+});
+
+/** x·cos + rotate_half(x)·sin through tfjs's generic ops and autodiff. */
+function genericRotary(x: tf.Tensor3D): tf.Tensor3D {
+  const [x1, x2] = tf.split(x, 2, -1);
+  return tf.add(tf.mul(x, cos), tf.mul(tf.concat([tf.neg(x2!), x1!], -1), sin));
+}
+
 /** Gradients of sum(f(inputs) · probe) for the custom and the reference implementation. */
 function compare(
   custom: (...xs: tf.Tensor[]) => tf.Tensor,
@@ -69,10 +90,11 @@ describe('on wasm, where x·wᵀ runs with a host transpose of x or of w', () =>
         tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D, false, true),
       );
       frozen.dispose();
+      // Rotary positions' host pass: values and gradient of the split-and-concat form.
       compare(
-        (a, b) => layers.matmul(a as tf.Tensor2D, b as tf.Tensor2D),
-        (a, b) => tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
-        [rand([6, 5], 25), rand([5, 7], 26)],
+        (x) => layers.rotary(x as tf.Tensor3D, cos, sin),
+        (x) => genericRotary(x as tf.Tensor3D),
+        [rand([3, 5, 8], 25)],
       );
       // Cross-entropy's host pass: the loss and gradient of tfjs's generic one.
       const targets = Int32Array.from([1, 0, 4, 2]);
@@ -162,11 +184,11 @@ describe('a trained linear through the float32 kernel (KernelWeights, wasm)', ()
 });
 
 describe('custom gradients equal generic autodiff', () => {
-  it('matmul', () => {
+  it('rotary positions (the host pass on cpu)', () => {
     compare(
-      (x, w) => layers.matmul(x as tf.Tensor2D, w as tf.Tensor2D),
-      (x, w) => tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D),
-      [rand([6, 5], 1), rand([5, 7], 2)],
+      (x) => layers.rotary(x as tf.Tensor3D, cos, sin),
+      (x) => genericRotary(x as tf.Tensor3D),
+      [rand([4, 5, 8], 1)],
     );
   });
 

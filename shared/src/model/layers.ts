@@ -37,19 +37,6 @@ function withGradient<Args extends tf.Tensor[], R extends tf.Tensor>(
   return tf.customGrad(tidied as never) as unknown as (...args: Args) => R;
 }
 
-/** y = x · w for x (N, in), w (in, out); gradients dx = dy · wᵀ, dw = xᵀ · dy. */
-export const matmul = withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w, save) => {
-  save([x, w]);
-  return {
-    value: tf.matMul(x, w),
-    gradFunc: (dy: tf.Tensor, saved: Saved) => {
-      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const dy2 = dy as tf.Tensor2D;
-      return [tf.matMul(dy2, transposed(ws)), tf.matMul(transposed(xs), dy2)];
-    },
-  };
-});
-
 /** y = x + b for x (N, out), b (out); db = 1ᵀ · dy (a matmul, not a slow axis-0 sum). */
 export const addBias = withGradient<[tf.Tensor2D, tf.Tensor1D], tf.Tensor2D>((x, b) => ({
   value: tf.add(x, b),
@@ -227,6 +214,67 @@ export function rmsNorm(x: tf.Tensor2D, g: tf.Tensor1D, eps: number): tf.Tensor2
     };
   });
   return f(x, g);
+}
+
+/**
+ * Rotary positions on x (N, T, hd) in transformers' rotate_half layout: x·cos + rh(x)·sin for
+ * tables (T, hd), with rh(x) = (−x₂, x₁) over the halves of the last axis. rh's transpose is
+ * −rh, so dx = dy·cos − rh(dy·sin). On backends that hold tensors in host memory this is one
+ * pass over x on the host: as tfjs ops it was a (N·T, hd)·(hd, hd) matMul against rh's
+ * matrix, plus the products and sums (about 30 ms a step of the reference model on wasm).
+ */
+export function rotary(x: tf.Tensor3D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor3D {
+  if (!tensorsOnHost()) {
+    const [x1, x2] = tf.split(x, 2, -1);
+    return tf.add(tf.mul(x, cos), tf.mul(tf.concat([tf.neg(x2!), x1!], -1), sin));
+  }
+  const [n, T, hd] = x.shape;
+  const c = cos.dataSync() as Float32Array;
+  const s = sin.dataSync() as Float32Array;
+  const f = withGradient<[tf.Tensor3D], tf.Tensor3D>((xIn) => ({
+    value: tf.tensor3d(rotateRows(xIn.dataSync() as Float32Array, n * T, T, hd, c, s, 1), [
+      n,
+      T,
+      hd,
+    ]),
+    gradFunc: (dy: tf.Tensor) =>
+      tf.tensor3d(rotateRows(dy.dataSync() as Float32Array, n * T, T, hd, c, s, -1), [n, T, hd]),
+  }));
+  return f(x);
+}
+
+/**
+ * Rows of x (rows, hd), row r at position r mod T: x·cos + sign·rh(x)·sin (sign 1) for the
+ * forward; x·cos − rh(x·sin) (sign −1) for the gradient, whose sin multiplies before rh.
+ */
+function rotateRows(
+  x: Float32Array,
+  rows: number,
+  T: number,
+  hd: number,
+  cos: Float32Array,
+  sin: Float32Array,
+  sign: 1 | -1,
+): Float32Array {
+  const out = new Float32Array(x.length);
+  const half = hd / 2;
+  for (let r = 0; r < rows; r++) {
+    const at = r * hd;
+    const p = (r % T) * hd;
+    for (let j = 0; j < half; j++) {
+      const a = x[at + j]!;
+      const b = x[at + j + half]!;
+      if (sign === 1) {
+        out[at + j] = a * cos[p + j]! - b * sin[p + j]!;
+        out[at + j + half] = b * cos[p + j + half]! + a * sin[p + j + half]!;
+      } else {
+        // −rh(dy·sin): first half gets +(dy·sin)₂, second half −(dy·sin)₁.
+        out[at + j] = a * cos[p + j]! + b * sin[p + j + half]!;
+        out[at + j + half] = b * cos[p + j + half]! - a * sin[p + j]!;
+      }
+    }
+  }
+  return out;
 }
 
 /**

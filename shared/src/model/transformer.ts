@@ -16,7 +16,7 @@ import {
   crossEntropy,
   embed,
   linear,
-  matmul,
+  rotary,
   rmsNorm,
   swiglu,
 } from './layers.ts';
@@ -120,9 +120,8 @@ export class Transformer {
   readonly dims: ModelDims;
   /** (T, T) additive causal masks by T, built once: 0 on and below the diagonal, −1e9 above. */
   private masks = new Map<number, tf.Tensor2D>();
-  /** The rotary inverse frequencies, and the (headDim, headDim) matrix of rotate_half. */
+  /** The rotary inverse frequencies. */
   private readonly inverseFrequencies: Float64Array;
-  private rotateHalf: tf.Tensor2D | null = null;
 
   private constructor(config: ModelConfig, params: Map<string, tf.Variable>) {
     this.config = config;
@@ -285,25 +284,9 @@ export class Transformer {
     return { cos: tf.tensor2d(cos, [T, hd]), sin: tf.tensor2d(sin, [T, hd]) };
   }
 
-  /**
-   * Rotary positions on x (N, T, headDim), in transformers' rotate_half layout:
-   * x·cos + rotate_half(x)·sin. rotate_half (−x₂, x₁) is a fixed signed permutation, applied
-   * as a matmul so that its gradient is the fast 2-D kind.
-   */
+  /** Rotary positions on x (N, T, headDim), in transformers' rotate_half layout. */
   private rotary(x: tf.Tensor3D, positions: Positions): tf.Tensor3D {
-    const [n, T, hd] = x.shape;
-    if (!this.rotateHalf) {
-      const r = new Float32Array(hd * hd);
-      const half = hd / 2;
-      // out[j] = −x[j + half] for j < half, x[j − half] for j ≥ half.
-      for (let j = 0; j < half; j++) {
-        r[(j + half) * hd + j] = -1;
-        r[j * hd + j + half] = 1;
-      }
-      this.rotateHalf = tf.keep(tf.tensor2d(r, [hd, hd]));
-    }
-    const rotated = tf.reshape(matmul(tf.reshape(x, [n * T, hd]), this.rotateHalf), [n, T, hd]);
-    return tf.add(tf.mul(x, positions.cos), tf.mul(rotated, positions.sin)) as tf.Tensor3D;
+    return rotary(x, positions.cos, positions.sin);
   }
 
   /** (B·T, heads·hd) → (B·heads, T, hd). */
@@ -543,8 +526,6 @@ export class Transformer {
     for (const v of this.params.values()) v.dispose();
     for (const m of this.masks.values()) m.dispose();
     this.masks.clear();
-    this.rotateHalf?.dispose();
-    this.rotateHalf = null;
     this.adapter = null;
   }
 }
