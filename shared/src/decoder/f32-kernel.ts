@@ -417,6 +417,13 @@ export interface F32Rows extends HeldMatrix {
   readonly capacity: number;
 }
 
+/** A product's given output must hold exactly its values. */
+function checkOut(out: Float32Array, length: number): void {
+  if (out.length !== length) {
+    throw new RangeError(`an output of ${out.length} values for a product of ${length}`);
+  }
+}
+
 /** Positions per kernel call: bounds the scratch a long prompt needs. */
 const CHUNK_POSITIONS = 64;
 /** Bytes of weights a cache block holds while every position of a call passes over it. */
@@ -477,8 +484,14 @@ export class F32Arena extends KernelArena<F32Rows> {
   /**
    * x · m for `count` vectors x [count, m.rows]: [count, m.cols] (a frozen layer's backward
    * pass, dx = dy · W, with W held as PyTorch's [out, in]). Columns split across threads.
+   * Each product here writes into `out` when given one (a tensor's memory: host-values.ts).
    */
-  matmulT(m: F32Rows, x: Float32Array, count: number): Float32Array {
+  matmulT(
+    m: F32Rows,
+    x: Float32Array,
+    count: number,
+    out: Float32Array = new Float32Array(count * m.cols),
+  ): Float32Array {
     const { rows, cols } = m;
     if (!this.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 4`);
     if (x.length !== count * rows) {
@@ -490,7 +503,7 @@ export class F32Arena extends KernelArena<F32Rows> {
     const buffer = this.memory.buffer;
     const xIn = new Float32Array(buffer, base, chunk * rows);
     const outIn = new Float32Array(buffer, outAt, chunk * cols);
-    const out = new Float32Array(count * cols);
+    checkOut(out, count * cols);
     for (let first = 0; first < count; first += chunk) {
       const n = Math.min(chunk, count - first);
       xIn.set(x.subarray(first * rows, (first + n) * rows));
@@ -507,7 +520,12 @@ export class F32Arena extends KernelArena<F32Rows> {
    * xᵀ · m for x [m.rows, count]: [count, m.cols], with x read as it lies, not transposed
    * first. This is a trained layer's weight gradient dW = dyᵀ · X, X held as m and dy as x.
    */
-  transposedTimes(x: Float32Array, m: F32Rows, count: number): Float32Array {
+  transposedTimes(
+    x: Float32Array,
+    m: F32Rows,
+    count: number,
+    out: Float32Array = new Float32Array(count * m.cols),
+  ): Float32Array {
     const { rows, cols } = m;
     if (!this.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 4`);
     if (x.length !== count * rows) {
@@ -518,10 +536,12 @@ export class F32Arena extends KernelArena<F32Rows> {
     const buffer = this.memory.buffer;
     new Float32Array(buffer, base, x.length).set(x);
     const outIn = new Float32Array(buffer, outAt, count * cols);
+    checkOut(out, count * cols);
     outIn.fill(0);
     const block = Math.max(4, Math.floor(BLOCK_BYTES / (2 * cols)));
     this.transposedProducts(m, count, base, outAt, block, 4, 4 * count);
-    return outIn.slice();
+    out.set(outIn);
+    return out;
   }
 
   /**
@@ -538,6 +558,7 @@ export class F32Arena extends KernelArena<F32Rows> {
     shape: { slices: number; m: number; k: number; n: number },
     transposeA = false,
     transposeB = false,
+    into: Float32Array = new Float32Array(shape.slices * shape.m * shape.n),
   ): Float32Array {
     const { slices, m, k, n } = shape;
     if (a.length !== slices * m * k || b.length !== slices * k * n) {
@@ -550,6 +571,7 @@ export class F32Arena extends KernelArena<F32Rows> {
       throw new RangeError(`${transposeB ? k : n} values are not whole blocks of 4`);
     }
     const outLength = slices * m * n;
+    checkOut(into, outLength);
     const aAt = this.scratch((a.length + b.length + outLength) * 4);
     const bAt = aAt + a.length * 4;
     const outAt = bAt + b.length * 4;
@@ -585,10 +607,17 @@ export class F32Arena extends KernelArena<F32Rows> {
         );
       }
     }
-    return out.slice();
+    into.set(out);
+    return into;
   }
 
-  matmul(m: F32Rows, x: Float32Array, count: number): Float32Array {
+  /** x · mᵀ (KernelArena.matmul), into `out` when given. */
+  matmul(
+    m: F32Rows,
+    x: Float32Array,
+    count: number,
+    out: Float32Array = new Float32Array(count * m.rows),
+  ): Float32Array {
     this.checkProduct(m, x, count);
     const { rows, cols } = m;
     const chunk = Math.min(count, CHUNK_POSITIONS);
@@ -597,7 +626,7 @@ export class F32Arena extends KernelArena<F32Rows> {
     const buffer = this.memory.buffer;
     const xIn = new Float32Array(buffer, base, chunk * cols);
     const outIn = new Float32Array(buffer, outAt, chunk * rows);
-    const out = new Float32Array(count * rows);
+    checkOut(out, count * rows);
     for (let first = 0; first < count; first += chunk) {
       const n = Math.min(chunk, count - first);
       xIn.set(x.subarray(first * cols, (first + n) * cols));

@@ -49,16 +49,14 @@ export class KernelWeights implements KernelProducts, SliceKernel {
     }
     const m = held.rows;
     return {
-      forward: (x, n) => this.#arena.matmul(m, x, n),
-      backward: (dy, n) => this.#arena.matmulT(m, dy, n),
-      weightGradient: (dy, x, n) => this.#weightGradient(dy, x, n, rows, cols),
+      forward: (x, n, out) => void this.#arena.matmul(m, x, n, out),
+      backward: (dy, n, out) => void this.#arena.matmulT(m, dy, n, out),
+      weightGradient: (dy, x, n, out) => {
+        // x held for the kernel (one place reused by every layer), dy read as it lies.
+        this.#operand = this.#arena.rehold(this.#operand, x, n, cols);
+        this.#arena.transposedTimes(dy, this.#operand, rows, out);
+      },
     };
-  }
-
-  /** dyᵀ (out, n) · x (n, in) → (out, in), with x held for the kernel and dy read as it lies. */
-  #weightGradient(dy: Float32Array, x: Float32Array, n: number, out: number, inputs: number) {
-    this.#operand = this.#arena.rehold(this.#operand, x, n, inputs);
-    return this.#arena.transposedTimes(dy, this.#operand, out);
   }
 
   /** Attention's per-head products (layers.ts attention), on the calling thread. */

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { filledTensor, readValues } from '../backend/host-values.ts';
 import { transposeMatrix } from '../checkpoint/tensors.ts';
 
 /**
@@ -58,7 +59,7 @@ function tensorsOnHost(): boolean {
 export function columnSums(m: tf.Tensor2D): tf.Tensor1D {
   const [n, cols] = m.shape;
   if (!tensorsOnHost()) return tf.reshape(tf.matMul(tf.ones([1, n]), m), [cols]);
-  const data = m.dataSync() as Float32Array;
+  const data = readValues(m);
   const sums = new Float64Array(cols);
   for (let r = 0, at = 0; r < n; r++) for (let c = 0; c < cols; c++, at++) sums[c]! += data[at]!;
   return tf.tensor1d(Float32Array.from(sums));
@@ -91,12 +92,12 @@ export interface KernelProducts {
 
 /** Products with one weight w (out, in), operands and results row-major on the host. */
 export interface LinearKernel {
-  /** x (n, in) · wᵀ → (n, out). */
-  forward(x: Float32Array, n: number): Float32Array;
-  /** dy (n, out) · w → (n, in). */
-  backward(dy: Float32Array, n: number): Float32Array;
-  /** dyᵀ · x → (out, in): the weight's gradient. */
-  weightGradient(dy: Float32Array, x: Float32Array, n: number): Float32Array;
+  /** x (n, in) · wᵀ → (n, out), into `out`. */
+  forward(x: Float32Array, n: number, out: Float32Array): void;
+  /** dy (n, out) · w → (n, in), into `out`. */
+  backward(dy: Float32Array, n: number, out: Float32Array): void;
+  /** dyᵀ · x → (out, in), the weight's gradient, into `out`. */
+  weightGradient(dy: Float32Array, x: Float32Array, n: number, out: Float32Array): void;
 }
 
 /** frozenLinear through a kernel on the host: the gradient flows to x only. */
@@ -104,32 +105,28 @@ function frozenKernelLinear(kernel: LinearKernel, out: number): (x: tf.Tensor2D)
   return withGradient<[tf.Tensor2D], tf.Tensor2D>((x) => {
     const [n, inputs] = x.shape;
     return {
-      value: tf.tensor2d(kernel.forward(x.dataSync() as Float32Array, n), [n, out]),
+      value: filledTensor([n, out], (y) => kernel.forward(readValues(x), n, y)),
       gradFunc: (dy: tf.Tensor) =>
-        tf.tensor2d(kernel.backward(dy.dataSync() as Float32Array, n), [n, inputs]),
+        filledTensor([n, inputs], (dx) => kernel.backward(readValues(dy), n, dx)),
     };
   });
 }
 
-/**
- * A trained weight's linear through a kernel on the host. x's values are read once for the
- * forward and kept for the weight gradient (instead of a saved tensor read again), and w
- * arrives as an input only so that tfjs routes its gradient: the kernel holds its values.
- */
+/** A trained weight's linear through a kernel on the host. w arrives as an input only so
+ * that tfjs routes its gradient: the kernel holds its values. */
 function kernelLinear(kernel: LinearKernel): (x: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D {
-  return withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w) => {
+  return withGradient<[tf.Tensor2D, tf.Tensor2D], tf.Tensor2D>((x, w, save) => {
     const [n, inputs] = x.shape;
     const [out] = w.shape;
-    const xs = x.dataSync() as Float32Array;
+    save([x]);
     return {
-      value: tf.tensor2d(kernel.forward(xs, n), [n, out]),
-      gradFunc: (dy: tf.Tensor) => {
-        const dys = dy.dataSync() as Float32Array;
-        return [
-          tf.tensor2d(kernel.backward(dys, n), [n, inputs]),
-          tf.tensor2d(kernel.weightGradient(dys, xs, n), [out, inputs]),
-        ];
-      },
+      value: filledTensor([n, out], (y) => kernel.forward(readValues(x), n, y)),
+      gradFunc: (dy: tf.Tensor, saved: Saved) => [
+        filledTensor([n, inputs], (dx) => kernel.backward(readValues(dy), n, dx)),
+        filledTensor([out, inputs], (dw) =>
+          kernel.weightGradient(readValues(dy), readValues(saved[0]!), n, dw),
+        ),
+      ],
     };
   });
 }
@@ -185,7 +182,7 @@ function timesTransposed(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 function transposed(m: tf.Tensor2D): tf.Tensor2D {
   if (tf.getBackend() !== 'wasm') return tf.transpose(m);
   const [rows, cols] = m.shape;
-  return tf.tensor2d(transposeMatrix(m.dataSync() as Float32Array, rows, cols), [cols, rows]);
+  return tf.tensor2d(transposeMatrix(readValues(m), rows, cols), [cols, rows]);
 }
 
 /** A variable that is not being trained (tf.Variable.trainable false). */
@@ -229,52 +226,53 @@ export function rotary(x: tf.Tensor3D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.T
     return tf.add(tf.mul(x, cos), tf.mul(tf.concat([tf.neg(x2!), x1!], -1), sin));
   }
   const [n, T, hd] = x.shape;
+  // Copies, not views: the tables (T, hd) are small and the gradient runs later.
   const c = cos.dataSync() as Float32Array;
   const s = sin.dataSync() as Float32Array;
+  const pass = (from: tf.Tensor, gradient: boolean) =>
+    filledTensor<tf.Rank.R3>([n, T, hd], (out) =>
+      rotateRows(readValues(from), out, T, hd, c, s, gradient),
+    );
   const f = withGradient<[tf.Tensor3D], tf.Tensor3D>((xIn) => ({
-    value: tf.tensor3d(rotateRows(xIn.dataSync() as Float32Array, n * T, T, hd, c, s, 1), [
-      n,
-      T,
-      hd,
-    ]),
-    gradFunc: (dy: tf.Tensor) =>
-      tf.tensor3d(rotateRows(dy.dataSync() as Float32Array, n * T, T, hd, c, s, -1), [n, T, hd]),
+    value: pass(xIn, false),
+    gradFunc: (dy: tf.Tensor) => pass(dy, true),
   }));
   return f(x);
 }
 
 /**
- * Rows of x (rows, hd), row r at position r mod T: x·cos + sign·rh(x)·sin (sign 1) for the
- * forward; x·cos − rh(x·sin) (sign −1) for the gradient, whose sin multiplies before rh.
+ * Rows of x (·, hd) into out, row r at position r mod T: x·cos + rh(x)·sin, or for the
+ * gradient x·cos − rh(x·sin).
  */
 function rotateRows(
   x: Float32Array,
-  rows: number,
+  out: Float32Array,
   T: number,
   hd: number,
   cos: Float32Array,
   sin: Float32Array,
-  sign: 1 | -1,
-): Float32Array {
-  const out = new Float32Array(x.length);
+  gradient: boolean,
+): void {
   const half = hd / 2;
-  for (let r = 0; r < rows; r++) {
-    const at = r * hd;
+  for (let at = 0, r = 0; at < x.length; at += hd, r++) {
     const p = (r % T) * hd;
-    for (let j = 0; j < half; j++) {
-      const a = x[at + j]!;
-      const b = x[at + j + half]!;
-      if (sign === 1) {
+    if (!gradient) {
+      for (let j = 0; j < half; j++) {
+        const a = x[at + j]!;
+        const b = x[at + j + half]!;
         out[at + j] = a * cos[p + j]! - b * sin[p + j]!;
         out[at + j + half] = b * cos[p + j + half]! + a * sin[p + j + half]!;
-      } else {
-        // −rh(dy·sin): first half gets +(dy·sin)₂, second half −(dy·sin)₁.
+      }
+    } else {
+      // −rh(dy·sin): the first half gets +(dy·sin)₂, the second −(dy·sin)₁.
+      for (let j = 0; j < half; j++) {
+        const a = x[at + j]!;
+        const b = x[at + j + half]!;
         out[at + j] = a * cos[p + j]! + b * sin[p + j + half]!;
         out[at + j + half] = b * cos[p + j + half]! - a * sin[p + j]!;
       }
     }
   }
-  return out;
 }
 
 /**
@@ -356,8 +354,11 @@ export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scala
   const onHost = tensorsOnHost();
   const f = withGradient<[tf.Tensor2D], tf.Scalar>((l, save) => {
     if (onHost) {
-      const { loss, gradient } = hostCrossEntropy(l.dataSync() as Float32Array, targets, vocab);
-      save([tf.tensor2d(gradient, [n, vocab])]);
+      let loss = 0;
+      const gradient = filledTensor<tf.Rank.R2>([n, vocab], (g) => {
+        loss = hostCrossEntropy(readValues(l), targets, vocab, g);
+      });
+      save([gradient]);
       return {
         value: tf.scalar(loss),
         gradFunc: (dy: tf.Tensor, saved: Saved) => tf.mul(saved[0]!, dy),
@@ -377,14 +378,15 @@ export function crossEntropy(logits: tf.Tensor2D, targets: Int32Array): tf.Scala
   return f(logits);
 }
 
-/** Mean −log softmax(row)[target] over rows, and its gradient (softmax − onehot) / N. */
+/** Mean −log softmax(row)[target] over rows; its gradient (softmax − onehot) / N into
+ * `gradient`. */
 function hostCrossEntropy(
   logits: Float32Array,
   targets: Int32Array,
   vocab: number,
-): { loss: number; gradient: Float32Array } {
+  gradient: Float32Array,
+): number {
   const n = targets.length;
-  const gradient = new Float32Array(n * vocab);
   let total = 0;
   for (let i = 0, row = 0; i < n; i++, row += vocab) {
     let max = -Infinity;
@@ -401,7 +403,7 @@ function hostCrossEntropy(
     for (let j = row; j < row + vocab; j++) gradient[j] = gradient[j]! * scale;
     gradient[target] = gradient[target]! - 1 / n;
   }
-  return { loss: total / n, gradient };
+  return total / n;
 }
 
 /**
@@ -465,6 +467,7 @@ export interface SliceKernel {
     shape: { slices: number; m: number; k: number; n: number },
     transposeA?: boolean,
     transposeB?: boolean,
+    into?: Float32Array,
   ): Float32Array;
 }
 
@@ -482,14 +485,16 @@ function kernelSlices(kernel: SliceKernel): SliceTimes {
     const [slices, a1, a2] = a.shape;
     const [m, k] = transposeA ? [a2, a1] : [a1, a2];
     const n = transposeB ? b.shape[1] : b.shape[2];
-    const out = kernel.sliceProducts(
-      a.dataSync() as Float32Array,
-      b.dataSync() as Float32Array,
-      { slices, m, k, n },
-      transposeA,
-      transposeB,
+    return filledTensor<tf.Rank.R3>([slices, m, n], (out) =>
+      kernel.sliceProducts(
+        readValues(a),
+        readValues(b),
+        { slices, m, k, n },
+        transposeA,
+        transposeB,
+        out,
+      ),
     );
-    return tf.tensor3d(out, [slices, m, n]);
   };
 }
 
