@@ -120,12 +120,13 @@ describe('Llama-family decoder against the plain-PyTorch reference', () => {
   });
 
   it('a prompt runs on the host as it does through tfjs, every position, across the store growing mid-prompt and a prompt after a rewind', async () => {
-    // Qwen2-shaped (GQA 2, q/k/v biases), with a context long enough for the store to grow.
+    // Qwen2-shaped (GQA 2, q/k/v biases), with a context long enough for the store to grow,
+    // and an MLP wide enough (300 × 256 values) for the host's SwiGLU to take tfjs's sigmoid.
     const hf = {
       model_type: 'qwen2',
       vocab_size: 50,
       hidden_size: 32,
-      intermediate_size: 64,
+      intermediate_size: 256,
       num_hidden_layers: 2,
       num_attention_heads: 4,
       num_key_value_heads: 2,

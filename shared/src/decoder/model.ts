@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import { filledTensor, readValues } from '../backend/host-values.ts';
 import { formatShape, sameShape, transposeMatrix, type HostTensor } from '../checkpoint/tensors.ts';
 import { ModelFormatError } from '../formats/errors.ts';
 import { decoderTensorShapes, type DecoderConfig } from './config.ts';
@@ -415,7 +416,11 @@ export class Decoder {
         ? (this.#staging ??= new Int8Staging(arena.threads)).matmul(l.w as ArenaRows, x, count)
         : arena.matmul(l.w as HeldMatrix, x, count);
       const b = l.b ? (host.bias.get(l.b) as Float32Array) : null;
-      if (b) for (let i = 0; i < y.length; i++) y[i] = y[i]! + b[i % b.length]!;
+      if (b) {
+        for (let at = 0; at < y.length; at += b.length) {
+          for (let j = 0; j < b.length; j++) y[at + j] = y[at + j]! + b[j]!;
+        }
+      }
       return y;
     };
     const start = cache.length;
@@ -458,11 +463,7 @@ export class Decoder {
       const m = rmsNormRows(x, count, host.postNorm[layer]!, c.rmsNormEps);
       const gate = product(block.gate, m);
       const up = product(block.up, m);
-      // SiLU(g) = g·σ(g), times the up projection (SwiGLU).
-      for (let i = 0; i < gate.length; i++) {
-        const g = gate[i]!;
-        gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
-      }
+      swigluRows(gate, up);
       const mlp = product(block.down, gate);
       for (let i = 0; i < x.length; i++) x[i] = x[i]! + mlp[i]!;
     });
@@ -659,6 +660,26 @@ function perHead(a: tf.Tensor3D, b: tf.Tensor3D): tf.Tensor3D {
   // prompt's time.
   const bs = hostSlices(b);
   return tf.stack(hostSlices(a).map((x, i) => tf.matMul(x, bs[i]!))) as tf.Tensor3D;
+}
+
+/** Values from which σ goes through tfjs's sigmoid (XNNPACK's, vectorised on wasm) rather
+ * than Math.exp: 2.5 M values (a 512-token prompt at Qwen2.5-0.5B's MLP) took 37 ms in
+ * JavaScript against 14 ms with the copies in and out. */
+const TFJS_SIGMOID_MIN = 1 << 16;
+
+/** SwiGLU's gate on the host, in place: gate ← SiLU(gate) · up, SiLU(g) = g·σ(g). */
+function swigluRows(gate: Float32Array, up: Float32Array): void {
+  if (gate.length < TFJS_SIGMOID_MIN) {
+    for (let i = 0; i < gate.length; i++) {
+      const g = gate[i]!;
+      gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    }
+    return;
+  }
+  const sigmoid = tf.tidy(() => tf.sigmoid(filledTensor([gate.length], (g) => g.set(gate))));
+  const s = readValues(sigmoid);
+  for (let i = 0; i < gate.length; i++) gate[i] = gate[i]! * s[i]! * up[i]!;
+  sigmoid.dispose();
 }
 
 /** {@link rmsNorm} on the host for `rows` rows of x laid end to end (float64 sums, stored as
