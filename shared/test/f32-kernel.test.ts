@@ -28,6 +28,8 @@ describe('float32 matrix kernel (WebAssembly SIMD)', () => {
     [7, 12, 3], // odd rows: a single row after the pairs; positions below a tile of 4
     [2, 64, 4],
     [33, 96, 9], // two tiles of 4 positions and one single
+    [38, 24, 1], // one position: rows four at a time, then a pair
+    [9, 20, 1], // one position, a width of 8-column steps and a 4: rows in pairs
     [70, 576, 150], // chunks of 64 positions, a partial last one
     [300, 576, 6], // rows in cache blocks of 112: two whole and a partial one
   ])('%i×%i against %i positions: the float64 product to float32 rounding', (rows, cols, count) => {

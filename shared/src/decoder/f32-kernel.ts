@@ -47,7 +47,7 @@ function matmulFunction(fused: boolean): WasmFunction {
     number,
     number,
   ];
-  const rowAt = [local(I32), local(I32)] as const; // row pointers of a tile (0 walks W)
+  const rowAt = [local(I32), local(I32), local(I32), local(I32)] as const; // a tile's rows (0 walks W)
   const xAt = [local(I32), local(I32), local(I32), local(I32)] as const;
   const acc = Array.from({ length: 8 }, () => local(V128));
   const wv = [local(V128), local(V128)] as const;
@@ -127,11 +127,92 @@ function matmulFunction(fused: boolean): WasmFunction {
     return body;
   };
 
-  // Every row against `positions` positions: pairs of rows, then the odd one.
+  // One position (decoding) against 4 rows, 8 columns a step: per 128 bytes of weights,
+  // eight loads feed eight multiply-adds into eight independent sums, with five pointer
+  // steps. The pair tile's one x load and three pointer steps per 32 bytes left the loop
+  // short of the memory's pace (SmolLM2/Qwen decoding is a pass over every weight per token).
+  // Each row's sum is its even and odd vectors' sums added: a different order from the pair
+  // tile's, so a row must take the same tile on every split (products: multiples of 4 rows).
+  const decodeTile = () => {
+    const a = (r: number, j: number) => acc[r * 2 + j]!;
+    const body: number[] = [];
+    for (let r = 0; r < 4; r++) {
+      for (let j = 0; j < 2; j++)
+        body.push(...set(a(r, j), [...op.f32Const(0), ...op.f32x4Splat()]));
+    }
+    body.push(...set(END, [...get(W), ...get(ROW_BYTES), ...op.i32Add()]));
+    for (let r = 1; r < 4; r++) {
+      body.push(
+        ...set(rowAt[r]!, [
+          ...get(W),
+          ...get(ROW_BYTES),
+          ...op.i32Const(r),
+          ...op.i32Mul(),
+          ...op.i32Add(),
+        ]),
+      );
+    }
+    body.push(...set(xAt[0], get(X)), ...op.loop());
+    for (let j = 0; j < 2; j++) {
+      body.push(...set(j === 0 ? xv : wv[1], [...get(xAt[0]), ...op.v128Load(16 * j)]));
+    }
+    for (let r = 0; r < 4; r++) {
+      for (let j = 0; j < 2; j++) {
+        body.push(
+          ...set(wv[0], [...get(r === 0 ? W : rowAt[r]!), ...op.v128Load(16 * j)]),
+          ...multiplyAdd(wv[0], j === 0 ? xv : wv[1], a(r, j)),
+        );
+      }
+    }
+    for (let r = 1; r < 4; r++) body.push(...add(rowAt[r]!, op.i32Const(32)));
+    body.push(
+      ...add(xAt[0], op.i32Const(32)),
+      ...get(W),
+      ...op.i32Const(32),
+      ...op.i32Add(),
+      ...op.localTee(W),
+      ...get(END),
+      ...op.i32LtU(),
+      ...op.brIf(0),
+      ...op.end(),
+    );
+    for (let r = 0; r < 4; r++) {
+      body.push(
+        ...set(a(r, 0), [...get(a(r, 0)), ...get(a(r, 1)), ...op.f32x4Add()]),
+        ...get(OUT),
+        ...f32x4LaneSum(a(r, 0)),
+        ...op.f32Store(4 * r),
+      );
+    }
+    body.push(...set(W, get(rowAt[3])), ...add(OUT, op.i32Const(16)));
+    return body;
+  };
+
+  // Every row against `positions` positions: for one position with whole 8-column steps,
+  // rows four at a time first; then pairs of rows, then the odd one.
   const rowsPass = (positions: 1 | 4) => [
     ...set(W, get(W0)),
     ...set(ROWS, get(ROWS0)),
     ...set(OUT, get(OUT0)),
+    ...(positions === 1
+      ? [
+          ...op.block(),
+          ...get(COLS),
+          ...op.i32Const(7),
+          ...op.i32And(),
+          ...op.brIf(0),
+          ...op.loop(),
+          ...get(ROWS),
+          ...op.i32Const(4),
+          ...op.i32LtU(),
+          ...op.brIf(1),
+          ...decodeTile(),
+          ...set(ROWS, [...get(ROWS), ...op.i32Const(4), ...op.i32Sub()]),
+          ...op.br(0),
+          ...op.end(),
+          ...op.end(),
+        ]
+      : []),
     ...op.block(),
     ...op.loop(),
     ...get(ROWS),
@@ -630,7 +711,8 @@ export class F32Arena extends KernelArena<F32Rows> {
     for (let first = 0; first < count; first += chunk) {
       const n = Math.min(chunk, count - first);
       xIn.set(x.subarray(first * cols, (first + n) * cols));
-      const block = Math.max(2, Math.floor(BLOCK_BYTES / m.rowBytes)) & ~1; // pairs of rows
+      // Whole tiles of 4 rows (decodeTile), so a row takes the same tile in every block.
+      const block = Math.max(4, Math.floor(BLOCK_BYTES / m.rowBytes)) & ~3;
       this.products(m, n, base, 0, outAt, block);
       out.set(n === chunk ? outIn : outIn.subarray(0, n * rows), first * rows);
     }

@@ -93,7 +93,7 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
   }
 
   /** m · x for `positions` prepared vectors into out, rows split with the helper when it
-   * pays (an even split: the kernels take rows in pairs). `rowBlock`, for kinds without
+   * pays (at a multiple of 4 rows: float32 decodes rows in fours). `rowBlock`, for kinds without
    * scales, goes where the scales' address would (float32: rows per cache block). */
   protected products(
     m: M,
@@ -120,7 +120,8 @@ export abstract class KernelArena<M extends HeldMatrix = HeldMatrix> {
       this.#kernel(...job(0, rows));
       return;
     }
-    const half = (rows >> 2) << 1;
+    // A multiple of 4: float32's decode tile takes rows four at a time.
+    const half = (rows >> 3) << 2;
     helper.start('matmul', job(half, rows - half));
     this.#kernel(...job(0, half));
     // A helper that died leaves its rows undone: this thread does them, and carries on alone.
