@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import { readValues } from '../backend/host-values.ts';
 import { F32Arena, type F32Rows } from '../decoder/f32-kernel.ts';
 import type { KernelProducts, LinearKernel, SliceKernel } from './layers.ts';
 
@@ -43,7 +44,8 @@ export class KernelWeights implements KernelProducts, SliceKernel {
     if (!this.#arena.fits(cols)) return null;
     let held = this.#held.get(w);
     if (held?.dataId !== w.dataId) {
-      const data = w.dataSync() as Float32Array;
+      // Read where tfjs keeps it: the arena's copy allocates in its own memory, not tfjs's.
+      const data = readValues(w);
       held = { dataId: w.dataId, rows: this.#arena.rehold(held?.rows, data, rows, cols) };
       this.#held.set(w, held);
     }
