@@ -35,9 +35,9 @@ const PROMPT = 512;
 const NEW = 128;
 /**
  * The LoRA training window issue 14 asks for. SmolLM2-135M keeps every block's activations
- * (2.4 GB of wasm's 4 GB heap); SmolLM2-360M and Qwen2.5-0.5B recompute their blocks in the
- * backward (Transformer `recomputesBlocks`), Qwen2.5-0.5B at 3.4 GB of heap. Llama-3.2-1B's
- * float32 base alone (4.9 GB) is past the heap, so it does not train here.
+ * (2.05 GB of wasm's 4 GB heap); SmolLM2-360M and Qwen2.5-0.5B recompute 11 of 32 and 12 of
+ * 24 blocks in the backward (Transformer `recomputedBlocks`), at 2.9 and 3.2 GB of heap.
+ * Llama-3.2-1B's float32 base alone (4.9 GB) is past the heap, so it does not train here.
  */
 const LORA_SEQ = 256;
 const LORA_STEPS = 2;

@@ -8,7 +8,7 @@ import type { RunOptions, TrainConfig, TrainResult } from './training-loop.ts';
 import { runTrainingLoop } from './training-loop.ts';
 import { Rng } from './rng.ts';
 import type { Transformer } from './transformer.ts';
-import { recomputesBlocks } from './transformer.ts';
+import { recomputedBlocks } from './transformer.ts';
 
 /** A short run's settings; a caller overrides only what it needs. */
 export const DEFAULT_TRAIN: TrainConfig = {
@@ -150,8 +150,9 @@ export class Trainer {
   ): { loss: number; gradNorm: number } {
     let lossSum = 0;
     const summed = new Map<string, tf.Tensor>();
-    // Where every block's activations would not fit, each block runs again in the backward.
-    const recompute = recomputesBlocks(this.model.config, B, T);
+    // Where every block's activations would not fit, the fewest blocks that make room run
+    // again in the backward.
+    const recompute = recomputedBlocks(this.model.config, B, T);
     try {
       for (let micro = 0; micro < accum; micro++) {
         const { batch, targets } = sampleBatch(tokens, B, T, this.rng);

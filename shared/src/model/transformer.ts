@@ -54,19 +54,23 @@ function rerunGradients(f: () => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.
 }
 
 /**
- * Whether a training step of `config`'s model over B rows of T positions should recompute
- * its blocks (ForwardOptions.recompute): when the weights tfjs holds and every block's kept
- * activations would pass TRAINING_MEMORY_BUDGET. The per-position figure was measured at
- * SmolLM2-135M's shape (about 57 MB a block over 256 positions: the projections' outputs,
- * the norms', SwiGLU's four (T, intermediate) tensors, attention's (heads, T, T) weights).
+ * How many of a training step's blocks (the first ones) `config`'s model over B rows of T
+ * positions should recompute (ForwardOptions.recompute): the fewest that keep the weights tfjs
+ * holds and the other blocks' kept activations within TRAINING_MEMORY_BUDGET; 0 when all fit.
+ * The per-position figure was measured at SmolLM2-135M's shape (about 57 MB a block over 256
+ * positions: the projections' outputs, the norms', SwiGLU's four (T, intermediate) tensors,
+ * attention's (heads, T, T) weights); at Qwen2.5-0.5B's it overestimates (64 MB measured
+ * against 99), which leaves room for the recomputed blocks' inputs and the one block
+ * recomputed at a time. Measured wasm heap over 256 positions, at the count chosen (all
+ * recomputed): SmolLM2-360M 11 of 32, 2.86 GB (1.70); Qwen2.5-0.5B 12 of 24, 3.16 GB (2.39).
  */
-export function recomputesBlocks(config: ModelConfig, B: number, T: number): boolean {
+export function recomputedBlocks(config: ModelConfig, B: number, T: number): number {
   const { heads, intermediate, hidden } = modelDims(config);
   let parameters = 0;
   for (const shape of parameterShapes(config).values()) parameters += elementCount(shape);
-  const perPosition = 40 * hidden + 8 * intermediate + 6 * heads * T;
-  const activations = 4 * B * T * perPosition * config.nLayer;
-  return 4 * parameters + activations > TRAINING_MEMORY_BUDGET;
+  const perBlock = 4 * B * T * (40 * hidden + 8 * intermediate + 6 * heads * T);
+  const kept = Math.max(0, Math.floor((TRAINING_MEMORY_BUDGET - 4 * parameters) / perBlock));
+  return Math.max(0, config.nLayer - kept);
 }
 
 /** Host-side token batch: B rows of T ids, row-major. */
@@ -82,11 +86,12 @@ export interface ForwardOptions {
   dropoutSeed?: number;
   /**
    * Activation checkpointing (PyTorch's torch.utils.checkpoint, transformers'
-   * gradient_checkpointing): keep only each block's input for the backward and run the block
-   * again there. One more forward per step; a step's memory is one block's intermediates
-   * instead of every block's (see `recomputesBlocks`).
+   * gradient_checkpointing): keep only a block's input for the backward and run the block
+   * again there. `true` for every block, a number for the first that many (the rest keep
+   * their intermediates). Each recomputed block costs its forward again; its memory between
+   * the passes is its input alone (see `recomputedBlocks`).
    */
-  recompute?: boolean;
+  recompute?: boolean | number;
 }
 
 /**
@@ -393,11 +398,19 @@ export class Transformer {
     let x = embed(this.p('model.embed_tokens.weight') as tf.Tensor2D, ids); // (B·T, C)
     const positions = this.positions(start, T);
     x = this.dropout(x, opts, 999) as tf.Tensor2D;
-    const recompute = opts.recompute === true && opts.training === true && !cache;
+    const recomputed =
+      opts.training !== true || cache
+        ? 0
+        : opts.recompute === true
+          ? this.config.nLayer
+          : typeof opts.recompute === 'number'
+            ? opts.recompute
+            : 0;
     for (let i = 0; i < this.config.nLayer; i++) {
-      x = recompute
-        ? this.recomputedBlock(i, x, B, T, positions, opts)
-        : this.block(i, x, B, T, positions, opts, cache);
+      x =
+        i < recomputed
+          ? this.recomputedBlock(i, x, B, T, positions, opts)
+          : this.block(i, x, B, T, positions, opts, cache);
     }
     return this.norm('model.norm.weight', x);
   }
