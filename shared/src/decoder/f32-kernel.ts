@@ -288,10 +288,11 @@ function matmulFunction(fused: boolean): WasmFunction {
 // `rowStride` bytes a row (a thread takes a band of columns, so its rows are strided); x[t][r]
 // at x + t·xStride + r·xStep bytes, so x is either [count, rows] (xStride 4·rows, xStep 4) or
 // read transposed from [rows, count] (xStride 4, xStep 4·count: a weight gradient dyᵀ · x
-// without transposing dy); out must start at zero. Tiles of 4 positions × 8 columns: per row of m, two loads of m feed eight
-// multiply-adds, each with one position's x[t][r] splatted. The rows go `block` at a time,
-// each block against every position (so it is read from memory once per call), the tiles
-// adding into out. This is the backward pass's dx = dy · W through a frozen linear layer.
+// without transposing dy); out must start at zero. Tiles of 4 positions × 8 columns: per row
+// of m, two loads of m feed eight multiply-adds, each with one position's x[t][r] splatted.
+// The rows go `block` at a time, each block against every position (so it is read from memory
+// once per call), the tiles adding into out. This is a linear layer's backward: dx = dy · W,
+// and for a trained weight dW = dyᵀ · X.
 function matmulTFunction(fused: boolean): WasmFunction {
   const [W, ROW_STRIDE, ROWS, COLS, X, BLOCK_ROWS, OUT, COUNT, OUT_STRIDE, XROW, XSTEP] = [
     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
@@ -574,10 +575,7 @@ export class F32Arena extends KernelArena<F32Rows> {
     out: Float32Array = new Float32Array(count * m.cols),
   ): Float32Array {
     const { rows, cols } = m;
-    if (!this.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 4`);
-    if (x.length !== count * rows) {
-      throw new RangeError(`${x.length} values are not ${count} vectors of ${rows}`);
-    }
+    const block = this.#transposedBlock(m, x, count, rows);
     const chunk = Math.min(count, CHUNK_POSITIONS);
     const base = this.scratch(chunk * (rows + cols) * 4);
     const outAt = base + chunk * rows * 4;
@@ -589,12 +587,23 @@ export class F32Arena extends KernelArena<F32Rows> {
       const n = Math.min(chunk, count - first);
       xIn.set(x.subarray(first * rows, (first + n) * rows));
       outIn.fill(0);
-      // A thread's band of columns (half of them), block rows deep, in BLOCK_BYTES.
-      const block = Math.max(4, Math.floor(BLOCK_BYTES / (2 * cols)));
       this.transposedProducts(m, n, base, outAt, block);
       out.set(n === chunk ? outIn : outIn.subarray(0, n * cols), first * cols);
     }
     return out;
+  }
+
+  /**
+   * The rows of m per cache block in a transposed product (matmulT, transposedTimes), after
+   * checking m's width and that x holds `vectors` vectors of `length`: a thread's band of
+   * columns (half of them), that many rows deep, fills BLOCK_BYTES.
+   */
+  #transposedBlock(m: F32Rows, x: Float32Array, vectors: number, length: number): number {
+    if (!this.fits(m.cols)) throw new RangeError(`${m.cols} columns are not whole blocks of 4`);
+    if (x.length !== vectors * length) {
+      throw new RangeError(`${x.length} values are not ${vectors} vectors of ${length}`);
+    }
+    return Math.max(4, Math.floor(BLOCK_BYTES / (2 * m.cols)));
   }
 
   /**
@@ -608,10 +617,7 @@ export class F32Arena extends KernelArena<F32Rows> {
     out: Float32Array = new Float32Array(count * m.cols),
   ): Float32Array {
     const { rows, cols } = m;
-    if (!this.fits(cols)) throw new RangeError(`${cols} columns are not whole blocks of 4`);
-    if (x.length !== count * rows) {
-      throw new RangeError(`${x.length} values are not ${rows} vectors of ${count}`);
-    }
+    const block = this.#transposedBlock(m, x, rows, count);
     const base = this.scratch((x.length + count * cols) * 4);
     const outAt = base + x.length * 4;
     const buffer = this.memory.buffer;
@@ -619,7 +625,6 @@ export class F32Arena extends KernelArena<F32Rows> {
     const outIn = new Float32Array(buffer, outAt, count * cols);
     checkOut(out, count * cols);
     outIn.fill(0);
-    const block = Math.max(4, Math.floor(BLOCK_BYTES / (2 * cols)));
     this.transposedProducts(m, count, base, outAt, block, 4, 4 * count);
     out.set(outIn);
     return out;

@@ -398,14 +398,9 @@ export class Transformer {
     let x = embed(this.p('model.embed_tokens.weight') as tf.Tensor2D, ids); // (B·T, C)
     const positions = this.positions(start, T);
     x = this.dropout(x, opts, 999) as tf.Tensor2D;
-    const recomputed =
-      opts.training !== true || cache
-        ? 0
-        : opts.recompute === true
-          ? this.config.nLayer
-          : typeof opts.recompute === 'number'
-            ? opts.recompute
-            : 0;
+    // Only a training pass recomputes: `true` is every block, a number the first that many.
+    const recompute = opts.training === true && !cache ? (opts.recompute ?? 0) : 0;
+    const recomputed = recompute === true ? this.config.nLayer : Number(recompute);
     for (let i = 0; i < this.config.nLayer; i++) {
       x =
         i < recomputed
